@@ -1,0 +1,1 @@
+"""dms-pipelines: DMS stock exports to marketplace feeds, orchestrated with Dagster."""

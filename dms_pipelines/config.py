@@ -1,0 +1,226 @@
+"""The typed configuration model and its loader, with errors that name the key and the problem."""
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dms_pipelines.paths import DataPaths, config_path, data_root
+
+IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+MARKETPLACES = ("google", "website", "meta", "autotrader", "carsnip")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file, the key and the problem."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not ENV_NAME.match(value):
+        raise ValueError(
+            f"must be the NAME of an environment variable (like DMS_LEEDS_SFTP_KEY), not a secret itself; got a value of {len(value)} characters"
+        )
+    return value
+
+
+class Address(Strict):
+    street: str
+    city: str
+    postcode: str
+    region: str | None = None
+    country: str = "GB"
+
+    def one_line(self) -> str:
+        parts = [self.street, self.city, self.region, self.postcode, "United Kingdom" if self.country == "GB" else self.country]
+        return ", ".join(p for p in parts if p)
+
+
+class LocalInboxSource(Strict):
+    kind: Literal["local_inbox"]
+    path: str | None = None  # default: inbox/<dealer id>
+    stability_seconds: float = Field(default=0.0, ge=0)
+    marker_pattern: str | None = None
+
+
+class SftpSource(Strict):
+    kind: Literal["sftp"]
+    host: str
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str
+    known_hosts: str
+    remote_dir: str = "."
+    patterns: list[str] = Field(default_factory=lambda: ["*"])
+    private_key_path: str | None = None
+    private_key_env: str | None = None
+    password_env: str | None = None
+    connect_timeout: float = Field(default=15.0, gt=0)
+    channel_timeout: float = Field(default=30.0, gt=0)
+    transfer_timeout: float = Field(default=600.0, gt=0)
+    keepalive_interval: int = Field(default=30, ge=0)
+    stability_seconds: float = Field(default=30.0, ge=0)
+    marker_pattern: str | None = None
+    after_fetch: Literal["keep", "move", "delete"] = "keep"
+    move_to: str | None = None
+
+    _check_key_env = field_validator("private_key_env", "password_env")(_env_name)
+
+    @model_validator(mode="after")
+    def _needs_credentials(self):
+        if not (self.private_key_path or self.private_key_env or self.password_env):
+            raise ValueError("needs one of private_key_path, private_key_env or password_env")
+        if self.after_fetch == "move" and not self.move_to:
+            raise ValueError("after_fetch: move needs move_to (a remote folder)")
+        return self
+
+
+SourceConfig = Annotated[Union[LocalInboxSource, SftpSource], Field(discriminator="kind")]
+
+
+class DealerMarketplace(Strict):
+    """A dealer's account on one marketplace."""
+
+    store_code: str | None = None  # Google
+    advertiser_id: str | None = None  # Auto Trader
+    feed_id: str | None = None  # Carsnip
+    catalog_id: str | None = None  # Meta
+    list_reserved: bool = True  # snapshot feeds without a 'pending' state: keep a reserved car listed?
+
+
+class Dealer(Strict):
+    id: str
+    name: str
+    address: Address
+    phone: str
+    website: str
+    source: SourceConfig
+    profile: str
+    marketplaces: dict[str, DealerMarketplace] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _safe_id(cls, value: str) -> str:
+        if not IDENTIFIER.match(value):
+            raise ValueError("must be lower-case letters, digits, '-' or '_' (it names folders and Dagster partitions)")
+        return value
+
+
+class LocalDestination(Strict):
+    kind: Literal["local"]
+    path: str  # folder, relative to the data root unless absolute
+
+
+class Marketplace(Strict):
+    destination: LocalDestination
+    file_format: Literal["csv", "tsv", "json", "xml"] | None = None
+
+
+class Validation(Strict):
+    min_images: int = Field(default=6, ge=0)
+    min_year: int = Field(default=1950, ge=1886)
+    max_future_years: int = Field(default=1, ge=0)
+    placeholder_prices: list[float] = Field(default_factory=lambda: [1, 9999, 99999, 123456, 999999])
+    min_full_export_share: float = Field(default=0.7, ge=0, le=1)
+    pass_rate_warning: float = Field(default=0.9, ge=0, le=1)
+
+
+class Settings(Strict):
+    group_name: str
+    dealers: list[Dealer]
+    marketplaces: dict[str, Marketplace]
+    validation: Validation = Validation()
+    operations_db_url_env: str | None = None  # env var holding a SQLAlchemy URL (e.g. PostgreSQL); default SQLite under state/
+
+    _check_db_env = field_validator("operations_db_url_env")(_env_name)
+
+    @field_validator("marketplaces")
+    @classmethod
+    def _known_marketplaces(cls, value: dict[str, Marketplace]) -> dict[str, Marketplace]:
+        unknown = sorted(set(value) - set(MARKETPLACES))
+        if unknown:
+            raise ValueError(f"unknown marketplace {unknown}; known: {list(MARKETPLACES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self):
+        seen: set[str] = set()
+        for index, dealer in enumerate(self.dealers):
+            if dealer.id in seen:
+                raise ValueError(f"dealers[{index}].id: '{dealer.id}' is used by two dealers")
+            seen.add(dealer.id)
+            for name in dealer.marketplaces:
+                if name not in self.marketplaces:
+                    raise ValueError(
+                        f"dealers[{index}].marketplaces.{name}: not declared under the top-level 'marketplaces'"
+                    )
+        if not self.dealers:
+            raise ValueError("dealers: at least one dealer is needed")
+        return self
+
+    def dealer(self, dealer_id: str) -> Dealer:
+        for dealer in self.dealers:
+            if dealer.id == dealer_id:
+                return dealer
+        raise KeyError(f"no dealer '{dealer_id}' in the configuration")
+
+
+def _location(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("local_inbox", "sftp", "function-after[_needs_credentials()]") or str(part).startswith("function-"):
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def parse_settings(raw: object, source_name: str = "configuration") -> Settings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source_name}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                message = "unknown key (misspelt? secrets go in environment variables named by *_env keys)"
+            problems.append(f"  {_location(item['loc'])}: {message}")
+        raise ConfigError(f"{source_name} is not valid:\n" + "\n".join(problems)) from None
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    path = path or config_path()
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: configuration file not found (set DMS_PIPELINES_CONFIG, or DMS_PIPELINES_DATA to a folder holding config/dms_pipelines.yaml)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_settings(raw, str(path))
+
+
+def current_paths() -> DataPaths:
+    return DataPaths(data_root())
+
+
+def operations_db_url(settings: Settings, paths: DataPaths, environ: dict[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    if settings.operations_db_url_env:
+        url = environ.get(settings.operations_db_url_env)
+        if not url:
+            raise ConfigError(f"operations_db_url_env: environment variable {settings.operations_db_url_env} is not set")
+        return url
+    paths.state.mkdir(parents=True, exist_ok=True)
+    return paths.operations_db_url

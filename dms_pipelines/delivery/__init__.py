@@ -1,0 +1,1 @@
+"""Getting rendered feeds to where marketplaces read them."""

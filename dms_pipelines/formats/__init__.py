@@ -1,0 +1,1 @@
+"""Mapping engines that turn vendor export layouts into canonical rows, driven by YAML profiles."""

@@ -1,0 +1,1 @@
+"""One module per marketplace behind a common face."""

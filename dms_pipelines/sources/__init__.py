@@ -1,0 +1,1 @@
+"""Where DMS exports come from: the local inbox, SFTP servers, readiness and landing."""

@@ -1,0 +1,1 @@
+"""The canonical stock model, its validation, and how exports change stock."""

@@ -1,0 +1,1 @@
+"""The analysts' DuckDB warehouse: Parquet tables and a catalog of views."""
