@@ -129,6 +129,8 @@ class Validation(Strict):
     placeholder_prices: list[float] = Field(default_factory=lambda: [1, 9999, 99999, 123456, 999999])
     min_full_export_share: float = Field(default=0.7, ge=0, le=1)
     pass_rate_warning: float = Field(default=0.9, ge=0, le=1)
+    price_outlier_share: float = Field(default=0.4, ge=0, le=1)  # warn below this share of the peer median; 0 turns it off
+    price_outlier_min_peers: int = Field(default=5, ge=2)
 
 
 class Settings(Strict):

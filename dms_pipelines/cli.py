@@ -1,0 +1,114 @@
+"""The `dms-pipelines` command: demo, generate, run, and the operator's tools."""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from dms_pipelines.config import ConfigError, load_settings, operations_db_url
+from dms_pipelines.paths import DataPaths, config_path, data_root
+
+SAMPLE_LAYOUTS = ("navigator_csv", "star5_xml", "pipe_cp1252_csv")
+
+
+def _ensure_dagster_home(paths: DataPaths) -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or paths.root / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, echo=print) -> dict[str, bool]:
+    """Run the dealer_sync job for each dealer, then the account-wide feeds, through Dagster on the persistent instance."""
+    import dagster as dg
+
+    from dms_pipelines.definitions import build_definitions
+
+    paths = DataPaths(data_root())
+    settings = load_settings()
+    _ensure_dagster_home(paths)
+    defs = build_definitions(settings, paths)
+    instance = dg.DagsterInstance.get()
+    job = defs.get_job_def("dealer_sync")
+    outcomes = {}
+    run_config = {"ops": {"landed_exports": {"config": {"release_held": True}}}} if release_held else None
+    for dealer_id in dealer_ids or [d.id for d in settings.dealers]:
+        started = time.monotonic()
+        result = job.execute_in_process(instance=instance, partition_key=dealer_id, run_config=run_config, raise_on_error=False)
+        outcomes[dealer_id] = result.success
+        echo(f"  {dealer_id:<12} {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s  (run {result.run_id[:8]})")
+    feeds = defs.get_job_def("account_feeds").execute_in_process(instance=instance, raise_on_error=False)
+    outcomes["account_feeds"] = feeds.success
+    echo(f"  {'google feed':<12} {'ok' if feeds.success else 'FAILED'}  (run {feeds.run_id[:8]})")
+    return outcomes
+
+
+def cmd_generate(args) -> int:
+    from dms_pipelines.sample.generator import default_dealers, generate_group
+
+    started = time.monotonic()
+    report = generate_group(Path(args.out), default_dealers(args.dealers), args.vehicles, args.seed, deltas=args.deltas)
+    print(f"wrote {len(report.files)} files for {len(report.vehicles)} dealers ({sum(report.vehicles.values())} vehicles, {report.planted} planted defects) to {args.out} in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from dms_pipelines.sample.generator import SampleDealer, generate_group
+
+    paths = DataPaths(data_root())
+    settings = load_settings()
+    dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers if d.profile in SAMPLE_LAYOUTS]
+    print(f"dms-pipelines demo: {settings.group_name}, {len(settings.dealers)} dealers, data root {paths.root}")
+    report = generate_group(paths.inbox, dealers, args.vehicles, args.seed, deltas=args.deltas)
+    print(f"1. sample DMS exports: {len(report.files)} files ({sum(report.vehicles.values())} vehicles, 1 full + {args.deltas} hourly deltas per dealer) in {paths.inbox}")
+    print("2. nightly sync through Dagster, one run per dealer:")
+    outcomes = run_sync(echo=print)
+    print("3. summary")
+    from dms_pipelines.summary import print_summary
+
+    print_summary(settings, paths)
+    return 0 if all(outcomes.values()) else 1
+
+
+def cmd_run(args) -> int:
+    outcomes = run_sync(args.dealer or None, release_held=args.release_held)
+    return 0 if all(outcomes.values()) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dms-pipelines", description="DMS stock exports to marketplace feeds, orchestrated with Dagster.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="generate sample exports into the inbox, run the nightly sync for every dealer, print a summary")
+    demo.add_argument("--vehicles", type=int, default=3000, help="vehicles across the group (default 3000)")
+    demo.add_argument("--seed", type=int, default=2026)
+    demo.add_argument("--deltas", type=int, default=3, help="hourly delta exports per dealer after the full one")
+    demo.set_defaults(handler=cmd_demo)
+
+    generate = commands.add_parser("generate", help="write reproducible sample DMS exports")
+    generate.add_argument("--vehicles", type=int, default=1000)
+    generate.add_argument("--dealers", type=int, default=3)
+    generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument("--deltas", type=int, default=0)
+    generate.add_argument("--out", required=True)
+    generate.set_defaults(handler=cmd_generate)
+
+    run = commands.add_parser("run", help="run the sync through Dagster for some or all dealers")
+    run.add_argument("--dealer", action="append", help="a dealer id (repeatable); default every dealer")
+    run.add_argument("--release-held", action="store_true", help="apply held full exports despite the delisting guard")
+    run.set_defaults(handler=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

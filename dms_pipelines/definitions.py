@@ -1,0 +1,32 @@
+"""The Dagster Definitions: every asset, check, job, schedule and resource, built from the configuration."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from dms_pipelines.config import Settings, load_settings
+from dms_pipelines.orchestration.assets import dealer_assets, google_feed
+from dms_pipelines.orchestration.checks import CHECKS
+from dms_pipelines.orchestration.resources import PipelineResource
+from dms_pipelines.orchestration.schedules import build_jobs, build_schedules
+from dms_pipelines.paths import DataPaths, config_path, data_root
+
+
+def build_definitions(settings: Settings, paths: DataPaths, config_file: Path | None = None) -> dg.Definitions:
+    """Definitions for this configuration; the dealers become the partitions."""
+    dealer_ids = [dealer.id for dealer in settings.dealers]
+    partitions = dg.StaticPartitionsDefinition(dealer_ids)
+    dealer_sync, account_feeds = build_jobs(partitions)
+    return dg.Definitions(
+        assets=[*dealer_assets(partitions), google_feed],
+        asset_checks=CHECKS,
+        jobs=[dealer_sync, account_feeds],
+        schedules=build_schedules(dealer_sync, account_feeds, dealer_ids),
+        resources={
+            "pipeline": PipelineResource(data_root=str(paths.root), config_path=str(config_file or config_path())),
+            "io_manager": dg.FilesystemIOManager(base_dir=str(paths.state / "dagster_io")),
+        },
+    )
+
+
+defs = build_definitions(load_settings(), DataPaths(data_root()))

@@ -1,0 +1,146 @@
+"""The common face of a marketplace module, and the text, status and CSV safety rules they all share."""
+
+import csv
+import html
+import io
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import pandas as pd
+
+from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.stock.schema import LIST_SEPARATOR
+
+KEY = "_stock_id"  # every rendered frame carries the stock number under this column; never serialised
+TAGS = re.compile(r"<[^>]*>")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+SPACES = re.compile(r"[ \t]+")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass
+class Rendered:
+    """One dealer's feed for one marketplace: listed items, vehicles held back with reasons, completeness per vehicle."""
+
+    marketplace: str
+    dealer_id: str
+    items: pd.DataFrame
+    held: pd.DataFrame  # stock_id, reasons
+    completeness: pd.DataFrame  # stock_id, completeness, missing
+
+
+@dataclass(frozen=True)
+class MarketplaceSpec:
+    """What a marketplace module declares: how it is delivered, how stock becomes its rows, which rules they must meet."""
+
+    name: str
+    mode: Literal["snapshot", "api"]
+    render: Callable[[pd.DataFrame, Dealer, DealerMarketplace], pd.DataFrame]
+    required: tuple[str, ...]
+    recommended: tuple[str, ...] = ()
+    enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    max_lengths: dict[str, int] = field(default_factory=dict)
+    extra_rules: Callable[[pd.DataFrame], pd.Series] | None = None  # per item: '' or '; '-joined reasons
+    min_images: int = 0
+    image_count: Callable[[pd.DataFrame], pd.Series] | None = None
+
+
+def clean_text(values: pd.Series, max_length: int | None = None) -> pd.Series:
+    """HTML stripped and unescaped, control characters removed, cut at a word boundary to `max_length`."""
+    text = values.astype("string").str.replace(TAGS, " ", regex=True).map(lambda v: html.unescape(v) if isinstance(v, str) else v)
+    text = text.astype("string").str.replace(CONTROL, "", regex=True).str.replace(SPACES, " ", regex=True).str.strip()
+    if max_length:
+        text = text.map(lambda v: cut_at_word(v, max_length) if isinstance(v, str) else v).astype("string")
+    return text
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,.;:") + "…"
+
+
+def defuse_formula(value):
+    """A cell that a spreadsheet would run as a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def listable(stock: pd.DataFrame, account: DealerMarketplace, pending_supported: bool) -> pd.Series:
+    """Available cars are listed; reserved ones where the marketplace can say 'pending' or the dealer keeps them listed."""
+    status = stock["status"]
+    reserved_ok = pending_supported or account.list_reserved
+    return (status == "available") | ((status == "reserved") & reserved_ok)
+
+
+def split_list(values: pd.Series) -> pd.Series:
+    """Each '|'-joined cell as a Python list (an object Series, so pandas never turns the lists into arrays)."""
+    lists = [[p for p in v.split(LIST_SEPARATOR) if p] if isinstance(v, str) else [] for v in values.tolist()]
+    return pd.Series(lists, index=values.index, dtype="object")
+
+
+def image_count_from(column: str) -> Callable[[pd.DataFrame], pd.Series]:
+    return lambda items: items[column].map(lambda v: len(v) if isinstance(v, list) else 0)
+
+
+def check_items(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.Series:
+    """Per item, the reasons the marketplace would reject it ('' when none)."""
+    found: list[pd.Series] = []
+
+    def add(mask: pd.Series, reason: str) -> None:
+        found.append(pd.Series(reason, index=items.index).where(mask.fillna(False).astype(bool), ""))
+
+    for name in spec.required:
+        column = items[name] if name in items else pd.Series(pd.NA, index=items.index)
+        add(column.isna() | (column.astype("string").str.strip().isin(["", "[]"])), f"{name} missing")
+    for name, allowed in spec.enums.items():
+        if name in items:
+            add(items[name].notna() & ~items[name].isin(allowed), f"{name} not one of {'/'.join(allowed)}")
+    for name, limit in spec.max_lengths.items():
+        if name in items:
+            add(items[name].astype("string").str.len() > limit, f"{name} longer than {limit}")
+    if spec.extra_rules is not None:
+        found.append(spec.extra_rules(items).fillna("").astype(str))
+    if not found:
+        return pd.Series("", index=items.index, dtype="object")
+    joined = pd.concat(found, axis=1).apply(lambda row: "; ".join(r for r in row if r), axis=1)
+    return joined.astype("object")
+
+
+def completeness(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.DataFrame:
+    """Share of required and recommended fields present (image count counts as one field), with what is missing."""
+    fields = list(spec.required) + list(spec.recommended)
+    present = pd.DataFrame(index=items.index)
+    for name in fields:
+        column = items[name] if name in items else pd.Series(pd.NA, index=items.index)
+        present[name] = ~(column.isna() | (column.astype("string").str.strip().isin(["", "[]"])))
+    if spec.image_count is not None and spec.min_images:
+        present[f"at least {spec.min_images} images"] = spec.image_count(items) >= spec.min_images
+    score = present.mean(axis=1).round(4) if len(present.columns) else pd.Series(1.0, index=items.index)
+    missing = present.apply(lambda row: ", ".join(c for c, ok in row.items() if not ok), axis=1) if len(items) else pd.Series(dtype="string")
+    return pd.DataFrame({"stock_id": items[KEY].values, "completeness": score.values, "missing": pd.Series(missing, index=items.index).astype("string").values})
+
+
+def render_for(spec: MarketplaceSpec, stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> Rendered:
+    """Render, check and score; items the marketplace would reject are held back with reasons."""
+    items = spec.render(stock, dealer, account).reset_index(drop=True)
+    reasons = check_items(spec, items) if len(items) else pd.Series(dtype="object")
+    bad = reasons != ""
+    held = pd.DataFrame({"stock_id": items.loc[bad, KEY].astype("string").values, "reasons": reasons[bad].astype("string").values})
+    good = items.loc[~bad].reset_index(drop=True)
+    score = completeness(spec, good) if len(good) else pd.DataFrame({"stock_id": pd.Series(dtype="string"), "completeness": pd.Series(dtype="float"), "missing": pd.Series(dtype="string")})
+    return Rendered(spec.name, dealer.id, good, held, score)
+
+
+def to_delimited(items: pd.DataFrame, columns: list[str], delimiter: str = ",") -> bytes:
+    """RFC 4180 CSV (or TSV) with formula-like cells defused; the key column is never written."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in items[columns].itertuples(index=False, name=None):
+        writer.writerow(["" if (v is None or v is pd.NA or (isinstance(v, float) and v != v)) else defuse_formula(str(v)) for v in row])
+    return buffer.getvalue().encode("utf-8")

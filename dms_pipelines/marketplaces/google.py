@@ -1,0 +1,78 @@
+"""Google Vehicle Listings: one CSV (or TSV) snapshot of every dealer's whole inventory, `id` always sent."""
+
+import pandas as pd
+
+from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, listable, split_list, to_delimited
+
+COLUMNS = [
+    "id", "store_code", "vin", "dealership_name", "dealership_address", "price", "condition", "make", "model", "trim",
+    "year", "mileage", "image_link", "additional_image_link", "link", "date_in_stock", "exterior_color",
+    "vehicle_option", "vehicle_fulfillment",
+]
+MAX_ADDITIONAL_IMAGES = 10
+MAX_OPTIONS = 200
+
+
+def vehicle_url(dealer: Dealer, stock_id: pd.Series) -> pd.Series:
+    return dealer.website.rstrip("/") + "/used-cars/" + stock_id.str.lower()
+
+
+def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
+    """Rows of the feed, allowlisted: a canonical field not mapped here cannot reach Google."""
+    cars = stock.loc[listable(stock, account, pending_supported=False)].reset_index(drop=True)
+    images = split_list(cars["image_urls"])
+    options = pd.Series([", ".join(o.replace(",", " ")[:256] for o in items[:MAX_OPTIONS]) for items in split_list(cars["features"])], index=cars.index, dtype="string")
+    condition = cars["condition"].map({"new": "new", "used": "used", "demo": "used"}).astype("string")
+    mileage = cars["mileage"].astype("Int64").astype("string") + " miles"
+    return pd.DataFrame(
+        {
+            KEY: cars["stock_id"],
+            "id": cars["stock_id"],
+            "store_code": account.store_code,
+            "vin": cars["vin"],
+            "dealership_name": dealer.name,
+            "dealership_address": dealer.address.one_line(),
+            "price": cars["price"].map(lambda p: f"{p:.2f} GBP" if pd.notna(p) else pd.NA).astype("string"),
+            "condition": condition,
+            "make": clean_text(cars["make"], 100),
+            "model": clean_text(cars["model"], 100),
+            "trim": clean_text(cars["trim"], 100),
+            "year": cars["year"].astype("Int64").astype("string"),
+            "mileage": mileage.mask(condition == "new", mileage.fillna("0 miles")),
+            "image_link": pd.Series([items[0] if items else pd.NA for items in images], index=cars.index, dtype="string"),
+            "additional_image_link": pd.Series([",".join(items[1 : 1 + MAX_ADDITIONAL_IMAGES]) for items in images], index=cars.index, dtype="string"),
+            "link": vehicle_url(dealer, cars["stock_id"]),
+            "date_in_stock": cars["date_in_stock"].dt.strftime("%Y-%m-%d").astype("string"),
+            "exterior_color": clean_text(cars["colour"], 100),
+            "vehicle_option": options,
+            "vehicle_fulfillment": "IN_STORE",
+        }
+    )
+
+
+def _rules(items: pd.DataFrame) -> pd.Series:
+    used_without_mileage = (items["condition"] == "used") & items["mileage"].isna()
+    reasons = pd.Series("", index=items.index, dtype="object")
+    reasons[used_without_mileage.fillna(False)] = "mileage missing for a used car"
+    return reasons
+
+
+SPEC = MarketplaceSpec(
+    name="google",
+    mode="snapshot",
+    render=render,
+    required=("id", "store_code", "vin", "dealership_name", "dealership_address", "price", "condition", "make", "model", "year"),
+    recommended=("trim", "mileage", "image_link", "additional_image_link", "link", "date_in_stock", "exterior_color", "vehicle_option"),
+    enums={"condition": ("new", "used"), "vehicle_fulfillment": ("IN_STORE",)},
+    max_lengths={"id": 100},
+    extra_rules=_rules,
+    min_images=6,
+    image_count=lambda items: items["image_link"].notna().astype(int) + items["additional_image_link"].fillna("").map(lambda v: len([p for p in v.split(",") if p])),
+)
+
+
+def serialise(items: pd.DataFrame, file_format: str = "csv") -> bytes:
+    """The account-wide file; rows sorted by store code and id so unchanged stock gives identical bytes."""
+    ordered = items.sort_values(["store_code", "id"], kind="stable")
+    return to_delimited(ordered, COLUMNS, delimiter="\t" if file_format == "tsv" else ",")

@@ -1,0 +1,1 @@
+"""Operational state (the file manifest, quarantine, file observations, the delivery ledger) in SQL through SQLAlchemy."""

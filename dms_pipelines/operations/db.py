@@ -1,0 +1,97 @@
+"""The operational database's tables and engine: SQLite under state/ by default, PostgreSQL by URL."""
+
+from functools import lru_cache
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+ingested_files = Table(
+    "ingested_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("source_path", Text, nullable=False),
+    Column("file_name", Text, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("source_mtime", Float, nullable=False),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("landed_path", Text),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("export_kind", String(16)),  # full | delta
+    Column("export_timestamp", String(32)),  # sortable, from the file name (or its mtime)
+    # landed -> processed | failed | duplicate | superseded | held | retry
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("rows_total", Integer),
+    Column("rows_accepted", Integer),
+    Column("rows_quarantined", Integer),
+    Column("encoding", String(32)),
+    Column("error", Text),
+    Column("processed_at", DateTime(timezone=True)),
+    Column("run_id", String(64)),
+    Column("released_by", Text),  # set when an operator released a held export on purpose
+    UniqueConstraint("dealer_id", "source_path", "size_bytes", "source_mtime", "sha256", name="uq_ingested_version"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("file_id", Integer, index=True),
+    Column("source_file", Text, nullable=False),
+    Column("source_row", Integer),
+    Column("stock_id", Text),
+    Column("field", String(64)),
+    Column("rule", String(64), nullable=False),
+    Column("value", Text),
+    Column("severity", String(16), nullable=False),  # error (row quarantined) | warning (row went through)
+    Column("message", Text, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # open | resolved
+)
+
+file_observations = Table(
+    "file_observations",
+    metadata,
+    Column("dealer_id", String(64), primary_key=True),
+    Column("source_path", Text, primary_key=True),
+    Column("size_bytes", Integer, nullable=False),
+    Column("source_mtime", Float, nullable=False),
+    Column("first_seen", Float, nullable=False),
+)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=60000")  # parallel dealers wait for the lock instead of failing
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+@lru_cache(maxsize=16)
+def engine_for(url: str) -> Engine:
+    """One engine per URL per process, tables created on first use."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine

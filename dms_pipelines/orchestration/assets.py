@@ -1,0 +1,206 @@
+"""Dagster assets for the sync, one dealer per partition; each body calls plain functions from dms_pipelines.sync."""
+
+import dagster as dg
+import pandas as pd
+
+from dms_pipelines import sync
+from dms_pipelines.orchestration import checks
+from dms_pipelines.delivery.local import write_if_changed
+from dms_pipelines.marketplaces import google, website
+from dms_pipelines.marketplaces.base import KEY
+from dms_pipelines.marketplaces.registry import render_dealer
+from dms_pipelines.orchestration.metadata import preview, top_reasons
+from dms_pipelines.orchestration.resources import PipelineResource
+from dms_pipelines.stock.schema import PRIVATE_COLUMNS
+from dms_pipelines.stock.store import write_parquet_atomically
+from dms_pipelines.warehouse.export import operational_rows
+from dms_pipelines.warehouse.tables import publish, rebuild_catalog
+
+RELEASE_TAG = "dms_pipelines/release_held"
+GOOGLE_FEED_FILE = "vehicle_listings.csv"
+
+
+class LandingConfig(dg.Config):
+    release_held: bool = False  # apply held full exports despite the delisting guard (an operator's deliberate choice)
+
+
+def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
+    """The per-dealer assets over `partitions` (the configured dealer ids)."""
+
+    @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"python", "file"})
+    def landed_exports(context: dg.AssetExecutionContext, config: LandingConfig, pipeline: PipelineResource) -> dict:
+        """New DMS export files copied from the dealer's source into landing/<dealer>/, each with a sha256 and a manifest row."""
+        dealer = pipeline.settings().dealer(context.partition_key)
+        engine = pipeline.engine()
+        released = 0
+        if config.release_held or context.run.tags.get(RELEASE_TAG) == "true":
+            released = sync.release_held_files(engine, dealer.id, released_by=f"run {context.run_id}")
+            context.log.warning(f"{released} held export(s) of {dealer.id} released by this run")
+        report = sync.land(dealer, pipeline.paths(), engine, run_id=context.run_id)
+        for failure in report.failed:
+            context.log.error(failure)
+        context.add_output_metadata(
+            {
+                "files_landed": len(report.landed),
+                "duplicates": len(report.duplicates),
+                "failed": len(report.failed),
+                "released": released,
+                "not_matching_profile": dg.MetadataValue.json(report.skipped_unmatched[:20]),
+            }
+        )
+        return {"landed": report.landed, "duplicates": report.duplicates, "failed": report.failed}
+
+    @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"pandas"}, check_specs=[checks.FILES_READABLE])
+    def parsed_exports(context: dg.AssetExecutionContext, landed_exports: dict, pipeline: PipelineResource) -> list:
+        """The dealer's landed files read through its mapping profile into canonical columns, oldest first."""
+        dealer = pipeline.settings().dealer(context.partition_key)
+        parsed = sync.parse_pending(dealer, pipeline.paths(), pipeline.engine())
+        for item in parsed:
+            if item.error:
+                context.log.error(item.error)
+            elif item.result and item.result.warnings:
+                for warning in item.result.warnings:
+                    context.log.warning(warning)
+        yield dg.Output(
+            parsed,
+            metadata={
+                "files": len(parsed),
+                "unreadable_files": sum(1 for p in parsed if p.error),
+                "records": sum(p.result.records_total for p in parsed if p.result),
+                "encodings": dg.MetadataValue.json({p.file_name: p.result.encoding for p in parsed if p.result}),
+            },
+        )
+        yield checks.files_readable(parsed)
+
+    @dg.asset(partitions_def=partitions, group_name="quality", kinds={"pandera"}, check_specs=[checks.ROWS_CONSERVED, checks.PASS_RATE])
+    def validated_exports(context: dg.AssetExecutionContext, parsed_exports: list, pipeline: PipelineResource) -> list:
+        """Every row checked by the canonical Pandera model and the row rules; errors quarantined with reasons."""
+        validated = sync.validate_parsed(parsed_exports, pipeline.settings(), pipeline.paths(), pipeline.engine())
+        issues = pd.concat([v.issues for v in validated], ignore_index=True) if validated else pd.DataFrame(columns=["severity", "field", "rule"])
+        total = sum(v.records_total for v in validated)
+        accepted = sum(len(v.accepted) for v in validated)
+        yield dg.Output(
+            validated,
+            metadata={
+                "records": total,
+                "accepted": accepted,
+                "quarantined": total - accepted,
+                "warnings": int((issues["severity"] == "warning").sum()),
+                "pass_rate": round(accepted / total, 4) if total else 1.0,
+                "top_reasons": dg.MetadataValue.md(top_reasons(issues)),
+                "top_warnings": dg.MetadataValue.md(top_reasons(issues, "warning")),
+            },
+        )
+        yield checks.rows_conserved(validated)
+        yield checks.pass_rate(validated, pipeline.settings().validation.pass_rate_warning)
+
+    @dg.asset(partitions_def=partitions, group_name="stock", kinds={"parquet"}, check_specs=[checks.STOCK_PRESENT, checks.NOT_HELD])
+    def dealer_stock(context: dg.AssetExecutionContext, validated_exports: list, pipeline: PipelineResource) -> pd.DataFrame:
+        """The dealer's current stock: a full export replaces it, deltas patch it, a held export leaves it as it was."""
+        dealer = pipeline.settings().dealer(context.partition_key)
+        outcome = sync.update_stock(dealer, validated_exports, pipeline.settings(), pipeline.paths(), pipeline.engine(), run_id=context.run_id)
+        for name, reason in outcome.held.items():
+            context.log.error(f"{name} held: {reason}")
+        stock = outcome.stock
+        yield dg.Output(
+            stock,
+            metadata={
+                "vehicles": len(stock),
+                "available": int((stock["status"] == "available").sum()),
+                "reserved": int((stock["status"] == "reserved").sum()),
+                "sold": int((stock["status"] == "sold").sum()),
+                "added": outcome.added,
+                "updated": outcome.updated,
+                "removed": outcome.removed,
+                "kept_last_good": outcome.kept_last_good,
+                "held_exports": len(outcome.held),
+                "held_reasons": dg.MetadataValue.json(outcome.held),
+                "files_applied": dg.MetadataValue.json(outcome.applied),
+            },
+        )
+        yield checks.stock_present(stock)
+        yield checks.not_held(outcome.held)
+
+    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"csv"})
+    def google_listings(context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> pd.DataFrame:
+        """The dealer's rows for the account-wide Google Vehicle Listings file, kept under state/feeds/google/."""
+        dealer = pipeline.settings().dealer(context.partition_key)
+        rendered = render_dealer(dealer, dealer_stock, "google")
+        target = pipeline.paths().state / "feeds" / "google" / f"{dealer.id}.parquet"
+        if rendered is None:
+            target.unlink(missing_ok=True)
+            context.add_output_metadata({"listed": 0, "note": "dealer does not publish to google"})
+            return pd.DataFrame()
+        write_parquet_atomically(rendered.items.drop(columns=[KEY]), target)
+        for row in rendered.held.itertuples(index=False):
+            context.log.warning(f"google: {row.stock_id} held back: {row.reasons}")
+        context.add_output_metadata(
+            {
+                "listed": len(rendered.items),
+                "held_back": len(rendered.held),
+                "mean_completeness": float(rendered.completeness["completeness"].mean()) if len(rendered.completeness) else 0.0,
+                "preview": preview(rendered.items, ["id", "make", "model", "price", "mileage", "condition"]),
+            }
+        )
+        return rendered.completeness
+
+    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"json"})
+    def website_feed(context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> pd.DataFrame:
+        """The dealer website's JSON feed at outbox/website/<dealer>.json, rewritten only when it changed."""
+        dealer = pipeline.settings().dealer(context.partition_key)
+        rendered = render_dealer(dealer, dealer_stock, "website")
+        if rendered is None:
+            context.add_output_metadata({"listed": 0, "note": "dealer does not publish to the website"})
+            return pd.DataFrame()
+        destination = pipeline.settings().marketplaces["website"].destination
+        path = pipeline.paths().resolve(destination.path) / f"{dealer.id}.json"
+        changed = write_if_changed(path, website.serialise(rendered.items, dealer))
+        context.add_output_metadata(
+            {
+                "listed": len(rendered.items),
+                "held_back": len(rendered.held),
+                "file": dg.MetadataValue.path(str(path)),
+                "file_changed": changed,
+                "mean_completeness": float(rendered.completeness["completeness"].mean()) if len(rendered.completeness) else 0.0,
+                "preview": preview(rendered.items, ["stock_id", "make", "model", "price_gbp", "status"]),
+            }
+        )
+        return rendered.completeness
+
+    @dg.asset(partitions_def=partitions, group_name="warehouse", kinds={"duckdb", "parquet"}, deps=[google_listings, website_feed])
+    def warehouse_tables(context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> None:
+        """The dealer's rows of the analysts' tables (stock_current, quarantine, ingested_files) in data/warehouse.duckdb."""
+        dealer_id = context.partition_key
+        paths = pipeline.paths()
+        tables = {"stock_current": dealer_stock.drop(columns=PRIVATE_COLUMNS)} | operational_rows(pipeline.engine(), dealer_id)
+        counts = publish(paths, dealer_id, tables)
+        rebuild_catalog(paths)
+        context.add_output_metadata({f"{table}_rows": count for table, count in counts.items()} | {"database": dg.MetadataValue.path(str(paths.warehouse_db))})
+
+    return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, warehouse_tables]
+
+
+@dg.asset(group_name="feeds", kinds={"csv"}, deps=[dg.AssetKey("google_listings")], automation_condition=dg.AutomationCondition.eager())
+def google_feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> None:
+    """The one Google Vehicle Listings file for the whole account: every dealer's last good rows, rewritten only when changed."""
+    settings = pipeline.settings()
+    paths = pipeline.paths()
+    frames = []
+    for dealer in settings.dealers:
+        part = paths.state / "feeds" / "google" / f"{dealer.id}.parquet"
+        if part.exists() and "google" in dealer.marketplaces:
+            frames.append(pd.read_parquet(part))
+    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=google.COLUMNS)
+    destination = settings.marketplaces["google"]
+    file_format = destination.file_format or "csv"
+    path = paths.resolve(destination.destination.path) / GOOGLE_FEED_FILE.replace(".csv", f".{file_format}")
+    changed = write_if_changed(path, google.serialise(items, file_format))
+    context.add_output_metadata(
+        {
+            "listed": len(items),
+            "dealers": len(frames),
+            "file": dg.MetadataValue.path(str(path)),
+            "file_changed": changed,
+            "preview": preview(items, ["store_code", "id", "make", "model", "price"]),
+        }
+    )

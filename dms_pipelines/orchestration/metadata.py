@@ -1,0 +1,23 @@
+"""Materialisation metadata for the Dagster UI: numbers it can plot, top reasons, markdown previews."""
+
+import dagster as dg
+import pandas as pd
+
+
+def top_reasons(issues: pd.DataFrame, severity: str = "error", limit: int = 5) -> str:
+    chosen = issues[issues["severity"] == severity]
+    if chosen.empty:
+        return "none"
+    counts = (chosen["field"].fillna("(row)") + ": " + chosen["rule"]).value_counts().head(limit)
+    return "\n".join(f"- {reason}: {count}" for reason, count in counts.items())
+
+
+def preview(frame: pd.DataFrame, columns: list[str] | None = None, rows: int = 5) -> dg.MetadataValue:
+    shown = frame[columns] if columns else frame
+    head = shown.head(rows).astype("string").fillna("")
+    if head.empty:
+        return dg.MetadataValue.md("_no rows_")
+    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
+    for row in head.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|")[:60] for v in row) + " |")
+    return dg.MetadataValue.md("\n".join(lines))

@@ -1,0 +1,44 @@
+"""Jobs and schedules: the nightly full sync and the hourly incremental one, one run per dealer, then the account-wide feeds."""
+
+import dagster as dg
+
+DEALER_ASSETS = dg.AssetSelection.groups("ingest", "quality", "stock", "warehouse") | dg.AssetSelection.assets(
+    "google_listings", "website_feed"
+)
+
+
+def build_jobs(partitions: dg.StaticPartitionsDefinition) -> tuple:
+    dealer_sync = dg.define_asset_job(
+        "dealer_sync",
+        selection=DEALER_ASSETS,
+        partitions_def=partitions,
+        description="Land, parse, validate and apply one dealer's new exports, render its feeds and publish its warehouse rows.",
+    )
+    account_feeds = dg.define_asset_job(
+        "account_feeds",
+        selection=dg.AssetSelection.assets("google_feed"),
+        description="Assemble the account-wide feed files (Google Vehicle Listings) from every dealer's last good rows.",
+    )
+    return dealer_sync, account_feeds
+
+
+def build_schedules(dealer_sync, account_feeds, dealer_ids: list[str]) -> list[dg.ScheduleDefinition]:
+    @dg.schedule(job=dealer_sync, cron_schedule="30 2 * * *", execution_timezone="Europe/London", name="nightly_sync")
+    def nightly_sync(context: dg.ScheduleEvaluationContext):
+        """Every dealer's nightly full export, one run per dealer (Dagster runs them in parallel under the daemon)."""
+        stamp = context.scheduled_execution_time.strftime("%Y%m%d")
+        for dealer_id in dealer_ids:
+            yield dg.RunRequest(run_key=f"nightly-{dealer_id}-{stamp}", partition_key=dealer_id, tags={"dms_pipelines/trigger": "nightly"})
+
+    @dg.schedule(job=dealer_sync, cron_schedule="5 7-21 * * *", execution_timezone="Europe/London", name="hourly_sync")
+    def hourly_sync(context: dg.ScheduleEvaluationContext):
+        """Hourly delta exports during trading hours."""
+        stamp = context.scheduled_execution_time.strftime("%Y%m%d%H")
+        for dealer_id in dealer_ids:
+            yield dg.RunRequest(run_key=f"hourly-{dealer_id}-{stamp}", partition_key=dealer_id, tags={"dms_pipelines/trigger": "hourly"})
+
+    account_feeds_schedule = dg.ScheduleDefinition(
+        name="account_feeds_after_sync", job=account_feeds, cron_schedule="15 * * * *", execution_timezone="Europe/London",
+        description="Re-assemble the account-wide files each hour (nothing is delivered when no dealer changed).",
+    )
+    return [nightly_sync, hourly_sync, account_feeds_schedule]

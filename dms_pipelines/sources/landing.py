@@ -1,0 +1,189 @@
+"""Landing: copy ready export files into data/landing/<dealer>/ with a checksum and one manifest row each."""
+
+import hashlib
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.engine import Engine
+
+from dms_pipelines.formats.profile import MappingProfile
+from dms_pipelines.operations.db import ingested_files
+from dms_pipelines.sources.base import RemoteFile, Source, SourceError
+
+MAX_ATTEMPTS = 5
+BACKOFF_BASE_SECONDS = 60.0
+DIGITS = re.compile(r"\d+")
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+DONE_STATES = ("landed", "processed", "duplicate", "superseded", "held")
+
+
+@dataclass
+class LandingReport:
+    """What one landing pass did, for the run's metadata and logs."""
+
+    landed: list[int] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped_unmatched: list[str] = field(default_factory=list)
+    already_seen: int = 0
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def export_timestamp(name: str, mtime: float) -> str:
+    """A sortable timestamp: the 12-14 digits of a dated export name, else the file's modification time."""
+    digits = "".join(DIGITS.findall(name))
+    if 12 <= len(digits) <= 14:
+        return digits.ljust(14, "0")
+    return datetime.fromtimestamp(mtime, timezone.utc).strftime("%Y%m%d%H%M%S")
+
+
+def safe_local_name(name: str) -> str:
+    """A remote name reduced to one harmless path component (no separators, no leading dots)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = SAFE_NAME.sub("_", base).lstrip(".")
+    return cleaned[:200] or "unnamed"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), 3600))
+
+
+def land_files(
+    source: Source,
+    files: list[RemoteFile],
+    dealer_id: str,
+    profile: MappingProfile,
+    landing_root: Path,
+    engine: Engine,
+    run_id: str | None = None,
+    now: datetime | None = None,
+) -> LandingReport:
+    """Land every ready file not landed before; the same content twice is recorded as a duplicate."""
+    now = now or utc_now()
+    report = LandingReport()
+    folder = landing_root / dealer_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for remote in files:
+        kind = profile.export_kind(remote.name)
+        if kind is None:
+            report.skipped_unmatched.append(remote.name)
+            continue
+        with engine.begin() as connection:
+            previous = connection.execute(
+                select(ingested_files.c.id, ingested_files.c.status, ingested_files.c.attempts, ingested_files.c.next_attempt_at)
+                .where(
+                    and_(
+                        ingested_files.c.dealer_id == dealer_id,
+                        ingested_files.c.source_path == remote.path,
+                        ingested_files.c.size_bytes == remote.size,
+                        ingested_files.c.source_mtime == remote.mtime,
+                    )
+                )
+                .order_by(ingested_files.c.id.desc())
+            ).first()
+        if previous is not None and previous.status != "retry":
+            report.already_seen += 1
+            continue
+        if previous is not None and previous.next_attempt_at is not None:
+            due = previous.next_attempt_at if previous.next_attempt_at.tzinfo else previous.next_attempt_at.replace(tzinfo=timezone.utc)
+            if due > now:
+                report.already_seen += 1
+                continue
+        temporary = folder / f".incoming-{uuid.uuid4().hex}.part"
+        try:
+            source.fetch(remote, temporary)
+            digest = sha256_of(temporary)
+        except SourceError as error:
+            temporary.unlink(missing_ok=True)
+            _record_fetch_failure(engine, previous, remote, dealer_id, kind, str(error), error.transient, now, run_id)
+            report.failed.append(f"{remote.name}: {error}")
+            continue
+        with engine.begin() as connection:
+            same_content = connection.execute(
+                select(ingested_files.c.id, ingested_files.c.file_name).where(
+                    and_(
+                        ingested_files.c.dealer_id == dealer_id,
+                        ingested_files.c.sha256 == digest,
+                        ingested_files.c.status.in_(DONE_STATES + ("failed",)),
+                    )
+                )
+            ).first()
+            values = dict(
+                dealer_id=dealer_id,
+                source_path=remote.path,
+                file_name=remote.name,
+                size_bytes=remote.size,
+                source_mtime=remote.mtime,
+                sha256=digest,
+                received_at=now,
+                export_kind=kind,
+                export_timestamp=export_timestamp(remote.name, remote.mtime),
+                attempts=(previous.attempts if previous else 0) + 1,
+                run_id=run_id,
+            )
+            if same_content is not None:
+                temporary.unlink(missing_ok=True)
+                values.update(status="duplicate", error=f"same content as file #{same_content.id} ({same_content.file_name})")
+                report.duplicates.append(remote.name)
+            else:
+                landed_path = folder / f"{now.strftime('%Y%m%dT%H%M%S')}_{digest[:8]}_{safe_local_name(remote.name)}"
+                os.replace(temporary, landed_path)
+                values.update(status="landed", landed_path=str(landed_path), error=None)
+            if previous is not None:
+                connection.execute(update(ingested_files).where(ingested_files.c.id == previous.id).values(**values))
+                file_id = previous.id
+            else:
+                file_id = connection.execute(insert(ingested_files).values(**values)).inserted_primary_key[0]
+            if values["status"] == "landed":
+                report.landed.append(file_id)
+        try:
+            source.finish(remote)
+        except SourceError as error:
+            report.failed.append(f"{remote.name}: landed, but the after-fetch action failed: {error}")
+    return report
+
+
+def _record_fetch_failure(engine, previous, remote, dealer_id, kind, message, transient, now, run_id) -> None:
+    attempts = (previous.attempts if previous else 0) + 1
+    final = not transient or attempts >= MAX_ATTEMPTS
+    values = dict(
+        status="failed" if final else "retry",
+        attempts=attempts,
+        next_attempt_at=None if final else now + _backoff(attempts),
+        error=message,
+        run_id=run_id,
+    )
+    with engine.begin() as connection:
+        if previous is not None:
+            connection.execute(update(ingested_files).where(ingested_files.c.id == previous.id).values(**values))
+        else:
+            connection.execute(
+                insert(ingested_files).values(
+                    dealer_id=dealer_id,
+                    source_path=remote.path,
+                    file_name=remote.name,
+                    size_bytes=remote.size,
+                    source_mtime=remote.mtime,
+                    sha256="",
+                    received_at=now,
+                    export_kind=kind,
+                    export_timestamp=export_timestamp(remote.name, remote.mtime),
+                    **values,
+                )
+            )

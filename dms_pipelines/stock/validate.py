@@ -1,0 +1,186 @@
+"""Row rules for canonical stock: errors quarantine a row, warnings let it through; both are recorded with reasons."""
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from dms_pipelines.config import Validation
+from dms_pipelines.formats.values import ISSUE_COLUMNS, empty_issues
+from dms_pipelines.stock.plates import age_identifier_for, age_identifier_start, plate_style
+from dms_pipelines.stock.schema import CANONICAL_SCHEMA, LIST_SEPARATOR
+from dms_pipelines.stock.terminology import normalise_description, normalise_features
+
+VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
+URL = r"^https?://[^\s/$.?#][^\s]*$"
+PHONE = r"(?:\+44\s?|0)(?:\d[\s-]?){9,10}\d?"
+EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+PERSONAL_DATA = re.compile(rf"{EMAIL}|{PHONE}")
+MAX_MILES_PER_YEAR = 40_000
+
+
+@dataclass
+class ValidationResult:
+    """Rows that passed (warnings attached to issues only), every issue found, and how many rows were quarantined."""
+
+    accepted: pd.DataFrame
+    issues: pd.DataFrame
+    quarantined_rows: int
+
+
+class _Issues:
+    def __init__(self, frame: pd.DataFrame, file_name: str):
+        self.frame = frame
+        self.file_name = file_name
+        self.parts: list[pd.DataFrame] = []
+
+    def add(self, mask: pd.Series, field: str, rule: str, severity: str, message: str, values: pd.Series | None = None) -> None:
+        mask = mask.fillna(False).astype(bool)
+        if not mask.any():
+            return
+        selected = self.frame.loc[mask]
+        shown = (values if values is not None else selected[field] if field in selected else pd.Series("", index=selected.index))
+        shown = shown.loc[mask] if len(shown) == len(self.frame) else shown
+        self.parts.append(
+            pd.DataFrame(
+                {
+                    "source_row": selected["source_row"].astype("Int64"),
+                    "stock_id": selected["stock_id"].astype("string"),
+                    "field": field,
+                    "rule": rule,
+                    "value": shown.astype("string").str.slice(0, 200),
+                    "severity": severity,
+                    "message": message,
+                }
+            )
+        )
+
+    def result(self) -> pd.DataFrame:
+        if not self.parts:
+            return empty_issues()
+        return pd.concat(self.parts, ignore_index=True)[ISSUE_COLUMNS]
+
+
+def _schema_issues(frame: pd.DataFrame, issues: _Issues) -> None:
+    """Types, required fields and allowed values, as the Pandera model declares them."""
+    try:
+        CANONICAL_SCHEMA.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        for (column, check), group in cases.groupby(["column", "check"], dropna=False):
+            index = pd.Index(group["index"].dropna().astype(int))
+            mask = frame.index.isin(index)
+            if check == "not_nullable":
+                issues.add(pd.Series(mask, index=frame.index), column, "required", "error", f"{column} is required and empty")
+            elif str(check).startswith("allowed_values"):
+                issues.add(pd.Series(mask, index=frame.index), column, "allowed_values", "error", f"{column} is not one of {check.split(':', 1)[1]}")
+            elif index.size:
+                issues.add(pd.Series(mask, index=frame.index), str(column), "schema", "error", f"{column} fails {check}")
+
+
+def _age_band(first_registration: pd.Series, year: pd.Series, today: pd.Timestamp) -> pd.Series:
+    registered_year = first_registration.dt.year.astype("Float64").fillna(year.astype("Float64"))
+    age = (today.year - registered_year).clip(lower=0)
+    return pd.cut(age.astype(float), bins=[-1, 1, 3, 5, 8, 12, 200], labels=["0-1", "2-3", "4-5", "6-8", "9-12", "13+"]).astype("string")
+
+
+def validate_stock(
+    rows: pd.DataFrame,
+    file_name: str,
+    rules: Validation,
+    today: date,
+    price_reference: pd.DataFrame | None = None,
+) -> ValidationResult:
+    """Apply every row rule to canonical `rows` (one file's worth); `price_reference` is the group's current stock."""
+    frame = rows.copy()
+    today_ts = pd.Timestamp(today)
+    frame["description"] = normalise_description(frame["description"])
+    frame["features"] = normalise_features(frame["features"])
+    issues = _Issues(frame, file_name)
+    _schema_issues(frame, issues)
+
+    stock_id = frame["stock_id"].str.strip()
+    issues.add(stock_id.notna() & stock_id.duplicated(keep=False), "stock_id", "duplicate_stock_id", "error", "stock number appears on more than one row of this export")
+    vin = frame["vin"]
+    issues.add(vin.notna() & vin.duplicated(keep=False), "vin", "duplicate_vin", "error", "VIN appears on more than one row of this export")
+    issues.add(vin.notna() & ~vin.str.fullmatch(VIN.pattern).fillna(False).astype(bool), "vin", "vin_format", "error", "VIN must be 17 characters of A-Z (no I, O, Q) and 0-9")
+
+    registration = frame["registration"]
+    style = plate_style(registration)
+    issues.add(registration.notna() & style.isna(), "registration", "plate_format", "error", "not a UK registration (current, prefix, suffix, dateless or Q style)")
+    issues.add(registration.isna() & frame["condition"].isin(["used", "demo"]).fillna(False), "registration", "required", "error", "a used or demo vehicle needs its registration")
+    current = style == "current"
+    first_reg = frame["first_registration_date"]
+    plate_start = age_identifier_start(registration.where(current))
+    too_new = current & first_reg.notna() & plate_start.notna() & (plate_start > first_reg + pd.Timedelta(days=31))
+    issues.add(too_new, "registration", "plate_age", "error", "age identifier is newer than the first registration date", registration)
+    expected = age_identifier_for(first_reg)
+    mismatched = current & first_reg.notna() & ~too_new & (registration.str.slice(2, 4) != expected)
+    issues.add(mismatched, "registration", "plate_age_mismatch", "warning", "age identifier does not match the first registration date (a cherished plate?)", registration)
+
+    year = frame["year"]
+    max_year = today.year + rules.max_future_years
+    issues.add(year.notna() & ((year < rules.min_year) | (year > max_year)), "year", "year_range", "error", f"year outside {rules.min_year}-{max_year}")
+    issues.add(first_reg.notna() & (first_reg > today_ts), "first_registration_date", "date_range", "error", "first registered in the future")
+    issues.add(first_reg.notna() & (first_reg < pd.Timestamp(rules.min_year, 1, 1)), "first_registration_date", "date_range", "error", f"first registered before {rules.min_year}")
+    issues.add(frame["date_in_stock"] > today_ts + pd.Timedelta(days=1), "date_in_stock", "date_range", "warning", "in stock from a future date")
+
+    mileage = frame["mileage"]
+    issues.add(mileage < 0, "mileage", "mileage_negative", "error", "mileage is negative")
+    age_years = ((today_ts - first_reg).dt.days / 365.25).clip(lower=0).fillna(0)
+    implausible = mileage.notna() & (mileage.astype("Float64") > (age_years + 1) * MAX_MILES_PER_YEAR)
+    issues.add(implausible, "mileage", "mileage_implausible", "warning", f"more than {MAX_MILES_PER_YEAR:,} miles a year")
+
+    price = frame["price"]
+    issues.add(price.notna() & (price <= 0), "price", "price_not_positive", "error", "price must be above zero")
+    placeholder = price.isin(rules.placeholder_prices).fillna(False)
+    issues.add(placeholder, "price", "placeholder_price", "error", "placeholder price (" + ", ".join(f"{p:g}" for p in rules.placeholder_prices) + ")")
+    _price_outliers(frame, issues, rules, today_ts, price_reference, exclude=placeholder)
+
+    images = frame["image_urls"].fillna("")
+    image_count = images.str.count(re.escape(LIST_SEPARATOR)).add(1).where(images != "", 0)
+    issues.add(frame["status"].isin(["available", "reserved"]).fillna(False) & (image_count < rules.min_images), "image_urls", "too_few_images", "warning", f"fewer than {rules.min_images} images", image_count.astype("string"))
+    exploded = images[images != ""].str.split(LIST_SEPARATOR).explode()
+    bad_url_rows = exploded[~exploded.str.match(URL)].index.unique()
+    issues.add(pd.Series(frame.index.isin(bad_url_rows), index=frame.index), "image_urls", "image_url", "warning", "an image URL is not a well-formed http(s) URL")
+
+    personal = frame["description"].str.contains(PERSONAL_DATA, regex=True).fillna(False)
+    issues.add(personal, "description", "personal_data", "warning", "description contained a phone number or e-mail address; removed", frame["description"].str.slice(0, 60))
+    frame["description"] = frame["description"].str.replace(PERSONAL_DATA, "[removed]", regex=True)
+
+    found = issues.result()
+    found["message"] = file_name + ": row " + found["source_row"].astype("string").fillna("?") + ": " + found["field"].fillna("") + ": " + found["message"]
+    error_rows = set(found.loc[found["severity"] == "error", "source_row"].dropna().astype(int))
+    rejected = frame["source_row"].isin(error_rows).fillna(False).astype(bool)
+    return ValidationResult(frame.loc[~rejected].reset_index(drop=True), found, int(rejected.sum()))
+
+
+def _price_outliers(frame, issues: _Issues, rules: Validation, today_ts, reference, exclude) -> None:
+    """Prices far below the group's median for the same make, model and age band (a slipped digit)."""
+    if rules.price_outlier_share <= 0:
+        return
+    def keyed(data: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "make": data["make"].str.lower(),
+                "model": data["model"].str.lower(),
+                "band": _age_band(data["first_registration_date"], data["year"], today_ts),
+                "price": data["price"].astype("Float64"),
+            },
+            index=data.index,
+        )
+    own = keyed(frame)
+    pool = own[~exclude] if reference is None or reference.empty else pd.concat([keyed(reference), own[~exclude]], ignore_index=True)
+    pool = pool.dropna()
+    pool = pool[pool["price"] > 0]
+    if pool.empty:
+        return
+    stats = pool.groupby(["make", "model", "band"])["price"].agg(["median", "count"]).reset_index()
+    stats = stats[stats["count"] >= rules.price_outlier_min_peers]
+    merged = own.reset_index().merge(stats, on=["make", "model", "band"], how="left").set_index("index")
+    low = merged["price"].notna() & merged["median"].notna() & (merged["price"] < merged["median"] * rules.price_outlier_share)
+    low = low.reindex(frame.index, fill_value=False) & ~exclude
+    issues.add(low, "price", "price_outlier", "warning", f"price below {rules.price_outlier_share:.0%} of the group median for the same make, model and age")

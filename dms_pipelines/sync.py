@@ -1,0 +1,265 @@
+"""The sync's stages as plain functions (land, parse, validate, update stock, render), each callable without Dagster."""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Engine
+
+from dms_pipelines.config import Dealer, LocalInboxSource, Settings
+from dms_pipelines.formats.profile import MappingProfile, find_profile
+from dms_pipelines.formats.reader import read_export
+from dms_pipelines.formats.values import MappingError, ParseResult
+from dms_pipelines.operations.db import ingested_files, quarantine
+from dms_pipelines.paths import DataPaths
+from dms_pipelines.sources.base import RemoteFile, Source
+from dms_pipelines.sources.landing import LandingReport, land_files, utc_now
+from dms_pipelines.sources.local_inbox import LocalInboxSource as LocalInbox
+from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
+from dms_pipelines.stock.store import read_group_stock, read_stock, write_stock
+from dms_pipelines.stock.validate import validate_stock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ParsedExport:
+    """One landed file after its mapping profile ran: rows and value issues, or the reason it could not be read."""
+
+    file_id: int
+    file_name: str
+    export_kind: str
+    export_timestamp: str
+    result: ParseResult | None = None
+    error: str | None = None
+    released_by: str | None = None
+
+
+@dataclass
+class ValidatedExport:
+    file_id: int
+    file_name: str
+    export_kind: str
+    export_timestamp: str
+    records_total: int
+    accepted: pd.DataFrame
+    issues: pd.DataFrame
+    quarantined_rows: int
+    encoding: str
+    warnings: list[str] = field(default_factory=list)
+    released_by: str | None = None
+
+
+@dataclass
+class StockUpdate:
+    """What applying a dealer's validated exports did to its stock."""
+
+    dealer_id: str
+    stock: pd.DataFrame
+    applied: list[str] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
+    superseded: list[str] = field(default_factory=list)
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    kept_last_good: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied)
+
+
+def profile_for(dealer: Dealer, paths: DataPaths) -> MappingProfile:
+    return find_profile(dealer.profile, paths.profile_dirs())
+
+
+def open_source(dealer: Dealer, paths: DataPaths) -> Source:
+    """The dealer's configured source, ready to list and fetch."""
+    if isinstance(dealer.source, LocalInboxSource):
+        folder = paths.resolve(dealer.source.path) if dealer.source.path else paths.inbox / dealer.id
+        return LocalInbox(folder)
+    from dms_pipelines.sources.sftp import SftpSettings, SftpSource
+
+    return SftpSource(SftpSettings.from_config(dealer.source, resolve=paths.resolve))
+
+
+def ready_files(source: Source, dealer: Dealer, engine: Engine, now: float) -> list[RemoteFile]:
+    """Files complete enough to take: per the dealer's marker or stability rule (see sources.readiness)."""
+    listing = source.list_files()
+    stability = dealer.source.stability_seconds
+    marker = dealer.source.marker_pattern
+    if not stability and not marker:
+        return listing
+    from dms_pipelines.sources.observations import ready_with_observations
+
+    return ready_with_observations(source, listing, dealer.id, engine, now, stability, marker)
+
+
+def land(dealer: Dealer, paths: DataPaths, engine: Engine, run_id: str | None = None) -> LandingReport:
+    """Copy every ready, not yet landed export of the dealer into landing/<dealer>/."""
+    profile = profile_for(dealer, paths)
+    source = open_source(dealer, paths)
+    try:
+        files = ready_files(source, dealer, engine, utc_now().timestamp())
+        return land_files(source, files, dealer.id, profile, paths.landing, engine, run_id=run_id)
+    finally:
+        source.close()
+
+
+def pending_files(engine: Engine, dealer_id: str) -> list:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(ingested_files)
+                .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "landed"))
+                .order_by(ingested_files.c.export_timestamp, ingested_files.c.id)
+            )
+        )
+
+
+def _set_status(engine: Engine, file_id: int, **values) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(ingested_files).where(ingested_files.c.id == file_id).values(**values))
+
+
+def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine) -> list[ParsedExport]:
+    """Parse the dealer's landed files, oldest first; older exports before the newest full one are superseded."""
+    profile = profile_for(dealer, paths)
+    pending = pending_files(engine, dealer.id)
+    fulls = [row for row in pending if row.export_kind == "full"]
+    if fulls:
+        newest_full = fulls[-1]
+        for row in pending:
+            if row.export_timestamp < newest_full.export_timestamp or (row.export_kind == "full" and row.id != newest_full.id and row.export_timestamp <= newest_full.export_timestamp):
+                _set_status(engine, row.id, status="superseded", processed_at=utc_now(), error=f"superseded by the newer full export {newest_full.file_name}")
+        pending = [row for row in pending if row.export_timestamp >= newest_full.export_timestamp and (row.export_kind == "delta" or row.id == newest_full.id)]
+    parsed = []
+    for row in pending:
+        item = ParsedExport(row.id, row.file_name, row.export_kind, row.export_timestamp, released_by=row.released_by)
+        try:
+            item.result = read_export(Path(row.landed_path), profile, dealer.id, file_name=row.file_name)
+        except MappingError as error:
+            item.error = str(error)
+            _set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())
+            log.error("%s", item.error)
+        except OSError as error:
+            item.error = f"{row.file_name}: cannot read the landed copy {row.landed_path}: {error.strerror}"
+            _set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())
+        parsed.append(item)
+    return parsed
+
+
+def validate_parsed(parsed: list[ParsedExport], settings: Settings, paths: DataPaths, engine: Engine, today: date | None = None) -> list[ValidatedExport]:
+    """Row rules on every parsed export; errors and warnings recorded in the quarantine table (replacing earlier runs' rows for the file)."""
+    today = today or utc_now().date()
+    reference = read_group_stock(paths.state, [d.id for d in settings.dealers])
+    validated = []
+    for item in parsed:
+        if item.result is None:
+            continue
+        result = item.result
+        checked = validate_stock(result.rows, item.file_name, settings.validation, today, price_reference=reference)
+        issues = pd.concat([result.issues, checked.issues], ignore_index=True)
+        parse_error_rows = set(result.issues.loc[result.issues["severity"] == "error", "source_row"].dropna().astype(int))
+        accepted = checked.accepted[~checked.accepted["source_row"].isin(parse_error_rows)].reset_index(drop=True)
+        quarantined = result.records_total - len(accepted)
+        validated.append(
+            ValidatedExport(item.file_id, item.file_name, item.export_kind, item.export_timestamp, result.records_total, accepted, issues, quarantined, result.encoding, result.warnings, item.released_by)
+        )
+        record_quarantine(engine, checked_dealer(accepted, result), item.file_id, item.file_name, issues, item.export_kind)
+    return validated
+
+
+def checked_dealer(accepted: pd.DataFrame, result: ParseResult) -> str:
+    return str(result.rows["dealer_id"].iloc[0]) if len(result.rows) else str(accepted["dealer_id"].iloc[0]) if len(accepted) else ""
+
+
+def record_quarantine(engine: Engine, dealer_id: str, file_id: int, file_name: str, issues: pd.DataFrame, export_kind: str) -> None:
+    now = utc_now()
+    rows = [
+        {
+            "dealer_id": dealer_id,
+            "file_id": file_id,
+            "source_file": file_name,
+            "source_row": None if pd.isna(r.source_row) else int(r.source_row),
+            "stock_id": None if pd.isna(r.stock_id) else str(r.stock_id),
+            "field": None if pd.isna(r.field) else str(r.field),
+            "rule": str(r.rule),
+            "value": None if pd.isna(r.value) else str(r.value),
+            "severity": str(r.severity),
+            "message": str(r.message),
+            "first_seen": now,
+            "status": "open",
+        }
+        for r in issues.itertuples(index=False)
+    ]
+    with engine.begin() as connection:
+        connection.execute(delete(quarantine).where(quarantine.c.file_id == file_id))
+        if rows and dealer_id:
+            if export_kind == "full":
+                connection.execute(
+                    update(quarantine).where(and_(quarantine.c.dealer_id == dealer_id, quarantine.c.status == "open")).values(status="resolved")
+                )
+            connection.execute(insert(quarantine), rows)
+
+
+def last_full_rows(engine: Engine, dealer_id: str) -> int | None:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(ingested_files.c.rows_total)
+            .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.export_kind == "full", ingested_files.c.status == "processed"))
+            .order_by(ingested_files.c.export_timestamp.desc(), ingested_files.c.id.desc())
+        ).scalar()
+
+
+def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None = None) -> StockUpdate:
+    """Apply exports in order: a full one replaces the stock (unless the delisting guard holds it), deltas patch it."""
+    stock = read_stock(paths.state, dealer.id)
+    outcome = StockUpdate(dealer.id, stock)
+    holding = False
+    for item in validated:
+        if holding:
+            outcome.held[item.file_name] = "waits for the held full export before it"
+            _set_status(engine, item.file_id, status="held", error="waits for the held full export before it", run_id=run_id)
+            continue
+        if item.export_kind == "full":
+            reason = delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share)
+            if reason and item.released_by:
+                log.warning("%s: applied although %s (released by %s)", item.file_name, reason, item.released_by)
+            elif reason:
+                holding = True
+                outcome.held[item.file_name] = reason
+                _set_status(engine, item.file_id, status="held", error=reason, rows_total=item.records_total, rows_accepted=len(item.accepted), rows_quarantined=item.quarantined_rows, encoding=item.encoding, run_id=run_id)
+                continue
+            quarantined_ids = set(item.issues.loc[item.issues["severity"] == "error", "stock_id"].dropna().astype(str))
+            merged = apply_full(stock, item.accepted, quarantined_ids)
+        else:
+            merged = apply_delta(stock, item.accepted)
+        stock = merged.stock
+        outcome.added += merged.added
+        outcome.updated += merged.updated
+        outcome.removed += merged.removed
+        outcome.kept_last_good += merged.kept_last_good
+        outcome.applied.append(item.file_name)
+        _set_status(
+            engine, item.file_id, status="processed", rows_total=item.records_total, rows_accepted=len(item.accepted),
+            rows_quarantined=item.quarantined_rows, encoding=item.encoding, processed_at=utc_now(), error=None, run_id=run_id,
+        )
+    if outcome.applied:
+        write_stock(paths.state, dealer.id, stock)
+    outcome.stock = stock
+    return outcome
+
+
+def release_held_files(engine: Engine, dealer_id: str, released_by: str) -> int:
+    """Put a dealer's held exports back in the queue, marked so that the delisting guard lets them through once."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(ingested_files)
+            .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "held"))
+            .values(status="landed", error=None, released_by=released_by)
+        )
+        return result.rowcount
