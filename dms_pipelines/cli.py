@@ -76,6 +76,14 @@ def cmd_run(args) -> int:
     return 0 if all(outcomes.values()) else 1
 
 
+def cmd_schema_docs(args) -> int:
+    from dms_pipelines.stock.schema_docs import canonical_vehicle_markdown
+
+    Path(args.out).write_text(canonical_vehicle_markdown(), encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dms-pipelines", description="DMS stock exports to marketplace feeds, orchestrated with Dagster.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dealer", action="append", help="a dealer id (repeatable); default every dealer")
     run.add_argument("--release-held", action="store_true", help="apply held full exports despite the delisting guard")
     run.set_defaults(handler=cmd_run)
+
+    schema_docs = commands.add_parser("schema-docs", help="regenerate docs/canonical-vehicle.md from the schema")
+    schema_docs.add_argument("--out", default="docs/canonical-vehicle.md")
+    schema_docs.set_defaults(handler=cmd_schema_docs)
     return parser
 
 

@@ -118,3 +118,11 @@ def test_delisting_guard():
     assert delisting_guard(70, 100, 0.7) is None
     assert "fewer than 70% of the last accepted full export (100)" in delisting_guard(69, 100, 0.7)
     assert "no vehicles" in delisting_guard(0, 100, 0.7)
+
+
+def test_field_reference_in_docs_matches_the_schema():
+    from dms_pipelines.paths import PROJECT_ROOT
+    from dms_pipelines.stock.schema_docs import canonical_vehicle_markdown
+
+    committed = (PROJECT_ROOT / "docs" / "canonical-vehicle.md").read_text(encoding="utf-8")
+    assert committed == canonical_vehicle_markdown(), "run `dms-pipelines schema-docs` and commit docs/canonical-vehicle.md"
