@@ -77,6 +77,61 @@ file_observations = Table(
 )
 
 
+listing_ledger = Table(
+    "listing_ledger",
+    metadata,
+    Column("marketplace", String(32), primary_key=True),
+    Column("dealer_id", String(64), primary_key=True),
+    Column("item_key", Text, primary_key=True),  # stock number, or "file:<name>" for a snapshot file
+    Column("content_hash", String(64)),  # what the marketplace last acknowledged
+    Column("pending_hash", String(64)),  # what was last sent and not yet acknowledged (a crash in between shows here)
+    Column("external_id", Text),  # the marketplace's own id, e.g. Auto Trader's stockId
+    Column("state", String(32)),  # the marketplace-side state last acknowledged, e.g. FORECOURT, SOLD, DELETED
+    Column("status", String(16), nullable=False),  # acknowledged | pending | failed | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True)),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64)),
+    Column("marketplace", String(32), nullable=False, index=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("item_key", Text, nullable=False),
+    Column("action", String(16), nullable=False),  # file | create | update | delete | sold | lookup
+    Column("content_hash", String(64)),
+    Column("outcome", String(16), nullable=False),  # ok | failed | dead_letter | skipped
+    Column("http_status", Integer),
+    Column("calls", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("trigger", String(32)),  # nightly | hourly | sold_fast_path | manual
+    Column("change_seen_at", DateTime(timezone=True)),  # when the change that caused this delivery was first seen
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("marketplace", String(32), nullable=False, index=True),
+    Column("dealer_id", String(64), nullable=False),
+    Column("item_key", Text, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("content_hash", String(64)),
+    Column("payload", Text),
+    Column("http_status", Integer),
+    Column("message", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("replayed_at", DateTime(timezone=True)),
+    Column("replay_outcome", String(16)),
+)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

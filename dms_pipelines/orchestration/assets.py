@@ -5,7 +5,8 @@ import pandas as pd
 
 from dms_pipelines import sync
 from dms_pipelines.orchestration import checks
-from dms_pipelines.delivery.local import write_if_changed
+from dms_pipelines.delivery.destinations import destination_for
+from dms_pipelines.delivery.snapshot import ACCOUNT, deliver_file
 from dms_pipelines.marketplaces import google, website
 from dms_pipelines.marketplaces.base import KEY
 from dms_pipelines.marketplaces.registry import render_dealer
@@ -17,7 +18,7 @@ from dms_pipelines.warehouse.export import operational_rows
 from dms_pipelines.warehouse.tables import publish, rebuild_catalog
 
 RELEASE_TAG = "dms_pipelines/release_held"
-GOOGLE_FEED_FILE = "vehicle_listings.csv"
+TRIGGER_TAG = "dms_pipelines/trigger"
 
 
 class LandingConfig(dg.Config):
@@ -152,15 +153,17 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         if rendered is None:
             context.add_output_metadata({"listed": 0, "note": "dealer does not publish to the website"})
             return pd.DataFrame()
-        destination = pipeline.settings().marketplaces["website"].destination
-        path = pipeline.paths().resolve(destination.path) / f"{dealer.id}.json"
-        changed = write_if_changed(path, website.serialise(rendered.items, dealer))
+        destination = destination_for(pipeline.settings().marketplaces["website"], pipeline.paths())
+        outcome = deliver_file(pipeline.engine(), destination, "website", dealer.id, f"{dealer.id}.json", website.serialise(rendered.items, dealer), run_id=context.run_id, trigger=context.run.tags.get(TRIGGER_TAG, "manual"))
+        if outcome.error:
+            context.log.error(f"website feed for {dealer.id} not delivered: {outcome.error}")
         context.add_output_metadata(
             {
                 "listed": len(rendered.items),
                 "held_back": len(rendered.held),
-                "file": dg.MetadataValue.path(str(path)),
-                "file_changed": changed,
+                "file": dg.MetadataValue.path(outcome.file),
+                "delivered": outcome.sent,
+                "delivery_failed": outcome.error is not None,
                 "mean_completeness": float(rendered.completeness["completeness"].mean()) if len(rendered.completeness) else 0.0,
                 "preview": preview(rendered.items, ["stock_id", "make", "model", "price_gbp", "status"]),
             }
@@ -191,16 +194,20 @@ def google_feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -
         if part.exists() and "google" in dealer.marketplaces:
             frames.append(pd.read_parquet(part))
     items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=google.COLUMNS)
-    destination = settings.marketplaces["google"]
-    file_format = destination.file_format or "csv"
-    path = paths.resolve(destination.destination.path) / GOOGLE_FEED_FILE.replace(".csv", f".{file_format}")
-    changed = write_if_changed(path, google.serialise(items, file_format))
+    marketplace = settings.marketplaces["google"]
+    file_format = marketplace.file_format or "csv"
+    outcome = deliver_file(
+        pipeline.engine(), destination_for(marketplace, paths), "google", ACCOUNT, f"vehicle_listings.{file_format}",
+        google.serialise(items, file_format), run_id=context.run_id, trigger=context.run.tags.get(TRIGGER_TAG, "manual"),
+    )
+    if outcome.error:
+        raise dg.Failure(f"Google feed not delivered: {outcome.error}")
     context.add_output_metadata(
         {
             "listed": len(items),
             "dealers": len(frames),
-            "file": dg.MetadataValue.path(str(path)),
-            "file_changed": changed,
+            "file": dg.MetadataValue.path(outcome.file),
+            "delivered": outcome.sent,
             "preview": preview(items, ["store_code", "id", "make", "model", "price"]),
         }
     )

@@ -1,0 +1,96 @@
+"""The delivery ledger: per marketplace, dealer and item what was acknowledged, plus a log of every delivery and the dead letters."""
+
+import json
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Engine
+
+from dms_pipelines.operations.db import dead_letters, deliveries, listing_ledger
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def ledger_rows(engine: Engine, marketplace: str, dealer_id: str) -> dict[str, dict]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(listing_ledger).where(and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id))
+        ).mappings()
+        return {row["item_key"]: dict(row) for row in rows}
+
+
+def acknowledged_hashes(rows: dict[str, dict]) -> dict[str, str]:
+    """Item key -> the hash to diff against: the acknowledged one; for a dead letter the refused content (not resent
+    until it changes); '' for anything sent but not acknowledged, so it is sent again."""
+    hashes = {}
+    for key, row in rows.items():
+        if row["status"] == "acknowledged":
+            hashes[key] = row["content_hash"] or ""
+        elif row["status"] == "dead":
+            hashes[key] = row["pending_hash"] or ""
+        else:
+            hashes[key] = ""
+    return hashes
+
+
+def _upsert(connection, marketplace: str, dealer_id: str, item_key: str, values: dict) -> None:
+    key = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
+    if connection.execute(update(listing_ledger).where(key).values(**values)).rowcount == 0:
+        connection.execute(insert(listing_ledger).values(marketplace=marketplace, dealer_id=dealer_id, item_key=item_key, attempts=0, **values))
+
+
+def mark_pending(engine: Engine, marketplace: str, dealer_id: str, item_key: str, content_hash: str) -> None:
+    """Written before sending: a crash between sending and recording leaves this trace for the next run to check."""
+    with engine.begin() as connection:
+        _upsert(connection, marketplace, dealer_id, item_key, {"pending_hash": content_hash, "status": "pending", "updated_at": now()})
+
+
+def mark_acknowledged(engine: Engine, marketplace: str, dealer_id: str, item_key: str, content_hash: str | None, external_id: str | None = None, state: str | None = None) -> None:
+    values = {"content_hash": content_hash, "pending_hash": None, "status": "acknowledged", "attempts": 0, "last_error": None, "updated_at": now(), "acknowledged_at": now(), "state": state}
+    if external_id is not None:
+        values["external_id"] = external_id
+    with engine.begin() as connection:
+        _upsert(connection, marketplace, dealer_id, item_key, values)
+
+
+def mark_failed(engine: Engine, marketplace: str, dealer_id: str, item_key: str, error: str, dead: bool = False, content_hash: str | None = None) -> None:
+    """A transient failure stays unacknowledged (sent again next run); a permanent one is dead until the content changes."""
+    with engine.begin() as connection:
+        current = connection.execute(
+            select(listing_ledger.c.attempts).where(
+                and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
+            )
+        ).scalar()
+        values = {"status": "dead" if dead else "failed", "last_error": error[:2000], "attempts": (current or 0) + 1, "updated_at": now()}
+        if dead:
+            values["pending_hash"] = content_hash
+        _upsert(connection, marketplace, dealer_id, item_key, values)
+
+
+def forget(engine: Engine, marketplace: str, dealer_id: str, item_key: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            delete(listing_ledger).where(
+                and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
+            )
+        )
+
+
+def log_delivery(engine: Engine, **values) -> None:
+    values.setdefault("finished_at", now())
+    values.setdefault("started_at", values["finished_at"])
+    with engine.begin() as connection:
+        connection.execute(insert(deliveries).values(**values))
+
+
+def add_dead_letter(engine: Engine, marketplace: str, dealer_id: str, item_key: str, action: str, content_hash: str | None, payload: dict | None, http_status: int | None, message: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            insert(dead_letters).values(
+                marketplace=marketplace, dealer_id=dealer_id, item_key=item_key, action=action, content_hash=content_hash,
+                payload=json.dumps(payload, sort_keys=True) if payload is not None else None, http_status=http_status,
+                message=message[:2000], created_at=now(),
+            )
+        )
