@@ -133,11 +133,20 @@ class Validation(Strict):
     price_outlier_min_peers: int = Field(default=5, ge=2)
 
 
+class Alerts(Strict):
+    webhook_url_env: str | None = None  # env var holding a webhook URL (Slack-compatible JSON body {"text": ...})
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    marketplace_failure_threshold: int = Field(default=3, ge=1)  # consecutive failed deliveries before an alert
+
+    _check_env = field_validator("webhook_url_env")(_env_name)
+
+
 class Settings(Strict):
     group_name: str
     dealers: list[Dealer]
     marketplaces: dict[str, Marketplace]
     validation: Validation = Validation()
+    alerts: Alerts = Alerts()
     operations_db_url_env: str | None = None  # env var holding a SQLAlchemy URL (e.g. PostgreSQL); default SQLite under state/
 
     _check_db_env = field_validator("operations_db_url_env")(_env_name)

@@ -9,6 +9,7 @@ from dms_pipelines.orchestration.assets import dealer_assets, google_feed
 from dms_pipelines.orchestration.checks import CHECKS
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.orchestration.schedules import build_jobs, build_schedules
+from dms_pipelines.orchestration.sensors import build_sensors
 from dms_pipelines.paths import DataPaths, config_path, data_root
 
 
@@ -22,6 +23,7 @@ def build_definitions(settings: Settings, paths: DataPaths, config_file: Path | 
         asset_checks=CHECKS,
         jobs=[dealer_sync, account_feeds],
         schedules=build_schedules(dealer_sync, account_feeds, dealer_ids),
+        sensors=build_sensors(dealer_sync, account_feeds),
         resources={
             "pipeline": PipelineResource(data_root=str(paths.root), config_path=str(config_file or config_path())),
             "io_manager": dg.FilesystemIOManager(base_dir=str(paths.state / "dagster_io")),

@@ -19,7 +19,8 @@ from dms_pipelines.sources.base import RemoteFile, Source
 from dms_pipelines.sources.landing import LandingReport, land_files, utc_now
 from dms_pipelines.sources.local_inbox import LocalInboxSource as LocalInbox
 from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
-from dms_pipelines.stock.store import read_group_stock, read_stock, write_stock
+from dms_pipelines.stock.history import update_history
+from dms_pipelines.stock.store import history_path, read_group_stock, read_history, read_stock, write_parquet_atomically, write_stock
 from dms_pipelines.stock.validate import validate_stock
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,8 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
         )
     if outcome.applied:
         write_stock(paths.state, dealer.id, stock)
+        history = update_history(read_history(paths.state, dealer.id), stock, utc_now())
+        write_parquet_atomically(history, history_path(paths.state, dealer.id))
     outcome.stock = stock
     return outcome
 
@@ -263,3 +266,56 @@ def release_held_files(engine: Engine, dealer_id: str, released_by: str) -> int:
             .values(status="landed", error=None, released_by=released_by)
         )
         return result.rowcount
+
+
+def files_waiting(dealer: Dealer, paths: DataPaths, engine: Engine) -> list[RemoteFile]:
+    """Ready files of the dealer that are not landed yet (or whose retry is due): what a sensor should start a run for."""
+    profile = profile_for(dealer, paths)
+    source = open_source(dealer, paths)
+    try:
+        listing = [f for f in ready_files(source, dealer, engine, utc_now().timestamp()) if profile.export_kind(f.name)]
+    finally:
+        source.close()
+    if not listing:
+        return []
+    with engine.connect() as connection:
+        seen = {
+            (row.source_path, row.size_bytes, row.source_mtime): row
+            for row in connection.execute(
+                select(ingested_files.c.source_path, ingested_files.c.size_bytes, ingested_files.c.source_mtime, ingested_files.c.status, ingested_files.c.next_attempt_at).where(
+                    ingested_files.c.dealer_id == dealer.id
+                )
+            )
+        }
+    now = utc_now()
+    waiting = []
+    for remote in listing:
+        row = seen.get((remote.path, remote.size, remote.mtime))
+        if row is None:
+            waiting.append(remote)
+        elif row.status == "retry":
+            due = row.next_attempt_at if row.next_attempt_at is None or row.next_attempt_at.tzinfo else row.next_attempt_at.replace(tzinfo=timezone.utc)
+            if due is None or due <= now:
+                waiting.append(remote)
+    return waiting
+
+
+def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, validated: list[ValidatedExport], vehicles: int) -> None:
+    """One row per dealer run for the sync_runs table (replaced if the run's warehouse step is re-executed)."""
+    from dms_pipelines.operations.db import sync_runs
+
+    held = 0
+    with engine.connect() as connection:
+        held = connection.execute(
+            select(ingested_files.c.id).where(and_(ingested_files.c.run_id == run_id, ingested_files.c.status == "held"))
+        ).fetchall()
+        started = connection.execute(select(ingested_files.c.received_at).where(ingested_files.c.run_id == run_id).order_by(ingested_files.c.received_at)).scalar()
+    values = dict(
+        run_id=run_id, dealer_id=dealer_id, trigger=trigger, started_at=started, finished_at=utc_now(), files=len(validated),
+        records=sum(v.records_total for v in validated), accepted=sum(len(v.accepted) for v in validated),
+        quarantined=sum(v.quarantined_rows for v in validated), held=len(held), vehicles=vehicles,
+        outcome="held" if held else "ok" if validated else "no_change",
+    )
+    with engine.begin() as connection:
+        connection.execute(delete(sync_runs).where(sync_runs.c.run_id == run_id))
+        connection.execute(insert(sync_runs).values(**values))

@@ -144,3 +144,12 @@ def to_delimited(items: pd.DataFrame, columns: list[str], delimiter: str = ",") 
     for row in items[columns].itertuples(index=False, name=None):
         writer.writerow(["" if (v is None or v is pd.NA or (isinstance(v, float) and v != v)) else defuse_formula(str(v)) for v in row])
     return buffer.getvalue().encode("utf-8")
+
+
+def listing_rows(rendered: Rendered) -> pd.DataFrame:
+    """What this marketplace shows per vehicle (listed with completeness, or held back with reasons), for the warehouse."""
+    listed = rendered.completeness.rename(columns={"missing": "missing"}).assign(listed=True, held_reasons=pd.NA)
+    held = rendered.held.rename(columns={"reasons": "held_reasons"}).assign(listed=False, completeness=pd.NA, missing=pd.NA)
+    frames = [f for f in (listed, held) if len(f)]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["stock_id", "listed", "completeness", "missing", "held_reasons"])
+    return rows.assign(dealer_id=rendered.dealer_id, marketplace=rendered.marketplace)

@@ -132,6 +132,24 @@ dead_letters = Table(
 )
 
 
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("trigger", String(32)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("files", Integer),
+    Column("records", Integer),
+    Column("accepted", Integer),
+    Column("quarantined", Integer),
+    Column("held", Integer),
+    Column("vehicles", Integer),
+    Column("outcome", String(16), nullable=False),  # ok | held | no_change
+)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -8,12 +8,12 @@ from dms_pipelines.orchestration import checks
 from dms_pipelines.delivery.destinations import destination_for
 from dms_pipelines.delivery.snapshot import ACCOUNT, deliver_file
 from dms_pipelines.marketplaces import google, website
-from dms_pipelines.marketplaces.base import KEY
+from dms_pipelines.marketplaces.base import KEY, listing_rows
 from dms_pipelines.marketplaces.registry import render_dealer
 from dms_pipelines.orchestration.metadata import preview, top_reasons
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS
-from dms_pipelines.stock.store import write_parquet_atomically
+from dms_pipelines.stock.store import read_history, write_parquet_atomically
 from dms_pipelines.warehouse.export import operational_rows
 from dms_pipelines.warehouse.tables import publish, rebuild_catalog
 
@@ -143,7 +143,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
                 "preview": preview(rendered.items, ["id", "make", "model", "price", "mileage", "condition"]),
             }
         )
-        return rendered.completeness
+        return listing_rows(rendered)
 
     @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"json"})
     def website_feed(context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> pd.DataFrame:
@@ -168,14 +168,26 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
                 "preview": preview(rendered.items, ["stock_id", "make", "model", "price_gbp", "status"]),
             }
         )
-        return rendered.completeness
+        return listing_rows(rendered)
 
-    @dg.asset(partitions_def=partitions, group_name="warehouse", kinds={"duckdb", "parquet"}, deps=[google_listings, website_feed])
-    def warehouse_tables(context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> None:
-        """The dealer's rows of the analysts' tables (stock_current, quarantine, ingested_files) in data/warehouse.duckdb."""
+    @dg.asset(partitions_def=partitions, group_name="warehouse", kinds={"duckdb", "parquet"})
+    def warehouse_tables(
+        context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, validated_exports: list, google_listings: pd.DataFrame,
+        website_feed: pd.DataFrame, pipeline: PipelineResource,
+    ) -> None:
+        """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs) in data/warehouse.duckdb."""
         dealer_id = context.partition_key
         paths = pipeline.paths()
-        tables = {"stock_current": dealer_stock.drop(columns=PRIVATE_COLUMNS)} | operational_rows(pipeline.engine(), dealer_id)
+        engine = pipeline.engine()
+        sync.record_sync_run(engine, context.run_id, dealer_id, context.run.tags.get(TRIGGER_TAG, "manual"), validated_exports, len(dealer_stock))
+        operational = operational_rows(engine, dealer_id)
+        operational.pop("ledger")
+        listings = [f for f in (google_listings, website_feed) if len(f)]
+        tables = {
+            "stock_current": dealer_stock.drop(columns=PRIVATE_COLUMNS),
+            "stock_history": read_history(paths.state, dealer_id),
+            "marketplace_listings": pd.concat(listings, ignore_index=True) if listings else pd.DataFrame(),
+        } | operational
         counts = publish(paths, dealer_id, tables)
         rebuild_catalog(paths)
         context.add_output_metadata({f"{table}_rows": count for table, count in counts.items()} | {"database": dg.MetadataValue.path(str(paths.warehouse_db))})
@@ -200,6 +212,9 @@ def google_feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -
         pipeline.engine(), destination_for(marketplace, paths), "google", ACCOUNT, f"vehicle_listings.{file_format}",
         google.serialise(items, file_format), run_id=context.run_id, trigger=context.run.tags.get(TRIGGER_TAG, "manual"),
     )
+    account_rows = operational_rows(pipeline.engine(), ACCOUNT)
+    publish(paths, "account", {"deliveries": account_rows["deliveries"], "dead_letters": account_rows["dead_letters"]})
+    rebuild_catalog(paths)
     if outcome.error:
         raise dg.Failure(f"Google feed not delivered: {outcome.error}")
     context.add_output_metadata(

@@ -12,11 +12,13 @@ def build_jobs(partitions: dg.StaticPartitionsDefinition) -> tuple:
         "dealer_sync",
         selection=DEALER_ASSETS,
         partitions_def=partitions,
+        executor_def=dg.in_process_executor,  # small per-dealer runs: no per-step process start-up; dealers run in parallel as separate runs
         description="Land, parse, validate and apply one dealer's new exports, render its feeds and publish its warehouse rows.",
     )
     account_feeds = dg.define_asset_job(
         "account_feeds",
         selection=dg.AssetSelection.assets("google_feed"),
+        executor_def=dg.in_process_executor,
         description="Assemble the account-wide feed files (Google Vehicle Listings) from every dealer's last good rows.",
     )
     return dealer_sync, account_feeds

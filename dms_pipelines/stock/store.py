@@ -35,3 +35,14 @@ def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
 
 def write_stock(state_dir: Path, dealer_id: str, stock: pd.DataFrame) -> None:
     write_parquet_atomically(coerce_to_schema(stock), stock_path(state_dir, dealer_id))
+
+
+def history_path(state_dir: Path, dealer_id: str) -> Path:
+    return state_dir / "history" / f"{dealer_id}.parquet"
+
+
+def read_history(state_dir: Path, dealer_id: str) -> pd.DataFrame:
+    from dms_pipelines.stock.history import empty_history, stock_history_dtypes
+
+    path = history_path(state_dir, dealer_id)
+    return pd.read_parquet(path).astype(stock_history_dtypes()) if path.exists() else empty_history()

@@ -8,6 +8,7 @@ import duckdb
 import pandas as pd
 
 from dms_pipelines.paths import DataPaths
+from dms_pipelines.stock.history import stock_history_dtypes
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, STOCK_COLUMNS, empty_stock
 from dms_pipelines.stock.store import write_parquet_atomically
 
@@ -42,7 +43,61 @@ TABLE_SCHEMAS: dict[str, pd.DataFrame] = {
     ),
 }
 
-VIEWS: dict[str, str] = {}
+TABLE_SCHEMAS |= {
+    "stock_history": _typed(stock_history_dtypes()),
+    "marketplace_listings": _typed(
+        {
+            "dealer_id": "string", "marketplace": "string", "stock_id": "string", "listed": "boolean",
+            "completeness": "Float64", "missing": "string", "held_reasons": "string",
+        }
+    ),
+    "deliveries": _typed(
+        {
+            "id": "Int64", "run_id": "string", "marketplace": "string", "dealer_id": "string", "item_key": "string",
+            "action": "string", "content_hash": "string", "outcome": "string", "http_status": "Int64", "calls": "Int64",
+            "error": "string", "trigger": "string", "change_seen_at": "datetime64[us, UTC]",
+            "started_at": "datetime64[us, UTC]", "finished_at": "datetime64[us, UTC]",
+        }
+    ),
+    "dead_letters": _typed(
+        {
+            "id": "Int64", "marketplace": "string", "dealer_id": "string", "item_key": "string", "action": "string",
+            "content_hash": "string", "payload": "string", "http_status": "Int64", "message": "string",
+            "created_at": "datetime64[us, UTC]", "replayed_at": "datetime64[us, UTC]", "replay_outcome": "string",
+        }
+    ),
+    "sync_runs": _typed(
+        {
+            "run_id": "string", "dealer_id": "string", "trigger": "string", "started_at": "datetime64[us, UTC]",
+            "finished_at": "datetime64[us, UTC]", "files": "Int64", "records": "Int64", "accepted": "Int64",
+            "quarantined": "Int64", "held": "Int64", "vehicles": "Int64", "outcome": "string",
+        }
+    ),
+}
+
+VIEWS: dict[str, str] = {
+    "price_changes": """
+        SELECT dealer_id, stock_id, make, model, valid_from AS changed_at, previous_price AS old_price, price AS new_price,
+               price - previous_price AS change
+        FROM (SELECT *, lag(price) OVER (PARTITION BY dealer_id, stock_id ORDER BY valid_from) AS previous_price FROM stock_history)
+        WHERE previous_price IS NOT NULL AND price IS DISTINCT FROM previous_price""",
+    "days_in_stock": """
+        SELECT dealer_id, stock_id, make, model, status, price, date_in_stock,
+               date_diff('day', CAST(date_in_stock AS DATE), current_date) AS days_in_stock
+        FROM stock_current WHERE date_in_stock IS NOT NULL""",
+    "listing_completeness": """
+        SELECT dealer_id, marketplace, count(*) FILTER (WHERE listed) AS listed, count(*) FILTER (WHERE NOT listed) AS held_back,
+               round(avg(completeness) FILTER (WHERE listed), 4) AS mean_completeness
+        FROM marketplace_listings GROUP BY dealer_id, marketplace""",
+    "sync_success_rate": """
+        SELECT dealer_id, marketplace, count(*) AS deliveries, count(*) FILTER (WHERE outcome = 'ok') AS succeeded,
+               round(count(*) FILTER (WHERE outcome = 'ok') / count(*), 4) AS success_rate, sum(calls) AS calls
+        FROM deliveries WHERE outcome <> 'skipped' GROUP BY dealer_id, marketplace""",
+    "sold_latency": """
+        SELECT dealer_id, marketplace, item_key AS stock_id, change_seen_at, finished_at,
+               date_diff('millisecond', change_seen_at, finished_at) / 1000.0 AS latency_seconds
+        FROM deliveries WHERE action IN ('sold', 'delete', 'file') AND outcome = 'ok' AND change_seen_at IS NOT NULL""",
+}
 
 
 def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:

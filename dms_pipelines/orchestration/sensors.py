@@ -1,0 +1,60 @@
+"""Sensors: new exports start a run for their dealer at once; a dealer run refreshes the account-wide feeds; failures alert."""
+
+import hashlib
+
+import dagster as dg
+
+from dms_pipelines import sync
+from dms_pipelines.alerts import notify
+from dms_pipelines.orchestration.resources import PipelineResource
+
+TRIGGER_TAG = "dms_pipelines/trigger"
+
+
+def build_sensors(dealer_sync, account_feeds) -> list:
+    @dg.sensor(job=dealer_sync, minimum_interval_seconds=5, name="new_exports", default_status=dg.DefaultSensorStatus.RUNNING)
+    def new_exports(context: dg.SensorEvaluationContext, pipeline: PipelineResource):
+        """Each dealer with a ready export not yet landed gets a run now: a sold car in an hourly delta does not wait for the night."""
+        settings = pipeline.settings()
+        paths = pipeline.paths()
+        engine = pipeline.engine()
+        requests = []
+        for dealer in settings.dealers:
+            try:
+                waiting = sync.files_waiting(dealer, paths, engine)
+            except Exception as error:  # one dealer's unreachable source must not stop the others' runs
+                context.log.error(f"{dealer.id}: cannot list the source: {error}")
+                continue
+            if not waiting:
+                continue
+            fingerprint = hashlib.sha256("\n".join(sorted(f.key for f in waiting)).encode()).hexdigest()[:16]
+            only_deltas = all(sync.profile_for(dealer, paths).export_kind(f.name) == "delta" for f in waiting)
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{dealer.id}-{fingerprint}",
+                    partition_key=dealer.id,
+                    tags={TRIGGER_TAG: "delta_sensor" if only_deltas else "file_sensor", "dms_pipelines/files": ",".join(f.name for f in waiting)[:200]},
+                )
+            )
+        if not requests:
+            return dg.SkipReason("no new exports")
+        return requests
+
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[dealer_sync], request_job=account_feeds,
+        name="account_feeds_after_dealer_run", minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def account_feeds_after_dealer_run(context: dg.RunStatusSensorContext):
+        """A dealer's finished run re-assembles the account-wide files, so a sold car leaves Google within seconds too."""
+        trigger = context.dagster_run.tags.get(TRIGGER_TAG, "manual")
+        return dg.RunRequest(run_key=f"after-{context.dagster_run.run_id}", tags={TRIGGER_TAG: trigger})
+
+    @dg.run_failure_sensor(name="alert_on_run_failure", minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
+    def alert_on_run_failure(context: dg.RunFailureSensorContext, pipeline: PipelineResource):
+        """Every failed run is reported through the configured alert channel (always the log)."""
+        run = context.dagster_run
+        partition = run.tags.get("dagster/partition", "")
+        message = f"run {run.run_id[:8]} of {run.job_name} {partition} failed: {context.failure_event.message or ''}"
+        notify(pipeline.settings(), "run_failed", message, context.log)
+
+    return [new_exports, account_feeds_after_dealer_run, alert_on_run_failure]

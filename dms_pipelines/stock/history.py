@@ -1,0 +1,51 @@
+"""Each vehicle's versions over time (valid_from, valid_to), kept per dealer so analysts can see price changes and days in stock."""
+
+from datetime import datetime
+
+import pandas as pd
+from pandas.util import hash_pandas_object
+
+from dms_pipelines.stock.schema import LINEAGE_COLUMNS, PRIVATE_COLUMNS, STOCK_COLUMNS
+
+TRACKED = [c for c in STOCK_COLUMNS if c not in PRIVATE_COLUMNS and c not in LINEAGE_COLUMNS]
+
+
+def row_hashes(stock: pd.DataFrame) -> pd.Series:
+    """A content hash per vehicle over the public fields, vectorised."""
+    if stock.empty:
+        return pd.Series(dtype="uint64")
+    return hash_pandas_object(stock[TRACKED].astype("string").fillna("\x00"), index=False)
+
+
+def empty_history() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype=d) for c, d in stock_history_dtypes().items()})
+    return frame
+
+
+def stock_history_dtypes() -> dict[str, str]:
+    return {"dealer_id": "string", "stock_id": "string", "version_hash": "string", "price": "Float64", "status": "string",
+            "mileage": "Int64", "make": "string", "model": "string", "date_in_stock": "datetime64[ns]",
+            "source_file": "string", "valid_from": "datetime64[us, UTC]", "valid_to": "datetime64[us, UTC]"}
+
+
+def update_history(history: pd.DataFrame, stock: pd.DataFrame, at: datetime) -> pd.DataFrame:
+    """Close the open version of every vehicle that changed or left, and open a version for every new or changed one."""
+    at_ts = pd.Timestamp(at)
+    at_ts = at_ts.tz_localize("UTC") if at_ts.tzinfo is None else at_ts.tz_convert("UTC")
+    history = history if len(history) else empty_history()
+    current = stock.assign(version_hash=row_hashes(stock).astype("string").values) if len(stock) else stock.assign(version_hash=pd.Series(dtype="string"))
+    is_open = history["valid_to"].isna()
+    open_versions = history.loc[is_open, ["stock_id", "version_hash"]]
+    merged = open_versions.merge(current[["stock_id", "version_hash"]], on="stock_id", how="left", suffixes=("", "_now"))
+    to_close = set(merged.loc[merged["version_hash_now"].isna() | (merged["version_hash_now"] != merged["version_hash"]), "stock_id"])
+    history = history.copy()
+    closing = is_open & history["stock_id"].isin(to_close)
+    history.loc[closing, "valid_to"] = at_ts
+    still_open = set(history.loc[history["valid_to"].isna(), "stock_id"])
+    fresh = current[~current["stock_id"].isin(still_open)]
+    if len(fresh):
+        new_rows = pd.DataFrame({c: fresh[c] for c in stock_history_dtypes() if c in fresh.columns})
+        new_rows["valid_from"] = at_ts
+        new_rows["valid_to"] = pd.Series(pd.NaT, index=new_rows.index, dtype="datetime64[us, UTC]")
+        history = pd.concat([history, new_rows.astype(stock_history_dtypes())], ignore_index=True)
+    return history.astype(stock_history_dtypes()).reset_index(drop=True)
