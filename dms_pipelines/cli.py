@@ -19,11 +19,14 @@ def _ensure_dagster_home(paths: DataPaths) -> Path:
     return home
 
 
-def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, echo=print) -> dict[str, bool]:
+def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, echo=print, trigger: str = "manual") -> dict[str, bool]:
     """Run the dealer_sync job for each dealer, then the account-wide feeds, through Dagster on the persistent instance."""
     import dagster as dg
 
     from dms_pipelines.definitions import build_definitions
+    from dms_pipelines.operations.db import engine_for
+    from dms_pipelines.orchestration.assets import CHANGE_SEEN_TAG, TRIGGER_TAG
+    from dms_pipelines.sync import change_seen_at
 
     paths = DataPaths(data_root())
     settings = load_settings()
@@ -33,12 +36,20 @@ def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, ec
     job = defs.get_job_def("dealer_sync")
     outcomes = {}
     run_config = {"ops": {"landed_exports": {"config": {"release_held": True}}}} if release_held else None
+    engine = engine_for(operations_db_url(settings, paths))
+    seen = []
     for dealer_id in dealer_ids or [d.id for d in settings.dealers]:
         started = time.monotonic()
-        result = job.execute_in_process(instance=instance, partition_key=dealer_id, run_config=run_config, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, partition_key=dealer_id, run_config=run_config, raise_on_error=False, tags={TRIGGER_TAG: trigger}
+        )
         outcomes[dealer_id] = result.success
+        seen.append(change_seen_at(engine, result.run_id))
         echo(f"  {dealer_id:<12} {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s  (run {result.run_id[:8]})")
-    feeds = defs.get_job_def("account_feeds").execute_in_process(instance=instance, raise_on_error=False)
+    tags = {TRIGGER_TAG: trigger}
+    if any(seen):
+        tags[CHANGE_SEEN_TAG] = min(s for s in seen if s).isoformat()
+    feeds = defs.get_job_def("account_feeds").execute_in_process(instance=instance, raise_on_error=False, tags=tags)
     outcomes["account_feeds"] = feeds.success
     echo(f"  {'google feed':<12} {'ok' if feeds.success else 'FAILED'}  (run {feeds.run_id[:8]})")
     return outcomes
@@ -63,7 +74,7 @@ def cmd_demo(args) -> int:
     report = generate_group(paths.inbox, dealers, args.vehicles, args.seed, deltas=args.deltas)
     print(f"1. sample DMS exports: {len(report.files)} files ({sum(report.vehicles.values())} vehicles, 1 full + {args.deltas} hourly deltas per dealer) in {paths.inbox}")
     print("2. nightly sync through Dagster, one run per dealer:")
-    outcomes = run_sync(echo=print)
+    outcomes = run_sync(echo=print, trigger="nightly")
     print("3. summary")
     from dms_pipelines.summary import print_summary
 
@@ -74,6 +85,14 @@ def cmd_demo(args) -> int:
 def cmd_run(args) -> int:
     outcomes = run_sync(args.dealer or None, release_held=args.release_held)
     return 0 if all(outcomes.values()) else 1
+
+
+def cmd_report(args) -> int:
+    from dms_pipelines.report import kpis, render_json, render_table
+
+    rows = kpis(DataPaths(data_root()).warehouse_db)
+    print(render_json(rows) if args.format == "json" else render_table(rows))
+    return 0
 
 
 def cmd_schema_docs(args) -> int:
@@ -107,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--release-held", action="store_true", help="apply held full exports despite the delisting guard")
     run.set_defaults(handler=cmd_run)
 
+    report = commands.add_parser("report", help="KPIs per dealer and marketplace from the warehouse")
+    report.add_argument("--format", choices=["table", "json"], default="table")
+    report.set_defaults(handler=cmd_report)
+
     schema_docs = commands.add_parser("schema-docs", help="regenerate docs/canonical-vehicle.md from the schema")
     schema_docs.add_argument("--out", default="docs/canonical-vehicle.md")
     schema_docs.set_defaults(handler=cmd_schema_docs)
@@ -119,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
 
 

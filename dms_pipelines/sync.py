@@ -319,3 +319,16 @@ def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, v
     with engine.begin() as connection:
         connection.execute(delete(sync_runs).where(sync_runs.c.run_id == run_id))
         connection.execute(insert(sync_runs).values(**values))
+
+
+def change_seen_at(engine: Engine, run_id: str) -> datetime | None:
+    """When the run's earliest applied export was received: the start of the clock for delivery latency."""
+    with engine.connect() as connection:
+        value = connection.execute(
+            select(ingested_files.c.received_at)
+            .where(and_(ingested_files.c.run_id == run_id, ingested_files.c.status == "processed"))
+            .order_by(ingested_files.c.received_at)
+        ).scalar()
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value

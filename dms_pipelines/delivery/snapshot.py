@@ -46,7 +46,7 @@ class SnapshotOutcome:
 
 def deliver_file(
     engine: Engine, destination: Destination, marketplace: str, dealer_id: str, name: str, content: bytes,
-    run_id: str | None = None, trigger: str | None = None,
+    run_id: str | None = None, trigger: str | None = None, change_seen_at=None,
 ) -> SnapshotOutcome:
     """Send `content` as `name` unless the marketplace already acknowledged these exact bytes and the file is still there."""
     digest = hashlib.sha256(content).hexdigest()
@@ -61,9 +61,9 @@ def deliver_file(
     except Exception as error:  # any destination fault: recorded, retried on the next run
         message = f"{type(error).__name__}: {error}"
         ledger.mark_failed(engine, marketplace, dealer_id, key, message)
-        ledger.log_delivery(engine, run_id=run_id, marketplace=marketplace, dealer_id=dealer_id, item_key=key, action="file", content_hash=digest, outcome="failed", calls=1, error=message, trigger=trigger, started_at=started)
+        ledger.log_delivery(engine, run_id=run_id, marketplace=marketplace, dealer_id=dealer_id, item_key=key, action="file", content_hash=digest, outcome="failed", calls=1, error=message, trigger=trigger, started_at=started, change_seen_at=change_seen_at)
         return SnapshotOutcome(destination.describe(name), sent=False, error=message)
     ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest)
-    ledger.log_delivery(engine, run_id=run_id, marketplace=marketplace, dealer_id=dealer_id, item_key=key, action="file", content_hash=digest, outcome="ok", calls=1, trigger=trigger, started_at=started)
+    ledger.log_delivery(engine, run_id=run_id, marketplace=marketplace, dealer_id=dealer_id, item_key=key, action="file", content_hash=digest, outcome="ok", calls=1, trigger=trigger, started_at=started, change_seen_at=change_seen_at)
     return SnapshotOutcome(destination.describe(name), sent=True)
 

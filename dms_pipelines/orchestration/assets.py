@@ -1,5 +1,7 @@
 """Dagster assets for the sync, one dealer per partition; each body calls plain functions from dms_pipelines.sync."""
 
+from datetime import datetime
+
 import dagster as dg
 import pandas as pd
 
@@ -19,6 +21,11 @@ from dms_pipelines.warehouse.tables import publish, rebuild_catalog
 
 RELEASE_TAG = "dms_pipelines/release_held"
 TRIGGER_TAG = "dms_pipelines/trigger"
+CHANGE_SEEN_TAG = "dms_pipelines/change_seen_at"
+
+
+def _tagged_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 class LandingConfig(dg.Config):
@@ -154,7 +161,9 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
             context.add_output_metadata({"listed": 0, "note": "dealer does not publish to the website"})
             return pd.DataFrame()
         destination = destination_for(pipeline.settings().marketplaces["website"], pipeline.paths())
-        outcome = deliver_file(pipeline.engine(), destination, "website", dealer.id, f"{dealer.id}.json", website.serialise(rendered.items, dealer), run_id=context.run_id, trigger=context.run.tags.get(TRIGGER_TAG, "manual"))
+        outcome = deliver_file(pipeline.engine(), destination, "website", dealer.id, f"{dealer.id}.json", website.serialise(rendered.items, dealer), run_id=context.run_id, trigger=context.run.tags.get(TRIGGER_TAG, "manual"),
+            change_seen_at=sync.change_seen_at(pipeline.engine(), context.run_id),
+        )
         if outcome.error:
             context.log.error(f"website feed for {dealer.id} not delivered: {outcome.error}")
         context.add_output_metadata(
@@ -211,6 +220,7 @@ def google_feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -
     outcome = deliver_file(
         pipeline.engine(), destination_for(marketplace, paths), "google", ACCOUNT, f"vehicle_listings.{file_format}",
         google.serialise(items, file_format), run_id=context.run_id, trigger=context.run.tags.get(TRIGGER_TAG, "manual"),
+        change_seen_at=_tagged_time(context.run.tags.get(CHANGE_SEEN_TAG)),
     )
     account_rows = operational_rows(pipeline.engine(), ACCOUNT)
     publish(paths, "account", {"deliveries": account_rows["deliveries"], "dead_letters": account_rows["dead_letters"]})

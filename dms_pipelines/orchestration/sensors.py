@@ -9,6 +9,7 @@ from dms_pipelines.alerts import notify
 from dms_pipelines.orchestration.resources import PipelineResource
 
 TRIGGER_TAG = "dms_pipelines/trigger"
+CHANGE_SEEN_TAG = "dms_pipelines/change_seen_at"
 
 
 def build_sensors(dealer_sync, account_feeds) -> list:
@@ -44,10 +45,14 @@ def build_sensors(dealer_sync, account_feeds) -> list:
         run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[dealer_sync], request_job=account_feeds,
         name="account_feeds_after_dealer_run", minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def account_feeds_after_dealer_run(context: dg.RunStatusSensorContext):
+    def account_feeds_after_dealer_run(context: dg.RunStatusSensorContext, pipeline: PipelineResource):
         """A dealer's finished run re-assembles the account-wide files, so a sold car leaves Google within seconds too."""
         trigger = context.dagster_run.tags.get(TRIGGER_TAG, "manual")
-        return dg.RunRequest(run_key=f"after-{context.dagster_run.run_id}", tags={TRIGGER_TAG: trigger})
+        tags = {TRIGGER_TAG: trigger}
+        seen = sync.change_seen_at(pipeline.engine(), context.dagster_run.run_id)
+        if seen is not None:
+            tags[CHANGE_SEEN_TAG] = seen.isoformat()
+        return dg.RunRequest(run_key=f"after-{context.dagster_run.run_id}", tags=tags)
 
     @dg.run_failure_sensor(name="alert_on_run_failure", minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
     def alert_on_run_failure(context: dg.RunFailureSensorContext, pipeline: PipelineResource):

@@ -1,0 +1,68 @@
+"""KPIs per dealer and marketplace from the warehouse: success rate, latency, completeness, call efficiency, open quarantine."""
+
+import json
+from pathlib import Path
+
+import duckdb
+
+KPI_SQL = """
+WITH d AS (
+    SELECT dealer_id, marketplace, outcome, calls, item_key,
+           date_diff('millisecond', coalesce(change_seen_at, started_at), finished_at) / 1000.0 AS latency_seconds
+    FROM deliveries WHERE outcome <> 'skipped'
+),
+delivery_kpis AS (
+    SELECT dealer_id, marketplace, count(*) AS deliveries,
+           count(*) FILTER (WHERE outcome = 'ok') / count(*) AS success_rate,
+           quantile_cont(latency_seconds, 0.5) AS latency_p50_seconds,
+           quantile_cont(latency_seconds, 0.95) AS latency_p95_seconds,
+           sum(calls) AS calls, count(DISTINCT item_key) AS changed_items,
+           sum(calls) / nullif(count(DISTINCT item_key), 0) AS calls_per_changed_vehicle
+    FROM d GROUP BY ALL
+),
+listing_kpis AS (
+    SELECT dealer_id, marketplace, count(*) FILTER (WHERE listed) AS listed, count(*) FILTER (WHERE NOT listed) AS held_back,
+           avg(completeness) FILTER (WHERE listed) AS mean_completeness
+    FROM marketplace_listings GROUP BY ALL
+),
+quarantine_kpis AS (
+    SELECT dealer_id, count(*) AS quarantine_open FROM quarantine WHERE status = 'open' AND severity = 'error' GROUP BY ALL
+)
+SELECT coalesce(l.dealer_id, k.dealer_id) AS dealer_id, coalesce(l.marketplace, k.marketplace) AS marketplace,
+       l.listed, l.held_back, round(l.mean_completeness, 4) AS mean_completeness,
+       k.deliveries, round(k.success_rate, 4) AS success_rate, round(k.latency_p50_seconds, 3) AS latency_p50_seconds,
+       round(k.latency_p95_seconds, 3) AS latency_p95_seconds, k.calls, round(k.calls_per_changed_vehicle, 3) AS calls_per_changed_vehicle,
+       coalesce(q.quarantine_open, 0) AS quarantine_open
+FROM listing_kpis l
+FULL JOIN delivery_kpis k ON k.dealer_id = l.dealer_id AND k.marketplace = l.marketplace
+LEFT JOIN quarantine_kpis q ON q.dealer_id = coalesce(l.dealer_id, k.dealer_id)
+ORDER BY dealer_id, marketplace
+"""
+
+
+def kpis(warehouse_db: Path) -> list[dict]:
+    if not warehouse_db.exists():
+        raise FileNotFoundError(f"{warehouse_db}: no warehouse yet; run `make demo` or `dms-pipelines run` first")
+    with duckdb.connect(str(warehouse_db), read_only=True) as connection:
+        cursor = connection.execute(KPI_SQL)
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def render_table(rows: list[dict]) -> str:
+    columns = [
+        ("dealer_id", "dealer"), ("marketplace", "marketplace"), ("listed", "listed"), ("held_back", "held"),
+        ("mean_completeness", "complete"), ("success_rate", "success"), ("latency_p50_seconds", "p50 s"),
+        ("latency_p95_seconds", "p95 s"), ("calls_per_changed_vehicle", "calls/chg"), ("quarantine_open", "quarantine"),
+    ]
+    def cell(value):
+        if value is None:
+            return "-"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    table = [[title for _, title in columns]] + [[cell(row.get(key)) for key, _ in columns] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    return "\n".join("  ".join(value.ljust(widths[i]) for i, value in enumerate(r)) for r in table)
+
+
+def render_json(rows: list[dict]) -> str:
+    return json.dumps({"kpis": rows}, indent=2, default=str)
