@@ -12,9 +12,16 @@ from dms_pipelines.paths import DataPaths, config_path, data_root
 SAMPLE_LAYOUTS = ("navigator_csv", "star5_xml", "pipe_cp1252_csv")
 
 
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _ensure_dagster_home(paths: DataPaths) -> Path:
+    """A persistent DAGSTER_HOME (data/dagster_home unless set), so `make dev` shows the runs made from the command line."""
     home = Path(os.environ.get("DAGSTER_HOME") or paths.root / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.write_text("# written by dms-pipelines; Dagster's defaults otherwise\ntelemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -33,9 +40,9 @@ def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, ec
     _ensure_dagster_home(paths)
     defs = build_definitions(settings, paths)
     instance = dg.DagsterInstance.get()
-    job = defs.get_job_def("dealer_sync")
+    job = defs.resolve_job_def("dealer_sync")
     outcomes = {}
-    run_config = {"ops": {"landed_exports": {"config": {"release_held": True}}}} if release_held else None
+    run_config = dict(QUIET_LOGS) | ({"ops": {"landed_exports": {"config": {"release_held": True}}}} if release_held else {})
     engine = engine_for(operations_db_url(settings, paths))
     seen = []
     for dealer_id in dealer_ids or [d.id for d in settings.dealers]:
@@ -49,7 +56,7 @@ def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, ec
     tags = {TRIGGER_TAG: trigger}
     if any(seen):
         tags[CHANGE_SEEN_TAG] = min(s for s in seen if s).isoformat()
-    feeds = defs.get_job_def("account_feeds").execute_in_process(instance=instance, raise_on_error=False, tags=tags)
+    feeds = defs.resolve_job_def("account_feeds").execute_in_process(instance=instance, raise_on_error=False, tags=tags, run_config=QUIET_LOGS)
     outcomes["account_feeds"] = feeds.success
     echo(f"  {'google feed':<12} {'ok' if feeds.success else 'FAILED'}  (run {feeds.run_id[:8]})")
     return outcomes

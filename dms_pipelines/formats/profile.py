@@ -60,6 +60,7 @@ class MappingProfile(Strict):
     files: FilePatterns
     fields: dict[str, FieldMapping]
     constants: dict[str, str] = Field(default_factory=dict)  # canonical field -> fixed value for every row
+    ignored_columns: list[str] = Field(default_factory=list)  # columns the layout has and we deliberately do not read
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -51,7 +51,7 @@ def _read_csv(path: Path, profile: MappingProfile, dealer_id: str, file_name: st
         raise MappingError(
             f"{file_name}: row 1 (header): required columns missing {missing} (profile '{profile.name}'; the file has {len(header)} columns)"
         )
-    known = {m.column for m in profile.fields.values()}
+    known = {m.column for m in profile.fields.values()} | set(profile.ignored_columns)
     warnings = []
     unknown = [name for name in header if name not in known]
     if unknown:

@@ -1,0 +1,1 @@
+"""Believable, reproducible sample DMS exports for demos, tests and benchmarks."""

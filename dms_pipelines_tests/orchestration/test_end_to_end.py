@@ -1,0 +1,120 @@
+"""End to end through the real Definitions: generated exports for three dealers, materialised, in the warehouse and the outbox."""
+
+import csv
+import json
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dms_pipelines.config import load_settings
+from dms_pipelines.definitions import build_definitions
+from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.stock.schema import PRIVATE_COLUMNS
+
+
+def run_everything(settings, paths, instance) -> list[str]:
+    defs = build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml")
+    job = defs.resolve_job_def("dealer_sync")
+    run_ids = []
+    for dealer in settings.dealers:
+        result = job.execute_in_process(instance=instance, partition_key=dealer.id)
+        assert result.success
+        run_ids.append(result.run_id)
+    assert defs.resolve_job_def("account_feeds").execute_in_process(instance=instance).success
+    return run_ids
+
+
+@pytest.fixture
+def generated(paths, settings):
+    dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers]
+    return generate_group(paths.inbox, dealers, vehicles=300, seed=11, deltas=2)
+
+
+def test_three_dealers_end_to_end(paths, settings, generated):
+    instance = dg.DagsterInstance.ephemeral()
+    run_everything(settings, paths, instance)
+
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        per_dealer = dict(db.execute("SELECT dealer_id, count(*) FROM stock_current GROUP BY ALL").fetchall())
+        assert set(per_dealer) == {"leeds", "york", "sheffield"} and all(n > 50 for n in per_dealer.values())
+        columns = {row[0] for row in db.execute("DESCRIBE stock_current").fetchall()}
+        assert not columns & set(PRIVATE_COLUMNS)
+        quarantined = db.execute("SELECT dealer_id, rule, source_file, source_row, stock_id, field, value, severity FROM quarantine WHERE severity = 'error'").fetchall()
+        rules = {row[1] for row in quarantined}
+        assert {"required", "placeholder_price", "plate_format", "duplicate_stock_id", "year_range", "field_count"} <= rules
+        assert {row[0] for row in quarantined} == {"leeds", "york", "sheffield"}
+        files = db.execute("SELECT dealer_id, status, rows_total, rows_accepted, rows_quarantined FROM ingested_files").fetchall()
+        assert all(status == "processed" for _, status, *_ in files)
+        assert all(total == accepted + quarantined_rows for *_, total, accepted, quarantined_rows in files)
+
+    planted = list(csv.DictReader(open(paths.inbox / "planted_defects.csv", encoding="utf-8")))
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        found = {(r[0], r[1], r[2]) for r in db.execute("SELECT dealer_id, stock_id, rule FROM quarantine WHERE severity = 'error'").fetchall()}
+    for defect in planted:
+        if defect["rule"] != "field_count":
+            assert (defect["dealer_id"], defect["stock_id"], defect["rule"]) in found, defect
+
+    google_rows = list(csv.DictReader(open(paths.outbox / "google" / "vehicle_listings.csv", encoding="utf-8")))
+    assert {r["store_code"] for r in google_rows} == {"AVM-LEEDS", "AVM-YORK", "AVM-SHEFFIELD"}
+    assert all(r["price"].endswith(" GBP") and r["id"] for r in google_rows)
+    for dealer in ("leeds", "york", "sheffield"):
+        document = json.loads((paths.outbox / "website" / f"{dealer}.json").read_text(encoding="utf-8"))
+        assert document["vehicle_count"] == len(document["vehicles"]) > 0
+    outputs = (paths.outbox / "google" / "vehicle_listings.csv").read_text(encoding="utf-8") + "".join(
+        p.read_text(encoding="utf-8") for p in (paths.outbox / "website").glob("*.json")
+    )
+    for secret_marker in ("PX from", "KeyCode", "cost_price"):
+        assert secret_marker not in outputs
+
+
+def test_running_twice_gives_the_same_stock_and_sends_nothing_new(paths, settings, generated):
+    instance = dg.DagsterInstance.ephemeral()
+    run_everything(settings, paths, instance)
+    query = "SELECT * EXCLUDE (source_file, source_row) FROM stock_current ORDER BY dealer_id, stock_id"
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        first = db.execute(query).fetchall()
+        deliveries_before = db.execute("SELECT count(*) FROM deliveries").fetchall()[0][0]
+        files_before = db.execute("SELECT count(*) FROM ingested_files").fetchall()[0][0]
+    generate_group(paths.inbox, [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers], vehicles=300, seed=11, deltas=2)
+    run_everything(settings, paths, instance)
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        assert db.execute(query).fetchall() == first
+        assert db.execute("SELECT count(*) FROM deliveries").fetchall()[0][0] == deliveries_before
+        assert db.execute("SELECT count(*) FROM ingested_files").fetchall()[0][0] == files_before
+
+
+def test_same_content_under_a_new_name_is_a_duplicate(paths, settings, generated):
+    instance = dg.DagsterInstance.ephemeral()
+    run_everything(settings, paths, instance)
+    full = sorted((paths.inbox / "york").glob("inventory_full_*.xml"))[0]
+    (paths.inbox / "york" / "inventory_full_202611220200.xml").write_bytes(full.read_bytes())
+    run_everything(settings, paths, instance)
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        rows = db.execute("SELECT file_name, status, error FROM ingested_files WHERE status = 'duplicate'").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("inventory_full_202611220200.xml", "duplicate")]
+    assert "same content as file" in rows[0][2]
+
+
+def test_a_truncated_full_export_is_held_and_the_stock_stays(paths, settings, generated):
+    instance = dg.DagsterInstance.ephemeral()
+    run_everything(settings, paths, instance)
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        before = db.execute("SELECT count(*) FROM stock_current WHERE dealer_id = 'leeds'").fetchall()[0][0]
+    full = sorted((paths.inbox / "leeds").glob("stock_full_*.csv"))[0]
+    lines = full.read_bytes().split(b"\r\n")
+    (paths.inbox / "leeds" / "stock_full_20261122_0200.csv").write_bytes(b"\r\n".join(lines[:10]) + b"\r\n")
+    defs = build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml")
+    result = defs.resolve_job_def("dealer_sync").execute_in_process(instance=instance, partition_key="leeds", raise_on_error=False)
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert checks["no_held_exports"] is False
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        assert db.execute("SELECT count(*) FROM stock_current WHERE dealer_id = 'leeds'").fetchall()[0][0] == before
+        held = db.execute("SELECT error FROM ingested_files WHERE status = 'held'").fetchall()
+        assert len(held) == 1 and "fewer than 70%" in held[0][0]
+    released = defs.resolve_job_def("dealer_sync").execute_in_process(
+        instance=instance, partition_key="leeds", run_config={"ops": {"landed_exports": {"config": {"release_held": True}}}}
+    )
+    assert released.success
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        assert db.execute("SELECT count(*) FROM stock_current WHERE dealer_id = 'leeds'").fetchall()[0][0] < 10
