@@ -1,0 +1,124 @@
+"""Landing from SFTP and the inbox: exactly once by content, retries with backoff, readiness per file, and the sensor."""
+
+import os
+import time
+from datetime import timedelta
+
+import dagster as dg
+import yaml
+from sqlalchemy import select
+
+from dms_pipelines.config import load_settings
+from dms_pipelines.definitions import build_definitions
+from dms_pipelines.formats.profile import find_profile
+from dms_pipelines.operations.db import engine_for, ingested_files
+from dms_pipelines.orchestration.resources import PipelineResource
+from dms_pipelines.paths import PROJECT_ROOT
+from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.sources.base import RemoteFile, SourceError
+from dms_pipelines.sources.landing import MAX_ATTEMPTS, land_files, utc_now
+from dms_pipelines.sources.readiness import FileObservation, ready_files
+
+PROFILES = [PROJECT_ROOT / "data" / "profiles"]
+
+
+def manifest(engine):
+    with engine.connect() as connection:
+        return [dict(r) for r in connection.execute(select(ingested_files).order_by(ingested_files.c.id)).mappings()]
+
+
+class FlakySource:
+    """A source whose fetch fails for chosen names (the fault a network gives), otherwise writes fixed bytes."""
+
+    def __init__(self, failing: set[str], transient: bool = True):
+        self.failing, self.transient, self.fetches = failing, transient, 0
+
+    def fetch(self, remote, destination):
+        self.fetches += 1
+        if remote.name in self.failing:
+            raise SourceError(f"connection reset while reading {remote.name}", transient=self.transient)
+        destination.write_bytes(remote.name.encode())
+
+    def finish(self, remote):
+        pass
+
+
+def test_failed_download_is_retried_with_backoff_and_never_marked_done(tmp_path):
+    engine = engine_for(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    profile = find_profile("navigator_csv", PROFILES)
+    bad = RemoteFile("/r/stock_full_20261121_0200.csv", "stock_full_20261121_0200.csv", 10, 1.0)
+    good = RemoteFile("/r/stock_delta_20261121_0300.csv", "stock_delta_20261121_0300.csv", 10, 2.0)
+    source = FlakySource({bad.name})
+    now = utc_now()
+    report = land_files(source, [bad, good], "leeds", profile, tmp_path / "landing", engine, now=now)
+    assert len(report.landed) == 1 and len(report.failed) == 1
+    rows = {r["file_name"]: r for r in manifest(engine)}
+    assert rows[bad.name]["status"] == "retry" and rows[good.name]["status"] == "landed"
+    land_files(source, [bad, good], "leeds", profile, tmp_path / "landing", engine, now=now + timedelta(seconds=5))
+    assert source.fetches == 2  # not due yet: no new attempt, and the later file's success did not mark it done
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        land_files(source, [bad], "leeds", profile, tmp_path / "landing", engine, now=now + timedelta(hours=attempt * 2))
+    final = {r["file_name"]: r for r in manifest(engine)}[bad.name]
+    assert final["status"] == "failed" and final["attempts"] == MAX_ATTEMPTS and "connection reset" in final["error"]
+
+
+def test_stability_and_marker_readiness():
+    file = RemoteFile("/r/a.csv", "a.csv", 100, 10.0)
+    ready, seen = ready_files([file], {}, now=1000, stability_seconds=30)
+    assert ready == []
+    ready, seen = ready_files([file], seen, now=1031, stability_seconds=30)
+    assert ready == [file]
+    grown = RemoteFile("/r/a.csv", "a.csv", 200, 11.0)
+    assert ready_files([grown], seen, now=1040, stability_seconds=30)[0] == []
+    assert ready_files([file], {}, now=0, stability_seconds=0, marker_pattern="{name}.done", marker_names=set())[0] == []
+    assert ready_files([file], {}, now=0, stability_seconds=0, marker_pattern="{name}.done", marker_names={"a.csv.done"})[0] == [file]
+    assert ready_files([file], {}, now=0, stability_seconds=0, marker_pattern="{stem}.ok", marker_names={"a.ok"})[0] == [file]
+    empty = RemoteFile("/r/b.csv", "b.csv", 0, 1.0)
+    partial = RemoteFile("/r/c.csv.part", "c.csv.part", 5, 1.0)
+    assert ready_files([empty, partial], {"/r/b.csv": FileObservation("/r/b.csv", 0, 1.0, 0)}, now=999, stability_seconds=1)[0] == []
+
+
+def sftp_config(data_root, server, remote_dir) -> None:
+    path = data_root / "config" / "dms_pipelines.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["dealers"][0]["source"] = {
+        "kind": "sftp", "host": server.host, "port": server.port, "username": server.username,
+        "known_hosts": str(server.known_hosts), "remote_dir": str(remote_dir), "patterns": ["stock_*.csv"],
+        "private_key_env": "DMS_LEEDS_SFTP_KEY", "stability_seconds": 0, "after_fetch": "keep",
+    }
+    path.write_text(yaml.safe_dump(raw))
+
+
+def test_dealer_run_lands_from_sftp_once_and_the_sensor_asks_for_new_files_only(data_root, paths, sshd_server, remote_dir, monkeypatch):
+    monkeypatch.setenv("DMS_LEEDS_SFTP_KEY", sshd_server.client_key_text)
+    sftp_config(data_root, sshd_server, remote_dir)
+    generate_group(remote_dir.parent / "gen", [SampleDealer("leeds", "Leeds", "navigator_csv")], 120, seed=3, deltas=1)
+    for file in (remote_dir.parent / "gen" / "leeds").iterdir():
+        os.replace(file, remote_dir / file.name)
+    settings = load_settings(data_root / "config" / "dms_pipelines.yaml")
+    defs = build_definitions(settings, paths, data_root / "config" / "dms_pipelines.yaml")
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = defs.resolve_sensor_def("new_exports")
+
+    pipeline = PipelineResource(data_root=str(paths.root), config_path=str(data_root / "config" / "dms_pipelines.yaml"))
+
+    def evaluate():
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"pipeline": pipeline}))
+        return [r for r in (result if isinstance(result, list) else []) if r.partition_key == "leeds"]
+
+    requests = evaluate()
+    leeds = [r for r in requests if r.partition_key == "leeds"]
+    assert len(leeds) == 1 and "stock_full_20261121_0200.csv" in leeds[0].tags["dms_pipelines/files"]
+
+    result = defs.resolve_job_def("dealer_sync").execute_in_process(instance=instance, partition_key="leeds")
+    assert result.success
+    rows = manifest(engine_for(paths.operations_db_url))
+    assert [(r["file_name"], r["status"]) for r in rows] == [("stock_full_20261121_0200.csv", "processed"), ("stock_delta_20261121_0300.csv", "processed")]
+    assert all(r["sha256"] and r["source_path"].startswith(str(remote_dir)) for r in rows)
+    assert sorted(p.name.split("_", 2)[2] for p in (paths.landing / "leeds").iterdir()) == ["stock_delta_20261121_0300.csv", "stock_full_20261121_0200.csv"]
+    assert evaluate() == []
+
+    late = remote_dir / "stock_delta_20261121_0400.csv"
+    late.write_bytes((remote_dir / "stock_delta_20261121_0300.csv").read_bytes().replace(b"Reserved", b"Sold"))
+    os.utime(late, (time.time() - 86_400 * 3,) * 2)  # copied in late, with an old mtime: still taken
+    assert [r.tags["dms_pipelines/files"] for r in evaluate()] == ["stock_delta_20261121_0400.csv"]
