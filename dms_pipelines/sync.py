@@ -126,7 +126,7 @@ def _set_status(engine: Engine, file_id: int, **values) -> None:
         connection.execute(update(ingested_files).where(ingested_files.c.id == file_id).values(**values))
 
 
-def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine) -> list[ParsedExport]:
+def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompressed_mb: int = 2048) -> list[ParsedExport]:
     """Parse the dealer's landed files, oldest first; older exports before the newest full one are superseded."""
     profile = profile_for(dealer, paths)
     pending = pending_files(engine, dealer.id)
@@ -141,7 +141,7 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine) -> list[Pars
     for row in pending:
         item = ParsedExport(row.id, row.file_name, row.export_kind, row.export_timestamp, released_by=row.released_by)
         try:
-            item.result = read_export(Path(row.landed_path), profile, dealer.id, file_name=row.file_name)
+            item.result = read_export(Path(row.landed_path), profile, dealer.id, file_name=row.file_name, max_uncompressed_bytes=max_uncompressed_mb << 20)
         except MappingError as error:
             item.error = str(error)
             _set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())

@@ -7,6 +7,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dms_pipelines.sources.base import matches_any
+from dms_pipelines.sources.compressed import inner_name
 from dms_pipelines.stock.schema import FIELD_BY_NAME
 
 
@@ -81,7 +82,8 @@ class MappingProfile(Strict):
         return self
 
     def export_kind(self, file_name: str) -> str | None:
-        """'full', 'delta', or None when the name matches neither pattern list."""
+        """'full', 'delta', or None when the name matches neither pattern list (a .gz or .zip suffix is looked through)."""
+        file_name = inner_name(file_name)
         if matches_any(file_name, self.files.delta):
             return "delta"
         if matches_any(file_name, self.files.full):

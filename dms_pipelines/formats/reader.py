@@ -2,6 +2,7 @@
 
 import csv
 import io
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -13,11 +14,22 @@ from dms_pipelines.formats.decoding import DecodingError, decode, detect_encodin
 from dms_pipelines.formats.profile import MappingProfile
 from dms_pipelines.formats.safe_xml import UnsafeXmlError, iter_records
 from dms_pipelines.formats.values import MappingError, ParseResult, empty_issues, map_to_canonical
+from dms_pipelines.sources.compressed import CompressedFileError, decompress, is_compressed
 
 
-def read_export(path: Path, profile: MappingProfile, dealer_id: str, file_name: str | None = None) -> ParseResult:
+DEFAULT_MAX_UNCOMPRESSED = 2 << 30
+
+
+def read_export(path: Path, profile: MappingProfile, dealer_id: str, file_name: str | None = None, max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED) -> ParseResult:
     """Canonical rows and issues from the export at `path`; raises MappingError when the file is unreadable as a whole."""
     file_name = file_name or path.name
+    if is_compressed(path.name):
+        with tempfile.TemporaryDirectory(prefix="dms-expand-", dir=path.parent) as folder:
+            try:
+                expanded = decompress(path, Path(folder) / "export", max_uncompressed_bytes, label=file_name)
+            except CompressedFileError as error:
+                raise MappingError(str(error)) from None
+            return read_export(expanded, profile, dealer_id, file_name, max_uncompressed_bytes)
     if profile.format == "csv":
         return _read_csv(path, profile, dealer_id, file_name)
     return _read_xml(path, profile, dealer_id, file_name)

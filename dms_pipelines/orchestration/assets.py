@@ -62,7 +62,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
     def parsed_exports(context: dg.AssetExecutionContext, landed_exports: dict, pipeline: PipelineResource) -> list:
         """The dealer's landed files read through its mapping profile into canonical columns, oldest first."""
         dealer = pipeline.settings().dealer(context.partition_key)
-        parsed = sync.parse_pending(dealer, pipeline.paths(), pipeline.engine())
+        parsed = sync.parse_pending(dealer, pipeline.paths(), pipeline.engine(), pipeline.settings().validation.max_uncompressed_mb)
         for item in parsed:
             if item.error:
                 context.log.error(item.error)
