@@ -13,9 +13,9 @@ from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.stock.schema import LIST_SEPARATOR
 
 KEY = "_stock_id"  # every rendered frame carries the stock number under this column; never serialised
-TAGS = re.compile(r"<[^>]*>")
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-SPACES = re.compile(r"[ \t]+")
+TAGS = r"<[^>]*>"  # pattern strings (not compiled) keep pandas on its vectorised Arrow path
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+SPACES = r"[ \t]+"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -48,10 +48,15 @@ class MarketplaceSpec:
 
 def clean_text(values: pd.Series, max_length: int | None = None) -> pd.Series:
     """HTML stripped and unescaped, control characters removed, cut at a word boundary to `max_length`."""
-    text = values.astype("string").str.replace(TAGS, " ", regex=True).map(lambda v: html.unescape(v) if isinstance(v, str) else v)
-    text = text.astype("string").str.replace(CONTROL, "", regex=True).str.replace(SPACES, " ", regex=True).str.strip()
+    text = values.astype("string").str.replace(TAGS, " ", regex=True)
+    escaped = text.str.contains("&", regex=False).fillna(False).astype(bool)
+    if escaped.any():
+        text = text.mask(escaped, text[escaped].map(html.unescape).astype("string"))
+    text = text.str.replace(CONTROL, "", regex=True).str.replace(SPACES, " ", regex=True).str.strip()
     if max_length:
-        text = text.map(lambda v: cut_at_word(v, max_length) if isinstance(v, str) else v).astype("string")
+        long = (text.str.len() > max_length).fillna(False).astype(bool)
+        if long.any():
+            text = text.mask(long, text[long].map(lambda v: cut_at_word(v, max_length)).astype("string"))
     return text
 
 
@@ -87,42 +92,53 @@ def image_count_from(column: str) -> Callable[[pd.DataFrame], pd.Series]:
     return lambda items: items[column].map(lambda v: len(v) if isinstance(v, list) else 0)
 
 
+def _join_reasons(flags: list[tuple[pd.Series, str]], index: pd.Index) -> pd.Series:
+    """'; '-joined labels of the flags set on each row, built column-wise (no per-row Python)."""
+    joined = pd.Series("", index=index, dtype="string")
+    for mask, label in flags:
+        mask = pd.Series(mask, index=index).fillna(False).astype(bool)
+        joined = joined.mask(mask, joined + "; " + label)
+    return joined.str.removeprefix("; ")
+
+
 def check_items(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.Series:
     """Per item, the reasons the marketplace would reject it ('' when none)."""
-    found: list[pd.Series] = []
-
-    def add(mask: pd.Series, reason: str) -> None:
-        found.append(pd.Series(reason, index=items.index).where(mask.fillna(False).astype(bool), ""))
-
+    flags: list[tuple[pd.Series, str]] = []
     for name in spec.required:
         column = items[name] if name in items else pd.Series(pd.NA, index=items.index)
-        add(column.isna() | (column.astype("string").str.strip().isin(["", "[]"])), f"{name} missing")
+        flags.append((_is_empty(column), f"{name} missing"))
     for name, allowed in spec.enums.items():
         if name in items:
-            add(items[name].notna() & ~items[name].isin(allowed), f"{name} not one of {'/'.join(allowed)}")
+            flags.append((items[name].notna() & ~items[name].isin(allowed), f"{name} not one of {'/'.join(allowed)}"))
     for name, limit in spec.max_lengths.items():
         if name in items:
-            add(items[name].astype("string").str.len() > limit, f"{name} longer than {limit}")
+            flags.append((items[name].astype("string").str.len() > limit, f"{name} longer than {limit}"))
+    reasons = _join_reasons(flags, items.index)
     if spec.extra_rules is not None:
-        found.append(spec.extra_rules(items).fillna("").astype(str))
-    if not found:
-        return pd.Series("", index=items.index, dtype="object")
-    joined = pd.concat(found, axis=1).apply(lambda row: "; ".join(r for r in row if r), axis=1)
-    return joined.astype("object")
+        extra = spec.extra_rules(items).fillna("").astype("string")
+        reasons = (reasons + "; " + extra).str.strip("; ")
+    return reasons.astype("object")
+
+
+def _is_empty(column: pd.Series) -> pd.Series:
+    if column.dtype == object:
+        return column.map(lambda v: v is None or v is pd.NA or (isinstance(v, float) and v != v) or (hasattr(v, "__len__") and len(v) == 0)).astype(bool)
+    text = column.astype("string")
+    return (text.isna() | (text.str.strip() == "")).astype(bool)
 
 
 def completeness(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.DataFrame:
     """Share of required and recommended fields present (image count counts as one field), with what is missing."""
-    fields = list(spec.required) + list(spec.recommended)
-    present = pd.DataFrame(index=items.index)
-    for name in fields:
+    present: dict[str, pd.Series] = {}
+    for name in list(spec.required) + list(spec.recommended):
         column = items[name] if name in items else pd.Series(pd.NA, index=items.index)
-        present[name] = ~(column.isna() | (column.astype("string").str.strip().isin(["", "[]"])))
+        present[name] = ~_is_empty(column)
     if spec.image_count is not None and spec.min_images:
-        present[f"at least {spec.min_images} images"] = spec.image_count(items) >= spec.min_images
-    score = present.mean(axis=1).round(4) if len(present.columns) else pd.Series(1.0, index=items.index)
-    missing = present.apply(lambda row: ", ".join(c for c, ok in row.items() if not ok), axis=1) if len(items) else pd.Series(dtype="string")
-    return pd.DataFrame({"stock_id": items[KEY].values, "completeness": score.values, "missing": pd.Series(missing, index=items.index).astype("string").values})
+        present[f"at least {spec.min_images} images"] = pd.Series(spec.image_count(items) >= spec.min_images, index=items.index)
+    frame = pd.DataFrame(present, index=items.index)
+    score = frame.mean(axis=1).round(4) if len(frame.columns) else pd.Series(1.0, index=items.index)
+    missing = _join_reasons([(~frame[c], c) for c in frame.columns], items.index)
+    return pd.DataFrame({"stock_id": items[KEY].astype("string").values, "completeness": score.values, "missing": missing.replace("", pd.NA).values})
 
 
 def render_for(spec: MarketplaceSpec, stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> Rendered:
