@@ -1,8 +1,6 @@
 """The common face of a marketplace module, and the text, status and CSV safety rules they all share."""
 
-import csv
 import html
-import io
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Literal
@@ -10,13 +8,13 @@ from typing import Callable, Literal
 import pandas as pd
 
 from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_text
 from dms_pipelines.stock.schema import LIST_SEPARATOR
 
 KEY = "_stock_id"  # every rendered frame carries the stock number under this column; never serialised
 TAGS = r"<[^>]*>"  # pattern strings (not compiled) keep pandas on its vectorised Arrow path
 CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 SPACES = r"[ \t]+"
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -72,7 +70,7 @@ def defuse_formula(value):
     """A cell that a spreadsheet would run as a formula gets a leading apostrophe."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
-    return value
+    return value  # the vectorised twin used for whole files is formats.csv_writer.delimited_text
 
 
 def listable(stock: pd.DataFrame, account: DealerMarketplace, pending_supported: bool) -> pd.Series:
@@ -154,12 +152,7 @@ def render_for(spec: MarketplaceSpec, stock: pd.DataFrame, dealer: Dealer, accou
 
 def to_delimited(items: pd.DataFrame, columns: list[str], delimiter: str = ",") -> bytes:
     """RFC 4180 CSV (or TSV) with formula-like cells defused; the key column is never written."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in items[columns].itertuples(index=False, name=None):
-        writer.writerow(["" if (v is None or v is pd.NA or (isinstance(v, float) and v != v)) else defuse_formula(str(v)) for v in row])
-    return buffer.getvalue().encode("utf-8")
+    return delimited_text({name: items[name] for name in columns}, delimiter, defuse_formulas=True).encode("utf-8")
 
 
 def listing_rows(rendered: Rendered) -> pd.DataFrame:

@@ -13,14 +13,6 @@ PUBLIC_FIELDS = [
 ]
 
 
-def _plain(value):
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-
-
 def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
     cars = stock.loc[listable(stock, account, pending_supported=True)].reset_index(drop=True)
     frame = pd.DataFrame({KEY: cars["stock_id"], "stock_id": cars["stock_id"], "status": cars["status"]})
@@ -53,18 +45,23 @@ SPEC = MarketplaceSpec(
 
 def serialise(items: pd.DataFrame, dealer: Dealer) -> bytes:
     """One JSON document per dealer; no timestamps inside, so unchanged stock gives identical bytes."""
-    vehicles = []
-    for record in items.drop(columns=[KEY]).sort_values("stock_id").to_dict(orient="records"):
-        vehicles.append({key: (value if isinstance(value, list) else _plain(value)) for key, value in record.items()})
+    ordered = items.drop(columns=[KEY]).sort_values("stock_id", kind="stable")
+    columns = {name: _python_values(ordered[name]) for name in ordered.columns}
+    names = list(columns)
+    vehicles = [dict(zip(names, row)) for row in zip(*columns.values())]
     document = {
-        "dealer": {
-            "id": dealer.id,
-            "name": dealer.name,
-            "address": dealer.address.model_dump(),
-            "phone": dealer.phone,
-            "website": dealer.website,
-        },
+        "dealer": {"id": dealer.id, "name": dealer.name, "address": dealer.address.model_dump(), "phone": dealer.phone, "website": dealer.website},
         "vehicle_count": len(vehicles),
         "vehicles": vehicles,
     }
-    return (json.dumps(document, ensure_ascii=False, indent=1, sort_keys=False) + "\n").encode("utf-8")
+    # No indent: the C encoder is many times faster, and the feed is read by programs.
+    return (json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _python_values(column: pd.Series) -> list:
+    """Plain Python values (None for missing) so the C JSON encoder takes them."""
+    if column.dtype == object:
+        return [None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v for v in column.tolist()]
+    if str(column.dtype) in ("Int64", "Float64", "boolean"):
+        return column.astype(object).where(column.notna(), None).tolist()
+    return column.astype("string").astype(object).where(column.notna(), None).tolist()

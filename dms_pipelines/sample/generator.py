@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dms_pipelines.formats.csv_writer import delimited_text
 from dms_pipelines.sample.catalogue import (
     COLOURS, FEATURE_SHORTHAND, FEATURES, INITIALS, LOCATIONS, MODELS, SELLING_POINTS, SURNAMES, TITLES,
 )
@@ -245,18 +246,7 @@ def _pipe_columns(v: pd.DataFrame) -> dict[str, pd.Series]:
 
 
 def _delimited(columns: dict[str, pd.Series], delimiter: str) -> str:
-    """CSV text with minimal quoting, built column-wise (no per-row Python)."""
-    def quoted(values: pd.Series) -> pd.Series:
-        needs = values.str.contains(f'[{delimiter}"\r\n]', regex=True).fillna(False).astype(bool)
-        return values.mask(needs, '"' + values.str.replace('"', '""', regex=False) + '"')
-
-    header = delimiter.join(columns)
-    cells = [quoted(values).to_numpy(dtype=object) for values in columns.values()]
-    lines = cells[0]
-    for column in cells[1:]:
-        lines = lines + delimiter + column
-    body = "\r\n".join(lines.tolist())
-    return header + "\r\n" + body + ("\r\n" if body else "")
+    return delimited_text(columns, delimiter)
 
 
 STAR_NS = "http://www.starstandard.org/STAR/5"

@@ -3,6 +3,8 @@
 import re
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Shorthand as dealers type it -> the wording every marketplace shows.
 STANDARD_TERMS: dict[str, str] = {
@@ -26,25 +28,25 @@ STANDARD_TERMS: dict[str, str] = {
     "CC": "Cruise control",
 }
 
-_PATTERN = re.compile(
-    r"(?<![A-Za-z0-9])(" + "|".join(re.escape(k) for k in sorted(STANDARD_TERMS, key=len, reverse=True)) + r")(?![A-Za-z0-9])",
-    re.IGNORECASE,
-)
 # Short codes that are also ordinary words in other contexts are only expanded in feature lists.
-_FEATURE_ONLY = {"CC", "BT", "SH", "CLIMATE", "ALLOYS"}
+FEATURE_ONLY = {"CC", "BT", "SH", "CLIMATE", "ALLOYS"}
 
 
-def _expand(match: re.Match, features: bool) -> str:
-    key = match.group(1).upper()
-    if key in _FEATURE_ONLY and not features:
-        return match.group(1)
-    return STANDARD_TERMS[key]
+def _expand(values: pd.Series, terms: dict[str, str]) -> pd.Series:
+    """Whole-word, case-insensitive replacement, longest terms first, on Arrow's vectorised RE2 (no per-value Python)."""
+    array = pa.array(values.astype(object).where(values.notna(), None).tolist(), type=pa.string())
+    for short in sorted(terms, key=len, reverse=True):
+        pattern = r"(?i)(^|[^A-Za-z0-9])" + re.escape(short) + r"([^A-Za-z0-9]|$)"
+        replacement = r"\1" + terms[short].replace("\\", "\\\\") + r"\2"
+        for _ in range(2):  # a second pass catches a term right after another copy of itself ("PDC|PDC")
+            array = pc.replace_substring_regex(array, pattern=pattern, replacement=replacement)
+    return pd.Series(array.to_pylist(), index=values.index, dtype="string")
 
 
 def normalise_description(text: pd.Series) -> pd.Series:
-    return text.str.replace(_PATTERN, lambda m: _expand(m, False), regex=True)
+    return _expand(text, {k: v for k, v in STANDARD_TERMS.items() if k not in FEATURE_ONLY})
 
 
 def normalise_features(features: pd.Series) -> pd.Series:
     """Each '|'-separated feature expanded when it is a known shorthand."""
-    return features.str.replace(_PATTERN, lambda m: _expand(m, True), regex=True)
+    return _expand(features, STANDARD_TERMS)
