@@ -14,7 +14,7 @@ from dms_pipelines.stock.schema import LIST_SEPARATOR
 KEY = "_stock_id"  # every rendered frame carries the stock number under this column; never serialised
 TAGS = r"<[^>]*>"  # pattern strings (not compiled) keep pandas on its vectorised Arrow path
 CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
-SPACES = r"[ \t]+"
+SPACES = "[ \t\xa0]+"
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Which marketplace modules exist, and rendering a dealer's stock for each marketplace it publishes to."""
 
 from dms_pipelines.config import Dealer
-from dms_pipelines.marketplaces import google, website
+from dms_pipelines.marketplaces import autotrader, carsnip, google, meta, website
 from dms_pipelines.marketplaces.base import MarketplaceSpec, Rendered, render_for
 
-SPECS: dict[str, MarketplaceSpec] = {google.SPEC.name: google.SPEC, website.SPEC.name: website.SPEC}
+SPECS: dict[str, MarketplaceSpec] = {module.SPEC.name: module.SPEC for module in (google, website, meta, carsnip, autotrader)}
 
 
 def render_dealer(dealer: Dealer, stock, marketplace: str) -> Rendered | None:

@@ -1,0 +1,138 @@
+"""Auto Trader Connect-style stock API: one item per vehicle with lifecycle states, create and patch payloads as documented."""
+
+import json
+
+import pandas as pd
+
+from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, cut_at_word, split_list
+
+LIFECYCLE = {"available": "FORECOURT", "reserved": "SALE_IN_PROGRESS", "in_transit": "DUE_IN", "in_preparation": "DUE_IN", "sold": "SOLD"}
+PUBLISHED_STATES = ("FORECOURT", "SALE_IN_PROGRESS")
+FUEL = {"petrol": "Petrol", "diesel": "Diesel", "electric": "Electric", "hybrid": "Petrol Hybrid", "plugin_hybrid": "Petrol Plug-in Hybrid", "other": "Other"}
+BODY = {"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv": "SUV", "coupe": "Coupe", "convertible": "Convertible", "mpv": "MPV", "pickup": "Pickup", "van": "Panel Van", "other": "Other"}
+TRANSMISSION = {"manual": "Manual", "automatic": "Automatic"}
+VEHICLE_TYPE = {"car": "Car", "van": "Van"}
+ATTENTION_GRABBER_LIMIT = 30
+
+
+def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
+    """Every vehicle Auto Trader should know about, sold ones included (they must be marked SOLD, not vanish)."""
+    cars = stock.loc[stock["status"].isin(list(LIFECYCLE))].reset_index(drop=True)
+    lifecycle = cars["status"].map(LIFECYCLE).astype("string")
+    selling = cars["description"].fillna("").str.split(".").str[0]
+    return pd.DataFrame(
+        {
+            KEY: cars["stock_id"],
+            "external_reference": cars["stock_id"],
+            "lifecycle_state": lifecycle,
+            "advert_status": lifecycle.isin(PUBLISHED_STATES).map({True: "PUBLISHED", False: "NOT_PUBLISHED"}).astype("string"),
+            "vehicle_type": cars["vehicle_type"].fillna("car").map(VEHICLE_TYPE).astype("string"),
+            "registration": cars["registration"],
+            "make": clean_text(cars["make"]), "model": clean_text(cars["model"]), "derivative": clean_text(cars["derivative"]),
+            "fuel_type": cars["fuel_type"].map(FUEL).astype("string"),
+            "body_type": cars["body_type"].map(BODY).astype("string"),
+            "transmission_type": cars["transmission"].map(TRANSMISSION).astype("string"),
+            "odometer_reading_miles": cars["mileage"].astype("Int64"),
+            "first_registration_date": cars["first_registration_date"].dt.strftime("%Y-%m-%d").astype("string"),
+            "amount_gbp": (cars["price"] + 0.5).apply(lambda p: int(p) if pd.notna(p) else pd.NA).astype("Int64"),
+            "attention_grabber": clean_text(selling).map(lambda v: cut_at_word(v, ATTENTION_GRABBER_LIMIT) if isinstance(v, str) else v).astype("string"),
+            "description": clean_text(cars["description"]),
+            "images": split_list(cars["image_urls"]),
+            "features": split_list(cars["features"]),
+        }
+    )
+
+
+def _rules(items: pd.DataFrame) -> pd.Series:
+    reasons = pd.Series("", index=items.index, dtype="string")
+    unpriced = (items["lifecycle_state"] != "SOLD") & ~(items["amount_gbp"] > 0).fillna(False).astype(bool)
+    return reasons.mask(unpriced.fillna(False).astype(bool), "amountGBP must be a positive whole number of pounds")
+
+
+SPEC = MarketplaceSpec(
+    name="autotrader",
+    mode="api",
+    render=render,
+    required=("external_reference", "lifecycle_state", "vehicle_type", "registration", "make", "model"),
+    recommended=("derivative", "fuel_type", "body_type", "transmission_type", "odometer_reading_miles", "first_registration_date", "description", "images", "features"),
+    enums={"lifecycle_state": tuple(LIFECYCLE.values()), "vehicle_type": ("Car", "Van"), "advert_status": ("PUBLISHED", "NOT_PUBLISHED")},
+    extra_rules=_rules,
+    min_images=6,
+    image_count=lambda items: items["images"].map(len),
+)
+
+
+def _plain(value):
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def item_dict(row: dict) -> dict:
+    """One rendered row as plain Python values (the unit the ledger hashes and the payloads are built from)."""
+    return {key: (list(value) if isinstance(value, list) else _plain(value)) for key, value in row.items() if key != KEY}
+
+
+def create_payload(item: dict) -> dict:
+    """The documented create shape: vehicle, adverts.retailAdverts, metadata, media, features."""
+    vehicle = {
+        "vehicleType": item["vehicle_type"], "registration": item["registration"], "make": item["make"], "model": item["model"],
+        "derivative": item["derivative"], "fuelType": item["fuel_type"], "bodyType": item["body_type"],
+        "transmissionType": item["transmission_type"], "odometerReadingMiles": item["odometer_reading_miles"],
+        "firstRegistrationDate": item["first_registration_date"],
+    }
+    return {
+        "vehicle": {k: v for k, v in vehicle.items() if v is not None},
+        "adverts": {
+            "retailAdverts": {
+                "suppliedPrice": {"amountGBP": item["amount_gbp"]},
+                "attentionGrabber": item["attention_grabber"] or "",
+                "description": item["description"] or "",
+                "autotraderAdvert": {"status": item["advert_status"]},
+            }
+        },
+        "metadata": {"lifecycleState": item["lifecycle_state"], "externalStockReference": item["external_reference"]},
+        "media": {"images": [{"href": url} for url in item["images"]]},
+        "features": [{"name": name} for name in item["features"]],
+    }
+
+
+def _changed(old, new) -> dict:
+    """The parts of `new` that differ from `old`; lists are sent whole whenever they differ."""
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return new
+    diff = {}
+    for key, value in new.items():
+        if key not in old:
+            diff[key] = value
+        elif isinstance(value, dict):
+            nested = _changed(old[key], value)
+            if nested != {}:
+                diff[key] = nested
+        elif value != old[key]:
+            diff[key] = value
+    return diff
+
+
+def patch_payload(old_item: dict | None, new_item: dict) -> dict:
+    """Only what changed; a sale marks the stock SOLD and unpublishes the advert in the same call."""
+    new = create_payload(new_item)
+    if old_item is None:
+        patch = {k: v for k, v in new.items()}
+    else:
+        patch = _changed(create_payload(old_item), new)
+    if new_item["lifecycle_state"] == "SOLD":
+        patch.setdefault("metadata", {})["lifecycleState"] = "SOLD"
+        patch.setdefault("adverts", {}).setdefault("retailAdverts", {}).setdefault("autotraderAdvert", {})["status"] = "NOT_PUBLISHED"
+    return patch
+
+
+def delete_payload() -> dict:
+    return {"metadata": {"lifecycleState": "DELETED"}, "adverts": {"retailAdverts": {"autotraderAdvert": {"status": "NOT_PUBLISHED"}}}}
+
+
+def serialise(items: pd.DataFrame) -> bytes:
+    """The create payloads as JSON lines, ordered by stock number (for inspection and golden files)."""
+    rows = [item_dict(r) for r in items.sort_values("external_reference", kind="stable").to_dict(orient="records")]
+    return "".join(json.dumps(create_payload(r), sort_keys=True, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")

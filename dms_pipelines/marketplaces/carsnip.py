@@ -1,0 +1,68 @@
+"""Carsnip (DMS14 style): a dealer file and a vehicle file, read by column position, full snapshot per dealer."""
+
+import pandas as pd
+
+from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, listable, split_list, to_delimited
+
+DEALER_COLUMNS = ["Dealer_Id", "DealerName", "Postcode", "BuildingName", "BuildingNumber", "StreetName", "Locality", "Town", "Phone", "EmailAddress", "WebsiteURL"]
+VEHICLE_COLUMNS = ["Feed_Id", "Vehicle_Id", "Cap_Id", "Make", "Model", "Variant", "Year", "Price", "FullRegistration", "Mileage", "PictureRefs", "Vehicle_URL", "Colour", "FuelType", "BodyType", "Doors", "EngineSize"]
+FUEL = {"petrol": "Petrol", "diesel": "Diesel", "electric": "Electric", "hybrid": "Hybrid", "plugin_hybrid": "Plug-in Hybrid", "other": "Other"}
+BODY = {"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv": "SUV", "coupe": "Coupe", "convertible": "Convertible", "mpv": "MPV", "pickup": "Pickup", "van": "Van", "other": "Other"}
+
+
+def feed_id(dealer: Dealer, account: DealerMarketplace) -> str:
+    return account.feed_id or dealer.id
+
+
+def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
+    cars = stock.loc[listable(stock, account, pending_supported=False)].reset_index(drop=True)
+    images = split_list(cars["image_urls"])
+    return pd.DataFrame(
+        {
+            KEY: cars["stock_id"],
+            "Feed_Id": feed_id(dealer, account),
+            "Vehicle_Id": cars["stock_id"],
+            "Cap_Id": pd.Series(pd.NA, index=cars.index, dtype="string"),  # we hold no CAP codes; Carsnip matches on registration
+            "Make": clean_text(cars["make"]), "Model": clean_text(cars["model"]), "Variant": clean_text(cars["derivative"]),
+            "Year": cars["first_registration_date"].dt.year.astype("Int64").fillna(cars["year"]).astype("string"),
+            "Price": cars["price"].round().astype("Int64").astype("string"),
+            "FullRegistration": cars["registration"],
+            "Mileage": cars["mileage"].astype("Int64").astype("string"),
+            "PictureRefs": pd.Series([",".join(items) for items in images], index=cars.index, dtype="string").replace("", pd.NA),
+            "Vehicle_URL": dealer.website.rstrip("/") + "/used-cars/" + cars["stock_id"].str.lower(),
+            "Colour": clean_text(cars["colour"]), "FuelType": cars["fuel_type"].map(FUEL).astype("string"),
+            "BodyType": cars["body_type"].map(BODY).astype("string"), "Doors": cars["doors"].astype("Int64").astype("string"),
+            "EngineSize": cars["engine_size_cc"].astype("Int64").astype("string"),
+        }
+    )
+
+
+SPEC = MarketplaceSpec(
+    name="carsnip",
+    mode="snapshot",
+    render=render,
+    required=("Feed_Id", "Vehicle_Id", "Make", "Model", "Variant", "Year", "Price", "FullRegistration", "Mileage", "PictureRefs", "Vehicle_URL"),
+    recommended=("Cap_Id", "Colour", "FuelType", "BodyType", "Doors", "EngineSize"),
+    min_images=6,
+    image_count=lambda items: items["PictureRefs"].fillna("").str.count(",") + items["PictureRefs"].notna().astype(int),
+)
+
+
+def dealer_row(dealer: Dealer, account: DealerMarketplace) -> dict:
+    number, _, street = dealer.address.street.partition(" ")
+    has_number = number[:1].isdigit()
+    return {
+        "Dealer_Id": feed_id(dealer, account), "DealerName": dealer.name, "Postcode": dealer.address.postcode,
+        "BuildingName": "", "BuildingNumber": number if has_number else "", "StreetName": street if has_number else dealer.address.street,
+        "Locality": dealer.address.region or "", "Town": dealer.address.city, "Phone": dealer.phone, "EmailAddress": "",
+        "WebsiteURL": dealer.website,
+    }
+
+
+def serialise_dealer(dealer: Dealer, account: DealerMarketplace) -> bytes:
+    return to_delimited(pd.DataFrame([dealer_row(dealer, account)]), DEALER_COLUMNS)
+
+
+def serialise_vehicles(items: pd.DataFrame) -> bytes:
+    return to_delimited(items.sort_values("Vehicle_Id", kind="stable"), VEHICLE_COLUMNS)

@@ -1,0 +1,126 @@
+"""Meta automotive catalog: a flattened CSV/TSV (or XML) feed per dealer with Meta's enumerations; reserved shows as PENDING."""
+
+import pandas as pd
+from lxml import etree
+
+from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, listable, split_list, to_delimited
+
+MAX_IMAGES = 20
+DESCRIPTION_LIMIT = 5000
+BODY_STYLES = {
+    "hatchback": "HATCHBACK", "saloon": "SEDAN", "estate": "WAGON", "suv": "SUV", "coupe": "COUPE",
+    "convertible": "CONVERTIBLE", "mpv": "MINIVAN", "pickup": "TRUCK", "van": "VAN", "other": "OTHER",
+}
+FUEL_TYPES = {"petrol": "PETROL", "diesel": "DIESEL", "electric": "ELECTRIC", "hybrid": "HYBRID", "plugin_hybrid": "PLUGIN_HYBRID", "other": "OTHER"}
+TRANSMISSIONS = {"manual": "MANUAL", "automatic": "AUTOMATIC"}
+STATE_OF_VEHICLE = {"new": "NEW", "used": "USED", "demo": "USED"}
+AVAILABILITY = {"available": "AVAILABLE", "reserved": "PENDING"}
+ADDRESS_FIELDS = ["address.addr1", "address.city", "address.region", "address.postal_code", "address.country"]
+BASE_COLUMNS = [
+    "vehicle_id", "title", "description", "url", "make", "model", "year", "body_style", "exterior_color",
+    "state_of_vehicle", "fuel_type", "transmission", "mileage.value", "mileage.unit", "price", "availability", "vin",
+    "trim", "date_first_on_lot", "dealer_id", "dealer_name", "dealer_phone", *ADDRESS_FIELDS,
+]
+
+
+def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
+    """One row per available or reserved vehicle, allowlisted fields only, flattened as Meta's feed spec allows."""
+    cars = stock.loc[listable(stock, account, pending_supported=True)].reset_index(drop=True)
+    images = split_list(cars["image_urls"])
+    title = (cars["year"].astype("Int64").astype("string") + " " + cars["make"] + " " + cars["model"] + " " + cars["derivative"].fillna("")).str.strip()
+    frame = pd.DataFrame(
+        {
+            KEY: cars["stock_id"],
+            "vehicle_id": cars["stock_id"],
+            "title": clean_text(title, 150),
+            "description": clean_text(cars["description"].fillna(title), DESCRIPTION_LIMIT),
+            "url": dealer.website.rstrip("/") + "/used-cars/" + cars["stock_id"].str.lower(),
+            "make": clean_text(cars["make"]), "model": clean_text(cars["model"]),
+            "year": cars["year"].astype("Int64").astype("string"),
+            "body_style": cars["body_type"].map(BODY_STYLES).astype("string"),
+            "exterior_color": clean_text(cars["colour"]),
+            "state_of_vehicle": cars["condition"].map(STATE_OF_VEHICLE).astype("string"),
+            "fuel_type": cars["fuel_type"].map(FUEL_TYPES).astype("string"),
+            "transmission": cars["transmission"].map(TRANSMISSIONS).astype("string"),
+            "mileage.value": cars["mileage"].astype("Int64").astype("string"),
+            "mileage.unit": "MILES",
+            "price": cars["price"].map(lambda p: f"{p:.0f} GBP" if pd.notna(p) else pd.NA).astype("string"),
+            "availability": cars["status"].map(AVAILABILITY).astype("string"),
+            "vin": cars["vin"],
+            "trim": clean_text(cars["trim"]),
+            "date_first_on_lot": cars["date_in_stock"].dt.strftime("%Y-%m-%d").astype("string"),
+            "dealer_id": account.catalog_id or dealer.id,
+            "dealer_name": dealer.name,
+            "dealer_phone": dealer.phone,
+            "address.addr1": dealer.address.street,
+            "address.city": dealer.address.city,
+            "address.region": dealer.address.region or "",
+            "address.postal_code": dealer.address.postcode,
+            "address.country": "GB" if dealer.address.country == "GB" else dealer.address.country,
+        }
+    )
+    for n in range(MAX_IMAGES):
+        frame[f"image[{n}].url"] = pd.Series([items[n] if len(items) > n else pd.NA for items in images], dtype="string")
+    return frame
+
+
+def image_columns(items: pd.DataFrame) -> list[str]:
+    """The image columns actually used in this feed (image[0].url up to the highest filled one)."""
+    used = [n for n in range(MAX_IMAGES) if f"image[{n}].url" in items and items[f"image[{n}].url"].notna().any()]
+    return [f"image[{n}].url" for n in range(max(used) + 1 if used else 1)]
+
+
+def _rules(items: pd.DataFrame) -> pd.Series:
+    reasons = pd.Series("", index=items.index, dtype="string")
+    bad_vin = items["vin"].isna() | (items["vin"].str.len() != 17)
+    reasons = reasons.mask(bad_vin.fillna(True).astype(bool), "vin must be exactly 17 characters")
+    price = pd.to_numeric(items["price"].str.removesuffix(" GBP"), errors="coerce")
+    not_positive = ~(price > 0).fillna(False).astype(bool)
+    reasons = reasons.mask(not_positive, (reasons + "; price must be above 0").str.lstrip("; "))
+    return reasons
+
+
+SPEC = MarketplaceSpec(
+    name="meta",
+    mode="snapshot",
+    render=render,
+    required=("vehicle_id", "title", "description", "url", "make", "model", "year", "body_style", "exterior_color",
+              "image[0].url", "mileage.value", "mileage.unit", "price", "address.addr1", "address.city", "address.postal_code", "address.country"),
+    recommended=("trim", "fuel_type", "transmission", "state_of_vehicle", "date_first_on_lot", "vin"),
+    enums={
+        "body_style": tuple(BODY_STYLES.values()), "fuel_type": tuple(FUEL_TYPES.values()), "transmission": tuple(TRANSMISSIONS.values()),
+        "state_of_vehicle": ("NEW", "USED", "CPO"), "availability": ("AVAILABLE", "NOT_AVAILABLE", "PENDING", "UNKNOWN"), "mileage.unit": ("MILES", "KM"),
+    },
+    max_lengths={"vehicle_id": 100, "description": DESCRIPTION_LIMIT},
+    extra_rules=_rules,
+    min_images=6,
+    image_count=lambda items: items[[c for c in items.columns if c.startswith("image[")]].notna().sum(axis=1),
+)
+
+
+def serialise(items: pd.DataFrame, file_format: str = "csv") -> bytes:
+    """CSV or TSV with flattened columns, or XML as a <listings> document; rows ordered by vehicle_id."""
+    ordered = items.sort_values("vehicle_id", kind="stable")
+    if file_format in ("csv", "tsv"):
+        return to_delimited(ordered, BASE_COLUMNS + image_columns(ordered), "\t" if file_format == "tsv" else ",")
+    root = etree.Element("listings")
+    etree.SubElement(root, "title").text = "vehicle catalog"
+    for row in ordered.to_dict(orient="records"):
+        listing = etree.SubElement(root, "listing")
+        for name in BASE_COLUMNS:
+            value = row.get(name)
+            if value is None or value is pd.NA or name.startswith(("address.", "mileage.")):
+                continue
+            etree.SubElement(listing, name).text = str(value)
+        address = etree.SubElement(listing, "address", format="simple")
+        for name in ADDRESS_FIELDS:
+            etree.SubElement(address, "component", name=name.split(".", 1)[1]).text = str(row.get(name) or "")
+        mileage = etree.SubElement(listing, "mileage")
+        etree.SubElement(mileage, "value").text = str(row.get("mileage.value") or "")
+        etree.SubElement(mileage, "unit").text = "MILES"
+        for n in range(MAX_IMAGES):
+            url = row.get(f"image[{n}].url")
+            if url is not None and url is not pd.NA:
+                etree.SubElement(etree.SubElement(listing, "image"), "url").text = str(url)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
