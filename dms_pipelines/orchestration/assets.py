@@ -9,7 +9,7 @@ from dms_pipelines import sync
 from dms_pipelines.orchestration import checks
 from dms_pipelines.delivery.destinations import destination_for
 from dms_pipelines.delivery.snapshot import ACCOUNT, deliver_file
-from dms_pipelines.marketplaces import google, website
+from dms_pipelines.marketplaces import carsnip, google, meta, website
 from dms_pipelines.marketplaces.base import KEY, listing_rows
 from dms_pipelines.marketplaces.registry import render_dealer
 from dms_pipelines.orchestration.metadata import preview, top_reasons
@@ -152,37 +152,14 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         )
         return listing_rows(rendered)
 
-    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"json"})
-    def website_feed(context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> pd.DataFrame:
-        """The dealer website's JSON feed at outbox/website/<dealer>.json, rewritten only when it changed."""
-        dealer = pipeline.settings().dealer(context.partition_key)
-        rendered = render_dealer(dealer, dealer_stock, "website")
-        if rendered is None:
-            context.add_output_metadata({"listed": 0, "note": "dealer does not publish to the website"})
-            return pd.DataFrame()
-        destination = destination_for(pipeline.settings().marketplaces["website"], pipeline.paths())
-        outcome = deliver_file(pipeline.engine(), destination, "website", dealer.id, f"{dealer.id}.json", website.serialise(rendered.items, dealer), run_id=context.run_id, trigger=context.run.tags.get(TRIGGER_TAG, "manual"),
-            change_seen_at=sync.change_seen_at(pipeline.engine(), context.run_id),
-        )
-        if outcome.error:
-            context.log.error(f"website feed for {dealer.id} not delivered: {outcome.error}")
-        context.add_output_metadata(
-            {
-                "listed": len(rendered.items),
-                "held_back": len(rendered.held),
-                "file": dg.MetadataValue.path(outcome.file),
-                "delivered": outcome.sent,
-                "delivery_failed": outcome.error is not None,
-                "mean_completeness": float(rendered.completeness["completeness"].mean()) if len(rendered.completeness) else 0.0,
-                "preview": preview(rendered.items, ["stock_id", "make", "model", "price_gbp", "status"]),
-            }
-        )
-        return listing_rows(rendered)
+    website_feed = snapshot_feed_asset("website", partitions, "json")
+    meta_feed = snapshot_feed_asset("meta", partitions, "csv")
+    carsnip_feed = snapshot_feed_asset("carsnip", partitions, "csv")
 
     @dg.asset(partitions_def=partitions, group_name="warehouse", kinds={"duckdb", "parquet"})
     def warehouse_tables(
         context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, validated_exports: list, google_listings: pd.DataFrame,
-        website_feed: pd.DataFrame, pipeline: PipelineResource,
+        website_feed: pd.DataFrame, meta_feed: pd.DataFrame, carsnip_feed: pd.DataFrame, pipeline: PipelineResource,
     ) -> None:
         """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs) in data/warehouse.duckdb."""
         dealer_id = context.partition_key
@@ -191,7 +168,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         sync.record_sync_run(engine, context.run_id, dealer_id, context.run.tags.get(TRIGGER_TAG, "manual"), validated_exports, len(dealer_stock))
         operational = operational_rows(engine, dealer_id)
         operational.pop("ledger")
-        listings = [f for f in (google_listings, website_feed) if len(f)]
+        listings = [f for f in (google_listings, website_feed, meta_feed, carsnip_feed) if len(f)]
         tables = {
             "stock_current": dealer_stock.drop(columns=PRIVATE_COLUMNS),
             "stock_history": read_history(paths.state, dealer_id),
@@ -201,7 +178,59 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         rebuild_catalog(paths)
         context.add_output_metadata({f"{table}_rows": count for table, count in counts.items()} | {"database": dg.MetadataValue.path(str(paths.warehouse_db))})
 
-    return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, warehouse_tables]
+    return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, warehouse_tables]
+
+
+def snapshot_files(marketplace: str, rendered, dealer, file_format: str | None) -> dict[str, bytes]:
+    """The files a per-dealer snapshot marketplace receives, by name."""
+    if marketplace == "website":
+        return {f"{dealer.id}.json": website.serialise(rendered.items, dealer)}
+    if marketplace == "meta":
+        fmt = file_format or "csv"
+        return {f"{dealer.id}.{fmt}": meta.serialise(rendered.items, fmt)}
+    if marketplace == "carsnip":
+        account = dealer.marketplaces["carsnip"]
+        return {f"{dealer.id}_dealer.csv": carsnip.serialise_dealer(dealer, account), f"{dealer.id}_vehicles.csv": carsnip.serialise_vehicles(rendered.items)}
+    raise ValueError(f"{marketplace} is not a per-dealer snapshot marketplace")
+
+
+def snapshot_feed_asset(marketplace: str, partitions: dg.PartitionsDefinition, kind: str):
+    """A per-dealer feed file for `marketplace`, delivered only when its bytes changed; its listing rows go to the warehouse."""
+
+    @dg.asset(name=f"{marketplace}_feed", partitions_def=partitions, group_name="feeds", kinds={kind})
+    def feed(context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> pd.DataFrame:
+        settings = pipeline.settings()
+        dealer = settings.dealer(context.partition_key)
+        rendered = render_dealer(dealer, dealer_stock, marketplace)
+        if rendered is None or marketplace not in settings.marketplaces:
+            context.add_output_metadata({"listed": 0, "note": f"{dealer.id} does not publish to {marketplace}"})
+            return pd.DataFrame()
+        market = settings.marketplaces[marketplace]
+        destination = destination_for(market, pipeline.paths())
+        seen = sync.change_seen_at(pipeline.engine(), context.run_id)
+        outcomes = [
+            deliver_file(pipeline.engine(), destination, marketplace, dealer.id, name, content, run_id=context.run_id,
+                         trigger=context.run.tags.get(TRIGGER_TAG, "manual"), change_seen_at=seen)
+            for name, content in snapshot_files(marketplace, rendered, dealer, market.file_format).items()
+        ]
+        for outcome in outcomes:
+            if outcome.error:
+                context.log.error(f"{marketplace} file for {dealer.id} not delivered: {outcome.error}")
+        for row in rendered.held.itertuples(index=False):
+            context.log.warning(f"{marketplace}: {row.stock_id} held back: {row.reasons}")
+        context.add_output_metadata(
+            {
+                "listed": len(rendered.items),
+                "held_back": len(rendered.held),
+                "files_delivered": sum(o.sent for o in outcomes),
+                "delivery_failed": sum(o.error is not None for o in outcomes),
+                "mean_completeness": float(rendered.completeness["completeness"].mean()) if len(rendered.completeness) else 0.0,
+                "preview": preview(rendered.items.drop(columns=[KEY]), None, rows=5),
+            }
+        )
+        return listing_rows(rendered)
+
+    return feed
 
 
 @dg.asset(group_name="feeds", kinds={"csv"}, deps=[dg.AssetKey("google_listings")], automation_condition=dg.AutomationCondition.eager())

@@ -13,7 +13,7 @@ def top_reasons(issues: pd.DataFrame, severity: str = "error", limit: int = 5) -
 
 
 def preview(frame: pd.DataFrame, columns: list[str] | None = None, rows: int = 5) -> dg.MetadataValue:
-    shown = frame[columns] if columns else frame
+    shown = frame[columns] if columns else frame.iloc[:, :8]
     head = shown.head(rows).astype("string").fillna("")
     if head.empty:
         return dg.MetadataValue.md("_no rows_")
