@@ -26,3 +26,22 @@ def notify(settings: Settings, kind: str, message: str, logger=None, environ=Non
     except OSError as error:
         (logger or log).error(f"alert webhook failed ({type(error).__name__}); the alert is in the log above")
         return False
+
+
+def alert_if_failing(settings: Settings, engine, marketplace: str, dealer_id: str, logger=None) -> bool:
+    """Alert when the marketplace's last N deliveries for the dealer all failed (N = alerts.marketplace_failure_threshold)."""
+    from sqlalchemy import and_, select
+
+    from dms_pipelines.operations.db import deliveries
+
+    threshold = settings.alerts.marketplace_failure_threshold
+    with engine.connect() as connection:
+        outcomes = connection.execute(
+            select(deliveries.c.outcome)
+            .where(and_(deliveries.c.marketplace == marketplace, deliveries.c.dealer_id == dealer_id))
+            .order_by(deliveries.c.id.desc())
+            .limit(threshold)
+        ).scalars().all()
+    if len(outcomes) == threshold and all(o != "ok" for o in outcomes):
+        return notify(settings, "marketplace_failing", f"{marketplace} has failed the last {threshold} deliveries for {dealer_id}", logger) or True
+    return False

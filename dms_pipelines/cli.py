@@ -78,6 +78,7 @@ def cmd_demo(args) -> int:
     settings = load_settings()
     dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers if d.profile in SAMPLE_LAYOUTS]
     print(f"dms-pipelines demo: {settings.group_name}, {len(settings.dealers)} dealers, data root {paths.root}")
+    simulator = start_demo_simulator(settings)
     report = generate_group(paths.inbox, dealers, args.vehicles, args.seed, deltas=args.deltas)
     print(f"1. sample DMS exports: {len(report.files)} files ({sum(report.vehicles.values())} vehicles, 1 full + {args.deltas} hourly deltas per dealer) in {paths.inbox}")
     print("2. nightly sync through Dagster, one run per dealer:")
@@ -87,6 +88,29 @@ def cmd_demo(args) -> int:
 
     print_summary(settings, paths)
     return 0 if all(outcomes.values()) else 1
+
+
+def start_demo_simulator(settings):
+    """For the demo, the Auto Trader-style API is the local simulator at the configured URL (started unless one is running)."""
+    from urllib.parse import urlparse
+
+    from dms_pipelines.config import HttpApiDestination
+    from dms_pipelines.delivery.simulator import StockApiSimulator
+
+    market = settings.marketplaces.get("autotrader")
+    if market is None or not isinstance(market.destination, HttpApiDestination):
+        return None
+    url = urlparse(market.destination.base_url)
+    if url.hostname not in ("127.0.0.1", "localhost"):
+        return None
+    token = os.environ.setdefault(market.destination.token_env, "demo-token")
+    try:
+        simulator = StockApiSimulator(token=token, host=url.hostname, port=url.port or 80).start()
+    except OSError:
+        print(f"   (a stock API is already listening on {market.destination.base_url}; using it)")
+        return None
+    print(f"   Auto Trader-style stock API simulator on {simulator.base_url}")
+    return simulator
 
 
 def cmd_run(args) -> int:

@@ -117,8 +117,40 @@ class LocalDestination(Strict):
     path: str  # folder, relative to the data root unless absolute
 
 
+class HttpApiDestination(Strict):
+    kind: Literal["http_api"]
+    base_url: str
+    token_env: str  # name of the variable holding the API token
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    max_retry_delay_seconds: float = Field(default=30.0, gt=0)
+
+    _check_token_env = field_validator("token_env")(_env_name)
+
+
+class SftpUploadDestination(Strict):
+    kind: Literal["sftp"]
+    host: str
+    port: int = Field(default=22, ge=1, le=65535)
+    username: str
+    known_hosts: str
+    remote_dir: str = "."
+    private_key_path: str | None = None
+    private_key_env: str | None = None
+    password_env: str | None = None
+    connect_timeout: float = Field(default=15.0, gt=0)
+    channel_timeout: float = Field(default=30.0, gt=0)
+    transfer_timeout: float = Field(default=600.0, gt=0)
+    keepalive_interval: int = Field(default=30, ge=0)
+
+    _check_env = field_validator("private_key_env", "password_env")(_env_name)
+
+
+DestinationConfig = Annotated[Union[LocalDestination, SftpUploadDestination, HttpApiDestination], Field(discriminator="kind")]
+
+
 class Marketplace(Strict):
-    destination: LocalDestination
+    destination: DestinationConfig
     file_format: Literal["csv", "tsv", "json", "xml"] | None = None
 
 

@@ -1,22 +1,35 @@
 """Shared fixtures: a fresh data root with the committed configuration, and the settings loaded from it."""
 
-import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dms_pipelines.config import load_settings
+from dms_pipelines.delivery.simulator import StockApiSimulator
 from dms_pipelines.paths import PROJECT_ROOT, DataPaths
 
 COMMITTED_CONFIG = PROJECT_ROOT / "data" / "config" / "dms_pipelines.yaml"
+TEST_TOKEN = "test-token-not-a-secret"
 
 
 @pytest.fixture
-def data_root(tmp_path: Path, monkeypatch) -> Path:
-    """A data root in a temporary folder holding a copy of the committed configuration, set as DMS_PIPELINES_DATA."""
+def stock_api():
+    """The Auto Trader-style stock API simulator on a free loopback port (the one outside service we fake)."""
+    with StockApiSimulator(token=TEST_TOKEN) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def data_root(tmp_path: Path, monkeypatch, stock_api) -> Path:
+    """A data root in a temporary folder holding the committed configuration (API pointed at the simulator), as DMS_PIPELINES_DATA."""
     root = tmp_path / "data"
     (root / "config").mkdir(parents=True)
-    shutil.copy(COMMITTED_CONFIG, root / "config" / "dms_pipelines.yaml")
+    raw = yaml.safe_load(COMMITTED_CONFIG.read_text())
+    raw["marketplaces"]["autotrader"]["destination"]["base_url"] = stock_api.base_url
+    raw["marketplaces"]["autotrader"]["destination"]["max_retry_delay_seconds"] = 0.2
+    (root / "config" / "dms_pipelines.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.setenv("DMS_AUTOTRADER_TOKEN", TEST_TOKEN)
     monkeypatch.setenv("DMS_PIPELINES_DATA", str(root))
     monkeypatch.delenv("DMS_PIPELINES_CONFIG", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))

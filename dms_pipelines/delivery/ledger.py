@@ -47,8 +47,8 @@ def mark_pending(engine: Engine, marketplace: str, dealer_id: str, item_key: str
         _upsert(connection, marketplace, dealer_id, item_key, {"pending_hash": content_hash, "status": "pending", "updated_at": now()})
 
 
-def mark_acknowledged(engine: Engine, marketplace: str, dealer_id: str, item_key: str, content_hash: str | None, external_id: str | None = None, state: str | None = None) -> None:
-    values = {"content_hash": content_hash, "pending_hash": None, "status": "acknowledged", "attempts": 0, "last_error": None, "updated_at": now(), "acknowledged_at": now(), "state": state}
+def mark_acknowledged(engine: Engine, marketplace: str, dealer_id: str, item_key: str, content_hash: str | None, external_id: str | None = None, state: str | None = None, content: str | None = None) -> None:
+    values = {"content": content, "content_hash": content_hash, "pending_hash": None, "status": "acknowledged", "attempts": 0, "last_error": None, "updated_at": now(), "acknowledged_at": now(), "state": state}
     if external_id is not None:
         values["external_id"] = external_id
     with engine.begin() as connection:
@@ -92,5 +92,17 @@ def add_dead_letter(engine: Engine, marketplace: str, dealer_id: str, item_key: 
                 marketplace=marketplace, dealer_id=dealer_id, item_key=item_key, action=action, content_hash=content_hash,
                 payload=json.dumps(payload, sort_keys=True) if payload is not None else None, http_status=http_status,
                 message=message[:2000], created_at=now(),
+            )
+        )
+
+
+def mark_lost(engine: Engine, marketplace: str, dealer_id: str, item_key: str) -> None:
+    """The marketplace no longer lists an item we had acknowledged: send it again, as a new listing."""
+    key = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
+    with engine.begin() as connection:
+        connection.execute(
+            update(listing_ledger).where(key).values(
+                external_id=None, content_hash=None, content=None, status="failed", state="DELETED",
+                last_error="missing from the marketplace's own listing; re-creating", generation=listing_ledger.c.generation + 1, updated_at=now(),
             )
         )

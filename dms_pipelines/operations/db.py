@@ -86,6 +86,8 @@ listing_ledger = Table(
     Column("content_hash", String(64)),  # what the marketplace last acknowledged
     Column("pending_hash", String(64)),  # what was last sent and not yet acknowledged (a crash in between shows here)
     Column("external_id", Text),  # the marketplace's own id, e.g. Auto Trader's stockId
+    Column("generation", Integer, nullable=False, default=0),  # bumped when the marketplace lost the listing, so a re-create gets a new idempotency key
+    Column("content", Text),  # the acknowledged item as JSON, so the next change can be sent as a minimal patch
     Column("state", String(32)),  # the marketplace-side state last acknowledged, e.g. FORECOURT, SOLD, DELETED
     Column("status", String(16), nullable=False),  # acknowledged | pending | failed | dead
     Column("attempts", Integer, nullable=False, default=0),

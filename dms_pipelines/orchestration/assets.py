@@ -7,7 +7,11 @@ import pandas as pd
 
 from dms_pipelines import sync
 from dms_pipelines.orchestration import checks
-from dms_pipelines.delivery.destinations import destination_for
+from dms_pipelines.alerts import alert_if_failing
+from dms_pipelines.delivery.api_delivery import deliver as deliver_api
+from dms_pipelines.delivery.api_delivery import reconcile
+from dms_pipelines.delivery.destinations import api_client_for, destination_for
+from dms_pipelines.delivery.stock_api import ApiError
 from dms_pipelines.delivery.snapshot import ACCOUNT, deliver_file
 from dms_pipelines.marketplaces import carsnip, google, meta, website
 from dms_pipelines.marketplaces.base import KEY, listing_rows
@@ -26,6 +30,10 @@ CHANGE_SEEN_TAG = "dms_pipelines/change_seen_at"
 
 def _tagged_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+class ApiDeliveryConfig(dg.Config):
+    reconcile: bool = False  # compare with the marketplace's own listing first (always on for nightly runs)
 
 
 class LandingConfig(dg.Config):
@@ -156,10 +164,45 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
     meta_feed = snapshot_feed_asset("meta", partitions, "csv")
     carsnip_feed = snapshot_feed_asset("carsnip", partitions, "csv")
 
+    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"api"})
+    def autotrader_listings(context: dg.AssetExecutionContext, config: ApiDeliveryConfig, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> pd.DataFrame:
+        """The dealer's stock on the Auto Trader-style API: only changed vehicles sent; the nightly run reconciles first."""
+        settings = pipeline.settings()
+        dealer = settings.dealer(context.partition_key)
+        rendered = render_dealer(dealer, dealer_stock, "autotrader")
+        if rendered is None or "autotrader" not in settings.marketplaces:
+            context.add_output_metadata({"listed": 0, "note": f"{dealer.id} does not publish to autotrader"})
+            return pd.DataFrame()
+        engine = pipeline.engine()
+        client = api_client_for(settings.marketplaces["autotrader"])
+        advertiser = dealer.marketplaces["autotrader"].advertiser_id or dealer.id
+        trigger = context.run.tags.get(TRIGGER_TAG, "manual")
+        repaired = 0
+        if config.reconcile or trigger == "nightly":
+            try:
+                repaired = reconcile(engine, client, dealer.id, advertiser, rendered.items)
+            except ApiError as error:
+                context.log.error(f"autotrader reconciliation for {dealer.id} failed: {error}; delivering from the ledger alone")
+        report = deliver_api(engine, client, dealer.id, advertiser, rendered.items, run_id=context.run_id, trigger=trigger, change_seen_at=sync.change_seen_at(engine, context.run_id))
+        for error in report.errors:
+            context.log.error(f"autotrader: {error}")
+        if report.failed or report.dead_lettered:
+            alert_if_failing(settings, engine, "autotrader", dealer.id, context.log)
+        context.add_output_metadata(
+            {
+                "listed": len(rendered.items), "held_back": len(rendered.held), "created": report.created, "updated": report.updated,
+                "deleted": report.deleted, "unchanged": report.unchanged, "failed": report.failed, "dead_lettered": report.dead_lettered,
+                "calls": report.calls, "reconciled": repaired,
+                "preview": preview(rendered.items, ["external_reference", "lifecycle_state", "make", "model", "amount_gbp"]),
+            }
+        )
+        return listing_rows(rendered)
+
     @dg.asset(partitions_def=partitions, group_name="warehouse", kinds={"duckdb", "parquet"})
     def warehouse_tables(
         context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, validated_exports: list, google_listings: pd.DataFrame,
-        website_feed: pd.DataFrame, meta_feed: pd.DataFrame, carsnip_feed: pd.DataFrame, pipeline: PipelineResource,
+        website_feed: pd.DataFrame, meta_feed: pd.DataFrame, carsnip_feed: pd.DataFrame, autotrader_listings: pd.DataFrame,
+        pipeline: PipelineResource,
     ) -> None:
         """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs) in data/warehouse.duckdb."""
         dealer_id = context.partition_key
@@ -168,7 +211,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         sync.record_sync_run(engine, context.run_id, dealer_id, context.run.tags.get(TRIGGER_TAG, "manual"), validated_exports, len(dealer_stock))
         operational = operational_rows(engine, dealer_id)
         operational.pop("ledger")
-        listings = [f for f in (google_listings, website_feed, meta_feed, carsnip_feed) if len(f)]
+        listings = [f for f in (google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings) if len(f)]
         tables = {
             "stock_current": dealer_stock.drop(columns=PRIVATE_COLUMNS),
             "stock_history": read_history(paths.state, dealer_id),
@@ -178,7 +221,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         rebuild_catalog(paths)
         context.add_output_metadata({f"{table}_rows": count for table, count in counts.items()} | {"database": dg.MetadataValue.path(str(paths.warehouse_db))})
 
-    return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, warehouse_tables]
+    return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings, warehouse_tables]
 
 
 def snapshot_files(marketplace: str, rendered, dealer, file_format: str | None) -> dict[str, bytes]:

@@ -3,7 +3,7 @@
 import dagster as dg
 
 DEALER_ASSETS = dg.AssetSelection.groups("ingest", "quality", "stock", "warehouse") | dg.AssetSelection.assets(
-    "google_listings", "website_feed", "meta_feed", "carsnip_feed"
+    "google_listings", "website_feed", "meta_feed", "carsnip_feed", "autotrader_listings"
 )
 
 

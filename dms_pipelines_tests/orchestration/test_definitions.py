@@ -8,7 +8,7 @@ import dagster as dg
 
 from dms_pipelines.paths import PROJECT_ROOT
 
-DEALER_ASSETS = {"landed_exports", "parsed_exports", "validated_exports", "dealer_stock", "google_listings", "website_feed", "meta_feed", "carsnip_feed", "warehouse_tables"}
+DEALER_ASSETS = {"landed_exports", "parsed_exports", "validated_exports", "dealer_stock", "google_listings", "website_feed", "meta_feed", "carsnip_feed", "autotrader_listings", "warehouse_tables"}
 
 
 def test_module_definitions_load_and_resolve(monkeypatch):

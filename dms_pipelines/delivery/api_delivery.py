@@ -1,0 +1,158 @@
+"""Incremental delivery to a stock API: only changed vehicles, no duplicate listings, self-healing, and nightly reconciliation."""
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from dms_pipelines.delivery import ledger
+from dms_pipelines.delivery.diff import content_hash, diff
+from dms_pipelines.delivery.stock_api import ApiError, StockApiClient
+from dms_pipelines.marketplaces import autotrader
+
+log = logging.getLogger(__name__)
+GONE_STATES = ("DELETED", "WASTEBIN")
+
+
+@dataclass
+class ApiDeliveryReport:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    calls: int = 0
+    repaired: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def idempotency_key(marketplace: str, dealer_id: str, stock_id: str, digest: str, action: str) -> str:
+    return hashlib.sha256(f"{marketplace}|{dealer_id}|{stock_id}|{digest}|{action}".encode()).hexdigest()[:40]
+
+
+def desired_items(items: pd.DataFrame) -> dict[str, dict]:
+    return {row["external_reference"]: autotrader.item_dict(row) for row in items.to_dict(orient="records")}
+
+
+def deliver(
+    engine: Engine, client: StockApiClient, dealer_id: str, advertiser_id: str, items: pd.DataFrame, marketplace: str = "autotrader",
+    run_id: str | None = None, trigger: str | None = None, change_seen_at: datetime | None = None,
+) -> ApiDeliveryReport:
+    """Send creates, updates and removals for what changed since the marketplace's last acknowledgement."""
+    report = ApiDeliveryReport()
+    desired = desired_items(items)
+    hashes = {key: content_hash(item) for key, item in desired.items()}
+    rows = ledger.ledger_rows(engine, marketplace, dealer_id)
+    changes = diff(hashes, ledger.acknowledged_hashes(rows))
+    report.unchanged = len(changes.unchanged)
+    calls_before = client.calls
+
+    def record(key: str, action: str, outcome: str, started, calls: int, error: ApiError | None = None, digest: str | None = None) -> None:
+        ledger.log_delivery(
+            engine, run_id=run_id, marketplace=marketplace, dealer_id=dealer_id, item_key=key, action=action, content_hash=digest,
+            outcome=outcome, http_status=error.status if error else None, calls=calls, error=str(error) if error else None,
+            trigger=trigger, change_seen_at=change_seen_at, started_at=started,
+        )
+
+    def attempt(key: str, action: str, digest: str | None, payload: dict, call) -> dict | None:
+        started = ledger.now()
+        before = client.calls
+        if digest is not None:
+            ledger.mark_pending(engine, marketplace, dealer_id, key, digest)
+        try:
+            answer = call()
+        except ApiError as error:
+            calls = client.calls - before
+            if error.transient:
+                report.failed += 1
+                ledger.mark_failed(engine, marketplace, dealer_id, key, str(error))
+                record(key, action, "failed", started, calls, error, digest)
+            else:
+                report.dead_lettered += 1
+                ledger.mark_failed(engine, marketplace, dealer_id, key, str(error), dead=True, content_hash=digest)
+                ledger.add_dead_letter(engine, marketplace, dealer_id, key, action, digest, payload, error.status, error.message)
+                record(key, action, "dead_letter", started, calls, error, digest)
+            report.errors.append(f"{key}: {error}")
+            return None
+        record(key, action, "ok", started, client.calls - before, None, digest)
+        return answer
+
+    for key in changes.creates + changes.updates:
+        item, digest = desired[key], hashes[key]
+        row = rows.get(key) or {}
+        external_id = row.get("external_id")
+        if not external_id and row and row.get("state") not in GONE_STATES:  # sent, never acknowledged: a crash may have created it
+            found = [i for i in _search(client, advertiser_id, key) if i["metadata"]["lifecycleState"] not in GONE_STATES]
+            external_id = found[0]["metadata"]["stockId"] if found else None
+        if external_id:
+            previous = json.loads(row["content"]) if row.get("content") and row.get("status") == "acknowledged" else None
+            payload = autotrader.patch_payload(previous, item)
+            action = "sold" if item["lifecycle_state"] == "SOLD" else "update"
+            answer = attempt(key, action, digest, payload, lambda: client.patch(advertiser_id, external_id, payload, idempotency_key(marketplace, dealer_id, key, digest, "patch")))
+            if answer is not None:
+                report.updated += 1
+                ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest, external_id, item["lifecycle_state"], json.dumps(item, sort_keys=True))
+        else:
+            payload = autotrader.create_payload(item)
+            create_key = idempotency_key(marketplace, dealer_id, key, digest, f"create-{row.get('generation') or 0}")
+            answer = attempt(key, "create", digest, payload, lambda: client.create(advertiser_id, payload, create_key))
+            if answer is not None:
+                report.created += 1
+                ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest, answer["metadata"]["stockId"], item["lifecycle_state"], json.dumps(item, sort_keys=True))
+
+    for key in changes.deletes:
+        row = rows[key]
+        if not row.get("external_id") or row.get("state") in ("SOLD",) + GONE_STATES:
+            ledger.forget(engine, marketplace, dealer_id, key)  # sold stays sold on the marketplace; nothing to withdraw
+            continue
+        payload = autotrader.delete_payload()
+        answer = attempt(key, "delete", None, payload, lambda: client.patch(advertiser_id, row["external_id"], payload, idempotency_key(marketplace, dealer_id, key, "deleted", "delete")))
+        if answer is not None:
+            report.deleted += 1
+            ledger.forget(engine, marketplace, dealer_id, key)
+    report.calls = client.calls - calls_before
+    return report
+
+
+def _search(client: StockApiClient, advertiser_id: str, reference: str) -> list[dict]:
+    try:
+        return client.search(advertiser_id, external_reference=reference)
+    except ApiError as error:
+        log.warning("lookup of %s before creating failed (%s); creating with an idempotency key instead", reference, error)
+        return []
+
+
+def reconcile(engine: Engine, client: StockApiClient, dealer_id: str, advertiser_id: str, items: pd.DataFrame, marketplace: str = "autotrader") -> int:
+    """Compare what the marketplace lists with the ledger and repair the ledger, so the next delivery puts things right.
+
+    A listing deleted by hand is forgotten (so it is created again); a listing we never recorded is adopted (so it is
+    patched, not duplicated); a live listing for a vehicle we no longer have is marked for removal.
+    """
+    desired = desired_items(items)
+    rows = ledger.ledger_rows(engine, marketplace, dealer_id)
+    listed = client.search(advertiser_id)
+    by_reference: dict[str, dict] = {}
+    for entry in listed:
+        by_reference.setdefault(entry["metadata"]["externalStockReference"], entry)
+        if entry["metadata"]["lifecycleState"] not in GONE_STATES:
+            by_reference[entry["metadata"]["externalStockReference"]] = entry
+    repaired = 0
+    for key, row in rows.items():
+        entry = by_reference.get(key)
+        live = entry is not None and entry["metadata"]["lifecycleState"] not in GONE_STATES
+        if row.get("external_id") and not live and key in desired and desired[key]["lifecycle_state"] != "SOLD":
+            ledger.mark_lost(engine, marketplace, dealer_id, key)
+            repaired += 1
+    for key, entry in by_reference.items():
+        live = entry["metadata"]["lifecycleState"] not in GONE_STATES
+        row = rows.get(key)
+        if live and (row is None or not row.get("external_id")):
+            ledger.mark_acknowledged(engine, marketplace, dealer_id, key, "", entry["metadata"]["stockId"], entry["metadata"]["lifecycleState"])
+            repaired += 1
+    return repaired

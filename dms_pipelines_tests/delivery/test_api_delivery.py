@@ -1,0 +1,186 @@
+"""Incremental API delivery against the stock API simulator: only changes sent, failures healed, no duplicates, reconciliation."""
+
+import random
+
+import pandas as pd
+import pytest
+
+from dms_pipelines.delivery import api_delivery, ledger
+from dms_pipelines.delivery.diff import apply, content_hash, diff
+from dms_pipelines.delivery.retry import RetryPolicy, backoff_delay, call_with_retries
+from dms_pipelines.delivery.simulator import StockApiSimulator
+from dms_pipelines.delivery.stock_api import ApiError, StockApiClient
+from dms_pipelines.marketplaces import autotrader
+from dms_pipelines.marketplaces.base import render_for
+from dms_pipelines.operations.db import dead_letters, engine_for
+from dms_pipelines_tests.marketplaces.fixtures import fixed_dealer, fixed_stock
+
+TOKEN = "sim-token-123456"
+ADVERTISER = "ADV-1"
+
+
+@pytest.fixture
+def simulator():
+    with StockApiSimulator(token=TOKEN) as sim:
+        yield sim
+
+
+@pytest.fixture
+def engine(tmp_path):
+    return engine_for(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+
+
+def client_for(simulator, waits=None) -> StockApiClient:
+    return StockApiClient(simulator.base_url, TOKEN, timeout=1.0, policy=RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, deadline_seconds=10), sleep=(waits.append if waits is not None else lambda s: None))
+
+
+def items(stock: pd.DataFrame | None = None) -> pd.DataFrame:
+    dealer = fixed_dealer()
+    return render_for(autotrader.SPEC, fixed_stock() if stock is None else stock, dealer, dealer.marketplaces["autotrader"]).items
+
+
+def by_reference(simulator) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for item in simulator.live_items(ADVERTISER):
+        found.setdefault(item["metadata"]["externalStockReference"], []).append(item)
+    return found
+
+
+def consistent(simulator, wanted: pd.DataFrame) -> bool:
+    live = by_reference(simulator)
+    expected = {r["external_reference"]: r["lifecycle_state"] for r in wanted.to_dict(orient="records")}
+    return all(len(v) == 1 for v in live.values()) and {k: v[0]["metadata"]["lifecycleState"] for k, v in live.items()} == expected
+
+
+def test_first_run_creates_every_vehicle_then_nothing_when_unchanged(simulator, engine):
+    client = client_for(simulator)
+    wanted = items()
+    report = api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    assert report.created == len(wanted) and report.calls == len(wanted)
+    assert consistent(simulator, wanted)
+    calls = simulator.calls
+    again = api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    assert again.calls == 0 and simulator.calls == calls and again.unchanged == len(wanted)
+
+
+def test_calls_equal_the_changed_vehicles(simulator, engine):
+    client = client_for(simulator)
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    stock = fixed_stock()
+    stock.loc[stock["stock_id"] == "A0001", "price"] = 11995.0
+    stock.loc[stock["stock_id"] == "A0004", "status"] = "sold"
+    stock = stock[stock["stock_id"] != "A0005"]
+    report = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+    assert (report.updated, report.deleted, report.created) == (2, 1, 0) and report.calls == 3
+    live = by_reference(simulator)
+    assert live["A0001"][0]["adverts"]["retailAdverts"]["suppliedPrice"]["amountGBP"] == 11995
+    assert live["A0004"][0]["metadata"]["lifecycleState"] == "SOLD"
+    assert live["A0004"][0]["adverts"]["retailAdverts"]["autotraderAdvert"]["status"] == "NOT_PUBLISHED"
+    assert "A0005" not in live
+
+
+def test_a_failing_marketplace_heals_on_the_next_run(simulator, engine):
+    client = client_for(simulator)
+    simulator.fail_next(40, status=503)
+    first = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    assert first.failed > 0 and first.dead_lettered == 0
+    simulator.reset_failures()
+    second = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    assert second.failed == 0 and consistent(simulator, items())
+
+
+def test_rate_limits_honour_retry_after(simulator, engine):
+    waits = []
+    client = client_for(simulator, waits)
+    simulator.rate_limit_next(1, retry_after=0.3)
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    assert waits and waits[0] >= 0.3 and consistent(simulator, items())
+
+
+def test_a_permanent_error_dead_letters_that_vehicle_only(simulator, engine):
+    client = client_for(simulator)
+    simulator.reject("A0002", status=422, message="registration YD71KPR does not match this vehicle")
+    report = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    assert report.dead_lettered == 1 and report.created == len(items()) - 1
+    rejected = [r for r in simulator.request_log if r[2] == 422]
+    assert len(rejected) == 1  # never retried
+    with engine.connect() as connection:
+        letters = connection.execute(dead_letters.select()).mappings().all()
+    assert [(l["item_key"], l["http_status"]) for l in letters] == [("A0002", 422)] and "does not match" in letters[0]["message"]
+    calls = simulator.calls
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    assert simulator.calls == calls  # the same refused content is not sent again until it changes
+
+
+def test_a_crash_between_sending_and_recording_creates_no_duplicate(simulator, engine):
+    client = client_for(simulator)
+    wanted = items()
+    item = api_delivery.desired_items(wanted)["A0001"]
+    digest = content_hash(item)
+    ledger.mark_pending(engine, "autotrader", "leeds", "A0001", digest)
+    client.create(ADVERTISER, autotrader.create_payload(item), "different-key-from-a-crashed-process")  # sent, then the process died
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    live = by_reference(simulator)
+    assert len(live["A0001"]) == 1 and consistent(simulator, wanted)
+
+
+def test_rerunning_with_the_same_idempotency_key_never_duplicates(simulator, engine, tmp_path):
+    wanted = items()
+    api_delivery.deliver(engine, client_for(simulator), "leeds", ADVERTISER, wanted)
+    other_engine = engine_for(f"sqlite:///{tmp_path / 'lost-ledger.sqlite'}")  # a run whose ledger writes were all lost
+    api_delivery.deliver(other_engine, client_for(simulator), "leeds", ADVERTISER, wanted)
+    assert consistent(simulator, wanted)
+
+
+def test_nightly_reconciliation_brings_back_a_listing_deleted_by_hand(simulator, engine):
+    client = client_for(simulator)
+    wanted = items()
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    victim = by_reference(simulator)["A0001"][0]["metadata"]["stockId"]
+    simulator.delete_by_hand(victim)
+    assert api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted).calls == 0  # the ledger alone cannot know
+    assert api_delivery.reconcile(engine, client, "leeds", ADVERTISER, wanted) == 1
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    assert consistent(simulator, wanted)
+
+
+def test_client_errors_and_secrets(simulator):
+    client = StockApiClient(simulator.base_url, "wrong-" + TOKEN, timeout=1, policy=RetryPolicy(base_delay=0.01))
+    with pytest.raises(ApiError) as caught:
+        client.search(ADVERTISER)
+    assert caught.value.status == 401 and not caught.value.transient and client.calls == 1
+    assert TOKEN not in str(caught.value) and TOKEN not in repr(client)
+    good = client_for(simulator)
+    simulator.slow_next(1, 2.0)
+    assert good.search(ADVERTISER) == [] and good.calls == 2  # the slow answer timed out and was retried
+    simulator.drop_next(1)
+    assert good.search(ADVERTISER) == [] and good.calls == 4
+    simulator.fail_next(10, status=500)
+    with pytest.raises(ApiError) as exhausted:
+        good.search(ADVERTISER)
+    assert exhausted.value.transient and exhausted.value.status == 500
+
+
+def test_backoff_and_deadline():
+    rng = random.Random(7)
+    policy = RetryPolicy(base_delay=1, max_delay=8)
+    delays = [backoff_delay(attempt, policy, rng) for attempt in range(1, 10)]
+    assert all(0 <= d <= min(8, 2 ** (a - 1)) for a, d in zip(range(1, 10), delays))
+    clock = iter(range(0, 1000, 50)).__next__
+    attempts = []
+
+    def always_failing():
+        attempts.append(1)
+        raise ApiError("x", status=503, transient=True)
+
+    with pytest.raises(ApiError):
+        call_with_retries(always_failing, RetryPolicy(max_attempts=10, base_delay=1, deadline_seconds=100), is_transient=lambda e: e.transient, sleep=lambda s: None, clock=clock)
+    assert len(attempts) < 10  # the deadline stopped it first
+
+
+def test_diff_then_apply_reaches_the_target():
+    acknowledged = {"a": "1", "b": "2", "c": "3", "d": ""}
+    desired = {"a": "1", "b": "9", "e": "5", "d": "4"}
+    changes = diff(desired, acknowledged)
+    assert (changes.creates, changes.updates, changes.deletes) == (["e"], ["b", "d"], ["c"])
+    assert apply(acknowledged, desired, changes) == desired
