@@ -26,10 +26,12 @@ test: $(STAMP)
 
 dev: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml
+	@echo "starting the Auto Trader-style stock API simulator on 127.0.0.1:8765 (the demo configuration points there)"
+	DMS_AUTOTRADER_TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token} $(BIN)/python -m dms_pipelines.delivery.simulator --port 8765 --token $${DMS_AUTOTRADER_TOKEN:-demo-token} & SIM=$$!; \
+	  trap "kill $$SIM" EXIT; DMS_AUTOTRADER_TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token} $(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
-	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000
+	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 200
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml

@@ -87,6 +87,16 @@ def cmd_demo(args) -> int:
     from dms_pipelines.summary import print_summary
 
     print_summary(settings, paths)
+    sellable = [d for d in settings.dealers if d.profile in SAMPLE_LAYOUTS]
+    if sellable and all(outcomes.values()):
+        from dms_pipelines.fast_path import sell_one_car
+
+        sale = sell_one_car(paths, settings, sellable[0].id, run_sync)
+        places = ", ".join(f"{m} {'gone' if gone else 'STILL LISTED'}" for m, gone in sale.gone_from.items())
+        print(f"4. sold-car fast path: {sale.dealer_id} sold {sale.stock_id} in the DMS; {sale.seconds:.1f} s later: {places}")
+        outcomes["fast_path"] = all(sale.gone_from.values())
+    if simulator is not None:
+        simulator.stop()
     return 0 if all(outcomes.values()) else 1
 
 
@@ -126,6 +136,42 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import json as json_module
+
+    from dms_pipelines.bench import run_benchmarks
+
+    out = DataPaths(data_root()).root / "bench"
+    document = run_benchmarks(args.vehicles or [10_000, 100_000, 1_000_000], out, layout=args.layout, echo=(lambda line: None) if args.json else print)
+    if args.sftp:
+        import tempfile
+
+        from dms_pipelines.bench import bench_sftp
+        from dms_pipelines.sources.sshd_harness import SshServer
+
+        with tempfile.TemporaryDirectory() as folder:
+            server = SshServer(Path(folder) / "sshd").start()
+            try:
+                document["sftp"] = bench_sftp(server, args.sftp, Path(folder))
+            finally:
+                server.stop()
+        if not args.json:
+            print(f"SFTP download of {args.sftp} MB: ours {document['sftp']['ours_mb_per_s']} MB/s, OpenSSH sftp {document['sftp']['openssh_mb_per_s']} MB/s")
+    if args.json:
+        print(json_module.dumps(document, indent=2))
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from dms_pipelines.operations.db import engine_for
+    from dms_pipelines.delivery.ledger import replay_dead_letters
+
+    settings = load_settings()
+    count = replay_dead_letters(engine_for(operations_db_url(settings, DataPaths(data_root()))), args.marketplace)
+    print(f"{count} dead letter(s) queued again; the next run for their dealers resends them (idempotently)")
+    return 0
+
+
 def cmd_schema_docs(args) -> int:
     from dms_pipelines.stock.schema_docs import canonical_vehicle_markdown
 
@@ -156,6 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dealer", action="append", help="a dealer id (repeatable); default every dealer")
     run.add_argument("--release-held", action="store_true", help="apply held full exports despite the delisting guard")
     run.set_defaults(handler=cmd_run)
+
+    bench = commands.add_parser("bench", help="benchmark the nightly path against DuckDB reading the same file")
+    bench.add_argument("--vehicles", type=int, action="append", help="size (repeatable); default 10000, 100000, 1000000")
+    bench.add_argument("--layout", default="navigator_csv", choices=SAMPLE_LAYOUTS)
+    bench.add_argument("--sftp", type=int, default=0, metavar="MB", help="also time an SFTP download of this many MB against OpenSSH's sftp")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON only")
+    bench.set_defaults(handler=cmd_bench)
+
+    replay = commands.add_parser("replay-dead-letters", help="queue dead-lettered deliveries again (after fixing the cause)")
+    replay.add_argument("--marketplace", default=None)
+    replay.set_defaults(handler=cmd_replay)
 
     report = commands.add_parser("report", help="KPIs per dealer and marketplace from the warehouse")
     report.add_argument("--format", choices=["table", "json"], default="table")

@@ -43,6 +43,9 @@ def print_summary(settings: Settings, paths: DataPaths, echo=print) -> None:
             echo(f"     {count:>5}  {reason}")
     echo("   feed files:")
     for marketplace, market in settings.marketplaces.items():
+        if market.destination.kind != "local":
+            echo(f"     {marketplace}: {market.destination.kind} ({getattr(market.destination, 'base_url', '') or getattr(market.destination, 'host', '')})")
+            continue
         folder = paths.resolve(market.destination.path)
         for path in sorted(folder.glob("*")) if folder.exists() else []:
             if path.is_file() and not path.name.startswith("."):

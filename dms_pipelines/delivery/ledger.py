@@ -106,3 +106,20 @@ def mark_lost(engine: Engine, marketplace: str, dealer_id: str, item_key: str) -
                 last_error="missing from the marketplace's own listing; re-creating", generation=listing_ledger.c.generation + 1, updated_at=now(),
             )
         )
+
+
+def replay_dead_letters(engine: Engine, marketplace: str | None = None) -> int:
+    """Mark unreplayed dead letters replayed and their ledger entries unacknowledged, so the next run resends them.
+
+    Safe to repeat: a resend uses the same idempotency key for the same content, and a listing that now exists is patched.
+    """
+    with engine.begin() as connection:
+        query = select(dead_letters).where(dead_letters.c.replayed_at.is_(None))
+        if marketplace:
+            query = query.where(dead_letters.c.marketplace == marketplace)
+        letters = connection.execute(query).mappings().all()
+        for letter in letters:
+            key = and_(listing_ledger.c.marketplace == letter["marketplace"], listing_ledger.c.dealer_id == letter["dealer_id"], listing_ledger.c.item_key == letter["item_key"])
+            connection.execute(update(listing_ledger).where(and_(key, listing_ledger.c.status == "dead")).values(status="failed", pending_hash=None, updated_at=now()))
+            connection.execute(update(dead_letters).where(dead_letters.c.id == letter["id"]).values(replayed_at=now(), replay_outcome="queued"))
+    return len(letters)

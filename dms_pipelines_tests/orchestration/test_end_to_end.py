@@ -118,3 +118,18 @@ def test_a_truncated_full_export_is_held_and_the_stock_stays(paths, settings, ge
     assert released.success
     with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
         assert db.execute("SELECT count(*) FROM stock_current WHERE dealer_id = 'leeds'").fetchall()[0][0] < 10
+
+
+def test_a_sold_car_leaves_every_marketplace_through_the_fast_path(paths, settings, generated):
+    from dms_pipelines.cli import run_sync
+    from dms_pipelines.fast_path import sell_one_car, still_listed
+
+    run_sync(echo=lambda line: None, trigger="nightly")
+    sale = sell_one_car(paths, settings, "leeds", run_sync)
+    assert set(sale.gone_from) == {"google", "website", "meta", "carsnip", "autotrader"}
+    assert all(sale.gone_from.values()), sale.gone_from
+    other = still_listed(paths, settings, "leeds", "LEE00002")
+    assert any(other.values())  # the check can tell a listed car from a sold one
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        calls = db.execute("SELECT sum(calls) FROM deliveries WHERE trigger = 'sold_fast_path' AND marketplace = 'autotrader'").fetchall()[0][0]
+    assert calls == 1  # one PATCH for one sold car, whatever the stock size

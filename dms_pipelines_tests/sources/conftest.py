@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from dms_pipelines_tests.sshd import SshServer, find_sshd
+from dms_pipelines.sources.sshd_harness import SshServer, find_sshd
 
 
 @pytest.fixture(scope="session")

@@ -100,7 +100,7 @@ def test_key_from_environment_and_secrets_never_shown(sshd_server, remote_dir):
 
 
 def test_unreachable_server_is_transient(sshd_server, remote_dir):
-    from dms_pipelines_tests.sshd import free_port
+    from dms_pipelines.sources.sshd_harness import free_port
 
     with pytest.raises(SourceError) as caught:
         SftpSource(settings_for(sshd_server, remote_dir, port=free_port(), connect_timeout=2)).list_files()

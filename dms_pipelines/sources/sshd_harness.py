@@ -1,4 +1,4 @@
-"""A real OpenSSH server on loopback for the SFTP tests: own host key, own client key, own known_hosts."""
+"""A real OpenSSH server on loopback (for the SFTP tests and the SFTP benchmark): own host key, client key, known_hosts."""
 
 import os
 import pwd
