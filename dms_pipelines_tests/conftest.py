@@ -45,3 +45,13 @@ def paths(data_root: Path) -> DataPaths:
 @pytest.fixture
 def settings(data_root: Path):
     return load_settings(data_root / "config" / "dms_pipelines.yaml")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The hostile-input and fault figures the issue asks `make test` to report."""
+    from dms_pipelines_tests.hostile.stats import STATS
+
+    if STATS:
+        terminalreporter.write_sep("-", "hostile inputs and faults")
+        for name in ("hostile inputs tried", "faults injected", "rows lost", "duplicate deliveries", "secrets or foreign content leaked"):
+            terminalreporter.write_line(f"{name}: {STATS.get(name, 0)}")

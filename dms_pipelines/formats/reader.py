@@ -53,8 +53,11 @@ def _read_csv(path: Path, profile: MappingProfile, dealer_id: str, file_name: st
     data, encoding = _utf8_bytes(path.read_bytes(), profile, file_name)
     if not data.strip():
         raise MappingError(f"{file_name}: empty file (no header, no rows)")
-    header_reader = csv.reader(io.StringIO(data[: 1 << 16].decode("utf-8", errors="replace")), delimiter=dialect.delimiter, quotechar=dialect.quotechar)
-    header = [name.strip() for name in next(header_reader)]
+    header_reader = csv.reader(io.StringIO(data[: 1 << 16].decode("utf-8", errors="replace"), newline=""), delimiter=dialect.delimiter, quotechar=dialect.quotechar)
+    try:
+        header = [name.strip() for name in next(header_reader)]
+    except csv.Error as error:
+        raise MappingError(f"{file_name}: row 1 (header): not readable as '{dialect.delimiter}'-delimited CSV: {error}") from None
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise MappingError(f"{file_name}: row 1 (header): duplicated column names {duplicated}")
