@@ -164,6 +164,7 @@ class Validation(Strict):
     price_outlier_share: float = Field(default=0.4, ge=0, le=1)  # warn below this share of the peer median; 0 turns it off
     price_outlier_min_peers: int = Field(default=5, ge=2)
     max_uncompressed_mb: int = Field(default=2048, ge=1)  # cap on a .gz/.zip export's expanded size
+    freshness_hours: float = Field(default=26.0, gt=0)  # a dealer with no export for longer is flagged
 
 
 class Alerts(Strict):

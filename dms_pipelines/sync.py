@@ -248,6 +248,7 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
         _set_status(
             engine, item.file_id, status="processed", rows_total=item.records_total, rows_accepted=len(item.accepted),
             rows_quarantined=item.quarantined_rows, encoding=item.encoding, processed_at=utc_now(), error=None, run_id=run_id,
+            warnings="\n".join(item.warnings) or None,
         )
     if outcome.applied:
         write_stock(paths.state, dealer.id, stock)
@@ -332,3 +333,14 @@ def change_seen_at(engine: Engine, run_id: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value
+
+
+def hours_since_last_export(engine: Engine, dealer_id: str, now: datetime | None = None) -> float | None:
+    """Hours since the dealer's newest received export (None when nothing was ever received)."""
+    with engine.connect() as connection:
+        newest = connection.execute(select(ingested_files.c.received_at).where(ingested_files.c.dealer_id == dealer_id).order_by(ingested_files.c.received_at.desc())).scalar()
+    if newest is None:
+        return None
+    if newest.tzinfo is None:
+        newest = newest.replace(tzinfo=timezone.utc)
+    return ((now or utc_now()) - newest).total_seconds() / 3600

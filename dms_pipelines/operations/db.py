@@ -42,6 +42,7 @@ ingested_files = Table(
     Column("rows_quarantined", Integer),
     Column("encoding", String(32)),
     Column("error", Text),
+    Column("warnings", Text),  # file-level findings that did not stop it: schema drift (columns named), encoding
     Column("processed_at", DateTime(timezone=True)),
     Column("run_id", String(64)),
     Column("released_by", Text),  # set when an operator released a held export on purpose

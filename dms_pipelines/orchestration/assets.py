@@ -43,7 +43,7 @@ class LandingConfig(dg.Config):
 def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
     """The per-dealer assets over `partitions` (the configured dealer ids)."""
 
-    @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"python", "file"})
+    @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"python", "file"}, check_specs=[checks.FRESHNESS])
     def landed_exports(context: dg.AssetExecutionContext, config: LandingConfig, pipeline: PipelineResource) -> dict:
         """New DMS export files copied from the dealer's source into landing/<dealer>/, each with a sha256 and a manifest row."""
         dealer = pipeline.settings().dealer(context.partition_key)
@@ -55,16 +55,17 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         report = sync.land(dealer, pipeline.paths(), engine, run_id=context.run_id)
         for failure in report.failed:
             context.log.error(failure)
-        context.add_output_metadata(
-            {
+        yield dg.Output(
+            {"landed": report.landed, "duplicates": report.duplicates, "failed": report.failed},
+            metadata={
                 "files_landed": len(report.landed),
                 "duplicates": len(report.duplicates),
                 "failed": len(report.failed),
                 "released": released,
                 "not_matching_profile": dg.MetadataValue.json(report.skipped_unmatched[:20]),
-            }
+            },
         )
-        return {"landed": report.landed, "duplicates": report.duplicates, "failed": report.failed}
+        yield checks.export_freshness(sync.hours_since_last_export(engine, dealer.id), pipeline.settings().validation.freshness_hours)
 
     @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"pandas"}, check_specs=[checks.FILES_READABLE])
     def parsed_exports(context: dg.AssetExecutionContext, landed_exports: dict, pipeline: PipelineResource) -> list:

@@ -10,11 +10,19 @@ from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS
 
 # Checks on per-dealer assets are computed inside the asset (one partition at a time) and declared here.
+FRESHNESS = dg.AssetCheckSpec("export_freshness", asset="landed_exports", description="The dealer sent an export within validation.freshness_hours.")
 FILES_READABLE = dg.AssetCheckSpec("files_readable", asset="parsed_exports", description="Every landed file could be read with the dealer's mapping profile.")
 ROWS_CONSERVED = dg.AssetCheckSpec("rows_conserved", asset="validated_exports", description="Every input row ends in stock or in quarantine.")
 PASS_RATE = dg.AssetCheckSpec("pass_rate", asset="validated_exports", description="Warns when the share of accepted rows falls below validation.pass_rate_warning.")
 STOCK_PRESENT = dg.AssetCheckSpec("stock_present", asset="dealer_stock", description="The dealer has vehicles after the run (an empty dealer is worth a look).")
 NOT_HELD = dg.AssetCheckSpec("no_held_exports", asset="dealer_stock", description="No full export was held by the mass-delisting guard.")
+
+
+def export_freshness(hours: float | None, limit: float) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="export_freshness", passed=hours is not None and hours <= limit, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"hours_since_last_export": round(hours, 2) if hours is not None else -1.0, "limit_hours": limit},
+    )
 
 
 def files_readable(parsed: list) -> dg.AssetCheckResult:

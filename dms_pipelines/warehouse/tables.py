@@ -38,7 +38,7 @@ TABLE_SCHEMAS: dict[str, pd.DataFrame] = {
             "source_mtime": "Float64", "sha256": "string", "landed_path": "string", "received_at": "datetime64[us, UTC]",
             "export_kind": "string", "export_timestamp": "string", "status": "string", "attempts": "Int64",
             "rows_total": "Int64", "rows_accepted": "Int64", "rows_quarantined": "Int64", "encoding": "string",
-            "error": "string", "processed_at": "datetime64[us, UTC]",
+            "error": "string", "warnings": "string", "processed_at": "datetime64[us, UTC]",
         }
     ),
 }

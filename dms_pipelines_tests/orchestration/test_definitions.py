@@ -25,7 +25,7 @@ def test_module_definitions_load_and_resolve(monkeypatch):
     assert {job.name for job in repository.get_all_jobs()} >= {"dealer_sync", "account_feeds"}
     assert {s.name for s in repository.schedule_defs} == {"nightly_sync", "hourly_sync", "account_feeds_after_sync"}
     checks = {key.name for key in repository.asset_graph.asset_check_keys}
-    assert {"rows_conserved", "pass_rate", "files_readable", "stock_present", "no_held_exports", "google_feed_allowlisted"} <= checks
+    assert {"rows_conserved", "pass_rate", "files_readable", "stock_present", "no_held_exports", "export_freshness", "google_feed_allowlisted"} <= checks
 
 
 def test_nightly_schedule_asks_for_one_run_per_dealer(monkeypatch):
