@@ -3,8 +3,6 @@
 import re
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 # Shorthand as dealers type it -> the wording every marketplace shows.
 STANDARD_TERMS: dict[str, str] = {
@@ -32,21 +30,33 @@ STANDARD_TERMS: dict[str, str] = {
 FEATURE_ONLY = {"CC", "BT", "SH", "CLIMATE", "ALLOYS"}
 
 
-def _expand(values: pd.Series, terms: dict[str, str]) -> pd.Series:
-    """Whole-word, case-insensitive replacement, longest terms first, on Arrow's vectorised RE2 (no per-value Python)."""
-    array = pa.array(values.astype(object).where(values.notna(), None).tolist(), type=pa.string())
-    for short in sorted(terms, key=len, reverse=True):
-        pattern = r"(?i)(^|[^A-Za-z0-9])" + re.escape(short) + r"([^A-Za-z0-9]|$)"
-        replacement = r"\1" + terms[short].replace("\\", "\\\\") + r"\2"
-        for _ in range(2):  # a second pass catches a term right after another copy of itself ("PDC|PDC")
-            array = pc.replace_substring_regex(array, pattern=pattern, replacement=replacement)
-    return pd.Series(array.to_pylist(), index=values.index, dtype="string")
+def _word_pattern(terms: dict[str, str]) -> str:
+    alternatives = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+    return rf"(?i)(?:^|[^A-Za-z0-9])(?:{alternatives})(?:[^A-Za-z0-9]|$)"
+
+
+DESCRIPTION_TERMS = {k: v for k, v in STANDARD_TERMS.items() if k not in FEATURE_ONLY}
+_DESCRIPTION_FIND = _word_pattern(DESCRIPTION_TERMS)
+_DESCRIPTION_REPLACE = re.compile(
+    r"(?<![A-Za-z0-9])(" + "|".join(re.escape(t) for t in sorted(DESCRIPTION_TERMS, key=len, reverse=True)) + r")(?![A-Za-z0-9])", re.IGNORECASE
+)
+_BY_UPPER = {k.upper(): v for k, v in STANDARD_TERMS.items()}
 
 
 def normalise_description(text: pd.Series) -> pd.Series:
-    return _expand(text, {k: v for k, v in STANDARD_TERMS.items() if k not in FEATURE_ONLY})
+    """Whole-word shorthand expanded in advert text; only rows that contain a term leave Arrow's vectorised search."""
+    hits = text.str.contains(_DESCRIPTION_FIND, regex=True).fillna(False).astype(bool)
+    if not hits.any():
+        return text
+    expanded = text[hits].map(lambda v: _DESCRIPTION_REPLACE.sub(lambda m: DESCRIPTION_TERMS[m.group(1).upper()], v)).astype("string")
+    return text.mask(hits, expanded)
 
 
 def normalise_features(features: pd.Series) -> pd.Series:
-    """Each '|'-separated feature expanded when it is a known shorthand."""
-    return _expand(features, STANDARD_TERMS)
+    """Each '|'-separated feature that is a known shorthand (as a whole item) replaced by the standard wording."""
+    lookup = _BY_UPPER
+    values = [
+        "|".join(lookup.get(item.strip().upper(), item) for item in cell.split("|")) if isinstance(cell, str) else None
+        for cell in features.tolist()
+    ]
+    return pd.Series(values, index=features.index, dtype="string")
