@@ -56,8 +56,8 @@ def test_sftp_source_without_credentials_is_refused(raw):
 
 
 def test_marketplace_used_by_a_dealer_must_be_declared(raw):
-    raw["dealers"][2]["marketplaces"]["autotrader"] = {"advertiser_id": "x"}
-    assert "dealers[2].marketplaces.autotrader: not declared" in errors_of(raw)
+    del raw["marketplaces"]["carsnip"]
+    assert "dealers[0].marketplaces.carsnip: not declared" in errors_of(raw)
 
 
 def test_unknown_marketplace_and_bad_dealer_id(raw):

@@ -82,7 +82,8 @@ def listable(stock: pd.DataFrame, account: DealerMarketplace, pending_supported:
 
 def split_list(values: pd.Series) -> pd.Series:
     """Each '|'-joined cell as a Python list (an object Series, so pandas never turns the lists into arrays)."""
-    lists = [[p for p in v.split(LIST_SEPARATOR) if p] if isinstance(v, str) else [] for v in values.tolist()]
+    cells = values.to_numpy(dtype=object, na_value=None)  # iterating an Arrow-backed Series directly is slow
+    lists = [[p for p in v.split(LIST_SEPARATOR) if p] if isinstance(v, str) else [] for v in cells]
     return pd.Series(lists, index=values.index, dtype="object")
 
 

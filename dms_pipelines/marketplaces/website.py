@@ -63,5 +63,5 @@ def _python_values(column: pd.Series) -> list:
     if column.dtype == object:
         return [None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v for v in column.tolist()]
     if str(column.dtype) in ("Int64", "Float64", "boolean"):
-        return column.astype(object).where(column.notna(), None).tolist()
-    return column.astype("string").astype(object).where(column.notna(), None).tolist()
+        return column.to_numpy(dtype=object, na_value=None).tolist()
+    return column.astype("string").to_numpy(dtype=object, na_value=None).tolist()

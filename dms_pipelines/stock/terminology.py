@@ -57,6 +57,6 @@ def normalise_features(features: pd.Series) -> pd.Series:
     lookup = _BY_UPPER
     values = [
         "|".join(lookup.get(item.strip().upper(), item) for item in cell.split("|")) if isinstance(cell, str) else None
-        for cell in features.tolist()
+        for cell in features.to_numpy(dtype=object, na_value=None)
     ]
     return pd.Series(values, index=features.index, dtype="string")

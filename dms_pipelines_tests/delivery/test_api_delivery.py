@@ -13,6 +13,7 @@ from dms_pipelines.delivery.stock_api import ApiError, StockApiClient
 from dms_pipelines.marketplaces import autotrader
 from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.operations.db import dead_letters, engine_for
+from dms_pipelines_tests.hostile.stats import STATS
 from dms_pipelines_tests.marketplaces.fixtures import fixed_dealer, fixed_stock
 
 TOKEN = "sim-token-123456"
@@ -48,6 +49,7 @@ def by_reference(simulator) -> dict[str, list[dict]]:
 
 def consistent(simulator, wanted: pd.DataFrame) -> bool:
     live = by_reference(simulator)
+    STATS["duplicate deliveries"] += sum(len(v) - 1 for v in live.values())
     expected = {r["external_reference"]: r["lifecycle_state"] for r in wanted.to_dict(orient="records")}
     return all(len(v) == 1 for v in live.values()) and {k: v[0]["metadata"]["lifecycleState"] for k, v in live.items()} == expected
 
@@ -82,6 +84,7 @@ def test_calls_equal_the_changed_vehicles(simulator, engine):
 def test_a_failing_marketplace_heals_on_the_next_run(simulator, engine):
     client = client_for(simulator)
     simulator.fail_next(40, status=503)
+    STATS["faults injected"] += 1
     first = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
     assert first.failed > 0 and first.dead_lettered == 0
     simulator.reset_failures()
@@ -93,6 +96,7 @@ def test_rate_limits_honour_retry_after(simulator, engine):
     waits = []
     client = client_for(simulator, waits)
     simulator.rate_limit_next(1, retry_after=0.3)
+    STATS["faults injected"] += 1
     api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
     assert waits and waits[0] >= 0.3 and consistent(simulator, items())
 
@@ -100,6 +104,7 @@ def test_rate_limits_honour_retry_after(simulator, engine):
 def test_a_permanent_error_dead_letters_that_vehicle_only(simulator, engine):
     client = client_for(simulator)
     simulator.reject("A0002", status=422, message="registration YD71KPR does not match this vehicle")
+    STATS["faults injected"] += 1
     report = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
     assert report.dead_lettered == 1 and report.created == len(items()) - 1
     rejected = [r for r in simulator.request_log if r[2] == 422]
@@ -119,6 +124,7 @@ def test_a_crash_between_sending_and_recording_creates_no_duplicate(simulator, e
     digest = content_hash(item)
     ledger.mark_pending(engine, "autotrader", "leeds", "A0001", digest)
     client.create(ADVERTISER, autotrader.create_payload(item), "different-key-from-a-crashed-process")  # sent, then the process died
+    STATS["faults injected"] += 1
     api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
     live = by_reference(simulator)
     assert len(live["A0001"]) == 1 and consistent(simulator, wanted)
@@ -138,6 +144,7 @@ def test_nightly_reconciliation_brings_back_a_listing_deleted_by_hand(simulator,
     api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
     victim = by_reference(simulator)["A0001"][0]["metadata"]["stockId"]
     simulator.delete_by_hand(victim)
+    STATS["faults injected"] += 1
     assert api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted).calls == 0  # the ledger alone cannot know
     assert api_delivery.reconcile(engine, client, "leeds", ADVERTISER, wanted) == 1
     api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
