@@ -46,6 +46,16 @@ def validate_item(item: dict) -> str | None:
     return None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (timeout, dropped connection) is part of the simulation, not an error to print."""
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class StockApiSimulator:
     """In-memory stock per advertiser behind a real HTTP server on loopback."""
 
@@ -59,7 +69,7 @@ class StockApiSimulator:
         self._rejects: dict[str, tuple[int, str]] = {}
         self.request_log: list[tuple[str, str, int]] = []
         self.writes = 0
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

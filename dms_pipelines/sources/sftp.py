@@ -15,7 +15,7 @@ import paramiko
 from dms_pipelines.sources.base import RemoteFile, SourceError, is_in_progress_name, matches_any
 
 KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
-PREFETCH_REQUESTS = 64  # bounded so a large file cannot queue unlimited requests in memory
+PREFETCH_REQUESTS = 1024  # bounded (x 32 KiB requests = at most ~32 MiB in flight); 64 starved the pipe to ~5 MB/s
 
 
 def fingerprint(key: paramiko.PKey) -> str:
