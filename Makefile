@@ -26,6 +26,7 @@ test: $(STAMP)
 
 dev: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp data/config/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	@echo "starting the Auto Trader-style stock API simulator on 127.0.0.1:8765 (the demo configuration points there)"
 	DMS_AUTOTRADER_TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token} $(BIN)/python -m dms_pipelines.delivery.simulator --port 8765 --token $${DMS_AUTOTRADER_TOKEN:-demo-token} & SIM=$$!; \
 	  trap "kill $$SIM" EXIT; DMS_AUTOTRADER_TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token} $(BIN)/dagster dev -w workspace.yaml

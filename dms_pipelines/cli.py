@@ -2,12 +2,13 @@
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from dms_pipelines.config import ConfigError, load_settings, operations_db_url
-from dms_pipelines.paths import DataPaths, config_path, data_root
+from dms_pipelines.paths import PROJECT_ROOT, DataPaths, config_path, data_root
 
 SAMPLE_LAYOUTS = ("navigator_csv", "star5_xml", "pipe_cp1252_csv")
 
@@ -20,8 +21,9 @@ def _ensure_dagster_home(paths: DataPaths) -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or paths.root / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     instance_yaml = home / "dagster.yaml"
-    if not instance_yaml.exists():
-        instance_yaml.write_text("# written by dms-pipelines; Dagster's defaults otherwise\ntelemetry:\n  enabled: false\n")
+    template = PROJECT_ROOT / "data" / "config" / "dagster.yaml"
+    if not instance_yaml.exists() and template.exists():
+        shutil.copyfile(template, instance_yaml)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
