@@ -12,7 +12,7 @@ from dms_pipelines.stock.schema import PRIVATE_COLUMNS
 # Checks on per-dealer assets are computed inside the asset (one partition at a time) and declared here.
 FRESHNESS = dg.AssetCheckSpec("export_freshness", asset="landed_exports", description="The dealer sent an export within validation.freshness_hours.")
 FILES_READABLE = dg.AssetCheckSpec("files_readable", asset="parsed_exports", description="Every landed file could be read with the dealer's mapping profile.")
-ROWS_CONSERVED = dg.AssetCheckSpec("rows_conserved", asset="validated_exports", description="Every input row ends in stock or in quarantine.")
+ROWS_CONSERVED = dg.AssetCheckSpec("rows_conserved", asset="validated_exports", blocking=True, description="Every input row ends in stock or in quarantine (blocking: nothing downstream runs if rows went missing).")
 PASS_RATE = dg.AssetCheckSpec("pass_rate", asset="validated_exports", description="Warns when the share of accepted rows falls below validation.pass_rate_warning.")
 STOCK_PRESENT = dg.AssetCheckSpec("stock_present", asset="dealer_stock", description="The dealer has vehicles after the run (an empty dealer is worth a look).")
 NOT_HELD = dg.AssetCheckSpec("no_held_exports", asset="dealer_stock", description="No full export was held by the mass-delisting guard.")
@@ -43,9 +43,13 @@ def pass_rate(validated: list, threshold: float) -> dg.AssetCheckResult:
     total = sum(v.records_total for v in validated)
     accepted = sum(len(v.accepted) for v in validated)
     rate = accepted / total if total else 1.0
+    per_rule: dict[str, int] = {}
+    for item in validated:
+        for (severity, rule), count in item.issues.groupby(["severity", "rule"]).size().items():
+            per_rule[f"{severity}:{rule}"] = per_rule.get(f"{severity}:{rule}", 0) + int(count)
     return dg.AssetCheckResult(
         check_name="pass_rate", passed=rate >= threshold, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"pass_rate": round(rate, 4), "threshold": threshold, "records": total},
+        metadata={"pass_rate": round(rate, 4), "threshold": threshold, "records": total, "rows_per_rule": dg.MetadataValue.json(per_rule)},
     )
 
 

@@ -51,9 +51,13 @@ def test_three_dealers_end_to_end(paths, settings, generated):
     planted = list(csv.DictReader(open(paths.inbox / "planted_defects.csv", encoding="utf-8")))
     with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
         found = {(r[0], r[1], r[2]) for r in db.execute("SELECT dealer_id, stock_id, rule FROM quarantine WHERE severity = 'error'").fetchall()}
-    for defect in planted:
-        if defect["rule"] != "field_count":
-            assert (defect["dealer_id"], defect["stock_id"], defect["rule"]) in found, defect
+    assert found == {(d["dealer_id"], d["stock_id"], d["rule"]) for d in planted}  # every planted row, and nothing else, at error
+
+    meta_rows = [r for p in (paths.outbox / "meta").glob("*.csv") for r in csv.DictReader(open(p, encoding="utf-8"))]
+    assert meta_rows and all(r["availability"] in ("AVAILABLE", "PENDING") and r["price"].endswith(" GBP") and len(r["vin"]) == 17 for r in meta_rows)
+    assert all(r["body_style"] in ("HATCHBACK", "SEDAN", "WAGON", "SUV", "COUPE", "CONVERTIBLE", "MINIVAN", "TRUCK", "VAN", "OTHER") and r["mileage.unit"] == "MILES" for r in meta_rows)
+    carsnip_rows = [r for p in (paths.outbox / "carsnip").glob("*_vehicles.csv") for r in csv.DictReader(open(p, encoding="utf-8"))]
+    assert carsnip_rows and all(r["Price"].isdigit() and r["FullRegistration"] and r["Vehicle_URL"].startswith("https://") for r in carsnip_rows)
 
     google_rows = list(csv.DictReader(open(paths.outbox / "google" / "vehicle_listings.csv", encoding="utf-8")))
     assert {r["store_code"] for r in google_rows} == {"AVM-LEEDS", "AVM-YORK", "AVM-SHEFFIELD"}

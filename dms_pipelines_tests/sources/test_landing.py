@@ -122,3 +122,34 @@ def test_dealer_run_lands_from_sftp_once_and_the_sensor_asks_for_new_files_only(
     late.write_bytes((remote_dir / "stock_delta_20261121_0300.csv").read_bytes().replace(b"Reserved", b"Sold"))
     os.utime(late, (time.time() - 86_400 * 3,) * 2)  # copied in late, with an old mtime: still taken
     assert [r.tags["dms_pipelines/files"] for r in evaluate()] == ["stock_delta_20261121_0400.csv"]
+
+
+def test_a_connection_cut_mid_transfer_leaves_nothing_and_the_next_attempt_succeeds(sshd_server, remote_dir, tmp_path, monkeypatch):
+    import paramiko
+
+    from dms_pipelines.sources.sftp import SftpSettings, SftpSource
+
+    (remote_dir / "stock_full_20261121_0200.csv").write_bytes(os.urandom(500_000))
+    settings = SftpSettings(host=sshd_server.host, port=sshd_server.port, username=sshd_server.username, known_hosts=sshd_server.known_hosts,
+                            remote_dir=str(remote_dir), patterns=("*.csv",), private_key_path=sshd_server.client_key_path)
+    engine = engine_for(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    profile = find_profile("navigator_csv", PROFILES)
+    real_getfo = paramiko.SFTPClient.getfo
+
+    def cut_after_some_bytes(self, remotepath, fl, **kwargs):
+        fl.write(b"partial")
+        raise EOFError("connection reset by peer")
+
+    monkeypatch.setattr(paramiko.SFTPClient, "getfo", cut_after_some_bytes)
+    now = utc_now()
+    with SftpSource(settings) as source:
+        report = land_files(source, source.list_files(), "leeds", profile, tmp_path / "landing", engine, now=now)
+    assert report.failed and not report.landed
+    assert list((tmp_path / "landing" / "leeds").iterdir()) == []  # no partial file left behind
+    monkeypatch.setattr(paramiko.SFTPClient, "getfo", real_getfo)
+    with SftpSource(settings) as source:
+        report = land_files(source, source.list_files(), "leeds", profile, tmp_path / "landing", engine, now=now + timedelta(minutes=5))
+    assert len(report.landed) == 1
+    [landed] = list((tmp_path / "landing" / "leeds").iterdir())
+    assert landed.read_bytes() == (remote_dir / "stock_full_20261121_0200.csv").read_bytes()
+    assert [r["status"] for r in manifest(engine)] == ["landed"]
