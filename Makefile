@@ -32,7 +32,7 @@ dev: $(STAMP)
 	  trap "kill $$SIM" EXIT; DMS_AUTOTRADER_TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token} $(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
-	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 200
+	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml

@@ -52,6 +52,7 @@ class ValidatedExport:
     encoding: str
     warnings: list[str] = field(default_factory=list)
     released_by: str | None = None
+    sold_in_quarantine: set[str] = field(default_factory=set)  # a quarantined row that still says "sold" is believed
 
 
 @dataclass
@@ -167,8 +168,10 @@ def validate_parsed(parsed: list[ParsedExport], settings: Settings, paths: DataP
         parse_error_rows = set(result.issues.loc[result.issues["severity"] == "error", "source_row"].dropna().astype(int))
         accepted = checked.accepted[~checked.accepted["source_row"].isin(parse_error_rows)].reset_index(drop=True)
         quarantined = result.records_total - len(accepted)
+        rejected = result.rows[~result.rows["source_row"].isin(accepted["source_row"])]
+        sold = set(rejected.loc[(rejected["status"] == "sold").fillna(False).astype(bool), "stock_id"].dropna().astype(str))
         validated.append(
-            ValidatedExport(item.file_id, item.file_name, item.export_kind, item.export_timestamp, result.records_total, accepted, issues, quarantined, result.encoding, result.warnings, item.released_by)
+            ValidatedExport(item.file_id, item.file_name, item.export_kind, item.export_timestamp, result.records_total, accepted, issues, quarantined, result.encoding, result.warnings, item.released_by, sold)
         )
         record_quarantine(engine, checked_dealer(accepted, result), item.file_id, item.file_name, issues, item.export_kind)
     return validated
@@ -240,6 +243,9 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
         else:
             merged = apply_delta(stock, item.accepted)
         stock = merged.stock
+        if item.sold_in_quarantine:
+            # the row is unusable, but a sale must never keep a car advertised: that part of it is applied
+            stock.loc[stock["stock_id"].isin(item.sold_in_quarantine), "status"] = "sold"
         outcome.added += merged.added
         outcome.updated += merged.updated
         outcome.removed += merged.removed

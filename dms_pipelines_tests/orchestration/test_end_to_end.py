@@ -137,3 +137,35 @@ def test_a_sold_car_leaves_every_marketplace_through_the_fast_path(paths, settin
     with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
         calls = db.execute("SELECT sum(calls) FROM deliveries WHERE trigger = 'sold_fast_path' AND marketplace = 'autotrader'").fetchall()[0][0]
     assert calls == 1  # one PATCH for one sold car, whatever the stock size
+
+
+def test_a_quarantined_row_keeps_the_last_good_version_unless_it_says_sold(paths, settings, tmp_path):
+    from dms_pipelines.sync import update_stock, validate_parsed
+    from dms_pipelines.formats.reader import read_export
+    from dms_pipelines.formats.profile import find_profile
+    from dms_pipelines.operations.db import engine_for
+    from dms_pipelines.stock.store import read_stock
+    from dms_pipelines.sync import ParsedExport
+    from dms_pipelines_tests.formats.test_reader import NAVIGATOR_HEADER, navigator_row
+
+    paths.state.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(paths.operations_db_url)
+    profile = find_profile("navigator_csv", paths.profile_dirs())
+    dealer = settings.dealer("leeds")
+
+    def run(name: str, rows: list[str], kind: str, file_id: int):
+        path = tmp_path / name
+        path.write_text("\r\n".join([NAVIGATOR_HEADER, *rows]) + "\r\n")
+        parsed = [ParsedExport(file_id, name, kind, name[-17:-4], result=read_export(path, profile, "leeds"))]
+        return update_stock(dealer, validate_parsed(parsed, settings, paths, engine), settings, paths, engine)
+
+    def car(n: int, **changes) -> str:
+        return navigator_row(f"00{n}", reg=f"AB71CD{'XABCD'[n]}", **changes).replace("WF0XXXGCDXKA12345", f"WF0XXXGCDXKA1234{n}")
+
+    run("stock_full_20261121_0200.csv", [car(n) for n in range(1, 5)], "full", 1)
+    broken = [car(1), car(2, price="99999"), car(3, price="99999").replace("In Stock", "Sold"), car(4)]
+    outcome = run("stock_full_20261121_0300.csv", broken, "full", 2)
+    stock = read_stock(paths.state, "leeds").set_index("stock_id")
+    assert stock.loc["002", "price"] == 12995 and stock.loc["002", "status"] == "available"  # last good version kept
+    assert stock.loc["003", "status"] == "sold"  # the quarantined row's sale is believed
+    assert outcome.kept_last_good == 2
