@@ -22,6 +22,7 @@ test: $(STAMP)
 	@command -v /usr/sbin/sshd >/dev/null 2>&1 || { \
 	  echo "openssh-server is missing; installing it for the SFTP tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; }
+	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/python -m pytest -q
 
 dev: $(STAMP)
@@ -35,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100
 
 validate: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 clean:

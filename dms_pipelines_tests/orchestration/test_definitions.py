@@ -1,5 +1,6 @@
 """The real Definitions load and resolve: every asset, check, job and schedule, from the committed configuration."""
 
+import os
 import subprocess
 from datetime import datetime
 import sys
@@ -40,10 +41,11 @@ def test_nightly_schedule_asks_for_one_run_per_dealer(monkeypatch):
     assert len({r.run_key for r in requests}) == 3
 
 
-def test_dagster_cli_validates_the_workspace():
+def test_dagster_cli_validates_the_workspace(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DMS_PIPELINES_DATA", "DMS_PIPELINES_CONFIG")} | {"DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180,
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180, env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "All code locations passed validation" in result.stdout + result.stderr
