@@ -50,14 +50,15 @@ class LocalInboxSource(Strict):
     marker_pattern: str | None = None
 
 
-class SftpSource(Strict):
+class SftpConnection(Strict):
+    """How to reach an SFTP folder: shared by DMS sources and marketplace destinations."""
+
     kind: Literal["sftp"]
     host: str
     port: int = Field(default=22, ge=1, le=65535)
     username: str
     known_hosts: str
     remote_dir: str = "."
-    patterns: list[str] = Field(default_factory=lambda: ["*"])
     private_key_path: str | None = None
     private_key_env: str | None = None
     password_env: str | None = None
@@ -65,10 +66,6 @@ class SftpSource(Strict):
     channel_timeout: float = Field(default=30.0, gt=0)
     transfer_timeout: float = Field(default=600.0, gt=0)
     keepalive_interval: int = Field(default=30, ge=0)
-    stability_seconds: float = Field(default=30.0, ge=0)
-    marker_pattern: str | None = None
-    after_fetch: Literal["keep", "move", "delete"] = "keep"
-    move_to: str | None = None
 
     _check_key_env = field_validator("private_key_env", "password_env")(_env_name)
 
@@ -76,8 +73,21 @@ class SftpSource(Strict):
     def _needs_credentials(self):
         if not (self.private_key_path or self.private_key_env or self.password_env):
             raise ValueError("needs one of private_key_path, private_key_env or password_env")
+        return self
+
+
+class SftpSource(SftpConnection):
+    patterns: list[str] = Field(default_factory=lambda: ["*"])
+    stability_seconds: float = Field(default=30.0, ge=0)
+    marker_pattern: str | None = None
+    after_fetch: Literal["keep", "move", "delete"] = "keep"
+    move_to: str | None = None
+
+    @model_validator(mode="after")
+    def _move_needs_a_folder(self):
         if self.after_fetch == "move" and not self.move_to:
             raise ValueError("after_fetch: move needs move_to (a remote folder)")
+        return self
         return self
 
 
@@ -128,22 +138,8 @@ class HttpApiDestination(Strict):
     _check_token_env = field_validator("token_env")(_env_name)
 
 
-class SftpUploadDestination(Strict):
-    kind: Literal["sftp"]
-    host: str
-    port: int = Field(default=22, ge=1, le=65535)
-    username: str
-    known_hosts: str
-    remote_dir: str = "."
-    private_key_path: str | None = None
-    private_key_env: str | None = None
-    password_env: str | None = None
-    connect_timeout: float = Field(default=15.0, gt=0)
-    channel_timeout: float = Field(default=30.0, gt=0)
-    transfer_timeout: float = Field(default=600.0, gt=0)
-    keepalive_interval: int = Field(default=30, ge=0)
-
-    _check_env = field_validator("private_key_env", "password_env")(_env_name)
+class SftpUploadDestination(SftpConnection):
+    """A marketplace's SFTP drop (uploads go to a temporary name and are renamed into place)."""
 
 
 DestinationConfig = Annotated[Union[LocalDestination, SftpUploadDestination, HttpApiDestination], Field(discriminator="kind")]
@@ -221,7 +217,7 @@ def _location(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("local_inbox", "sftp", "function-after[_needs_credentials()]") or str(part).startswith("function-"):
+        elif part in ("local_inbox", "sftp", "local", "http_api") or str(part).startswith("function-"):
             continue
         else:
             text += f".{part}" if text else str(part)

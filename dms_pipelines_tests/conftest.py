@@ -1,5 +1,6 @@
-"""Shared fixtures: a fresh data root with the committed configuration, and the settings loaded from it."""
+"""Shared fixtures: a fresh data root with the committed configuration, the stock API simulator, a real sshd."""
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -8,9 +9,29 @@ import yaml
 from dms_pipelines.config import load_settings
 from dms_pipelines.delivery.simulator import StockApiSimulator
 from dms_pipelines.paths import PROJECT_ROOT, DataPaths
+from dms_pipelines.sources.sshd_harness import SshServer, find_sshd
 
 COMMITTED_CONFIG = PROJECT_ROOT / "data" / "config" / "dms_pipelines.yaml"
 TEST_TOKEN = "test-token-not-a-secret"
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory):
+    """A real OpenSSH sshd on a free loopback port for the whole session (never skipped: CI installs it)."""
+    binary, reason = find_sshd()
+    if binary is None:
+        pytest.fail(reason)
+    server = SshServer(tmp_path_factory.mktemp("sshd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def remote_dir(sshd_server) -> Path:
+    """A fresh remote folder on the sshd for one test."""
+    folder = sshd_server.root_dir / uuid.uuid4().hex[:8]
+    folder.mkdir()
+    return folder
 
 
 @pytest.fixture

@@ -47,8 +47,8 @@ def test_hostile_files_in_an_inbox_break_nothing_else(paths, settings):
     assert leaked == 0
 
 
-def test_no_secret_reaches_a_log_or_an_event(data_root, paths, sshd_server_for_secrets, caplog, monkeypatch):
-    server, remote = sshd_server_for_secrets
+def test_no_secret_reaches_a_log_or_an_event(data_root, paths, sshd_server, remote_dir, caplog, monkeypatch):
+    server, remote = sshd_server, remote_dir
     key = server.client_key_text
     token = "tok-" + "S3cr3t" * 6
     config_file = data_root / "config" / "dms_pipelines.yaml"
