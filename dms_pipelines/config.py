@@ -167,8 +167,15 @@ class Alerts(Strict):
     webhook_url_env: str | None = None  # env var holding a webhook URL (Slack-compatible JSON body {"text": ...})
     timeout_seconds: float = Field(default=5.0, gt=0)
     marketplace_failure_threshold: int = Field(default=3, ge=1)  # consecutive failed deliveries before an alert
+    smtp_host: str | None = None  # e-mail alerts when set
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_username_env: str | None = None
+    smtp_password_env: str | None = None
+    email_from: str | None = None
+    email_to: list[str] = Field(default_factory=list)
 
-    _check_env = field_validator("webhook_url_env")(_env_name)
+    _check_env = field_validator("webhook_url_env", "smtp_username_env", "smtp_password_env")(_env_name)
 
 
 class Settings(Strict):
