@@ -159,6 +159,13 @@ def cmd_bench(args) -> int:
                 server.stop()
         if not args.json:
             print(f"SFTP download of {args.sftp} MB: ours {document['sftp']['ours_mb_per_s']} MB/s, OpenSSH sftp {document['sftp']['openssh_mb_per_s']} MB/s")
+    if args.sold_latency:
+        import tempfile
+
+        from dms_pipelines.latency_bench import bench_sold_latency
+
+        with tempfile.TemporaryDirectory() as folder:
+            document["sold_latency"] = bench_sold_latency(Path(folder), echo=(lambda line: None) if args.json else print)
     if args.json:
         print(json_module.dumps(document, indent=2))
     return 0
@@ -209,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--vehicles", type=int, action="append", help="size (repeatable); default 10000, 100000, 1000000")
     bench.add_argument("--layout", default="navigator_csv", choices=SAMPLE_LAYOUTS)
     bench.add_argument("--sftp", type=int, default=0, metavar="MB", help="also time an SFTP download of this many MB against OpenSSH's sftp")
+    bench.add_argument("--sold-latency", action="store_true", help="also time a sold car leaving every marketplace: the job alone, and through the sensor under a daemon")
     bench.add_argument("--json", action="store_true", help="print the results as JSON only")
     bench.set_defaults(handler=cmd_bench)
 
