@@ -128,30 +128,47 @@ def _set_status(engine: Engine, file_id: int, **values) -> None:
 
 
 def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompressed_mb: int = 2048) -> list[ParsedExport]:
-    """Parse the dealer's landed files, oldest first; older exports before the newest full one are superseded."""
+    """Parse the dealer's landed files in export order, starting from the newest readable full export.
+
+    Exports older than that full one are superseded; a newer full export that cannot be read is marked failed and
+    never hides the good one before it.
+    """
     profile = profile_for(dealer, paths)
     pending = pending_files(engine, dealer.id)
-    fulls = [row for row in pending if row.export_kind == "full"]
-    if fulls:
-        newest_full = fulls[-1]
-        for row in pending:
-            if row.export_timestamp < newest_full.export_timestamp or (row.export_kind == "full" and row.id != newest_full.id and row.export_timestamp <= newest_full.export_timestamp):
-                _set_status(engine, row.id, status="superseded", processed_at=utc_now(), error=f"superseded by the newer full export {newest_full.file_name}")
-        pending = [row for row in pending if row.export_timestamp >= newest_full.export_timestamp and (row.export_kind == "delta" or row.id == newest_full.id)]
-    parsed = []
-    for row in pending:
+    limit = max_uncompressed_mb << 20
+
+    def parse(row) -> ParsedExport:
         item = ParsedExport(row.id, row.file_name, row.export_kind, row.export_timestamp, released_by=row.released_by)
         try:
-            item.result = read_export(Path(row.landed_path), profile, dealer.id, file_name=row.file_name, max_uncompressed_bytes=max_uncompressed_mb << 20)
+            item.result = read_export(Path(row.landed_path), profile, dealer.id, file_name=row.file_name, max_uncompressed_bytes=limit)
         except MappingError as error:
             item.error = str(error)
-            _set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())
-            log.error("%s", item.error)
         except OSError as error:
             item.error = f"{row.file_name}: cannot read the landed copy {row.landed_path}: {error.strerror}"
+        if item.error:
             _set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())
+            log.error("%s", item.error)
+        return item
+
+    parsed: list[ParsedExport] = []
+    base = None
+    for row in reversed([r for r in pending if r.export_kind == "full"]):
+        item = parse(row)
         parsed.append(item)
-    return parsed
+        if item.result is not None:
+            base = row
+            break
+    failed_ids = {item.file_id for item in parsed if item.error}
+    if base is not None:
+        for row in pending:
+            older = row.export_timestamp < base.export_timestamp or (row.export_kind == "full" and row.export_timestamp <= base.export_timestamp)
+            if older and row.id != base.id and row.id not in failed_ids:
+                _set_status(engine, row.id, status="superseded", processed_at=utc_now(), error=f"superseded by the newer full export {base.file_name}")
+        rest = [r for r in pending if r.export_kind == "delta" and r.export_timestamp >= base.export_timestamp]
+    else:
+        rest = [r for r in pending if r.export_kind == "delta"]
+    ordered = [item for item in parsed if item.result is not None] + [parse(row) for row in rest]
+    return [item for item in parsed if item.error] + ordered
 
 
 def validate_parsed(parsed: list[ParsedExport], settings: Settings, paths: DataPaths, engine: Engine, today: date | None = None) -> list[ValidatedExport]:

@@ -169,3 +169,16 @@ def test_a_quarantined_row_keeps_the_last_good_version_unless_it_says_sold(paths
     assert stock.loc["002", "price"] == 12995 and stock.loc["002", "status"] == "available"  # last good version kept
     assert stock.loc["003", "status"] == "sold"  # the quarantined row's sale is believed
     assert outcome.kept_last_good == 2
+
+
+def test_an_unreadable_newer_full_export_never_hides_the_good_one_before_it(paths, settings, generated):
+    from dms_pipelines.cli import run_sync
+
+    good = sorted((paths.inbox / "leeds").glob("stock_full_*.csv"))[0]
+    (paths.inbox / "leeds" / "stock_full_20261121_0230.csv").write_bytes(b"garbage,header\r\n1,2\r\n")
+    run_sync(["leeds"], echo=lambda line: None)
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        statuses = dict(db.execute("SELECT file_name, status FROM ingested_files WHERE dealer_id = 'leeds'").fetchall())
+        vehicles = db.execute("SELECT count(*) FROM stock_current WHERE dealer_id = 'leeds'").fetchall()[0][0]
+    assert statuses[good.name] == "processed" and statuses["stock_full_20261121_0230.csv"] == "failed"
+    assert vehicles > 50
