@@ -1,7 +1,6 @@
 """The SFTP destination: upload to a temporary name, check the size, then posix_rename over the old file."""
 
 import io
-import os
 import uuid
 from pathlib import PurePosixPath
 
@@ -20,24 +19,7 @@ class SftpDestination:
 
     @classmethod
     def from_config(cls, config, paths: DataPaths, environ=None) -> "SftpDestination":
-        environ = os.environ if environ is None else environ
-
-        def secret(name):
-            if name is None:
-                return None
-            if not environ.get(name):
-                raise SourceError(f"environment variable {name} is not set (it should hold the SFTP credential for {config.username}@{config.host})", transient=False)
-            return environ[name]
-
-        return cls(
-            SftpSettings(
-                host=config.host, port=config.port, username=config.username, known_hosts=paths.resolve(config.known_hosts),
-                remote_dir=config.remote_dir, private_key_path=paths.resolve(config.private_key_path) if config.private_key_path else None,
-                private_key_text=secret(config.private_key_env), password=secret(config.password_env),
-                connect_timeout=config.connect_timeout, channel_timeout=config.channel_timeout,
-                transfer_timeout=config.transfer_timeout, keepalive_interval=config.keepalive_interval,
-            )
-        )
+        return cls(SftpSettings.from_config(config, environ, resolve=paths.resolve))
 
     def put(self, name: str, content: bytes) -> None:
         final = str(PurePosixPath(self.settings.remote_dir) / name)

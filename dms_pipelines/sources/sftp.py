@@ -46,7 +46,7 @@ class SftpSettings:
 
     @classmethod
     def from_config(cls, config, environ=None, resolve=Path) -> "SftpSettings":
-        """From a `config.SftpSource`, reading secrets from the environment variables it names."""
+        """From a `config.SftpSource` or `config.SftpUploadDestination`, reading secrets from the variables it names."""
         environ = os.environ if environ is None else environ
 
         def secret(name: str | None) -> str | None:
@@ -59,12 +59,13 @@ class SftpSettings:
 
         return cls(
             host=config.host, port=config.port, username=config.username, known_hosts=resolve(config.known_hosts),
-            remote_dir=config.remote_dir, patterns=tuple(config.patterns),
+            remote_dir=config.remote_dir, patterns=tuple(getattr(config, "patterns", ["*"])),
             private_key_path=resolve(config.private_key_path) if config.private_key_path else None,
             private_key_text=secret(config.private_key_env), password=secret(config.password_env),
             connect_timeout=config.connect_timeout, channel_timeout=config.channel_timeout,
             transfer_timeout=config.transfer_timeout, keepalive_interval=config.keepalive_interval,
-            marker_pattern=config.marker_pattern, after_fetch=config.after_fetch, move_to=config.move_to,
+            marker_pattern=getattr(config, "marker_pattern", None), after_fetch=getattr(config, "after_fetch", "keep"),
+            move_to=getattr(config, "move_to", None),
         )
 
     @property

@@ -36,3 +36,15 @@ def test_reader_never_sees_half_a_file(sshd_server, remote_dir):
     assert all(content in (old, new) for content in seen)
     assert destination.exists("vehicle_listings.csv") and not destination.exists("other.csv")
     assert not [p for p in remote_dir.iterdir() if p.name.endswith(".part")]
+
+
+def test_destination_from_config_reads_the_key_from_the_environment(sshd_server, remote_dir, tmp_path):
+    from dms_pipelines.config import SftpUploadDestination
+    from dms_pipelines.paths import DataPaths
+
+    config = SftpUploadDestination(kind="sftp", host=sshd_server.host, port=sshd_server.port, username=sshd_server.username,
+                                   known_hosts=str(sshd_server.known_hosts), remote_dir=str(remote_dir), private_key_env="DMS_CARSNIP_KEY")
+    destination = SftpDestination.from_config(config, DataPaths(tmp_path), environ={"DMS_CARSNIP_KEY": sshd_server.client_key_text})
+    destination.put("leeds_vehicles.csv", b"Feed_Id\r\nX\r\n")
+    assert (remote_dir / "leeds_vehicles.csv").read_bytes() == b"Feed_Id\r\nX\r\n"
+    assert "PRIVATE KEY" not in repr(destination.settings)
