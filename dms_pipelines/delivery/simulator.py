@@ -2,19 +2,28 @@
 
 import argparse
 import copy
+import hmac
 import json
+import signal
+import sys
 import threading
 import time
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-LIFECYCLE_STATES = {"DUE_IN", "FORECOURT", "SALE_IN_PROGRESS", "SOLD", "DELETED", "WASTEBIN"}
-VEHICLE_TYPES = {"Car", "Van"}
-ADVERT_STATUSES = {"PUBLISHED", "NOT_PUBLISHED"}
+LIFECYCLE_STATES = frozenset({"DUE_IN", "FORECOURT", "SALE_IN_PROGRESS", "SOLD", "DELETED", "WASTEBIN"})
+GONE_STATES = frozenset({"DELETED", "WASTEBIN"})
+UNPRICED_STATES = frozenset({"SOLD"}) | GONE_STATES  # a car that is off sale may have no price any more
+VEHICLE_TYPES = frozenset({"Car", "Van"})
+ADVERT_STATUSES = frozenset({"PUBLISHED", "NOT_PUBLISHED"})
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 20
+MAX_BODY_BYTES = 5 * 1024 * 1024
 
 
 def _merge(target: dict, patch: dict) -> dict:
+    """Deep-merge `patch` into `target`: objects merge key by key, anything else (lists included) replaces whole."""
     for key, value in patch.items():
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             _merge(target[key], value)
@@ -23,55 +32,74 @@ def _merge(target: dict, patch: dict) -> dict:
     return target
 
 
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def validate_item(item: dict) -> str | None:
-    """The marketplace's message for an invalid stock item, or None."""
-    vehicle = item.get("vehicle") or {}
-    metadata = item.get("metadata") or {}
-    advert = ((item.get("adverts") or {}).get("retailAdverts") or {})
+    """The marketplace's message for an invalid stock item, or None when it is acceptable."""
+    vehicle = _object(item.get("vehicle"))
+    metadata = _object(item.get("metadata"))
+    advert = _object(_object(item.get("adverts")).get("retailAdverts"))
     if vehicle.get("vehicleType") not in VEHICLE_TYPES:
         return f"vehicle.vehicleType must be one of {sorted(VEHICLE_TYPES)} (case matters), got {vehicle.get('vehicleType')!r}"
     for field in ("registration", "make", "model"):
-        if not isinstance(vehicle.get(field), str) or not vehicle.get(field):
-            return f"vehicle.{field} is required"
-    amount = (advert.get("suppliedPrice") or {}).get("amountGBP")
-    if metadata.get("lifecycleState") not in ("SOLD", "DELETED", "WASTEBIN") and (not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0):
+        value = vehicle.get(field)
+        if not isinstance(value, str) or not value.strip():
+            return f"vehicle.{field} is required and must be a non-empty string, got {value!r}"
+    state = metadata.get("lifecycleState")
+    if state not in LIFECYCLE_STATES:
+        return f"metadata.lifecycleState must be one of {sorted(LIFECYCLE_STATES)} (case matters), got {state!r}"
+    reference = metadata.get("externalStockReference")
+    if not isinstance(reference, str) or not reference.strip():
+        return "metadata.externalStockReference is required and must be a non-empty string"
+    amount = _object(advert.get("suppliedPrice")).get("amountGBP")
+    if amount is None:
+        if state not in UNPRICED_STATES:
+            return "adverts.retailAdverts.suppliedPrice.amountGBP is required: amountGBP must be whole pounds above zero"
+    elif not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         return f"adverts.retailAdverts.suppliedPrice.amountGBP must be whole pounds above zero, got {amount!r}"
-    if metadata.get("lifecycleState") not in LIFECYCLE_STATES:
-        return f"metadata.lifecycleState must be one of {sorted(LIFECYCLE_STATES)}, got {metadata.get('lifecycleState')!r}"
-    if not metadata.get("externalStockReference"):
-        return "metadata.externalStockReference is required"
-    status = (advert.get("autotraderAdvert") or {}).get("status")
+    status = _object(advert.get("autotraderAdvert")).get("status")
     if status is not None and status not in ADVERT_STATUSES:
-        return f"adverts.retailAdverts.autotraderAdvert.status must be one of {sorted(ADVERT_STATUSES)}"
+        return f"adverts.retailAdverts.autotraderAdvert.status must be one of {sorted(ADVERT_STATUSES)} (case matters), got {status!r}"
     return None
+
+
+def _without_server_fields(body: dict) -> dict:
+    """The client may not set who owns an item, its id or its version: those are the server's."""
+    body = {key: value for key, value in body.items() if key != "advertiserId"}
+    if isinstance(body.get("metadata"), dict):
+        body["metadata"] = {k: v for k, v in body["metadata"].items() if k not in ("stockId", "versionNumber")}
+    return body
 
 
 class _QuietServer(ThreadingHTTPServer):
     """A client that gave up (timeout, dropped connection) is part of the simulation, not an error to print."""
 
-    def handle_error(self, request, client_address) -> None:
-        import sys
+    daemon_threads = True
 
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)):
             super().handle_error(request, client_address)
 
 
 class StockApiSimulator:
-    """In-memory stock per advertiser behind a real HTTP server on loopback."""
+    """In-memory stock per advertiser behind a real HTTP server on loopback; the port is bound on construction."""
 
     def __init__(self, token: str = "test-token", host: str = "127.0.0.1", port: int = 0):
         self.token = token
         self._lock = threading.Lock()
-        self._items: dict[str, dict] = {}  # stockId -> item (with advertiserId)
-        self._order: list[str] = []
-        self._idempotent: dict[tuple[str, str], tuple[int, dict]] = {}
-        self._failures: list[tuple[str, object]] = []
+        self._items: dict[str, dict] = {}  # stockId -> item, creation order kept by dict order
+        self._idempotent: dict[tuple[str, str], tuple[int, dict]] = {}  # (advertiserId, key) -> first answer
+        self._failures: list[tuple[str, float | int | None]] = []
         self._rejects: dict[str, tuple[int, str]] = {}
         self.request_log: list[tuple[str, str, int]] = []
         self.writes = 0
         self._server = _QuietServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"StockApiSimulator({self.base_url})"
 
     @property
     def base_url(self) -> str:
@@ -83,21 +111,27 @@ class StockApiSimulator:
         return len(self.request_log)
 
     def start(self) -> "StockApiSimulator":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="stock-api-simulator", daemon=True)
-        self._thread.start()
+        if self._thread is None:
+            # A short poll interval keeps stop() (and so every test's teardown) fast.
+            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="stock-api-simulator", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
         self._server.server_close()
 
-    def __enter__(self):
+    def __enter__(self) -> "StockApiSimulator":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    # failure knobs
+    # failure knobs: each queued failure is used by the next request, in the order queued
+
     def fail_next(self, count: int, status: int = 500) -> None:
         with self._lock:
             self._failures += [("status", status)] * count
@@ -107,14 +141,17 @@ class StockApiSimulator:
             self._failures += [("rate", retry_after)] * count
 
     def slow_next(self, count: int, seconds: float) -> None:
+        """The next requests are answered (and applied) only after `seconds`, as a slow server would."""
         with self._lock:
             self._failures += [("slow", seconds)] * count
 
     def drop_next(self, count: int) -> None:
+        """The next requests are read, then the connection is closed without an answer (and nothing is applied)."""
         with self._lock:
             self._failures += [("drop", None)] * count
 
     def reject(self, external_reference: str, status: int = 400, message: str = "rejected by the marketplace") -> None:
+        """Refuse every create or patch of this vehicle, permanently, with this status and message."""
         with self._lock:
             self._rejects[external_reference] = (status, message)
 
@@ -124,151 +161,207 @@ class StockApiSimulator:
             self._rejects.clear()
 
     def delete_by_hand(self, stock_id: str) -> None:
+        """Mark an item DELETED as if someone removed it in the marketplace's own UI."""
         with self._lock:
-            self._items[stock_id]["metadata"]["lifecycleState"] = "DELETED"
+            if stock_id not in self._items:
+                raise KeyError(f"no stock item {stock_id}")
+            metadata = self._items[stock_id]["metadata"]
+            metadata["lifecycleState"] = "DELETED"
+            metadata["versionNumber"] += 1
 
     # inspection
+
     def items(self, advertiser_id: str | None = None) -> list[dict]:
         with self._lock:
-            return [copy.deepcopy(self._items[s]) for s in self._order if advertiser_id is None or self._items[s]["advertiserId"] == advertiser_id]
+            return [copy.deepcopy(i) for i in self._items.values() if advertiser_id is None or i["advertiserId"] == advertiser_id]
 
     def live_items(self, advertiser_id: str | None = None) -> list[dict]:
-        return [i for i in self.items(advertiser_id) if i["metadata"]["lifecycleState"] not in ("DELETED", "WASTEBIN")]
+        return [i for i in self.items(advertiser_id) if i["metadata"]["lifecycleState"] not in GONE_STATES]
+
+    # request handling
 
     def _next_failure(self):
         with self._lock:
             return self._failures.pop(0) if self._failures else None
+
+    def _log(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.request_log.append((method, path, status))
+
+    def _search(self, advertiser: str, query: dict) -> tuple[int, dict]:
+        try:
+            size = int(query.get("pageSize", DEFAULT_PAGE_SIZE))
+            page = int(query.get("page", 1))
+        except ValueError:
+            return 400, {"message": "page and pageSize must be whole numbers"}
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            return 400, {"message": f"pageSize must be between 1 and {MAX_PAGE_SIZE}"}
+        if page < 1:
+            return 400, {"message": "page must be 1 or more"}
+        filters = {
+            "externalStockReference": lambda i: i["metadata"].get("externalStockReference"),
+            "lifecycleState": lambda i: i["metadata"].get("lifecycleState"),
+            "registration": lambda i: i["vehicle"].get("registration"),
+            "stockId": lambda i: i["metadata"].get("stockId"),
+            "vin": lambda i: i["vehicle"].get("vin"),
+        }
+        wanted = {name: query[name] for name in filters if query.get(name)}
+        with self._lock:
+            found = [i for i in self._items.values() if i["advertiserId"] == advertiser and all(filters[n](i) == v for n, v in wanted.items())]
+            results = copy.deepcopy(found[(page - 1) * size : page * size])
+        return 200, {"results": results, "totalResults": len(found)}
+
+    def _rejection(self, reference) -> tuple[int, dict] | None:
+        if reference in self._rejects:
+            status, message = self._rejects[reference]
+            return status, {"message": message}
+        return None
+
+    def _create(self, advertiser: str, body: dict, key: str | None) -> tuple[int, dict]:
+        # One lock over look-up and write: two concurrent requests with one Idempotency-Key create one item.
+        with self._lock:
+            if key and (advertiser, key) in self._idempotent:
+                status, answer = self._idempotent[(advertiser, key)]
+                return status, copy.deepcopy(answer)
+            rejected = self._rejection(_object(body.get("metadata")).get("externalStockReference"))
+            if rejected:
+                return rejected
+            problem = validate_item(body)
+            if problem:
+                return 400, {"message": problem}
+            stock_id = uuid.uuid4().hex
+            item = copy.deepcopy(_without_server_fields(body))
+            item["advertiserId"] = advertiser
+            item["metadata"].update({"stockId": stock_id, "versionNumber": 1})
+            self._items[stock_id] = item
+            self.writes += 1
+            answer = copy.deepcopy(item)
+            if key:
+                self._idempotent[(advertiser, key)] = (201, answer)
+            return 201, copy.deepcopy(answer)
+
+    def _patch(self, advertiser: str, stock_id: str, body: dict, key: str | None) -> tuple[int, dict]:
+        with self._lock:
+            if key and (advertiser, key) in self._idempotent:
+                status, answer = self._idempotent[(advertiser, key)]
+                return status, copy.deepcopy(answer)
+            current = self._items.get(stock_id)
+            if current is None or current["advertiserId"] != advertiser:
+                return 404, {"message": f"stock item {stock_id} not found for advertiser {advertiser}"}
+            rejected = self._rejection(current["metadata"].get("externalStockReference"))
+            if rejected:
+                return rejected
+            merged = _merge(copy.deepcopy(current), _without_server_fields(body))
+            problem = validate_item(merged)
+            if problem:
+                return 400, {"message": problem}
+            merged["metadata"]["versionNumber"] = current["metadata"]["versionNumber"] + 1
+            self._items[stock_id] = merged
+            self.writes += 1
+            answer = copy.deepcopy(merged)
+            if key:
+                self._idempotent[(advertiser, key)] = (200, answer)
+            return 200, copy.deepcopy(answer)
+
+    def _route(self, method: str, path: str, query: dict, headers, raw: bytes) -> tuple[int, dict]:
+        authorization = headers.get("Authorization") or ""
+        if not hmac.compare_digest(authorization.encode(), f"Bearer {self.token}".encode()):
+            return 401, {"message": "invalid or missing access token"}
+        advertiser = query.get("advertiserId")
+        if not advertiser:
+            return 400, {"message": "advertiserId is required"}
+        if method == "GET" and path == "/stock":
+            return self._search(advertiser, query)
+        stock_id = urllib.parse.unquote(path.removeprefix("/stock/")) if path.startswith("/stock/") else None
+        if not (method == "POST" and path == "/stock") and not (method == "PATCH" and stock_id and "/" not in stock_id):
+            return 404, {"message": f"no route {method} {path}"}
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            return 400, {"message": "the body is not JSON"}
+        if not isinstance(body, dict):
+            return 400, {"message": "the body must be a JSON object"}
+        key = headers.get("Idempotency-Key") or None
+        if method == "POST":
+            return self._create(advertiser, body, key)
+        return self._patch(advertiser, stock_id, body, key)
 
     def _handler_class(self):
         simulator = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            server_version = "StockApiSimulator"
 
             def log_message(self, *args) -> None:
                 pass
 
-            def _reply(self, status: int, body: dict, headers: dict | None = None) -> None:
+            def _reply(self, path: str, status: int, body: dict, headers: dict | None = None) -> None:
                 data = json.dumps(body).encode()
+                simulator._log(self.command, path, status)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
-                simulator.request_log.append((self.command, self.path.split("?")[0], status))
 
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                url = urllib.parse.urlsplit(self.path)
+                path = url.path
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= MAX_BODY_BYTES:
+                    self.close_connection = True
+                    return self._reply(path, 413 if length > 0 else 400, {"message": "bad or too large Content-Length"})
                 raw = self.rfile.read(length) if length else b""
                 failure = simulator._next_failure()
                 if failure is not None:
                     kind, value = failure
                     if kind == "drop":
-                        simulator.request_log.append((self.command, self.path.split("?")[0], 0))
+                        simulator._log(self.command, path, 0)
                         self.close_connection = True
                         self.connection.shutdown(2)
                         return
-                    if kind == "slow":
-                        time.sleep(value)
-                    elif kind == "rate":
-                        return self._reply(429, {"message": "rate limit exceeded"}, {"Retry-After": str(value)})
-                    elif kind == "status":
-                        return self._reply(value, {"message": f"simulated {value}"})
-                if self.headers.get("Authorization") != f"Bearer {simulator.token}":
-                    return self._reply(401, {"message": "invalid or missing access token"})
-                url = urllib.parse.urlparse(self.path)
-                query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
-                advertiser = query.get("advertiserId")
-                if not advertiser:
-                    return self._reply(400, {"message": "advertiserId is required"})
+                    if kind == "rate":
+                        return self._reply(path, 429, {"message": "rate limit exceeded"}, {"Retry-After": f"{value:g}"})
+                    if kind == "status":
+                        return self._reply(path, value, {"message": f"simulated failure {value}"})
+                    time.sleep(value)  # slow: then answered (and applied) as usual
+                query = {name: values[0] for name, values in urllib.parse.parse_qs(url.query).items()}
                 try:
-                    body = json.loads(raw) if raw else {}
-                except ValueError:
-                    return self._reply(400, {"message": "body is not JSON"})
-                key = self.headers.get("Idempotency-Key")
-                if key and (advertiser, key) in simulator._idempotent:
-                    status, answer = simulator._idempotent[(advertiser, key)]
-                    return self._reply(status, answer)
-                if self.command == "GET" and url.path == "/stock":
-                    return self._search(advertiser, query)
-                if self.command == "POST" and url.path == "/stock":
-                    return self._create(advertiser, body, key)
-                if self.command == "PATCH" and url.path.startswith("/stock/"):
-                    return self._patch(advertiser, urllib.parse.unquote(url.path.removeprefix("/stock/")), body, key)
-                return self._reply(404, {"message": f"no route {self.command} {url.path}"})
+                    status, body = simulator._route(self.command, path, query, self.headers, raw)
+                except Exception as error:  # a simulator bug must show as a 500, not as a dropped connection
+                    status, body = 500, {"message": f"simulator error: {type(error).__name__}: {error}"}
+                self._reply(path, status, body)
 
-            def _search(self, advertiser: str, query: dict) -> None:
-                size = int(query.get("pageSize", 20))
-                if size > 200:
-                    return self._reply(400, {"message": "pageSize must be at most 200"})
-                page = int(query.get("page", 1))
-                found = [
-                    i for i in simulator.items(advertiser)
-                    if all(query.get(q) in (None, v) for q, v in (("externalStockReference", i["metadata"]["externalStockReference"]), ("lifecycleState", i["metadata"]["lifecycleState"]), ("registration", i["vehicle"].get("registration"))))
-                ]
-                return self._reply(200, {"results": found[(page - 1) * size : page * size], "totalResults": len(found)})
-
-            def _create(self, advertiser: str, body: dict, key: str | None) -> None:
-                reference = (body.get("metadata") or {}).get("externalStockReference")
-                if reference in simulator._rejects:
-                    status, message = simulator._rejects[reference]
-                    return self._reply(status, {"message": message})
-                problem = validate_item(body)
-                if problem:
-                    return self._reply(400, {"message": problem})
-                stock_id = uuid.uuid4().hex
-                item = copy.deepcopy(body)
-                item["advertiserId"] = advertiser
-                item["metadata"].update({"stockId": stock_id, "versionNumber": 1})
-                with simulator._lock:
-                    simulator._items[stock_id] = item
-                    simulator._order.append(stock_id)
-                    simulator.writes += 1
-                    answer = copy.deepcopy(item)
-                    if key:
-                        simulator._idempotent[(advertiser, key)] = (201, answer)
-                return self._reply(201, answer)
-
-            def _patch(self, advertiser: str, stock_id: str, body: dict, key: str | None) -> None:
-                with simulator._lock:
-                    current = simulator._items.get(stock_id)
-                if current is None or current["advertiserId"] != advertiser:
-                    return self._reply(404, {"message": f"stock {stock_id} not found"})
-                reference = current["metadata"]["externalStockReference"]
-                if reference in simulator._rejects:
-                    status, message = simulator._rejects[reference]
-                    return self._reply(status, {"message": message})
-                merged = _merge(copy.deepcopy(current), body)
-                problem = validate_item(merged)
-                if problem:
-                    return self._reply(400, {"message": problem})
-                with simulator._lock:
-                    merged["metadata"]["versionNumber"] = current["metadata"]["versionNumber"] + 1
-                    simulator._items[stock_id] = merged
-                    simulator.writes += 1
-                    answer = copy.deepcopy(merged)
-                    if key:
-                        simulator._idempotent[(advertiser, key)] = (200, answer)
-                return self._reply(200, answer)
-
-            do_GET = do_POST = do_PATCH = _handle
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
         return Handler
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the stock API simulator in the foreground.")
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the Auto Trader Connect-style stock API simulator in the foreground.")
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--token", default="demo-token")
-    args = parser.parse_args()
-    simulator = StockApiSimulator(token=args.token, port=args.port).start()
-    print(f"stock API simulator on {simulator.base_url} (token from --token); Ctrl-C stops it")
+    parser.add_argument("--token", default="demo-token", help="the Bearer token clients must send")
+    args = parser.parse_args(argv)
+    simulator = StockApiSimulator(token=args.token, host=args.host, port=args.port).start()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` (or a container stop) shuts down as cleanly as Ctrl-C
+    print(f"stock API simulator on {simulator.base_url} (Bearer token as given by --token); Ctrl-C stops it", flush=True)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        pass
+    finally:
         simulator.stop()
 
 
