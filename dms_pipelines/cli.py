@@ -144,7 +144,8 @@ def cmd_bench(args) -> int:
     from dms_pipelines.bench import run_benchmarks
 
     out = DataPaths(data_root()).root / "bench"
-    document = run_benchmarks(args.vehicles or [10_000, 100_000, 1_000_000], out, layout=args.layout, echo=(lambda line: None) if args.json else print)
+    sizes = [10_000, 100_000, 1_000_000] if args.vehicles is None else [n for n in args.vehicles if n > 0]
+    document = run_benchmarks(sizes, out, layout=args.layout, echo=(lambda line: None) if args.json else print)
     if args.sftp:
         import tempfile
 
@@ -158,7 +159,11 @@ def cmd_bench(args) -> int:
             finally:
                 server.stop()
         if not args.json:
-            print(f"SFTP download of {args.sftp} MB: ours {document['sftp']['ours_mb_per_s']} MB/s, OpenSSH sftp {document['sftp']['openssh_mb_per_s']} MB/s")
+            sftp = document["sftp"]
+            print(
+                f"SFTP download of {args.sftp} MB, median of {sftp['rounds']} interleaved rounds: ours {sftp['ours_mb_per_s']} MB/s "
+                f"(runs {sftp['ours_runs']}), OpenSSH sftp {sftp['openssh_mb_per_s']} MB/s (runs {sftp['openssh_runs']}): {sftp['share']:.0%}"
+            )
     if args.sold_latency:
         import tempfile
 
@@ -213,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     bench = commands.add_parser("bench", help="benchmark the nightly path against DuckDB reading the same file")
-    bench.add_argument("--vehicles", type=int, action="append", help="size (repeatable); default 10000, 100000, 1000000")
+    bench.add_argument("--vehicles", type=int, action="append", help="size (repeatable); default 10000, 100000, 1000000; 0 skips the sizes")
     bench.add_argument("--layout", default="navigator_csv", choices=SAMPLE_LAYOUTS)
     bench.add_argument("--sftp", type=int, default=0, metavar="MB", help="also time an SFTP download of this many MB against OpenSSH's sftp")
     bench.add_argument("--sold-latency", action="store_true", help="also time a sold car leaving every marketplace: the job alone, and through the sensor under a daemon")

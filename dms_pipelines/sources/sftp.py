@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import paramiko
+from paramiko.buffered_pipe import BufferedPipe
 
 from dms_pipelines.sources.base import RemoteFile, SourceError, is_in_progress_name, matches_any
 
@@ -104,6 +105,24 @@ def load_private_key(settings: SftpSettings) -> paramiko.PKey | None:
     raise SourceError(f"private key {where} is not an Ed25519, ECDSA or RSA key paramiko can read (or it is encrypted)", transient=False)
 
 
+class FrontTrimmedPipe(BufferedPipe):
+    """paramiko's channel buffer on a bytearray: paramiko's own array('B') copies everything still buffered on every read.
+
+    During a prefetched download megabytes sit in the buffer and SFTP reads it a few bytes at a time, so those copies
+    were a third of the download's CPU. CPython trims a bytearray's front without copying the rest.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._buffer = bytearray()
+
+    def _buffer_frombytes(self, data):
+        self._buffer += data
+
+    def _buffer_tobytes(self, limit=None):
+        return bytes(self._buffer[:limit])
+
+
 class SftpSource:
     """Lists and downloads export files from one remote folder; one connection per instance, closed by close()."""
 
@@ -154,8 +173,11 @@ class SftpSource:
         if settings.keepalive_interval:
             transport.set_keepalive(settings.keepalive_interval)
         self._client = client
-        self._sftp = client.open_sftp()
-        self._sftp.get_channel().settimeout(settings.channel_timeout)
+        channel = transport.open_session()
+        channel.in_buffer = FrontTrimmedPipe()  # before the subsystem starts, so no byte arrives in the old buffer
+        channel.invoke_subsystem("sftp")
+        channel.settimeout(settings.channel_timeout)
+        self._sftp = paramiko.SFTPClient(channel)
         return self._sftp
 
     def list_files(self) -> list[RemoteFile]:

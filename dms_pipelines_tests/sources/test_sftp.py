@@ -11,7 +11,7 @@ import pytest
 from dms_pipelines.config import SftpSource as SftpConfig
 from dms_pipelines.sources.base import SourceError
 from dms_pipelines.sources.landing import sha256_of
-from dms_pipelines.sources.sftp import SftpSettings, SftpSource
+from dms_pipelines.sources.sftp import FrontTrimmedPipe, SftpSettings, SftpSource
 
 
 def settings_for(server, remote_dir: Path, **changes) -> SftpSettings:
@@ -52,6 +52,36 @@ def test_download_is_byte_identical(sshd_server, remote_dir, tmp_path):
         [remote] = source.list_files()
         source.fetch(remote, tmp_path / "copy")
     assert sha256_of(tmp_path / "copy") == hashlib.sha256(content).hexdigest()
+
+
+def test_front_trimmed_pipe_reads_what_paramikos_pipe_reads():
+    import random
+
+    from paramiko.buffered_pipe import BufferedPipe
+
+    rng = random.Random(7)
+    ours, theirs = FrontTrimmedPipe(), BufferedPipe()
+    for _ in range(2000):
+        if rng.random() < 0.4:
+            chunk = rng.randbytes(rng.randint(1, 40_000))
+            ours.feed(chunk)
+            theirs.feed(chunk)
+        elif len(theirs):
+            size = rng.choice([4, 9, 13, 32_768, rng.randint(1, 70_000)])
+            assert ours.read(size, timeout=0) == theirs.read(size, timeout=0)
+        assert len(ours) == len(theirs)
+    assert ours.empty() == theirs.empty()
+    ours.close()
+    assert ours.read(10) == b""
+
+
+def test_downloads_use_the_front_trimmed_pipe(sshd_server, remote_dir, tmp_path):
+    put(remote_dir, "stock_full_1.csv", os.urandom(3_000_000))
+    with SftpSource(settings_for(sshd_server, remote_dir)) as source:
+        [remote] = source.list_files()
+        source.fetch(remote, tmp_path / "copy.csv")
+        assert isinstance(source._sftp.get_channel().in_buffer, FrontTrimmedPipe)
+    assert sha256_of(tmp_path / "copy.csv") == sha256_of(remote_dir / "stock_full_1.csv")
 
 
 def test_older_mtime_and_shared_mtime_are_both_listed(sshd_server, remote_dir):
