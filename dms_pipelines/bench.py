@@ -42,18 +42,44 @@ def _timed(stages: list, name: str, rows: int, action):
     return result
 
 
+HOURLY_CHANGES = 100
+
+
+def _hourly_delta(stock: pd.DataFrame, layout: str, folder: Path) -> Path:
+    """A delta export of HOURLY_CHANGES vehicles from `stock` with new prices, in the dealer's own layout."""
+    from dms_pipelines.sample.generator import render_export
+
+    changed = stock[stock["status"] == "available"].head(HOURLY_CHANGES).copy()
+    changed["price"] = (changed["price"] - 250).clip(lower=500)
+    changed["location"] = "Forecourt"  # the DMS layouts carry it; the canonical stock does not
+    path = folder / "stock_delta_20261121_1005.csv"
+    path.write_bytes(render_export(changed.reset_index(drop=True), layout))
+    return path
+
+
 def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict:
     """The nightly path for one dealer's export of `vehicles` rows, stage by stage (run in a fresh process for a clean peak)."""
     from dms_pipelines.config import Address, Dealer, DealerMarketplace, LocalInboxSource
+    from dms_pipelines.delivery.api_delivery import item_hashes
+    from dms_pipelines.delivery.diff import diff
+    from dms_pipelines.marketplaces import carsnip, meta
+    from dms_pipelines.stock.store import PRICE_REFERENCE_COLUMNS, write_stock
 
-    export, delta = sorted((work / "inbox" / "bench").glob("*_full_*")) + sorted((work / "inbox" / "bench").glob("*_delta_*"))
+    [export] = sorted((work / "inbox" / "bench").glob("*_full_*"))
     generate_seconds = float((work / "generate_seconds").read_text())
     profile = find_profile(layout, PROFILES)
     dealer = Dealer(
         id="bench", name="Bench Motors", address=Address(street="1 Road", city="Leeds", postcode="LS1 1AA"), phone="0113 000 0000",
         website="https://bench.example", source=LocalInboxSource(kind="local_inbox"), profile=layout,
-        marketplaces={"google": DealerMarketplace(store_code="B1"), "website": DealerMarketplace()},
+        marketplaces={
+            "google": DealerMarketplace(store_code="B1"), "website": DealerMarketplace(), "meta": DealerMarketplace(catalog_id="B1"),
+            "carsnip": DealerMarketplace(feed_id="B1"), "autotrader": DealerMarketplace(advertiser_id="10001"),
+        },
     )
+    serialisers = {
+        "google": lambda items: google.serialise(items), "website": lambda items: website.serialise(items, dealer),
+        "meta": lambda items: meta.serialise(items, "csv"), "carsnip": carsnip.serialise_vehicles,
+    }
     stages: list[dict] = []
     baseline_rows = []
 
@@ -73,20 +99,36 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     quarantined = set(checked.issues.loc[checked.issues["severity"] == "error", "stock_id"].dropna())
     merged = _timed(stages, "merge (full)", vehicles, lambda: apply_full(empty_stock(), checked.accepted, quarantined))
     stock = merged.stock
-    rendered = _timed(stages, "render google + website", len(stock), lambda: {name: render_for(SPECS[name], stock, dealer, dealer.marketplaces[name]) for name in ("google", "website")})
-    _timed(stages, "serialise google csv + website json", len(stock), lambda: (google.serialise(rendered["google"].items), website.serialise(rendered["website"].items, dealer)))
+    rendered = {}
+    for name in ("google", "website", "meta", "carsnip", "autotrader"):
+        rendered[name] = _timed(stages, f"render {name}", len(stock), lambda: render_for(SPECS[name], stock, dealer, dealer.marketplaces[name]))
+        if name in serialisers:
+            _timed(stages, f"serialise {name}", len(rendered[name].items), lambda: serialisers[name](rendered[name].items))
+    items = rendered["autotrader"].items
+    _timed(stages, "diff autotrader (hash items, compare with ledger)", len(items), lambda: diff(item_hashes(items), {}))
     history = _timed(stages, "history", len(stock), lambda: update_history(empty_history(), stock, datetime.now(timezone.utc)))
     paths = DataPaths(work / "data")
     _timed(stages, "warehouse publish + catalog", len(stock), lambda: (publish(paths, "bench", {"stock_current": stock.drop(columns=PRIVATE_COLUMNS), "stock_history": history}), rebuild_catalog(paths)))
-    delta_parsed = read_export(delta, profile, "bench")
-    _timed(stages, "hourly delta: parse + validate + merge", len(delta_parsed.rows), lambda: apply_delta(stock, validate_stock(delta_parsed.rows, delta.name, Validation(), date(2026, 11, 21)).accepted))
     pipeline = [s for s in stages if not s["stage"].startswith(("baseline", "hourly"))]
     total = sum(s["seconds"] for s in pipeline)
+
+    delta = _hourly_delta(stock, layout, work)
+    reference = stock[PRICE_REFERENCE_COLUMNS]
+    hourly: list[dict] = []
+    delta_parsed = _timed(hourly, "hourly: parse delta", HOURLY_CHANGES, lambda: read_export(delta, profile, "bench"))
+    delta_checked = _timed(hourly, "hourly: validate delta (group price reference)", HOURLY_CHANGES, lambda: validate_stock(delta_parsed.rows, delta.name, Validation(), date(2026, 11, 21), price_reference=reference))
+    patched = _timed(hourly, "hourly: merge into stock", len(stock), lambda: apply_delta(stock, delta_checked.accepted))
+    changed_ids = set(delta_checked.accepted["stock_id"])
+    _timed(hourly, "hourly: history (changed vehicles only)", HOURLY_CHANGES, lambda: update_history(history, patched.stock, datetime.now(timezone.utc), changed_ids))
+    _timed(hourly, "hourly: write stock parquet", len(stock), lambda: write_stock(paths.state, "bench", patched.stock))
+    core_hourly = sum(s["seconds"] for s in hourly)
+    _timed(hourly, "hourly: re-render + serialise google (whole file)", len(stock), lambda: google.serialise(render_for(SPECS["google"], patched.stock, dealer, dealer.marketplaces["google"]).items))
     baseline = next((s["seconds"] for s in stages if s["stage"].startswith("baseline")), None)
     result = {
         "vehicles": vehicles, "layout": layout, "file_bytes": export.stat().st_size, "generate_seconds": round(generate_seconds, 2),
-        "stages": stages, "nightly_path_seconds": round(total, 3), "peak_mb": round(_peak_mb()),
+        "stages": stages + hourly, "nightly_path_seconds": round(total, 3), "peak_mb": round(_peak_mb()),
         "duckdb_baseline_seconds": baseline, "ratio_to_duckdb": round(total / baseline, 1) if baseline else None,
+        "hourly_changes": HOURLY_CHANGES, "hourly_core_seconds": round(core_hourly, 3),
         "rows_conserved": len(checked.accepted) + checked.quarantined_rows + int((parsed.issues["rule"] == "field_count").sum()) == vehicles,
     }
     shutil.rmtree(work, ignore_errors=True)
@@ -96,7 +138,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
 def generate_bench_files(vehicles: int, work: str, layout: str) -> None:
     """Run in its own process, so the sample generator's memory does not count in the pipeline's peak."""
     started = time.perf_counter()
-    generate_group(Path(work) / "inbox", [SampleDealer("bench", "Bench Motors", layout)], vehicles, seed=42, deltas=1)
+    generate_group(Path(work) / "inbox", [SampleDealer("bench", "Bench Motors", layout)], vehicles, seed=42, deltas=0)
     (Path(work) / "generate_seconds").write_text(f"{time.perf_counter() - started:.2f}")
 
 
@@ -130,6 +172,7 @@ def run_benchmarks(sizes: list[int], out_dir: Path, layout: str = "navigator_csv
         for stage in result["stages"]:
             echo(f"  {stage['stage']:<42}{stage['seconds']:>9.3f}{stage['rows_per_second'] or 0:>12,}{stage['peak_mb']:>9,}")
         echo(f"  nightly path {result['nightly_path_seconds']:.2f} s, peak {result['peak_mb']:,} MB, {result['ratio_to_duckdb']}x the DuckDB baseline")
+        echo(f"  hourly delta of {result['hourly_changes']} changes: {result['hourly_core_seconds']:.2f} s to parse, validate, merge, version and store (feeds not included)")
     document = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": multiprocessing.cpu_count(), "python": platform.python_version()},
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": results,
@@ -175,3 +218,93 @@ def bench_sftp(server, size_mb: int, work: Path, rounds: int = 3) -> dict:
         "size_mb": size_mb, "rounds": rounds, "ours_mb_per_s": round(ours_median, 1), "openssh_mb_per_s": round(theirs_median, 1),
         "share": round(ours_median / theirs_median, 2), "ours_runs": [round(x, 1) for x in ours], "openssh_runs": [round(x, 1) for x in theirs],
     }
+
+
+def _group_config(sample_dealers) -> dict:
+    """A configuration for the group benchmark: every dealer on the four file marketplaces, local inboxes and outboxes."""
+    return {
+        "group_name": "Benchmark Group",
+        "marketplaces": {
+            "google": {"destination": {"kind": "local", "path": "outbox/google"}, "file_format": "csv"},
+            "website": {"destination": {"kind": "local", "path": "outbox/website"}},
+            "meta": {"destination": {"kind": "local", "path": "outbox/meta"}, "file_format": "csv"},
+            "carsnip": {"destination": {"kind": "local", "path": "outbox/carsnip"}},
+        },
+        "dealers": [
+            {
+                "id": d.dealer_id, "name": d.name, "phone": "0113 496 0000", "website": f"https://bench.example/{d.dealer_id}",
+                "address": {"street": "1 Bench Road", "city": "Leeds", "postcode": "LS1 1AA"},
+                "source": {"kind": "local_inbox"}, "profile": d.layout,
+                "marketplaces": {"google": {"store_code": d.dealer_id.upper()}, "website": {}, "meta": {"catalog_id": d.dealer_id}, "carsnip": {"feed_id": d.dealer_id}},
+            }
+            for d in sample_dealers
+        ],
+    }
+
+
+def _group_child(dealers: int, vehicles: int, work: str, max_concurrent: int, queue) -> None:
+    import os
+
+    import yaml
+
+    from dms_pipelines.sample.generator import default_dealers
+
+    root = Path(work) / "data"
+    (root / "config").mkdir(parents=True, exist_ok=True)
+    sample_dealers = default_dealers(dealers)
+    (root / "config" / "dms_pipelines.yaml").write_text(yaml.safe_dump(_group_config(sample_dealers), sort_keys=False))
+    started = time.perf_counter()
+    generate_group(root / "inbox", sample_dealers, vehicles, seed=42, deltas=0)
+    generate_seconds = time.perf_counter() - started
+    home = Path(work) / "dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "data" / "config" / "dagster.yaml", home / "dagster.yaml")
+    os.environ.update({"DMS_PIPELINES_DATA": str(root), "DAGSTER_HOME": str(home)})
+    os.environ.pop("DMS_PIPELINES_CONFIG", None)
+
+    import dagster as dg
+
+    from dms_pipelines.definitions import group_sync_job
+    from dms_pipelines.stock.store import read_stock
+
+    with dg.DagsterInstance.get() as instance:
+        started = time.perf_counter()
+        run_config = {
+            "execution": {"config": {"max_concurrent": max_concurrent}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        }
+        result = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config=run_config)
+        seconds = time.perf_counter() - started
+        steps = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and e.step_key.startswith("sync_dealers[")]
+        processes = {e.pid for e in result.all_events if e.step_key and e.step_key.startswith("sync_dealers[")}
+        synced = {e.partition for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.to_user_string() == "dealer_stock"}
+        success = result.success
+    vehicles_in_stock = sum(len(read_stock(root / "state", d.dealer_id)) for d in sample_dealers)
+    queue.put({
+        "dealers": dealers, "vehicles": vehicles, "max_concurrent": max_concurrent, "generate_seconds": round(generate_seconds, 2),
+        "seconds": round(seconds, 2), "success": success, "dealers_synced": len(synced), "steps": len(steps), "step_processes": len(processes),
+        "vehicles_in_stock": vehicles_in_stock, "peak_mb_run_process": round(_peak_mb()),
+    })
+
+
+def bench_group(dealers: int, vehicles: int, out_dir: Path, max_concurrent: int | None = None, echo=print) -> dict:
+    """`vehicles` spread over `dealers` dealers, through Dagster's group_sync job on the multiprocess executor, in a fresh process."""
+    max_concurrent = max_concurrent or multiprocessing.cpu_count()
+    work = out_dir / f"group-{dealers}x{vehicles}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_group_child, args=(dealers, vehicles, str(work), max_concurrent, queue))
+    process.start()
+    process.join()
+    if process.exitcode != 0 or queue.empty():
+        raise RuntimeError(f"the {dealers}-dealer benchmark failed (exit code {process.exitcode})")
+    result = queue.get()
+    shutil.rmtree(work, ignore_errors=True)
+    echo(
+        f"\n{dealers} dealers, {vehicles:,} vehicles through Dagster (group_sync, multiprocess executor, max_concurrent {max_concurrent}): "
+        f"{result['seconds']:.1f} s, {result['dealers_synced']} dealers synced in {result['steps']} steps ({result['step_processes']} processes), "
+        f"{result['vehicles_in_stock']:,} vehicles in stock, run {'succeeded' if result['success'] else 'FAILED'}"
+    )
+    return result

@@ -145,7 +145,13 @@ def cmd_bench(args) -> int:
 
     out = DataPaths(data_root()).root / "bench"
     sizes = [10_000, 100_000, 1_000_000] if args.vehicles is None else [n for n in args.vehicles if n > 0]
-    document = run_benchmarks(sizes, out, layout=args.layout, echo=(lambda line: None) if args.json else print)
+    echo = (lambda line: None) if args.json else print
+    if args.dealers and args.dealers > 1:
+        from dms_pipelines.bench import bench_group
+
+        document = {"group": [bench_group(args.dealers, n, out, args.max_concurrent, echo=echo) for n in sizes]}
+    else:
+        document = run_benchmarks(sizes, out, layout=args.layout, echo=echo)
     if args.sftp:
         import tempfile
 
@@ -220,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmark the nightly path against DuckDB reading the same file")
     bench.add_argument("--vehicles", type=int, action="append", help="size (repeatable); default 10000, 100000, 1000000; 0 skips the sizes")
     bench.add_argument("--layout", default="navigator_csv", choices=SAMPLE_LAYOUTS)
+    bench.add_argument("--dealers", type=int, default=1, help="spread each size over this many dealers and run the group_sync job through Dagster's multiprocess executor")
+    bench.add_argument("--max-concurrent", type=int, default=None, help="processes for --dealers (default: the number of CPUs)")
     bench.add_argument("--sftp", type=int, default=0, metavar="MB", help="also time an SFTP download of this many MB against OpenSSH's sftp")
     bench.add_argument("--sold-latency", action="store_true", help="also time a sold car leaving every marketplace: the job alone, and through the sensor under a daemon")
     bench.add_argument("--json", action="store_true", help="print the results as JSON only")

@@ -7,6 +7,7 @@ import dagster as dg
 from dms_pipelines.config import Settings, load_settings
 from dms_pipelines.orchestration.assets import dealer_assets, google_feed
 from dms_pipelines.orchestration.checks import CHECKS
+from dms_pipelines.orchestration.group import group_sync
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.orchestration.schedules import build_jobs, build_schedules
 from dms_pipelines.orchestration.sensors import build_sensors
@@ -21,8 +22,8 @@ def build_definitions(settings: Settings, paths: DataPaths, config_file: Path | 
     return dg.Definitions(
         assets=[*dealer_assets(partitions), google_feed],
         asset_checks=CHECKS,
-        jobs=[dealer_sync, account_feeds],
-        schedules=build_schedules(dealer_sync, account_feeds, dealer_ids),
+        jobs=[dealer_sync, account_feeds, group_sync],
+        schedules=build_schedules(dealer_sync, account_feeds, group_sync, dealer_ids),
         sensors=build_sensors(dealer_sync, account_feeds),
         resources={
             "pipeline": PipelineResource(data_root=str(paths.root), config_path=str(config_file or config_path())),
@@ -32,3 +33,8 @@ def build_definitions(settings: Settings, paths: DataPaths, config_file: Path | 
 
 
 defs = build_definitions(load_settings(), DataPaths(data_root()))
+
+
+def group_sync_job() -> dg.JobDefinition:
+    """The group_sync job with its resources bound, for `dg.reconstructable`: the multiprocess executor rebuilds it in each process."""
+    return defs.resolve_job_def("group_sync")

@@ -20,7 +20,7 @@ from dms_pipelines.sources.landing import LandingReport, land_files, utc_now
 from dms_pipelines.sources.local_inbox import LocalInboxSource as LocalInbox
 from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
 from dms_pipelines.stock.history import update_history
-from dms_pipelines.stock.store import history_path, read_group_stock, read_history, read_stock, write_parquet_atomically, write_stock
+from dms_pipelines.stock.store import history_path, read_price_reference, read_history, read_stock, write_parquet_atomically, write_stock
 from dms_pipelines.stock.validate import validate_stock
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompre
 def validate_parsed(parsed: list[ParsedExport], settings: Settings, paths: DataPaths, engine: Engine, today: date | None = None) -> list[ValidatedExport]:
     """Row rules on every parsed export; errors and warnings recorded in the quarantine table (replacing earlier runs' rows for the file)."""
     today = today or utc_now().date()
-    reference = read_group_stock(paths.state, [d.id for d in settings.dealers])
+    reference = read_price_reference(paths.state, [d.id for d in settings.dealers])
     validated = []
     for item in parsed:
         if item.result is None:
@@ -241,6 +241,7 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
     stock = read_stock(paths.state, dealer.id)
     outcome = StockUpdate(dealer.id, stock)
     holding = False
+    changed_ids: set[str] | None = set()  # None once a full export is applied: every vehicle may have changed
     for item in validated:
         if holding:
             outcome.held[item.file_name] = "waits for the held full export before it"
@@ -257,8 +258,11 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
                 continue
             quarantined_ids = set(item.issues.loc[item.issues["severity"] == "error", "stock_id"].dropna().astype(str))
             merged = apply_full(stock, item.accepted, quarantined_ids)
+            changed_ids = None
         else:
             merged = apply_delta(stock, item.accepted)
+            if changed_ids is not None:
+                changed_ids |= set(item.accepted["stock_id"].dropna().astype(str)) | item.sold_in_quarantine
         stock = merged.stock
         if item.sold_in_quarantine:
             # the row is unusable, but a sale must never keep a car advertised: that part of it is applied
@@ -275,7 +279,7 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
         )
     if outcome.applied:
         write_stock(paths.state, dealer.id, stock)
-        history = update_history(read_history(paths.state, dealer.id), stock, utc_now())
+        history = update_history(read_history(paths.state, dealer.id), stock, utc_now(), changed_ids)
         write_parquet_atomically(history, history_path(paths.state, dealer.id))
     outcome.stock = stock
     return outcome
@@ -324,21 +328,26 @@ def files_waiting(dealer: Dealer, paths: DataPaths, engine: Engine) -> list[Remo
     return waiting
 
 
-def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, validated: list[ValidatedExport], vehicles: int) -> None:
-    """One row per dealer run for the sync_runs table (replaced if the run's warehouse step is re-executed)."""
+def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, vehicles: int) -> None:
+    """One row per dealer run for the sync_runs table, from the files the run applied or held (replaced if re-executed)."""
+    from sqlalchemy import func
+
     from dms_pipelines.operations.db import sync_runs
 
-    held = 0
+    mine = and_(ingested_files.c.run_id == run_id, ingested_files.c.dealer_id == dealer_id)
     with engine.connect() as connection:
-        held = connection.execute(
-            select(ingested_files.c.id).where(and_(ingested_files.c.run_id == run_id, ingested_files.c.status == "held"))
+        started = connection.execute(select(func.min(ingested_files.c.received_at)).where(mine)).scalar()
+        files = connection.execute(
+            select(ingested_files.c.status, ingested_files.c.rows_total, ingested_files.c.rows_accepted, ingested_files.c.rows_quarantined).where(
+                and_(mine, ingested_files.c.status.in_(["processed", "held"]))
+            )
         ).fetchall()
-        started = connection.execute(select(ingested_files.c.received_at).where(ingested_files.c.run_id == run_id).order_by(ingested_files.c.received_at)).scalar()
+    held = sum(1 for f in files if f.status == "held")
     values = dict(
-        run_id=run_id, dealer_id=dealer_id, trigger=trigger, started_at=started, finished_at=utc_now(), files=len(validated),
-        records=sum(v.records_total for v in validated), accepted=sum(len(v.accepted) for v in validated),
-        quarantined=sum(v.quarantined_rows for v in validated), held=len(held), vehicles=vehicles,
-        outcome="held" if held else "ok" if validated else "no_change",
+        run_id=run_id, dealer_id=dealer_id, trigger=trigger, started_at=started, finished_at=utc_now(), files=len(files),
+        records=sum(f.rows_total or 0 for f in files), accepted=sum(f.rows_accepted or 0 for f in files),
+        quarantined=sum(f.rows_quarantined or 0 for f in files), held=held, vehicles=vehicles,
+        outcome="held" if held else "ok" if files else "no_change",
     )
     with engine.begin() as connection:
         connection.execute(delete(sync_runs).where(sync_runs.c.run_id == run_id))

@@ -5,23 +5,12 @@ from datetime import datetime
 import dagster as dg
 import pandas as pd
 
-from dms_pipelines import sync
+from dms_pipelines import dealer_run, sync
 from dms_pipelines.orchestration import checks
-from dms_pipelines.alerts import alert_if_failing
-from dms_pipelines.delivery.api_delivery import deliver as deliver_api
-from dms_pipelines.delivery.api_delivery import reconcile
-from dms_pipelines.delivery.destinations import api_client_for, destination_for
-from dms_pipelines.delivery.stock_api import ApiError
-from dms_pipelines.delivery.snapshot import ACCOUNT, deliver_file
-from dms_pipelines.marketplaces import carsnip, google, meta, website
-from dms_pipelines.marketplaces.base import KEY, listing_rows
-from dms_pipelines.marketplaces.registry import render_dealer
+from dms_pipelines.marketplaces.base import KEY
 from dms_pipelines.orchestration.metadata import preview, top_reasons
 from dms_pipelines.orchestration.resources import PipelineResource
-from dms_pipelines.stock.schema import PRIVATE_COLUMNS
-from dms_pipelines.stock.store import read_history, write_parquet_atomically
-from dms_pipelines.warehouse.export import operational_rows
-from dms_pipelines.warehouse.tables import publish, rebuild_catalog
+from dms_pipelines.stock.store import read_stock
 
 RELEASE_TAG = "dms_pipelines/release_held"
 TRIGGER_TAG = "dms_pipelines/trigger"
@@ -112,200 +101,132 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         yield checks.pass_rate(validated, pipeline.settings().validation.pass_rate_warning)
 
     @dg.asset(partitions_def=partitions, group_name="stock", kinds={"parquet"}, check_specs=[checks.STOCK_PRESENT, checks.NOT_HELD])
-    def dealer_stock(context: dg.AssetExecutionContext, validated_exports: list, pipeline: PipelineResource) -> pd.DataFrame:
-        """The dealer's current stock: a full export replaces it, deltas patch it, a held export leaves it as it was."""
+    def dealer_stock(context: dg.AssetExecutionContext, validated_exports: list, pipeline: PipelineResource) -> dg.MaterializeResult:
+        """The dealer's current stock (state/stock/<dealer>.parquet): a full export replaces it, deltas patch it, a held export leaves it as it was."""
         dealer = pipeline.settings().dealer(context.partition_key)
         outcome = sync.update_stock(dealer, validated_exports, pipeline.settings(), pipeline.paths(), pipeline.engine(), run_id=context.run_id)
         for name, reason in outcome.held.items():
             context.log.error(f"{name} held: {reason}")
-        stock = outcome.stock
-        yield dg.Output(
-            stock,
-            metadata={
-                "vehicles": len(stock),
-                "available": int((stock["status"] == "available").sum()),
-                "reserved": int((stock["status"] == "reserved").sum()),
-                "sold": int((stock["status"] == "sold").sum()),
-                "added": outcome.added,
-                "updated": outcome.updated,
-                "removed": outcome.removed,
-                "kept_last_good": outcome.kept_last_good,
-                "held_exports": len(outcome.held),
-                "held_reasons": dg.MetadataValue.json(outcome.held),
-                "files_applied": dg.MetadataValue.json(outcome.applied),
-            },
-        )
-        yield checks.stock_present(stock)
-        yield checks.not_held(outcome.held)
+        return dg.MaterializeResult(metadata=stock_metadata(outcome), check_results=[checks.stock_present(outcome.stock), checks.not_held(outcome.held)])
 
-    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"csv"})
-    def google_listings(context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> pd.DataFrame:
+    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"csv"}, deps=[dealer_stock])
+    def google_listings(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
         """The dealer's rows for the account-wide Google Vehicle Listings file, kept under state/feeds/google/."""
-        dealer = pipeline.settings().dealer(context.partition_key)
-        rendered = render_dealer(dealer, dealer_stock, "google")
-        target = pipeline.paths().state / "feeds" / "google" / f"{dealer.id}.parquet"
-        if rendered is None:
-            target.unlink(missing_ok=True)
-            context.add_output_metadata({"listed": 0, "note": "dealer does not publish to google"})
-            return pd.DataFrame()
-        write_parquet_atomically(rendered.items.drop(columns=[KEY]), target)
-        for row in rendered.held.itertuples(index=False):
-            context.log.warning(f"google: {row.stock_id} held back: {row.reasons}")
-        context.add_output_metadata(
-            {
-                "listed": len(rendered.items),
-                "held_back": len(rendered.held),
-                "mean_completeness": float(rendered.completeness["completeness"].mean()) if len(rendered.completeness) else 0.0,
-                "preview": preview(rendered.items, ["id", "make", "model", "price", "mileage", "condition"]),
-            }
-        )
-        return listing_rows(rendered)
-
-    website_feed = snapshot_feed_asset("website", partitions, "json")
-    meta_feed = snapshot_feed_asset("meta", partitions, "csv")
-    carsnip_feed = snapshot_feed_asset("carsnip", partitions, "csv")
-
-    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"api"})
-    def autotrader_listings(context: dg.AssetExecutionContext, config: ApiDeliveryConfig, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> pd.DataFrame:
-        """The dealer's stock on the Auto Trader-style API: only changed vehicles sent; the nightly run reconciles first."""
-        settings = pipeline.settings()
-        dealer = settings.dealer(context.partition_key)
-        rendered = render_dealer(dealer, dealer_stock, "autotrader")
-        if rendered is None or "autotrader" not in settings.marketplaces:
-            context.add_output_metadata({"listed": 0, "note": f"{dealer.id} does not publish to autotrader"})
-            return pd.DataFrame()
-        engine = pipeline.engine()
-        client = api_client_for(settings.marketplaces["autotrader"])
-        advertiser = dealer.marketplaces["autotrader"].advertiser_id or dealer.id
-        trigger = context.run.tags.get(TRIGGER_TAG, "manual")
-        repaired = 0
-        if config.reconcile or trigger == "nightly":
-            try:
-                repaired = reconcile(engine, client, dealer.id, advertiser, rendered.items)
-            except ApiError as error:
-                context.log.error(f"autotrader reconciliation for {dealer.id} failed: {error}; delivering from the ledger alone")
-        report = deliver_api(engine, client, dealer.id, advertiser, rendered.items, run_id=context.run_id, trigger=trigger, change_seen_at=sync.change_seen_at(engine, context.run_id))
-        for error in report.errors:
-            context.log.error(f"autotrader: {error}")
-        if report.failed or report.dead_lettered:
-            alert_if_failing(settings, engine, "autotrader", dealer.id, context.log)
-        context.add_output_metadata(
-            {
-                "listed": len(rendered.items), "held_back": len(rendered.held), "created": report.created, "updated": report.updated,
-                "deleted": report.deleted, "unchanged": report.unchanged, "failed": report.failed, "dead_lettered": report.dead_lettered,
-                "calls": report.calls, "reconciled": repaired,
-                "preview": preview(rendered.items, ["external_reference", "lifecycle_state", "make", "model", "amount_gbp"]),
-            }
-        )
-        return listing_rows(rendered)
-
-    @dg.asset(partitions_def=partitions, group_name="warehouse", kinds={"duckdb", "parquet"})
-    def warehouse_tables(
-        context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, validated_exports: list, google_listings: pd.DataFrame,
-        website_feed: pd.DataFrame, meta_feed: pd.DataFrame, carsnip_feed: pd.DataFrame, autotrader_listings: pd.DataFrame,
-        pipeline: PipelineResource,
-    ) -> None:
-        """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs) in data/warehouse.duckdb."""
-        dealer_id = context.partition_key
         paths = pipeline.paths()
-        engine = pipeline.engine()
-        sync.record_sync_run(engine, context.run_id, dealer_id, context.run.tags.get(TRIGGER_TAG, "manual"), validated_exports, len(dealer_stock))
-        operational = operational_rows(engine, dealer_id)
-        operational.pop("ledger")
-        listings = [f for f in (google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings) if len(f)]
-        tables = {
-            "stock_current": dealer_stock.drop(columns=PRIVATE_COLUMNS),
-            "stock_history": read_history(paths.state, dealer_id),
-            "marketplace_listings": pd.concat(listings, ignore_index=True) if listings else pd.DataFrame(),
-        } | operational
-        counts = publish(paths, dealer_id, tables)
-        rebuild_catalog(paths)
-        context.add_output_metadata({f"{table}_rows": count for table, count in counts.items()} | {"database": dg.MetadataValue.path(str(paths.warehouse_db))})
+        dealer = pipeline.settings().dealer(context.partition_key)
+        outcome = dealer_run.google_rows(dealer, read_stock(paths.state, dealer.id), paths, context.log)
+        return dg.MaterializeResult(metadata=feed_metadata(outcome))
+
+    website_feed = snapshot_feed_asset("website", partitions, "json", dealer_stock)
+    meta_feed = snapshot_feed_asset("meta", partitions, "csv", dealer_stock)
+    carsnip_feed = snapshot_feed_asset("carsnip", partitions, "csv", dealer_stock)
+
+    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"api"}, deps=[dealer_stock])
+    def autotrader_listings(context: dg.AssetExecutionContext, config: ApiDeliveryConfig, pipeline: PipelineResource) -> dg.MaterializeResult:
+        """The dealer's stock on the Auto Trader-style API: only changed vehicles sent; the nightly run reconciles first."""
+        settings, paths, engine = pipeline.settings(), pipeline.paths(), pipeline.engine()
+        dealer = settings.dealer(context.partition_key)
+        trigger = context.run.tags.get(TRIGGER_TAG, "manual")
+        outcome = dealer_run.autotrader_feed(
+            dealer, read_stock(paths.state, dealer.id), settings, paths, engine, context.run_id, trigger,
+            reconcile_first=config.reconcile or trigger == "nightly", change_seen_at=sync.change_seen_at(engine, context.run_id), logger=context.log,
+        )
+        return dg.MaterializeResult(metadata=feed_metadata(outcome))
+
+    @dg.asset(partitions_def=partitions, group_name="warehouse", kinds={"duckdb", "parquet"}, deps=[dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings])
+    def warehouse_tables(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+        """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs) in data/warehouse.duckdb."""
+        paths = pipeline.paths()
+        dealer_id = context.partition_key
+        stock = read_stock(paths.state, dealer_id)
+        counts = dealer_run.publish_dealer_warehouse(dealer_id, stock, paths, pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "manual"))
+        return dg.MaterializeResult(metadata=warehouse_metadata(counts, paths))
 
     return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings, warehouse_tables]
 
 
-def snapshot_files(marketplace: str, rendered, dealer, file_format: str | None) -> dict[str, bytes]:
-    """The files a per-dealer snapshot marketplace receives, by name."""
-    if marketplace == "website":
-        return {f"{dealer.id}.json": website.serialise(rendered.items, dealer)}
-    if marketplace == "meta":
-        fmt = file_format or "csv"
-        return {f"{dealer.id}.{fmt}": meta.serialise(rendered.items, fmt)}
-    if marketplace == "carsnip":
-        account = dealer.marketplaces["carsnip"]
-        return {f"{dealer.id}_dealer.csv": carsnip.serialise_dealer(dealer, account), f"{dealer.id}_vehicles.csv": carsnip.serialise_vehicles(rendered.items)}
-    raise ValueError(f"{marketplace} is not a per-dealer snapshot marketplace")
+def stock_metadata(outcome: sync.StockUpdate) -> dict:
+    stock = outcome.stock
+    return {
+        "vehicles": len(stock),
+        "available": int((stock["status"] == "available").sum()),
+        "reserved": int((stock["status"] == "reserved").sum()),
+        "sold": int((stock["status"] == "sold").sum()),
+        "added": outcome.added,
+        "updated": outcome.updated,
+        "removed": outcome.removed,
+        "kept_last_good": outcome.kept_last_good,
+        "held_exports": len(outcome.held),
+        "held_reasons": dg.MetadataValue.json(outcome.held),
+        "files_applied": dg.MetadataValue.json(outcome.applied),
+    }
 
 
-def snapshot_feed_asset(marketplace: str, partitions: dg.PartitionsDefinition, kind: str):
+PREVIEW_COLUMNS = {
+    "google": ["id", "make", "model", "price", "mileage", "condition"],
+    "autotrader": ["external_reference", "lifecycle_state", "make", "model", "amount_gbp"],
+}
+
+
+def feed_metadata(outcome: dealer_run.FeedOutcome) -> dict:
+    """Materialisation metadata for one marketplace's feed of one dealer."""
+    if outcome.rendered is None:
+        return {"listed": 0, "note": f"dealer does not publish to {outcome.marketplace}"}
+    items = outcome.rendered.items
+    metadata = {"listed": outcome.listed, "held_back": outcome.held_back, "mean_completeness": outcome.mean_completeness}
+    if outcome.files:
+        metadata |= {"files_delivered": sum(f.sent for f in outcome.files), "delivery_failed": sum(f.error is not None for f in outcome.files)}
+    if outcome.api is not None:
+        report = outcome.api
+        metadata |= {
+            "created": report.created, "updated": report.updated, "deleted": report.deleted, "unchanged": report.unchanged,
+            "failed": report.failed, "dead_lettered": report.dead_lettered, "calls": report.calls, "reconciled": outcome.reconciled,
+        }
+    columns = PREVIEW_COLUMNS.get(outcome.marketplace)
+    metadata["preview"] = preview(items, columns) if columns else preview(items.drop(columns=[KEY]), None, rows=5)
+    return metadata
+
+
+def warehouse_metadata(counts: dict[str, int], paths) -> dict:
+    return {f"{table}_rows": count for table, count in counts.items()} | {"database": dg.MetadataValue.path(str(paths.warehouse_db))}
+
+
+def snapshot_feed_asset(marketplace: str, partitions: dg.PartitionsDefinition, kind: str, dealer_stock):
     """A per-dealer feed file for `marketplace`, delivered only when its bytes changed; its listing rows go to the warehouse."""
 
-    @dg.asset(name=f"{marketplace}_feed", partitions_def=partitions, group_name="feeds", kinds={kind})
-    def feed(context: dg.AssetExecutionContext, dealer_stock: pd.DataFrame, pipeline: PipelineResource) -> pd.DataFrame:
-        settings = pipeline.settings()
+    @dg.asset(
+        name=f"{marketplace}_feed", partitions_def=partitions, group_name="feeds", kinds={kind}, deps=[dealer_stock],
+        description=f"The dealer's {marketplace} feed file(s), delivered only when their bytes changed; listing rows kept for the warehouse.",
+    )
+    def feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+        settings, paths, engine = pipeline.settings(), pipeline.paths(), pipeline.engine()
         dealer = settings.dealer(context.partition_key)
-        rendered = render_dealer(dealer, dealer_stock, marketplace)
-        if rendered is None or marketplace not in settings.marketplaces:
-            context.add_output_metadata({"listed": 0, "note": f"{dealer.id} does not publish to {marketplace}"})
-            return pd.DataFrame()
-        market = settings.marketplaces[marketplace]
-        destination = destination_for(market, pipeline.paths())
-        seen = sync.change_seen_at(pipeline.engine(), context.run_id)
-        outcomes = [
-            deliver_file(pipeline.engine(), destination, marketplace, dealer.id, name, content, run_id=context.run_id,
-                         trigger=context.run.tags.get(TRIGGER_TAG, "manual"), change_seen_at=seen)
-            for name, content in snapshot_files(marketplace, rendered, dealer, market.file_format).items()
-        ]
-        for outcome in outcomes:
-            if outcome.error:
-                context.log.error(f"{marketplace} file for {dealer.id} not delivered: {outcome.error}")
-        for row in rendered.held.itertuples(index=False):
-            context.log.warning(f"{marketplace}: {row.stock_id} held back: {row.reasons}")
-        context.add_output_metadata(
-            {
-                "listed": len(rendered.items),
-                "held_back": len(rendered.held),
-                "files_delivered": sum(o.sent for o in outcomes),
-                "delivery_failed": sum(o.error is not None for o in outcomes),
-                "mean_completeness": float(rendered.completeness["completeness"].mean()) if len(rendered.completeness) else 0.0,
-                "preview": preview(rendered.items.drop(columns=[KEY]), None, rows=5),
-            }
+        outcome = dealer_run.snapshot_feed(
+            marketplace, dealer, read_stock(paths.state, dealer.id), settings, paths, engine, context.run_id,
+            context.run.tags.get(TRIGGER_TAG, "manual"), sync.change_seen_at(engine, context.run_id), context.log,
         )
-        return listing_rows(rendered)
+        return dg.MaterializeResult(metadata=feed_metadata(outcome))
 
     return feed
 
 
 @dg.asset(group_name="feeds", kinds={"csv"}, deps=[dg.AssetKey("google_listings")], automation_condition=dg.AutomationCondition.eager())
-def google_feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> None:
+def google_feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     """The one Google Vehicle Listings file for the whole account: every dealer's last good rows, rewritten only when changed."""
-    settings = pipeline.settings()
-    paths = pipeline.paths()
-    frames = []
-    for dealer in settings.dealers:
-        part = paths.state / "feeds" / "google" / f"{dealer.id}.parquet"
-        if part.exists() and "google" in dealer.marketplaces:
-            frames.append(pd.read_parquet(part))
-    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=google.COLUMNS)
-    marketplace = settings.marketplaces["google"]
-    file_format = marketplace.file_format or "csv"
-    outcome = deliver_file(
-        pipeline.engine(), destination_for(marketplace, paths), "google", ACCOUNT, f"vehicle_listings.{file_format}",
-        google.serialise(items, file_format), run_id=context.run_id, trigger=context.run.tags.get(TRIGGER_TAG, "manual"),
-        change_seen_at=_tagged_time(context.run.tags.get(CHANGE_SEEN_TAG)),
+    account = dealer_run.google_account_file(
+        pipeline.settings(), pipeline.paths(), pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "manual"),
+        _tagged_time(context.run.tags.get(CHANGE_SEEN_TAG)),
     )
-    account_rows = operational_rows(pipeline.engine(), ACCOUNT)
-    publish(paths, "account", {"deliveries": account_rows["deliveries"], "dead_letters": account_rows["dead_letters"]})
-    rebuild_catalog(paths)
-    if outcome.error:
-        raise dg.Failure(f"Google feed not delivered: {outcome.error}")
-    context.add_output_metadata(
-        {
-            "listed": len(items),
-            "dealers": len(frames),
-            "file": dg.MetadataValue.path(outcome.file),
-            "delivered": outcome.sent,
-            "preview": preview(items, ["store_code", "id", "make", "model", "price"]),
-        }
-    )
+    if account.outcome.error:
+        raise dg.Failure(f"Google feed not delivered: {account.outcome.error}")
+    return dg.MaterializeResult(metadata=google_file_metadata(account))
+
+
+def google_file_metadata(account: "dealer_run.AccountFile") -> dict:
+    return {
+        "listed": len(account.items),
+        "dealers": account.dealers,
+        "file": dg.MetadataValue.path(account.outcome.file),
+        "delivered": account.outcome.sent,
+        "preview": preview(account.items, ["store_code", "id", "make", "model", "price"]),
+    }

@@ -1,4 +1,4 @@
-"""Jobs and schedules: the nightly full sync and the hourly incremental one, one run per dealer, then the account-wide feeds."""
+"""Jobs and schedules: the nightly sync of the whole group in one run, the hourly one a run per dealer, then the account-wide feeds."""
 
 import dagster as dg
 
@@ -24,13 +24,12 @@ def build_jobs(partitions: dg.StaticPartitionsDefinition) -> tuple:
     return dealer_sync, account_feeds
 
 
-def build_schedules(dealer_sync, account_feeds, dealer_ids: list[str]) -> list[dg.ScheduleDefinition]:
-    @dg.schedule(job=dealer_sync, cron_schedule="30 2 * * *", execution_timezone="Europe/London", name="nightly_sync")
+def build_schedules(dealer_sync, account_feeds, group_sync, dealer_ids: list[str]) -> list[dg.ScheduleDefinition]:
+    @dg.schedule(job=group_sync, cron_schedule="30 2 * * *", execution_timezone="Europe/London", name="nightly_sync")
     def nightly_sync(context: dg.ScheduleEvaluationContext):
-        """Every dealer's nightly full export, one run per dealer (Dagster runs them in parallel under the daemon)."""
+        """Every dealer's nightly full export in one run: a step per dealer over the multiprocess executor's bounded pool."""
         stamp = context.scheduled_execution_time.strftime("%Y%m%d")
-        for dealer_id in dealer_ids:
-            yield dg.RunRequest(run_key=f"nightly-{dealer_id}-{stamp}", partition_key=dealer_id, tags={"dms_pipelines/trigger": "nightly"})
+        return dg.RunRequest(run_key=f"nightly-{stamp}", tags={"dms_pipelines/trigger": "nightly"})
 
     @dg.schedule(job=dealer_sync, cron_schedule="5 7-21 * * *", execution_timezone="Europe/London", name="hourly_sync")
     def hourly_sync(context: dg.ScheduleEvaluationContext):

@@ -28,20 +28,29 @@ def stock_history_dtypes() -> dict[str, str]:
             "source_file": "string", "valid_from": "datetime64[us, UTC]", "valid_to": "datetime64[us, UTC]"}
 
 
-def update_history(history: pd.DataFrame, stock: pd.DataFrame, at: datetime) -> pd.DataFrame:
-    """Close the open version of every vehicle that changed or left, and open a version for every new or changed one."""
+def update_history(history: pd.DataFrame, stock: pd.DataFrame, at: datetime, changed_ids: set[str] | None = None) -> pd.DataFrame:
+    """Close the open version of every vehicle that changed or left, and open a version for every new or changed one.
+
+    With `changed_ids` (an hourly delta's vehicles) only those vehicles are compared, so the cost grows with the delta and
+    not with the stock; without it (a full export) every vehicle is.
+    """
     at_ts = pd.Timestamp(at)
     at_ts = at_ts.tz_localize("UTC") if at_ts.tzinfo is None else at_ts.tz_convert("UTC")
     history = history if len(history) else empty_history()
+    if changed_ids is not None:
+        stock = stock[stock["stock_id"].isin(changed_ids)]
     current = stock.assign(version_hash=row_hashes(stock).astype("string").values) if len(stock) else stock.assign(version_hash=pd.Series(dtype="string"))
     is_open = history["valid_to"].isna()
+    if changed_ids is not None:
+        is_open &= history["stock_id"].isin(changed_ids)
     open_versions = history.loc[is_open, ["stock_id", "version_hash"]]
     merged = open_versions.merge(current[["stock_id", "version_hash"]], on="stock_id", how="left", suffixes=("", "_now"))
     to_close = set(merged.loc[merged["version_hash_now"].isna() | (merged["version_hash_now"] != merged["version_hash"]), "stock_id"])
-    history = history.copy()
     closing = is_open & history["stock_id"].isin(to_close)
-    history.loc[closing, "valid_to"] = at_ts
-    still_open = set(history.loc[history["valid_to"].isna(), "stock_id"])
+    if closing.any():
+        history = history.copy()
+        history.loc[closing, "valid_to"] = at_ts
+    still_open = set(open_versions["stock_id"]) - to_close
     fresh = current[~current["stock_id"].isin(still_open)]
     if len(fresh):
         new_rows = pd.DataFrame({c: fresh[c] for c in stock_history_dtypes() if c in fresh.columns})

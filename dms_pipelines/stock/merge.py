@@ -2,7 +2,10 @@
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dms_pipelines.stock.schema import coerce_to_schema
 
@@ -34,12 +37,23 @@ def apply_full(previous: pd.DataFrame, accepted: pd.DataFrame, quarantined_ids: 
 
 
 def apply_delta(previous: pd.DataFrame, accepted: pd.DataFrame) -> MergeOutcome:
-    """Rows in the delta replace or add vehicles by stock number; nothing else changes."""
-    old = _by_stock_id(previous)
-    new = _by_stock_id(accepted)
-    stock = pd.concat([old.loc[~old.index.isin(new.index)], new])
-    added = int((~new.index.isin(old.index)).sum())
-    return MergeOutcome(_tidy(stock), added, len(new) - added, 0, 0)
+    """Rows in the delta replace or add vehicles by stock number; nothing else changes.
+
+    `previous` is a stock as this module leaves it (one row per stock number, sorted), so a delta costs one membership
+    test and one sort by key over the stock, never a re-index or a re-typing of every row.
+    """
+    new = coerce_to_schema(accepted.drop_duplicates("stock_id", keep="last"))
+    replaced = _member_of(previous["stock_id"], new["stock_id"])
+    existing = _member_of(new["stock_id"], previous["stock_id"])
+    stock = pd.concat([previous.loc[~replaced], new], ignore_index=True)
+    order = pc.sort_indices(pa.array(stock["stock_id"])).to_numpy()  # stable, in C++
+    added = int((~existing).sum())
+    return MergeOutcome(stock.take(order).reset_index(drop=True), added, len(new) - added, 0, 0)
+
+
+def _member_of(values: pd.Series, candidates: pd.Series) -> np.ndarray:
+    """values.isin(candidates) through Arrow's hash kernel (pandas' string isin walks Python objects)."""
+    return pc.is_in(pa.array(values), value_set=pa.array(candidates)).fill_null(False).to_numpy(zero_copy_only=False)
 
 
 def _tidy(stock: pd.DataFrame) -> pd.DataFrame:

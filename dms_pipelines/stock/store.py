@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dms_pipelines.stock.schema import coerce_to_schema, empty_stock
+from dms_pipelines.stock.schema import FIELD_BY_NAME, coerce_to_schema, empty_stock, pandas_dtype
 
 
 def stock_path(state_dir: Path, dealer_id: str) -> Path:
@@ -20,10 +20,21 @@ def read_stock(state_dir: Path, dealer_id: str) -> pd.DataFrame:
     return coerce_to_schema(pd.read_parquet(path))
 
 
-def read_group_stock(state_dir: Path, dealer_ids: list[str]) -> pd.DataFrame:
-    frames = [read_stock(state_dir, d) for d in dealer_ids]
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else empty_stock()
+PRICE_REFERENCE_COLUMNS = ["make", "model", "first_registration_date", "year", "price"]
+
+
+def read_price_reference(state_dir: Path, dealer_ids: list[str]) -> pd.DataFrame:
+    """The columns the price-outlier rule compares against, for the dealers' whole current stock, read in one pass.
+
+    Only these five columns are read (not every dealer's whole stock), so the cost stays small for a big group.
+    """
+    files = [str(p) for d in dealer_ids if (p := stock_path(state_dir, d)).exists()]
+    if not files:
+        return empty_stock()[PRICE_REFERENCE_COLUMNS]
+    import pyarrow.dataset as ds
+
+    frame = ds.dataset(files, format="parquet").to_table(columns=PRICE_REFERENCE_COLUMNS).to_pandas()
+    return pd.DataFrame({name: frame[name].astype(pandas_dtype(FIELD_BY_NAME[name])) for name in PRICE_REFERENCE_COLUMNS})
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:

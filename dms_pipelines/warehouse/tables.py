@@ -128,6 +128,26 @@ def publish(paths: DataPaths, dealer_id: str, tables: dict[str, pd.DataFrame]) -
     return counts
 
 
+def catalog_version() -> str:
+    """A fingerprint of the tables' columns and the views' SQL: the catalog is rebuilt only when it changes."""
+    import hashlib
+
+    text = repr(sorted((t, list(map(str, e.dtypes.items()))) for t, e in TABLE_SCHEMAS.items())) + repr(sorted(VIEWS.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _version_file(paths: DataPaths) -> Path:
+    return paths.warehouse_tables / "_catalog_version"
+
+
+def ensure_catalog(paths: DataPaths) -> Path:
+    """Rebuild the catalog unless the current one was built from the same definitions (its views read new files by glob anyway)."""
+    version = _version_file(paths)
+    if paths.warehouse_db.exists() and version.exists() and version.read_text() == catalog_version():
+        return paths.warehouse_db
+    return rebuild_catalog(paths)
+
+
 def rebuild_catalog(paths: DataPaths) -> Path:
     """Build a fresh DuckDB file of views over the Parquet files and swap it in; a reader holding the old file keeps reading it."""
     paths.warehouse_tables.mkdir(parents=True, exist_ok=True)
@@ -146,4 +166,5 @@ def rebuild_catalog(paths: DataPaths) -> Path:
     finally:
         connection.close()
     os.replace(temporary, paths.warehouse_db)
+    _version_file(paths).write_text(catalog_version())
     return paths.warehouse_db

@@ -23,22 +23,25 @@ def test_module_definitions_load_and_resolve(monkeypatch):
     assert keys == DEALER_ASSETS | {"google_feed"}
     dealer_stock = repository.asset_graph.get(dg.AssetKey("dealer_stock"))
     assert dealer_stock.partitions_def.get_partition_keys() == ["leeds", "york", "sheffield"]
-    assert {job.name for job in repository.get_all_jobs()} >= {"dealer_sync", "account_feeds"}
+    assert {job.name for job in repository.get_all_jobs()} >= {"dealer_sync", "account_feeds", "group_sync"}
     assert {s.name for s in repository.schedule_defs} == {"nightly_sync", "hourly_sync", "account_feeds_after_sync"}
     checks = {key.name for key in repository.asset_graph.asset_check_keys}
     assert {"rows_conserved", "pass_rate", "files_readable", "stock_present", "no_held_exports", "export_freshness", "google_feed_allowlisted"} <= checks
 
 
-def test_nightly_schedule_asks_for_one_run_per_dealer(monkeypatch):
+def test_nightly_schedule_asks_for_one_group_run_and_hourly_for_one_run_per_dealer(monkeypatch):
     monkeypatch.chdir(PROJECT_ROOT)
     from dms_pipelines.definitions import defs
 
     repository = defs.get_repository_def()
-    schedule = repository.get_schedule_def("nightly_sync")
     context = dg.build_schedule_context(repository_def=repository, scheduled_execution_time=datetime(2026, 11, 22, 2, 30))
-    requests = list(schedule.evaluate_tick(context).run_requests)
-    assert [r.partition_key for r in requests] == ["leeds", "york", "sheffield"]
-    assert len({r.run_key for r in requests}) == 3
+    [nightly] = list(repository.get_schedule_def("nightly_sync").evaluate_tick(context).run_requests)
+    assert repository.get_schedule_def("nightly_sync").job_name == "group_sync"
+    assert nightly.run_key == "nightly-20261122" and nightly.tags["dms_pipelines/trigger"] == "nightly"
+    context = dg.build_schedule_context(repository_def=repository, scheduled_execution_time=datetime(2026, 11, 22, 9, 5))
+    hourly = list(repository.get_schedule_def("hourly_sync").evaluate_tick(context).run_requests)
+    assert [r.partition_key for r in hourly] == ["leeds", "york", "sheffield"]
+    assert len({r.run_key for r in hourly}) == 3
 
 
 def test_dagster_cli_validates_the_workspace(tmp_path):

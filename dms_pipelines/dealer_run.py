@@ -1,0 +1,241 @@
+"""A dealer's sync as plain functions: the feed and warehouse stages the assets call, every stage in one call, and the account file."""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from dms_pipelines import sync
+from dms_pipelines.alerts import alert_if_failing
+from dms_pipelines.config import Dealer, Settings
+from dms_pipelines.delivery.api_delivery import ApiDeliveryReport, reconcile
+from dms_pipelines.delivery.api_delivery import deliver as deliver_api
+from dms_pipelines.delivery.destinations import api_client_for, destination_for
+from dms_pipelines.delivery.snapshot import ACCOUNT, SnapshotOutcome, deliver_file
+from dms_pipelines.delivery.stock_api import ApiError
+from dms_pipelines.marketplaces import carsnip, google, meta, website
+from dms_pipelines.marketplaces.base import KEY, Rendered, listing_rows
+from dms_pipelines.marketplaces.registry import render_dealer
+from dms_pipelines.paths import DataPaths
+from dms_pipelines.sources.landing import LandingReport
+from dms_pipelines.stock.schema import PRIVATE_COLUMNS
+from dms_pipelines.stock.store import read_history, write_parquet_atomically
+from dms_pipelines.warehouse.export import operational_rows
+from dms_pipelines.warehouse.tables import ensure_catalog, publish
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_MARKETPLACES = ("website", "meta", "carsnip")
+MARKETPLACES = ("google", *SNAPSHOT_MARKETPLACES, "autotrader")
+LISTING_COLUMNS = ["dealer_id", "marketplace", "stock_id", "listed", "completeness", "missing", "held_reasons"]
+
+
+@dataclass
+class FeedOutcome:
+    """What one marketplace got from one dealer's run: the rendered feed (None when the dealer does not publish there) and its delivery."""
+
+    marketplace: str
+    rendered: Rendered | None
+    files: list[SnapshotOutcome] = field(default_factory=list)
+    api: ApiDeliveryReport | None = None
+    reconciled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def listed(self) -> int:
+        return 0 if self.rendered is None else len(self.rendered.items)
+
+    @property
+    def held_back(self) -> int:
+        return 0 if self.rendered is None else len(self.rendered.held)
+
+    @property
+    def mean_completeness(self) -> float:
+        scores = None if self.rendered is None else self.rendered.completeness["completeness"]
+        return float(scores.mean()) if scores is not None and len(scores) else 0.0
+
+
+@dataclass
+class DealerRun:
+    """Everything one dealer's sync did, stage by stage."""
+
+    dealer_id: str
+    landing: LandingReport
+    parsed: list[sync.ParsedExport]
+    validated: list[sync.ValidatedExport]
+    stock: sync.StockUpdate
+    feeds: dict[str, FeedOutcome]
+    warehouse_rows: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return not self.landing.failed and not any(p.error for p in self.parsed) and not self.stock.held and not any(f.errors for f in self.feeds.values())
+
+
+def listings_path(paths: DataPaths, marketplace: str, dealer_id: str):
+    return paths.state / "listings" / marketplace / f"{dealer_id}.parquet"
+
+
+def save_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered: Rendered | None) -> pd.DataFrame:
+    """What this marketplace shows per vehicle of the dealer, kept under state/listings/ for the warehouse (removed when none)."""
+    target = listings_path(paths, marketplace, dealer_id)
+    if rendered is None:
+        target.unlink(missing_ok=True)
+        return pd.DataFrame(columns=LISTING_COLUMNS)
+    rows = listing_rows(rendered)
+    write_parquet_atomically(rows, target)
+    return rows
+
+
+def read_listings(paths: DataPaths, dealer_id: str) -> pd.DataFrame:
+    frames = [pd.read_parquet(p) for m in MARKETPLACES if (p := listings_path(paths, m, dealer_id)).exists()]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=LISTING_COLUMNS)
+
+
+def google_rows(dealer: Dealer, stock: pd.DataFrame, paths: DataPaths, logger=log) -> FeedOutcome:
+    """The dealer's rows of the account-wide Google file, kept under state/feeds/google/ until the account file is assembled."""
+    rendered = render_dealer(dealer, stock, "google")
+    target = paths.state / "feeds" / "google" / f"{dealer.id}.parquet"
+    if rendered is None:
+        target.unlink(missing_ok=True)
+    else:
+        write_parquet_atomically(rendered.items.drop(columns=[KEY]), target)
+        for row in rendered.held.itertuples(index=False):
+            logger.warning(f"google: {row.stock_id} held back: {row.reasons}")
+    save_listings(paths, "google", dealer.id, rendered)
+    return FeedOutcome("google", rendered)
+
+
+def snapshot_files(marketplace: str, rendered: Rendered, dealer: Dealer, file_format: str | None) -> dict[str, bytes]:
+    """The files a per-dealer snapshot marketplace receives, by name."""
+    if marketplace == "website":
+        return {f"{dealer.id}.json": website.serialise(rendered.items, dealer)}
+    if marketplace == "meta":
+        fmt = file_format or "csv"
+        return {f"{dealer.id}.{fmt}": meta.serialise(rendered.items, fmt)}
+    if marketplace == "carsnip":
+        account = dealer.marketplaces["carsnip"]
+        return {f"{dealer.id}_dealer.csv": carsnip.serialise_dealer(dealer, account), f"{dealer.id}_vehicles.csv": carsnip.serialise_vehicles(rendered.items)}
+    raise ValueError(f"{marketplace} is not a per-dealer snapshot marketplace")
+
+
+def snapshot_feed(
+    marketplace: str, dealer: Dealer, stock: pd.DataFrame, settings: Settings, paths: DataPaths, engine: Engine,
+    run_id: str | None, trigger: str, change_seen_at: datetime | None = None, logger=log,
+) -> FeedOutcome:
+    """Render the dealer's feed file(s) for `marketplace` and deliver each one whose bytes changed."""
+    rendered = render_dealer(dealer, stock, marketplace) if marketplace in settings.marketplaces else None
+    save_listings(paths, marketplace, dealer.id, rendered)
+    if rendered is None:
+        return FeedOutcome(marketplace, None)
+    market = settings.marketplaces[marketplace]
+    destination = destination_for(market, paths)
+    outcome = FeedOutcome(marketplace, rendered)
+    for name, content in snapshot_files(marketplace, rendered, dealer, market.file_format).items():
+        delivered = deliver_file(engine, destination, marketplace, dealer.id, name, content, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at)
+        outcome.files.append(delivered)
+        if delivered.error:
+            outcome.errors.append(f"{marketplace} file for {dealer.id} not delivered: {delivered.error}")
+    for error in outcome.errors:
+        logger.error(error)
+    for row in rendered.held.itertuples(index=False):
+        logger.warning(f"{marketplace}: {row.stock_id} held back: {row.reasons}")
+    return outcome
+
+
+def autotrader_feed(
+    dealer: Dealer, stock: pd.DataFrame, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, trigger: str,
+    reconcile_first: bool, change_seen_at: datetime | None = None, logger=log,
+) -> FeedOutcome:
+    """Send the dealer's changed vehicles to the Auto Trader-style API; reconcile with the marketplace's own listing first when asked."""
+    rendered = render_dealer(dealer, stock, "autotrader") if "autotrader" in settings.marketplaces else None
+    save_listings(paths, "autotrader", dealer.id, rendered)
+    if rendered is None:
+        return FeedOutcome("autotrader", None)
+    outcome = FeedOutcome("autotrader", rendered)
+    client = api_client_for(settings.marketplaces["autotrader"])
+    advertiser = dealer.marketplaces["autotrader"].advertiser_id or dealer.id
+    if reconcile_first:
+        try:
+            outcome.reconciled = reconcile(engine, client, dealer.id, advertiser, rendered.items)
+        except ApiError as error:
+            logger.error(f"autotrader reconciliation for {dealer.id} failed: {error}; delivering from the ledger alone")
+    outcome.api = deliver_api(engine, client, dealer.id, advertiser, rendered.items, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at)
+    outcome.errors = [f"autotrader: {error}" for error in outcome.api.errors]
+    for error in outcome.errors:
+        logger.error(error)
+    if outcome.api.failed or outcome.api.dead_lettered:
+        alert_if_failing(settings, engine, "autotrader", dealer.id, logger)
+    return outcome
+
+
+def publish_dealer_warehouse(dealer_id: str, stock: pd.DataFrame, paths: DataPaths, engine: Engine, run_id: str, trigger: str) -> dict[str, int]:
+    """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs)."""
+    sync.record_sync_run(engine, run_id, dealer_id, trigger, len(stock))
+    operational = operational_rows(engine, dealer_id)
+    operational.pop("ledger")
+    tables = {
+        "stock_current": stock.drop(columns=PRIVATE_COLUMNS),
+        "stock_history": read_history(paths.state, dealer_id),
+        "marketplace_listings": read_listings(paths, dealer_id),
+    } | operational
+    counts = publish(paths, dealer_id, tables)
+    ensure_catalog(paths)
+    return counts
+
+
+def sync_dealer(
+    dealer_id: str, settings: Settings, paths: DataPaths, engine: Engine, run_id: str, trigger: str, release_held: bool = False, logger=log,
+) -> DealerRun:
+    """Every stage for one dealer, in the order the per-dealer assets run them: land, parse, validate, stock, feeds, warehouse."""
+    dealer = settings.dealer(dealer_id)
+    if release_held:
+        sync.release_held_files(engine, dealer.id, released_by=f"run {run_id}")
+    landing = sync.land(dealer, paths, engine, run_id=run_id)
+    for failure in landing.failed:
+        logger.error(failure)
+    parsed = sync.parse_pending(dealer, paths, engine, settings.validation.max_uncompressed_mb)
+    validated = sync.validate_parsed(parsed, settings, paths, engine)
+    update = sync.update_stock(dealer, validated, settings, paths, engine, run_id=run_id)
+    for name, reason in update.held.items():
+        logger.error(f"{name} held: {reason}")
+    seen = sync.change_seen_at(engine, run_id)
+    stock = update.stock
+    feeds = {"google": google_rows(dealer, stock, paths, logger)}
+    for marketplace in SNAPSHOT_MARKETPLACES:
+        feeds[marketplace] = snapshot_feed(marketplace, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger)
+    feeds["autotrader"] = autotrader_feed(dealer, stock, settings, paths, engine, run_id, trigger, trigger == "nightly", seen, logger)
+    rows = publish_dealer_warehouse(dealer.id, stock, paths, engine, run_id, trigger)
+    return DealerRun(dealer.id, landing, parsed, validated, update, feeds, rows)
+
+
+@dataclass
+class AccountFile:
+    """The account-wide Google file as assembled: its rows, how many dealers they came from, and its delivery."""
+
+    items: pd.DataFrame
+    dealers: int
+    outcome: SnapshotOutcome
+
+
+def google_account_file(settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, trigger: str, change_seen_at: datetime | None = None) -> AccountFile:
+    """Assemble every dealer's last good Google rows into the one account file and deliver it if its bytes changed."""
+    frames = []
+    for dealer in settings.dealers:
+        part = paths.state / "feeds" / "google" / f"{dealer.id}.parquet"
+        if part.exists() and "google" in dealer.marketplaces:
+            frames.append(pd.read_parquet(part))
+    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=google.COLUMNS)
+    marketplace = settings.marketplaces["google"]
+    file_format = marketplace.file_format or "csv"
+    outcome = deliver_file(
+        engine, destination_for(marketplace, paths), "google", ACCOUNT, f"vehicle_listings.{file_format}",
+        google.serialise(items, file_format), run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
+    )
+    account_rows = operational_rows(engine, ACCOUNT)
+    publish(paths, "account", {"deliveries": account_rows["deliveries"], "dead_letters": account_rows["dead_letters"]})
+    ensure_catalog(paths)
+    return AccountFile(items, len(frames), outcome)

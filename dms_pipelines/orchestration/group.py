@@ -1,0 +1,92 @@
+"""The group's nightly run as one Dagster run: a step per batch of dealers, spread over processes by Dagster's multiprocess executor."""
+
+import re
+
+import dagster as dg
+
+from dms_pipelines import dealer_run
+from dms_pipelines.orchestration.assets import TRIGGER_TAG, feed_metadata, google_file_metadata, stock_metadata, warehouse_metadata
+from dms_pipelines.orchestration.resources import PipelineResource
+
+DEALER_ASSET_FOR_FEED = {"google": "google_listings", "website": "website_feed", "meta": "meta_feed", "carsnip": "carsnip_feed", "autotrader": "autotrader_listings"}
+
+
+def mapping_key(dealer_id: str) -> str:
+    """A dynamic-output key for the dealer (Dagster allows letters, digits and underscores only)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", dealer_id)
+
+
+class BatchConfig(dg.Config):
+    dealers_per_step: int = 10  # a step costs a process start; batching keeps that cost small next to the work
+
+
+def batches(dealer_ids: list[str], size: int) -> list[list[str]]:
+    size = max(1, size)
+    return [dealer_ids[start : start + size] for start in range(0, len(dealer_ids), size)]
+
+
+@dg.op(out=dg.DynamicOut(list))
+def dealers_to_sync(config: BatchConfig, pipeline: PipelineResource):
+    """The configured dealers in batches: each batch becomes a step, and the executor runs as many steps at once as it may."""
+    for batch in batches([dealer.id for dealer in pipeline.settings().dealers], config.dealers_per_step):
+        key = batch[0] if len(batch) == 1 else f"{batch[0]}__{batch[-1]}"
+        yield dg.DynamicOutput(batch, mapping_key=mapping_key(key))
+
+
+@dg.op
+def sync_dealers(context: dg.OpExecutionContext, dealer_ids: list, pipeline: PipelineResource) -> list:
+    """Every stage for each dealer of the batch (the functions the per-dealer assets call), recorded as those assets' materialisations.
+
+    A dealer whose sync fails is reported and returned as failed rather than raised, so that the other dealers and the
+    account file still run; the last step fails the run if any dealer failed.
+    """
+    trigger = context.run.tags.get(TRIGGER_TAG, "nightly")
+    settings, paths, engine = pipeline.settings(), pipeline.paths(), pipeline.engine()
+    results = []
+    for dealer_id in dealer_ids:
+        try:
+            run = dealer_run.sync_dealer(dealer_id, settings, paths, engine, context.run_id, trigger, logger=context.log)
+        except Exception as error:  # reported with the dealer's name; the run fails at the end
+            context.log.exception(f"{dealer_id}: sync failed: {type(error).__name__}: {error}")
+            results.append({"dealer_id": dealer_id, "ok": False, "vehicles": 0, "error": f"{type(error).__name__}: {error}"})
+            continue
+        for asset, metadata in materialisations(run, paths).items():
+            context.log_event(dg.AssetMaterialization(asset_key=asset, partition=dealer_id, metadata=metadata))
+        results.append({"dealer_id": dealer_id, "ok": run.ok, "vehicles": len(run.stock.stock), "error": None})
+    return results
+
+
+def materialisations(run: dealer_run.DealerRun, paths) -> dict[str, dict]:
+    """Per per-dealer asset, the metadata its own materialisation would carry."""
+    events = {
+        "landed_exports": {"files_landed": len(run.landing.landed), "duplicates": len(run.landing.duplicates), "failed": len(run.landing.failed)},
+        "parsed_exports": {"files": len(run.parsed), "unreadable_files": sum(1 for p in run.parsed if p.error)},
+        "validated_exports": {"records": sum(v.records_total for v in run.validated), "accepted": sum(len(v.accepted) for v in run.validated)},
+        "dealer_stock": stock_metadata(run.stock),
+    }
+    events |= {DEALER_ASSET_FOR_FEED[marketplace]: feed_metadata(outcome) for marketplace, outcome in run.feeds.items()}
+    events["warehouse_tables"] = warehouse_metadata(run.warehouse_rows, paths)
+    return events
+
+
+@dg.op
+def account_files(context: dg.OpExecutionContext, batch_results: list, pipeline: PipelineResource) -> None:
+    """The account-wide Google file from every dealer's last good rows; then the run fails if any dealer's sync failed."""
+    results = [result for batch in batch_results for result in batch]
+    account = dealer_run.google_account_file(pipeline.settings(), pipeline.paths(), pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "nightly"))
+    context.log_event(dg.AssetMaterialization(asset_key="google_feed", metadata=google_file_metadata(account)))
+    failed = {r["dealer_id"]: r["error"] for r in results if r["error"]}
+    context.log.info(f"{len(results)} dealers synced, {sum(r.get('vehicles', 0) for r in results)} vehicles, {len(failed)} failed")
+    if account.outcome.error or failed:
+        problems = ([f"Google file not delivered: {account.outcome.error}"] if account.outcome.error else []) + [f"{d}: {e}" for d, e in failed.items()]
+        raise dg.Failure("group sync incomplete: " + "; ".join(problems), metadata={"failed_dealers": dg.MetadataValue.json(failed)})
+
+
+@dg.job(
+    executor_def=dg.multiprocess_executor,
+    tags={TRIGGER_TAG: "nightly"},
+    description="Every dealer's sync in one run, a step per batch of dealers over a bounded pool of processes, then the account-wide files.",
+    config={"execution": {"config": {"start_method": {"forkserver": {"preload_modules": ["dms_pipelines.definitions"]}}}}},
+)
+def group_sync():
+    account_files(dealers_to_sync().map(sync_dealers).collect())

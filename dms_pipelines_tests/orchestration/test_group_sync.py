@@ -1,0 +1,43 @@
+"""The whole group's nightly run in one Dagster run: a step per batch of dealers on the multiprocess executor, then the account file."""
+
+import csv
+
+import dagster as dg
+import duckdb
+
+from dms_pipelines.definitions import group_sync_job
+from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.stock.store import read_stock
+
+
+def test_group_sync_runs_every_dealer_in_its_own_process(paths, settings):
+    dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers]
+    generate_group(paths.inbox, dealers, vehicles=120, seed=5, deltas=0)
+    with dg.instance_for_test() as instance:
+        run_config = {"execution": {"config": {"max_concurrent": 2}}, "ops": {"dealers_to_sync": {"config": {"dealers_per_step": 2}}}}
+        result = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config=run_config)
+        assert result.success
+        step_keys = {event.step_key for event in result.all_events if event.event_type_value == "STEP_SUCCESS"}
+        assert {"sync_dealers[leeds__york]", "sync_dealers[sheffield]", "account_files"} <= step_keys
+        processes = {event.pid for event in result.all_events if event.step_key and event.step_key.startswith("sync_dealers[")}
+        assert len(processes) >= 2  # the steps did not all run in the run's own process
+        materialised = {
+            (event.asset_key.to_user_string(), event.partition)
+            for event in result.all_events if event.event_type_value == "ASSET_MATERIALIZATION"
+        }
+        for dealer in settings.dealers:
+            assert {("dealer_stock", dealer.id), ("warehouse_tables", dealer.id), ("website_feed", dealer.id)} <= materialised
+        assert ("google_feed", None) in materialised
+        run_id = result.run_id
+
+    for dealer in settings.dealers:
+        assert len(read_stock(paths.state, dealer.id)) > 20
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        runs = db.execute("SELECT dealer_id, trigger, outcome, files, vehicles FROM sync_runs WHERE run_id = ?", [run_id]).fetchall()
+        vehicles = dict(db.execute("SELECT dealer_id, count(*) FROM stock_current GROUP BY ALL").fetchall())
+    assert {r[0] for r in runs} == {d.id for d in settings.dealers}
+    assert all(trigger == "nightly" and outcome == "ok" and files == 1 for _, trigger, outcome, files, _ in runs)
+    assert {r[0]: r[4] for r in runs} == vehicles
+    google_rows = list(csv.DictReader(open(paths.outbox / "google" / "vehicle_listings.csv", encoding="utf-8")))
+    stores = {d.marketplaces["google"].store_code for d in settings.dealers if "google" in d.marketplaces}
+    assert {r["store_code"] for r in google_rows} == stores
