@@ -34,6 +34,7 @@ dev: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100 --sold-latency
+	$(BIN)/dms-pipelines bench --vehicles 100000 --dealers 200
 
 validate: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
