@@ -189,8 +189,12 @@ def publish_dealer_warehouse(dealer_id: str, stock: pd.DataFrame, paths: DataPat
 
 def sync_dealer(
     dealer_id: str, settings: Settings, paths: DataPaths, engine: Engine, run_id: str, trigger: str, release_held: bool = False, logger=log,
+    price_reference: pd.DataFrame | None = None,
 ) -> DealerRun:
-    """Every stage for one dealer, in the order the per-dealer assets run them: land, parse, validate, stock, feeds, warehouse."""
+    """Every stage for one dealer, in the order the per-dealer assets run them: land, parse, validate, stock, feeds, warehouse.
+
+    `price_reference`: the group's stock for the price-outlier warning, when the caller already read it (see sync.validate_parsed).
+    """
     dealer = settings.dealer(dealer_id)
     if release_held:
         sync.release_held_files(engine, dealer.id, released_by=f"run {run_id}")
@@ -198,7 +202,7 @@ def sync_dealer(
     for failure in landing.failed:
         logger.error(failure)
     parsed = sync.parse_pending(dealer, paths, engine, settings.validation.max_uncompressed_mb)
-    validated = sync.validate_parsed(parsed, settings, paths, engine)
+    validated = sync.validate_parsed(parsed, settings, paths, engine, price_reference=price_reference)
     update = sync.update_stock(dealer, validated, settings, paths, engine, run_id=run_id)
     for name, reason in update.held.items():
         logger.error(f"{name} held: {reason}")

@@ -171,10 +171,18 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompre
     return [item for item in parsed if item.error] + ordered
 
 
-def validate_parsed(parsed: list[ParsedExport], settings: Settings, paths: DataPaths, engine: Engine, today: date | None = None) -> list[ValidatedExport]:
-    """Row rules on every parsed export; errors and warnings recorded in the quarantine table (replacing earlier runs' rows for the file)."""
+def validate_parsed(
+    parsed: list[ParsedExport], settings: Settings, paths: DataPaths, engine: Engine, today: date | None = None, price_reference: pd.DataFrame | None = None,
+) -> list[ValidatedExport]:
+    """Row rules on every parsed export; errors and warnings recorded in the quarantine table (replacing earlier runs' rows for the file).
+
+    `price_reference` (the group's stock, for the price-outlier warning) is read from the stock store unless given: a
+    step syncing several dealers reads it once.
+    """
     today = today or utc_now().date()
-    reference = read_price_reference(paths.state, [d.id for d in settings.dealers])
+    if not any(item.result is not None for item in parsed):
+        return []
+    reference = read_price_reference(paths.state, [d.id for d in settings.dealers]) if price_reference is None else price_reference
     validated = []
     for item in parsed:
         if item.result is None:

@@ -1,5 +1,6 @@
 """Mapping profiles: the YAML that tells an engine how a vendor's layout maps onto canonical fields."""
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -95,6 +96,14 @@ class MappingProfile(Strict):
 
 
 def load_profile(path: Path) -> MappingProfile:
+    """The profile in `path`, parsed once per process for each version of the file (a group run loads it per dealer)."""
+    stat = path.stat()
+    return _load_profile(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _load_profile(path_text: str, mtime_ns: int, size: int) -> MappingProfile:
+    path = Path(path_text)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         return MappingProfile.model_validate(raw)

@@ -7,6 +7,7 @@ import dagster as dg
 from dms_pipelines import dealer_run
 from dms_pipelines.orchestration.assets import TRIGGER_TAG, feed_metadata, google_file_metadata, stock_metadata, warehouse_metadata
 from dms_pipelines.orchestration.resources import PipelineResource
+from dms_pipelines.stock.store import read_price_reference
 
 DEALER_ASSET_FOR_FEED = {"google": "google_listings", "website": "website_feed", "meta": "meta_feed", "carsnip": "carsnip_feed", "autotrader": "autotrader_listings"}
 
@@ -42,10 +43,12 @@ def sync_dealers(context: dg.OpExecutionContext, dealer_ids: list, pipeline: Pip
     """
     trigger = context.run.tags.get(TRIGGER_TAG, "nightly")
     settings, paths, engine = pipeline.settings(), pipeline.paths(), pipeline.engine()
+    # Read once for the batch: other steps update their dealers meanwhile anyway, and the rule it serves only warns.
+    reference = read_price_reference(paths.state, [d.id for d in settings.dealers])
     results = []
     for dealer_id in dealer_ids:
         try:
-            run = dealer_run.sync_dealer(dealer_id, settings, paths, engine, context.run_id, trigger, logger=context.log)
+            run = dealer_run.sync_dealer(dealer_id, settings, paths, engine, context.run_id, trigger, logger=context.log, price_reference=reference)
         except Exception as error:  # reported with the dealer's name; the run fails at the end
             context.log.exception(f"{dealer_id}: sync failed: {type(error).__name__}: {error}")
             results.append({"dealer_id": dealer_id, "ok": False, "vehicles": 0, "error": f"{type(error).__name__}: {error}"})
