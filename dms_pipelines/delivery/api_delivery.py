@@ -73,9 +73,9 @@ def deliver(
     """Send creates, updates and removals for what changed since the marketplace's last acknowledgement."""
     report = ApiDeliveryReport()
     hashes = item_hashes(items)
-    rows = ledger.ledger_rows(engine, marketplace, dealer_id)
-    changes = diff(hashes, ledger.acknowledged_hashes(rows))
+    changes = diff(hashes, ledger.ledger_hashes(engine, marketplace, dealer_id))
     changed = set(changes.creates) | set(changes.updates)
+    rows = ledger.ledger_rows(engine, marketplace, dealer_id, keys=changed | set(changes.deletes))  # the unchanged are never read
     desired = desired_items(items[items["external_reference"].astype(str).isin(changed)]) if changed else {}
     report.unchanged = len(changes.unchanged)
     calls_before = client.calls
