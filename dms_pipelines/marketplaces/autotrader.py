@@ -5,7 +5,7 @@ import json
 import pandas as pd
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, cut_at_word, split_list
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, map_text, split_list
 
 LIFECYCLE = {"available": "FORECOURT", "reserved": "SALE_IN_PROGRESS", "in_transit": "DUE_IN", "in_preparation": "DUE_IN", "sold": "SOLD"}
 PUBLISHED_STATES = ("FORECOURT", "SALE_IN_PROGRESS")
@@ -19,7 +19,7 @@ ATTENTION_GRABBER_LIMIT = 30
 def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
     """Every vehicle Auto Trader should know about, sold ones included (they must be marked SOLD, not vanish)."""
     cars = stock.loc[stock["status"].isin(list(LIFECYCLE))].reset_index(drop=True)
-    lifecycle = cars["status"].map(LIFECYCLE).astype("string")
+    lifecycle = map_text(cars["status"], LIFECYCLE)
     selling = cars["description"].fillna("").str.split(".").str[0]
     return pd.DataFrame(
         {
@@ -27,16 +27,16 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "external_reference": cars["stock_id"],
             "lifecycle_state": lifecycle,
             "advert_status": lifecycle.isin(PUBLISHED_STATES).map({True: "PUBLISHED", False: "NOT_PUBLISHED"}).astype("string"),
-            "vehicle_type": cars["vehicle_type"].fillna("car").map(VEHICLE_TYPE).astype("string"),
+            "vehicle_type": map_text(cars["vehicle_type"].fillna("car"), VEHICLE_TYPE),
             "registration": cars["registration"],
             "make": clean_text(cars["make"]), "model": clean_text(cars["model"]), "derivative": clean_text(cars["derivative"]),
-            "fuel_type": cars["fuel_type"].map(FUEL).astype("string"),
-            "body_type": cars["body_type"].map(BODY).astype("string"),
-            "transmission_type": cars["transmission"].map(TRANSMISSION).astype("string"),
+            "fuel_type": map_text(cars["fuel_type"], FUEL),
+            "body_type": map_text(cars["body_type"], BODY),
+            "transmission_type": map_text(cars["transmission"], TRANSMISSION),
             "odometer_reading_miles": cars["mileage"].astype("Int64"),
             "first_registration_date": cars["first_registration_date"].dt.strftime("%Y-%m-%d").astype("string"),
             "amount_gbp": (cars["price"] + 0.5).apply(lambda p: int(p) if pd.notna(p) else pd.NA).astype("Int64"),
-            "attention_grabber": clean_text(selling).map(lambda v: cut_at_word(v, ATTENTION_GRABBER_LIMIT) if isinstance(v, str) else v).astype("string"),
+            "attention_grabber": clean_text(selling, ATTENTION_GRABBER_LIMIT),
             "description": clean_text(cars["description"]),
             "images": split_list(cars["image_urls"]),
             "features": split_list(cars["features"]),

@@ -5,10 +5,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_text
+from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes, one_array
 from dms_pipelines.stock.schema import LIST_SEPARATOR
 
 KEY = "_stock_id"  # every rendered frame carries the stock number under this column; never serialised
@@ -46,7 +49,16 @@ class MarketplaceSpec:
 
 def clean_text(values: pd.Series, max_length: int | None = None) -> pd.Series:
     """HTML stripped and unescaped, control characters removed, cut at a word boundary to `max_length`."""
-    text = values.astype("string").str.replace(TAGS, " ", regex=True)
+    text = values.astype("string")
+    codes, distinct = pd.factorize(text)
+    if len(distinct) * 2 < len(text):  # makes, models, colours: each distinct value is cleaned once
+        cleaned = _clean_each(pd.Series(distinct, dtype="string"), max_length)
+        return pd.Series(cleaned.array.take(codes, allow_fill=True), index=values.index)
+    return _clean_each(text, max_length)
+
+
+def _clean_each(text: pd.Series, max_length: int | None) -> pd.Series:
+    text = text.str.replace(TAGS, " ", regex=True)
     escaped = text.str.contains("&", regex=False).fillna(False).astype(bool)
     if escaped.any():
         text = text.mask(escaped, text[escaped].map(html.unescape).astype("string"))
@@ -70,7 +82,7 @@ def defuse_formula(value):
     """A cell that a spreadsheet would run as a formula gets a leading apostrophe."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
-    return value  # the vectorised twin used for whole files is formats.csv_writer.delimited_text
+    return value  # the vectorised twin used for whole files is formats.csv_writer.delimited_bytes
 
 
 def listable(stock: pd.DataFrame, account: DealerMarketplace, pending_supported: bool) -> pd.Series:
@@ -83,21 +95,89 @@ def listable(stock: pd.DataFrame, account: DealerMarketplace, pending_supported:
 def split_list(values: pd.Series) -> pd.Series:
     """Each '|'-joined cell as a Python list (an object Series, so pandas never turns the lists into arrays)."""
     cells = values.to_numpy(dtype=object, na_value=None)  # iterating an Arrow-backed Series directly is slow
-    lists = [[p for p in v.split(LIST_SEPARATOR) if p] if isinstance(v, str) else [] for v in cells]
+    lists = [list(filter(None, v.split(LIST_SEPARATOR))) if isinstance(v, str) else [] for v in cells]
     return pd.Series(lists, index=values.index, dtype="object")
+
+
+def list_parts(values: pd.Series) -> pa.LargeListArray:
+    """Each '|'-joined cell as an Arrow list of its non-empty parts (a missing cell: an empty list), no Python lists."""
+    parts = pc.split_pattern(one_array(pa.array(values.astype("string").array)), LIST_SEPARATOR)
+    flat = pc.list_flatten(parts)
+    kept = pc.not_equal(flat, "")
+    if parts.null_count == 0 and pc.all(kept).as_py():
+        return parts.cast(pa.large_list(pa.large_string()))
+    counts = np.bincount(pc.list_parent_indices(parts).filter(kept).to_numpy(), minlength=len(parts))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), flat.filter(kept).cast(pa.large_string()))
+
+
+def list_series(lists: pa.LargeListArray, index: pd.Index) -> pd.Series:
+    """An Arrow list column: each value reads back as a Python list, the column stays vectorised."""
+    return pd.Series(pd.arrays.ArrowExtensionArray(lists), index=index)
+
+
+def list_item(lists: pa.LargeListArray, position: int, index: pd.Index) -> pd.Series:
+    """The list's item at `position` per row (missing where the list is shorter)."""
+    offsets = lists.offsets.to_numpy()
+    short = np.diff(offsets) <= position
+    picks = pa.array(offsets[:-1] - offsets[0] + position, pa.int64(), mask=short)
+    return text_series(pc.take(lists.flatten(), picks), index)
+
+
+def list_joined(lists: pa.LargeListArray, separator: str, index: pd.Index, start: int = 0, stop: int | None = None) -> pd.Series:
+    """The items from `start` up to `stop` joined with `separator` per row ('' for none)."""
+    if start or stop is not None:
+        lists = pc.list_slice(lists, start, stop)
+    return text_series(pc.binary_join(lists, pa.scalar(separator, pa.large_string())), index)
+
+
+def text_series(values: pa.Array | pa.ChunkedArray, index: pd.Index) -> pd.Series:
+    return pd.Series(values, index=index, dtype="string")
+
+
+def map_text(values: pd.Series, mapping: dict[str, str]) -> pd.Series:
+    """`values.map(mapping)` as a string column (unmapped and missing values missing), by a vectorised look-up."""
+    positions = pc.index_in(one_array(pa.array(values.astype("string").array)), value_set=pa.array(list(mapping), pa.large_string()))
+    return text_series(pc.take(pa.array(list(mapping.values()), pa.large_string()), positions), values.index)
+
+
+def format_numbers(values: pd.Series, template: str) -> pd.Series:
+    """`template.format(number)` per value (missing stays missing), formatted once per distinct value."""
+    missing = values.isna().to_numpy(dtype=bool)
+    numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+    distinct, positions = np.unique(numbers.view(np.int64), return_inverse=True)  # by bit pattern: -0.0 is not 0.0
+    texts = pa.array([template.format(number) for number in distinct.view(np.float64).tolist()], pa.large_string())
+    return text_series(pc.take(texts, pa.array(positions.reshape(-1), pa.int64(), mask=missing)), values.index)
 
 
 def image_count_from(column: str) -> Callable[[pd.DataFrame], pd.Series]:
     return lambda items: items[column].map(lambda v: len(v) if isinstance(v, list) else 0)
 
 
+def list_lengths(column: pd.Series) -> pd.Series:
+    """Items per row of a list column (an Arrow list column, or an object column of lists)."""
+    if isinstance(column.dtype, pd.ArrowDtype):
+        lengths = pc.list_value_length(one_array(pa.array(column.array))).to_numpy(zero_copy_only=False)
+        return pd.Series(np.nan_to_num(lengths).astype(np.int64), index=column.index)
+    return column.map(len)
+
+
 def _join_reasons(flags: list[tuple[pd.Series, str]], index: pd.Index) -> pd.Series:
-    """'; '-joined labels of the flags set on each row, built column-wise (no per-row Python)."""
-    joined = pd.Series("", index=index, dtype="string")
-    for mask, label in flags:
-        mask = pd.Series(mask, index=index).fillna(False).astype(bool)
-        joined = joined.mask(mask, joined + "; " + label)
-    return joined.str.removeprefix("; ")
+    """'; '-joined labels of the flags set on each row, joined once per distinct combination of flags (no per-row Python)."""
+    if not flags or not len(index):
+        return pd.Series("", index=index, dtype="string")
+    matrix = np.column_stack([pd.Series(mask, index=index).fillna(False).astype(bool).to_numpy() for mask, _ in flags])
+    packed = np.packbits(matrix, axis=1, bitorder="little")
+    if packed.shape[1] <= 8:  # one integer per row: a plain sort finds the distinct combinations
+        numbers = np.pad(packed, ((0, 0), (0, 8 - packed.shape[1]))).view("<u8").reshape(-1)
+        distinct, positions = np.unique(numbers, return_inverse=True)
+        combinations = distinct.astype("<u8").view(np.uint8).reshape(-1, 8)
+    else:
+        combinations, positions = np.unique(packed, axis=0, return_inverse=True)
+    labels = [label for _, label in flags]
+    rows = np.unpackbits(combinations, axis=1, count=len(labels), bitorder="little").astype(bool)
+    texts = ["; ".join(label for label, on in zip(labels, row) if on) for row in rows]
+    return text_series(pc.take(pa.array(texts, pa.large_string()), pa.array(positions.reshape(-1), pa.int64())), index)
 
 
 def check_items(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.Series:
@@ -120,8 +200,14 @@ def check_items(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.Series:
 
 
 def _is_empty(column: pd.Series) -> pd.Series:
+    if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_large_list(column.dtype.pyarrow_dtype):
+        return list_lengths(column) == 0
     if column.dtype == object:
-        return column.map(lambda v: v is None or v is pd.NA or (isinstance(v, float) and v != v) or (hasattr(v, "__len__") and len(v) == 0)).astype(bool)
+        try:  # lists (or strings) everywhere: their lengths in one C-level pass
+            lengths = np.fromiter(map(len, column.to_numpy()), dtype=np.int64, count=len(column))
+            return pd.Series(lengths == 0, index=column.index)
+        except TypeError:  # a missing value somewhere
+            return column.map(lambda v: v is None or v is pd.NA or (isinstance(v, float) and v != v) or (hasattr(v, "__len__") and len(v) == 0)).astype(bool)
     text = column.astype("string")
     return (text.isna() | (text.str.strip() == "")).astype(bool)
 
@@ -153,7 +239,7 @@ def render_for(spec: MarketplaceSpec, stock: pd.DataFrame, dealer: Dealer, accou
 
 def to_delimited(items: pd.DataFrame, columns: list[str], delimiter: str = ",") -> bytes:
     """RFC 4180 CSV (or TSV) with formula-like cells defused; the key column is never written."""
-    return delimited_text({name: items[name] for name in columns}, delimiter, defuse_formulas=True).encode("utf-8")
+    return delimited_bytes({name: items[name] for name in columns}, delimiter, defuse_formulas=True)
 
 
 def listing_rows(rendered: Rendered) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, listable, split_list, to_delimited
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_joined, list_parts, listable, map_text, to_delimited
 
 DEALER_COLUMNS = ["Dealer_Id", "DealerName", "Postcode", "BuildingName", "BuildingNumber", "StreetName", "Locality", "Town", "Phone", "EmailAddress", "WebsiteURL"]
 VEHICLE_COLUMNS = ["Feed_Id", "Vehicle_Id", "Cap_Id", "Make", "Model", "Variant", "Year", "Price", "FullRegistration", "Mileage", "PictureRefs", "Vehicle_URL", "Colour", "FuelType", "BodyType", "Doors", "EngineSize"]
@@ -17,7 +17,7 @@ def feed_id(dealer: Dealer, account: DealerMarketplace) -> str:
 
 def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
     cars = stock.loc[listable(stock, account, pending_supported=False)].reset_index(drop=True)
-    images = split_list(cars["image_urls"])
+    images = list_parts(cars["image_urls"])
     return pd.DataFrame(
         {
             KEY: cars["stock_id"],
@@ -29,10 +29,10 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "Price": cars["price"].round().astype("Int64").astype("string"),
             "FullRegistration": cars["registration"],
             "Mileage": cars["mileage"].astype("Int64").astype("string"),
-            "PictureRefs": pd.Series([",".join(items) for items in images], index=cars.index, dtype="string").replace("", pd.NA),
+            "PictureRefs": list_joined(images, ",", cars.index).replace("", pd.NA),
             "Vehicle_URL": dealer.website.rstrip("/") + "/used-cars/" + cars["stock_id"].str.lower(),
-            "Colour": clean_text(cars["colour"]), "FuelType": cars["fuel_type"].map(FUEL).astype("string"),
-            "BodyType": cars["body_type"].map(BODY).astype("string"), "Doors": cars["doors"].astype("Int64").astype("string"),
+            "Colour": clean_text(cars["colour"]), "FuelType": map_text(cars["fuel_type"], FUEL),
+            "BodyType": map_text(cars["body_type"], BODY), "Doors": cars["doors"].astype("Int64").astype("string"),
             "EngineSize": cars["engine_size_cc"].astype("Int64").astype("string"),
         }
     )

@@ -1,9 +1,13 @@
 """Google Vehicle Listings: one CSV (or TSV) snapshot of every dealer's whole inventory, `id` always sent."""
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, listable, split_list, to_delimited
+from dms_pipelines.marketplaces.base import (
+    KEY, MarketplaceSpec, clean_text, format_numbers, list_item, list_joined, list_parts, listable, map_text, to_delimited,
+)
 
 COLUMNS = [
     "id", "store_code", "vin", "dealership_name", "dealership_address", "price", "condition", "make", "model", "trim",
@@ -21,9 +25,8 @@ def vehicle_url(dealer: Dealer, stock_id: pd.Series) -> pd.Series:
 def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
     """Rows of the feed, allowlisted: a canonical field not mapped here cannot reach Google."""
     cars = stock.loc[listable(stock, account, pending_supported=False)].reset_index(drop=True)
-    images = split_list(cars["image_urls"])
-    options = pd.Series([", ".join(o.replace(",", " ")[:256] for o in items[:MAX_OPTIONS]) for items in split_list(cars["features"])], index=cars.index, dtype="string")
-    condition = cars["condition"].map({"new": "new", "used": "used", "demo": "used"}).astype("string")
+    images = list_parts(cars["image_urls"])
+    condition = map_text(cars["condition"], {"new": "new", "used": "used", "demo": "used"})
     mileage = cars["mileage"].astype("Int64").astype("string") + " miles"
     return pd.DataFrame(
         {
@@ -33,22 +36,36 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "vin": cars["vin"],
             "dealership_name": dealer.name,
             "dealership_address": dealer.address.one_line(),
-            "price": cars["price"].map(lambda p: f"{p:.2f} GBP" if pd.notna(p) else pd.NA).astype("string"),
+            "price": format_numbers(cars["price"], "{:.2f} GBP"),
             "condition": condition,
             "make": clean_text(cars["make"], 100),
             "model": clean_text(cars["model"], 100),
             "trim": clean_text(cars["trim"], 100),
             "year": cars["year"].astype("Int64").astype("string"),
             "mileage": mileage.mask(condition == "new", mileage.fillna("0 miles")),
-            "image_link": pd.Series([items[0] if items else pd.NA for items in images], index=cars.index, dtype="string"),
-            "additional_image_link": pd.Series([",".join(items[1 : 1 + MAX_ADDITIONAL_IMAGES]) for items in images], index=cars.index, dtype="string"),
+            "image_link": list_item(images, 0, cars.index),
+            "additional_image_link": list_joined(images, ",", cars.index, 1, 1 + MAX_ADDITIONAL_IMAGES),
             "link": vehicle_url(dealer, cars["stock_id"]),
             "date_in_stock": cars["date_in_stock"].dt.strftime("%Y-%m-%d").astype("string"),
             "exterior_color": clean_text(cars["colour"], 100),
-            "vehicle_option": options,
+            "vehicle_option": vehicle_options(cars["features"]),
             "vehicle_fulfillment": "IN_STORE",
         }
     )
+
+
+def vehicle_options(features: pd.Series) -> pd.Series:
+    """Up to MAX_OPTIONS features, commas turned to spaces, each cut to 256 characters, joined with ', '."""
+    options = pc.list_slice(list_parts(features), 0, MAX_OPTIONS)
+    offsets = options.offsets
+    names = pc.utf8_slice_codeunits(pc.replace_substring(options.flatten(), ",", " "), 0, 256)
+    return list_joined(pa.LargeListArray.from_arrays(pc.subtract(offsets, offsets[0]), names), ", ", features.index)
+
+
+def _image_count(items: pd.DataFrame) -> pd.Series:
+    """Image link plus the non-empty comma-separated additional links (a leading comma makes each one count once)."""
+    additional = ("," + items["additional_image_link"].fillna("")).str.count(",[^,]").astype("int64[pyarrow]")
+    return items["image_link"].notna().astype(int) + additional
 
 
 def _rules(items: pd.DataFrame) -> pd.Series:
@@ -68,7 +85,7 @@ SPEC = MarketplaceSpec(
     max_lengths={"id": 100},
     extra_rules=_rules,
     min_images=6,
-    image_count=lambda items: items["image_link"].notna().astype(int) + items["additional_image_link"].fillna("").map(lambda v: len([p for p in v.split(",") if p])),
+    image_count=_image_count,
 )
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 from lxml import etree
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, listable, split_list, to_delimited
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, format_numbers, list_item, list_parts, listable, map_text, to_delimited
 
 MAX_IMAGES = 20
 DESCRIPTION_LIMIT = 5000
@@ -27,7 +27,7 @@ BASE_COLUMNS = [
 def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
     """One row per available or reserved vehicle, allowlisted fields only, flattened as Meta's feed spec allows."""
     cars = stock.loc[listable(stock, account, pending_supported=True)].reset_index(drop=True)
-    images = split_list(cars["image_urls"])
+    images = list_parts(cars["image_urls"])
     title = (cars["year"].astype("Int64").astype("string") + " " + cars["make"] + " " + cars["model"] + " " + cars["derivative"].fillna("")).str.strip()
     frame = pd.DataFrame(
         {
@@ -38,15 +38,15 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "url": dealer.website.rstrip("/") + "/used-cars/" + cars["stock_id"].str.lower(),
             "make": clean_text(cars["make"]), "model": clean_text(cars["model"]),
             "year": cars["year"].astype("Int64").astype("string"),
-            "body_style": cars["body_type"].map(BODY_STYLES).astype("string"),
+            "body_style": map_text(cars["body_type"], BODY_STYLES),
             "exterior_color": clean_text(cars["colour"]),
-            "state_of_vehicle": cars["condition"].map(STATE_OF_VEHICLE).astype("string"),
-            "fuel_type": cars["fuel_type"].map(FUEL_TYPES).astype("string"),
-            "transmission": cars["transmission"].map(TRANSMISSIONS).astype("string"),
+            "state_of_vehicle": map_text(cars["condition"], STATE_OF_VEHICLE),
+            "fuel_type": map_text(cars["fuel_type"], FUEL_TYPES),
+            "transmission": map_text(cars["transmission"], TRANSMISSIONS),
             "mileage.value": cars["mileage"].astype("Int64").astype("string"),
             "mileage.unit": "MILES",
-            "price": cars["price"].map(lambda p: f"{p:.0f} GBP" if pd.notna(p) else pd.NA).astype("string"),
-            "availability": cars["status"].map(AVAILABILITY).astype("string"),
+            "price": format_numbers(cars["price"], "{:.0f} GBP"),
+            "availability": map_text(cars["status"], AVAILABILITY),
             "vin": cars["vin"],
             "trim": clean_text(cars["trim"]),
             "date_first_on_lot": cars["date_in_stock"].dt.strftime("%Y-%m-%d").astype("string"),
@@ -61,7 +61,7 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
         }
     )
     for n in range(MAX_IMAGES):
-        frame[f"image[{n}].url"] = pd.Series([items[n] if len(items) > n else pd.NA for items in images], dtype="string")
+        frame[f"image[{n}].url"] = list_item(images, n, cars.index)
     return frame
 
 

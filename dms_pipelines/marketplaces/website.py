@@ -2,11 +2,16 @@
 
 import json
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, listable, split_list
+from dms_pipelines.formats.csv_writer import holds_any_byte, one_array
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable
 
+ESCAPED = r'[\x00-\x1f"\\]'  # what JSON escapes (ensure_ascii=False): control characters, quote, backslash
 PUBLIC_FIELDS = [
     "registration", "make", "model", "derivative", "trim", "body_type", "fuel_type", "transmission", "colour", "doors",
     "seats", "engine_size_cc", "co2_gkm", "euro_standard", "condition", "year", "mileage", "vehicle_type",
@@ -26,8 +31,8 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
     frame["price_reduced_gbp"] = (cars["previous_price"] - cars["price"]).where(cars["previous_price"] > cars["price"])
     frame["vat_status"] = cars["vat_status"]
     frame["description"] = clean_text(cars["description"])
-    frame["features"] = split_list(cars["features"])
-    frame["images"] = split_list(cars["image_urls"])
+    frame["features"] = list_series(list_parts(cars["features"]), cars.index)  # Arrow lists: each value still reads as a list
+    frame["images"] = list_series(list_parts(cars["image_urls"]), cars.index)
     frame["url"] = dealer.website.rstrip("/") + "/used-cars/" + cars["stock_id"].str.lower()
     return frame
 
@@ -39,29 +44,87 @@ SPEC = MarketplaceSpec(
     required=("stock_id", "make", "model", "price_gbp", "status"),
     recommended=("registration", "derivative", "mileage", "year", "description", "features", "images", "colour", "fuel_type", "transmission"),
     min_images=6,
-    image_count=lambda items: items["images"].map(len),
+    image_count=lambda items: list_lengths(items["images"]),
 )
 
 
 def serialise(items: pd.DataFrame, dealer: Dealer) -> bytes:
     """One JSON document per dealer; no timestamps inside, so unchanged stock gives identical bytes."""
     ordered = items.drop(columns=[KEY]).sort_values("stock_id", kind="stable")
-    columns = {name: _python_values(ordered[name]) for name in ordered.columns}
-    names = list(columns)
-    vehicles = [dict(zip(names, row)) for row in zip(*columns.values())]
     document = {
         "dealer": {"id": dealer.id, "name": dealer.name, "address": dealer.address.model_dump(), "phone": dealer.phone, "website": dealer.website},
-        "vehicle_count": len(vehicles),
-        "vehicles": vehicles,
+        "vehicle_count": len(ordered),
+        "vehicles": [],
     }
-    # No indent: the C encoder is many times faster, and the feed is read by programs.
-    return (json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    # No indent: the feed is read by programs. The vehicles are written column-wise as JSON text and spliced into "[]".
+    shell = _dumps(document)
+    if not len(ordered):
+        return (shell + "\n").encode("utf-8")
+    pieces: list = []
+    for position, name in enumerate(ordered.columns):
+        pieces += [_large(("{" if position == 0 else ",") + _dumps(name) + ":"), _json_values(ordered[name])]
+    vehicles = pc.binary_join_element_wise(*pieces, _large("}"), _large(""))
+    body = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(vehicles)], pa.int64()), vehicles), _large(","))[0]
+    head, tail = shell[: -len("]}")], shell[-len("]}") :]
+    return b"".join([head.encode("utf-8"), body.as_buffer(), (tail + "\n").encode("utf-8")])
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _large(text: str) -> pa.Scalar:
+    return pa.scalar(text, pa.large_string())
+
+
+def _json_values(column: pd.Series) -> pa.Array:
+    """Each value of the column as the JSON text `json.dumps` would write for it."""
+    if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_large_list(column.dtype.pyarrow_dtype):
+        return _json_lists(one_array(pa.array(column.array)))
+    if str(column.dtype) == "Int64":
+        return pc.fill_null(one_array(pa.array(column.array)).cast(pa.large_string()), _large("null"))
+    if str(column.dtype) == "Float64":  # Python's own float text, produced once per distinct value
+        numbers = column.to_numpy(dtype="float64", na_value=np.nan)
+        distinct, positions = np.unique(numbers.view(np.int64), return_inverse=True)
+        texts = pa.array([_dumps(number) for number in distinct.view(np.float64).tolist()], pa.large_string())
+        return pc.fill_null(pc.take(texts, pa.array(positions.reshape(-1), pa.int64(), mask=column.isna().to_numpy(dtype=bool))), _large("null"))
+    if column.dtype == object or str(column.dtype) == "boolean":
+        return pa.array([_dumps(value) for value in _python_values(column)], pa.large_string())
+    return _json_strings(one_array(pa.array(column.astype("string").array)))
+
+
+def _json_lists(lists: pa.LargeListArray) -> pa.Array:
+    """Lists of strings as JSON arrays; a list with a string that needs escaping goes through json."""
+    lengths = pc.fill_null(pc.list_value_length(lists), 0)
+    text = pc.binary_join_element_wise(_large('["'), pc.binary_join(lists, _large('","')), _large('"]'), _large(""))
+    text = pc.if_else(pc.equal(lengths, 0), _large("[]"), text)
+    if _needs_escaping(lists.flatten()):
+        rows = pc.list_parent_indices(lists).filter(pc.fill_null(pc.match_substring_regex(lists.flatten(), ESCAPED), False))
+        escape = np.zeros(len(lists), dtype=bool)
+        escape[rows.to_numpy()] = True
+        text = pc.replace_with_mask(text, pa.array(escape), pa.array([_dumps(value) for value in lists.filter(pa.array(escape)).to_pylist()], pa.large_string()))
+    return pc.if_else(lists.is_null(), _large("null"), text)
+
+
+def _json_strings(text: pa.Array) -> pa.Array:
+    """Strings as JSON string literals ('null' for missing); values with a quote, backslash or control character go through json."""
+    text = text.cast(pa.large_string())
+    quoted = pc.binary_join_element_wise(_large('"'), text, _large('"'), _large(""))
+    if not _needs_escaping(text):
+        return pc.fill_null(quoted, _large("null"))
+    escape = pc.fill_null(pc.match_substring_regex(text, ESCAPED), False)
+    if pc.any(escape).as_py():
+        escaped = pa.array([_dumps(value) for value in text.filter(escape).to_pylist()], pa.large_string())
+        quoted = pc.replace_with_mask(quoted, escape, escaped)
+    return pc.fill_null(quoted, _large("null"))
+
+
+def _needs_escaping(text: pa.Array) -> bool:
+    return holds_any_byte(text, b'"\\', below=0x20)
 
 
 def _python_values(column: pd.Series) -> list:
-    """Plain Python values (None for missing) so the C JSON encoder takes them."""
+    """Plain Python values (None for missing) so the JSON encoder takes them."""
     if column.dtype == object:
         return [None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v for v in column.tolist()]
-    if str(column.dtype) in ("Int64", "Float64", "boolean"):
-        return column.to_numpy(dtype=object, na_value=None).tolist()
-    return column.astype("string").to_numpy(dtype=object, na_value=None).tolist()
+    return column.to_numpy(dtype=object, na_value=None).tolist()
