@@ -2,11 +2,14 @@
 
 import csv
 import io
+import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from lxml import etree
 
@@ -18,6 +21,11 @@ from dms_pipelines.sources.compressed import CompressedFileError, decompress, is
 
 
 DEFAULT_MAX_UNCOMPRESSED = 2 << 30
+# Ends each scalar field in a record's joined text (XPath literals cannot hold control characters). Latin-1, so the
+# joined text of a Latin-1 record stays one byte a character; a record whose text holds it is read field by field.
+FIELD_END = "\u00a4\u00b6"
+ELEMENT_PATH = re.compile(r"(?:[A-Za-z_][\w.-]*:)?[A-Za-z_][\w.-]*(?:/(?:[A-Za-z_][\w.-]*:)?[A-Za-z_][\w.-]*)*")  # child steps only
+NOT_WHITESPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]")  # bytes.strip()'s whitespace; searching copies nothing
 
 
 def read_export(path: Path, profile: MappingProfile, dealer_id: str, file_name: str | None = None, max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED) -> ParseResult:
@@ -35,15 +43,15 @@ def read_export(path: Path, profile: MappingProfile, dealer_id: str, file_name: 
     return _read_xml(path, profile, dealer_id, file_name)
 
 
-def _utf8_bytes(data: bytes, profile: MappingProfile, file_name: str) -> tuple[bytes, str]:
+def _utf8_bytes(data: bytes, profile: MappingProfile, file_name: str) -> tuple[memoryview, str]:
     try:
         encoding = detect_encoding(data) if profile.encoding == "auto" else profile.encoding
         if encoding == "utf-8":
-            return data, encoding
+            return memoryview(data), encoding
         if encoding == "utf-8-sig":
-            return data[3:], encoding
+            return memoryview(data)[3:], encoding  # a view: no copy of the whole file
         text, encoding = decode(data, encoding)
-        return text.encode("utf-8"), encoding
+        return memoryview(text.encode("utf-8")), encoding
     except (DecodingError, LookupError) as error:
         raise MappingError(f"{file_name}: cannot decode: {error}") from None
 
@@ -51,9 +59,9 @@ def _utf8_bytes(data: bytes, profile: MappingProfile, file_name: str) -> tuple[b
 def _read_csv(path: Path, profile: MappingProfile, dealer_id: str, file_name: str) -> ParseResult:
     dialect = profile.csv
     data, encoding = _utf8_bytes(path.read_bytes(), profile, file_name)
-    if not data.strip():
+    if not NOT_WHITESPACE.search(data):
         raise MappingError(f"{file_name}: empty file (no header, no rows)")
-    header_reader = csv.reader(io.StringIO(data[: 1 << 16].decode("utf-8", errors="replace"), newline=""), delimiter=dialect.delimiter, quotechar=dialect.quotechar)
+    header_reader = csv.reader(io.StringIO(bytes(data[: 1 << 16]).decode("utf-8", errors="replace"), newline=""), delimiter=dialect.delimiter, quotechar=dialect.quotechar)
     try:
         header = [name.strip() for name in next(header_reader)]
     except csv.Error as error:
@@ -80,7 +88,7 @@ def _read_csv(path: Path, profile: MappingProfile, dealer_id: str, file_name: st
 
     try:
         table = pacsv.read_csv(
-            io.BytesIO(data),
+            pa.BufferReader(pa.py_buffer(data)),
             read_options=pacsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1, block_size=1 << 24),
             parse_options=pacsv.ParseOptions(
                 delimiter=dialect.delimiter,
@@ -100,12 +108,12 @@ def _read_csv(path: Path, profile: MappingProfile, dealer_id: str, file_name: st
     except (pa.ArrowInvalid, pa.ArrowException) as error:
         raise MappingError(f"{file_name}: not readable as '{dialect.delimiter}'-delimited CSV: {error}") from None
 
-    bad_numbers = {number for number, _, _ in invalid}
     total = table.num_rows + len(invalid)
-    good_numbers = pd.Series([n for n in range(1, total + 1) if n not in bad_numbers], dtype="Int64") if invalid else pd.Series(range(1, total + 1), dtype="Int64")
-    raw = pd.DataFrame(
-        {canonical: table.column(m.column).to_pandas(types_mapper=pd.ArrowDtype).astype("string") for canonical, m in profile.fields.items() if m.column in header}
-    )
+    numbers = np.arange(1, total + 1)
+    if invalid:
+        numbers = numbers[~np.isin(numbers, [number for number, _, _ in invalid])]
+    good_numbers = pd.Series(numbers, dtype="Int64")
+    raw = {canonical: table.column(m.column) for canonical, m in profile.fields.items() if m.column in header}
     rows, issues = map_to_canonical(raw, good_numbers, profile, dealer_id, file_name)
     if invalid:
         stock_column = header.index(profile.fields["stock_id"].column) if "stock_id" in profile.fields else None
@@ -137,21 +145,33 @@ def _read_xml(path: Path, profile: MappingProfile, dealer_id: str, file_name: st
         for canonical, m in profile.fields.items()
         if m.type != "list"
     }
+    # One XPath call per record for every scalar field (each one's string() followed by FIELD_END) instead of one each.
+    record_text = etree.XPath(
+        "concat(" + ", ".join(f"string({m.xpath}), '{FIELD_END}'" for m in profile.fields.values() if m.type != "list") + ", '')",
+        namespaces=layout.namespaces,
+        smart_strings=False,
+    ) if scalar else None
     multiple = {
-        canonical: (etree.XPath(m.xpath, namespaces=layout.namespaces, smart_strings=False), m.separator or ",")
+        canonical: (etree.XPath(_item_texts(m.xpath), namespaces=layout.namespaces, smart_strings=False), m.separator or ",")
         for canonical, m in profile.fields.items()
         if m.type == "list"
     }
-    values: dict[str, list] = {name: [] for name in list(scalar) + list(multiple)}
+    records: list[str] = []
+    read_alone: dict[int, list[str]] = {}  # records whose text holds FIELD_END, read field by field
+    lists: dict[str, list] = {name: [] for name in multiple}
     count = 0
     try:
         for _, element in iter_records(path, tag):
+            if record_text is not None:
+                text = record_text(element)
+                if text.count(FIELD_END) != len(scalar):
+                    read_alone[count] = [xpath(element) for xpath in scalar.values()]
+                    text = FIELD_END * len(scalar)
+                records.append(text)
             count += 1
-            for name, xpath in scalar.items():
-                values[name].append(xpath(element))
             for name, (xpath, separator) in multiple.items():
                 items = [(n if isinstance(n, str) else (n.text or "")).strip() for n in xpath(element)]
-                values[name].append(separator.join(i for i in items if i))
+                lists[name].append(separator.join(i for i in items if i))
             element.clear(keep_tail=False)
             parent = element.getparent()
             while parent is not None and element.getprevious() is not None:
@@ -162,6 +182,27 @@ def _read_xml(path: Path, profile: MappingProfile, dealer_id: str, file_name: st
         raise MappingError(f"{file_name}: malformed XML at line {error.lineno}: {error.msg} (after {count} records)") from None
     if count == 0:
         raise MappingError(f"{file_name}: no <{layout.record}> records found (namespace {layout.namespaces.get(prefix, 'none')}); wrong layout or namespace?")
-    raw = pd.DataFrame({name: pd.Series(column, dtype="string") for name, column in values.items()})
+    raw = _scalar_columns(records, list(scalar), read_alone) if scalar else {}
+    raw.update({name: pa.array(column, type=pa.large_string()) for name, column in lists.items()})
     rows, issues = map_to_canonical(raw, pd.Series(range(1, count + 1), dtype="Int64"), profile, dealer_id, file_name)
     return ParseResult(file_name, rows, issues, count, "utf-8", [])
+
+
+def _item_texts(xpath: str) -> str:
+    """For a plain element path, the path to each element's leading text node: what lxml's .text reads (comments and
+    CDATA are gone at parse time, so it is one text node), without building an element object per list item."""
+    return f"{xpath}/node()[1][self::text()]" if ELEMENT_PATH.fullmatch(xpath) else xpath
+
+
+def _scalar_columns(records: list[str], names: list[str], read_alone: dict[int, list[str]]) -> dict[str, pa.Array]:
+    """Split each record's FIELD_END-terminated text into one column per field, in Arrow."""
+    parts = pc.split_pattern(pa.array(records, type=pa.large_string()), FIELD_END).flatten()
+    width = len(names) + 1  # the text ends with FIELD_END, so the last part is always empty
+    columns = {name: parts.take(pa.array(np.arange(index, len(parts), width))) for index, name in enumerate(names)}
+    if read_alone:
+        for index, name in enumerate(names):
+            values = columns[name].to_pylist()
+            for number, fields in read_alone.items():
+                values[number] = fields[index]
+            columns[name] = pa.array(values, type=pa.large_string())
+    return columns

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dms_pipelines.formats.profile import FieldMapping, MappingProfile
 from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR, coerce_to_schema
@@ -12,9 +14,27 @@ from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR, coerce_to_
 ISSUE_COLUMNS = ["source_row", "stock_id", "field", "rule", "value", "severity", "message"]
 TRUE_WORDS = {"1", "y", "yes", "true", "t"}
 FALSE_WORDS = {"0", "n", "no", "false", "f"}
-# Plain pattern strings without \s keep pandas on its vectorised Arrow (RE2) path instead of Python's re per value.
-SPACE = "[ \t\r\n\u00a0]"
-MONEY_NOISE = r"[£, \t\u00a0]|GBP|gbp"
+# Patterns for Arrow's RE2 engine, written with literal characters (no \s, no \u escapes) so that they match exactly
+# what Python's re would: ASCII classes and plain alternatives only.
+SPACE_CHARACTERS = " \t\r\n\u00a0"
+SPACE = f"[{SPACE_CHARACTERS}]"
+SPACE_FIRST_BYTES = [char.encode()[0] for char in SPACE_CHARACTERS]
+SPACE_LAST_BYTES = [char.encode()[-1] for char in SPACE_CHARACTERS]
+# Bytes that never begin or end whitespace (printable ASCII): a string with them at both ends needs no trimming.
+PRINTABLE_ASCII = np.zeros(256, dtype=bool)
+PRINTABLE_ASCII[0x21:0x7F] = True
+NOT_LIST_EDGE = PRINTABLE_ASCII.copy()
+NOT_LIST_EDGE[[ord(char) for char in LIST_SEPARATOR + " "]] = False
+MONEY_NOISE = "[£, \t\u00a0]|GBP|gbp"
+# Numbers that pandas' parser and Arrow's cast both read to the same float64 whatever else is in the column: at most
+# 15 digits (exact as a double, one correctly rounded division at most) and no integer "-0" (pandas reads it as the
+# integer 0 in a column of integers, Arrow as -0.0). A column holding anything else is read by pandas as before.
+PLAIN_NUMBER = r"^(?:-?[0-9]+\.[0-9]+|[0-9]+|-[0-9]*[1-9][0-9]*)$"
+PLAIN_MAX_BYTES = 16
+# Date formats read in Arrow when every directive is a fixed-width number; other values and formats go to pandas.
+DATE_DIRECTIVES = {"d": 2, "m": 2, "y": 2, "Y": 4}
+# datetime64[ns] covers 1677-09-21 to 2262-04-11; years outside the inner whole years are left to pandas.
+FAST_YEARS = (1678, 2261)
 
 
 class MappingError(Exception):
@@ -37,63 +57,230 @@ def empty_issues() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="Int64" if c == "source_row" else "string") for c in ISSUE_COLUMNS})
 
 
-def _blank(values: pd.Series) -> pd.Series:
-    return values.isna() | (values.str.strip() == "")
+def _strings(values: pa.ChunkedArray | pa.Array) -> pd.Series:
+    return pd.Series(pd.arrays.ArrowStringArray(values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])))
 
 
-def _convert(values: pd.Series, mapping: FieldMapping, canonical: str) -> tuple[pd.Series, pd.Series, str]:
+def _mask(values: pa.ChunkedArray, hidden: np.ndarray) -> pa.ChunkedArray:
+    """`values` with nulls where `hidden` is true."""
+    if not hidden.any():
+        return values
+    return pc.if_else(pa.array(hidden), pa.scalar(None, values.type), values)
+
+
+def _blank(text: pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), True).to_numpy()
+
+
+def _numbers(text: pa.ChunkedArray, blank: np.ndarray, kind: str) -> pd.Series:
+    """What pd.to_numeric(errors="coerce") gives for the cleaned non-blank values (blank ones are None)."""
+    cleaned = pc.replace_substring_regex(text, MONEY_NOISE, "") if kind == "money" else pc.replace_substring(text, ",", "")
+    present = ~blank
+    plain = pc.and_(pc.match_substring_regex(cleaned, PLAIN_NUMBER), pc.less_equal(pc.binary_length(cleaned), PLAIN_MAX_BYTES))
+    plain = pc.fill_null(plain, False).to_numpy()
+    if (plain | blank).all():
+        numbers = np.full(len(blank), np.nan)
+        numbers[present] = pc.cast(pc.filter(cleaned, pa.array(present)), pa.float64()).to_numpy()
+        return pd.Series(numbers)
+    objects = np.asarray(cleaned.to_pylist(), dtype=object)
+    objects[blank] = None
+    return pd.to_numeric(pd.Series(objects), errors="coerce")
+
+
+def _date_layout(fmt: str) -> tuple[str, dict[str, int]] | None:
+    """For a format of fixed-width numbers and literal separators, a matching RE2 pattern and each directive's offset."""
+    pattern, offsets, position, index = "^", {}, 0, 0
+    while index < len(fmt):
+        char = fmt[index]
+        if char == "%":
+            directive = fmt[index + 1 : index + 2]
+            if directive not in DATE_DIRECTIVES or directive.lower() in {d.lower() for d in offsets}:
+                return None
+            offsets[directive] = position
+            pattern += f"[0-9]{{{DATE_DIRECTIVES[directive]}}}"
+            position += DATE_DIRECTIVES[directive]
+            index += 2
+        elif char.isdigit() or not char.isascii() or char.isspace():
+            return None
+        else:
+            pattern += re.escape(char)
+            position += 1
+            index += 1
+    if {d.lower() for d in offsets} != {"d", "m", "y"}:
+        return None
+    return pattern + "$", offsets
+
+
+def _fixed_width_dates(text: pa.ChunkedArray, offsets: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """datetime64[ns] of strictly matching strings, NaT where the day or month does not exist (as strptime refuses),
+    and whether each year lies inside FAST_YEARS (the others are left to pandas)."""
+
+    def number(directive: str) -> np.ndarray:
+        start = offsets[directive]
+        digits = pc.utf8_slice_codeunits(text, start, start + DATE_DIRECTIVES[directive])
+        return pc.cast(digits, pa.int64()).to_numpy().astype(np.int64)
+
+    if "Y" in offsets:
+        year = number("Y")
+    else:
+        short = number("y")
+        year = np.where(short <= 68, 2000 + short, 1900 + short)  # strptime's pivot for %y
+    in_range = (year >= FAST_YEARS[0]) & (year <= FAST_YEARS[1])
+    year = np.where(in_range, year, 2000)
+    month, day = number("m"), number("d")
+    valid = in_range & (month >= 1) & (month <= 12) & (day >= 1)
+    month_start = ((year - 1970) * 12 + np.clip(month, 1, 12) - 1).astype("datetime64[M]")
+    days_in_month = ((month_start + 1).astype("datetime64[D]") - month_start.astype("datetime64[D]")).astype(np.int64)
+    valid &= day <= days_in_month
+    dates = (month_start.astype("datetime64[D]") + (np.clip(day, 1, 31) - 1)).astype("datetime64[ns]")
+    return np.where(valid, dates, np.datetime64("NaT", "ns")), in_range
+
+
+def _dates(text: pa.ChunkedArray, blank: np.ndarray, formats: list[str]) -> np.ndarray:
+    """Each value read with the first format that fits, as pd.to_datetime(format=..., errors="coerce") reads it."""
+    result = np.full(len(blank), np.datetime64("NaT", "ns"))
+    for fmt in formats:
+        todo = np.isnat(result) & ~blank
+        if not todo.any():
+            break
+        layout = _date_layout(fmt)
+        fast = np.zeros(len(blank), dtype=bool)
+        if layout is not None:
+            pattern, offsets = layout
+            fast = todo & pc.fill_null(pc.match_substring_regex(text, pattern), False).to_numpy()
+            if fast.any():
+                dates, in_range = _fixed_width_dates(pc.filter(text, pa.array(fast)), offsets)
+                fast[np.flatnonzero(fast)[~in_range]] = False
+                result[fast] = dates[in_range]
+        rest = todo & ~fast
+        if rest.any():
+            values = pd.Series(pc.filter(text, pa.array(rest)).to_pylist(), dtype=object)
+            result[rest] = pd.to_datetime(values, format=fmt, errors="coerce").astype("datetime64[ns]").to_numpy()
+    return result
+
+
+def _patch(values: pa.ChunkedArray, rows: np.ndarray, replacement: pa.Array) -> pa.ChunkedArray:
+    """`values` with the values at positions `rows` replaced, in order, by `replacement`."""
+    index = np.arange(len(values))
+    index[rows] = len(values) + np.arange(len(rows))
+    return pa.chunked_array(values.chunks + [replacement.cast(values.type)]).take(pa.array(index))
+
+
+def _buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's offsets (for its own slice) and data bytes, as numpy views."""
+    _, offsets_buffer, data_buffer = chunk.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
+    return offsets[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64), data
+
+
+def _edges_within(chunk: pa.Array, allowed: np.ndarray) -> bool:
+    """Whether the first and last byte of every non-empty string is one of `allowed` (a 256-entry truth table)."""
+    offsets, data = _buffers(chunk)
+    nonempty = offsets[1:] > offsets[:-1]
+    if not nonempty.any():
+        return True
+    return bool(allowed[data[offsets[:-1][nonempty]]].all() and allowed[data[offsets[1:][nonempty] - 1]].all())
+
+
+def _trim_chunks(values: pa.ChunkedArray, trim, untouched: np.ndarray) -> pa.ChunkedArray:
+    """`trim` applied to each chunk, except chunks whose strings all begin and end with bytes it leaves alone: those
+    are kept as they are, which saves copying every column of a large export once more."""
+    return pa.chunked_array([chunk if _edges_within(chunk, untouched) else trim(chunk) for chunk in values.chunks], type=values.type)
+
+
+def _swap_separator(chunk: pa.Array, separator: int) -> tuple[pa.Array, np.ndarray]:
+    """`chunk` with every `separator` byte made LIST_SEPARATOR's, and the rows where a separator touches whitespace
+    or another separator (judged by neighbouring bytes, so possibly a few more rows than that)."""
+    offsets, data = _buffers(chunk)
+    if offsets[-1] == offsets[0]:
+        return chunk, np.zeros(0, dtype=np.int64)
+    found = np.flatnonzero(data[offsets[0] : offsets[-1]] == separator) + offsets[0]
+    swapped = data.copy()
+    swapped[found] = ord(LIST_SEPARATOR)
+    before = data[np.maximum(found - 1, 0)]
+    after = data[np.minimum(found + 1, len(data) - 1)]
+    touching = np.isin(before, SPACE_LAST_BYTES + [separator]) | np.isin(after, SPACE_FIRST_BYTES + [separator])
+    rows = np.unique(np.searchsorted(offsets, found[touching], side="right") - 1)
+    validity, offsets_buffer, _ = chunk.buffers()
+    result = pa.Array.from_buffers(chunk.type, len(chunk), [validity, offsets_buffer, pa.py_buffer(swapped)], chunk.null_count, chunk.offset)
+    return result, rows
+
+
+def _list(text: pa.ChunkedArray, separator: str) -> pa.ChunkedArray:
+    """Items joined by LIST_SEPARATOR, the whitespace around separators and empty items dropped."""
+    pattern = rf"{SPACE}*(?:{re.escape(separator)}{SPACE}*)+"
+    if not (len(separator) == 1 and separator.isascii() and len(LIST_SEPARATOR) == 1):
+        joined = pc.replace_substring_regex(text, pattern, LIST_SEPARATOR)
+    else:
+        # Where no separator touches whitespace or another separator, each match of the pattern is the separator
+        # alone: a byte swap does the work, and the pattern runs only on the other rows.
+        chunks, irregular, start = [], [], 0
+        for chunk in text.chunks:
+            swapped, rows = _swap_separator(chunk, ord(separator))
+            chunks.append(swapped)
+            irregular.append(rows + start)
+            start += len(chunk)
+        joined = pa.chunked_array(chunks, type=text.type)
+        rows = np.concatenate(irregular) if irregular else np.zeros(0, dtype=np.int64)
+        if rows.size:
+            joined = _patch(joined, rows, pc.replace_substring_regex(text.take(pa.array(rows)), pattern, LIST_SEPARATOR).combine_chunks())
+    # the trimmed characters are ASCII, so trimming bytes is trimming characters (and much faster)
+    return _trim_chunks(joined, lambda chunk: pc.ascii_trim(chunk, characters=LIST_SEPARATOR + " "), NOT_LIST_EDGE)
+
+
+def _convert(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str) -> tuple[pd.Series, np.ndarray, str]:
     """The converted series, a mask of values that failed, and the rule name for failures."""
-    text = values.astype("string").str.strip()
-    blank = _blank(text)
+    text = _trim_chunks(values, pc.utf8_trim_whitespace, PRINTABLE_ASCII)
+    blank = pc.is_null(text).to_numpy(zero_copy_only=False) | pc.fill_null(pc.equal(text, ""), False).to_numpy()
     if mapping.default is not None:
-        text = text.mask(blank, mapping.default)
+        text = pc.if_else(pa.array(blank), pa.scalar(mapping.default, text.type), text)
         blank = _blank(text)
+    no_failures = np.zeros(len(blank), dtype=bool)
     if mapping.map is not None:
         lookup = {key.strip().lower(): value for key, value in mapping.map.items()}
-        mapped = text.str.lower().map(lookup).astype("string")
-        failed = ~blank & mapped.isna()
-        return mapped, failed, "unknown_value"
+        found = pc.index_in(pc.utf8_lower(text), value_set=pa.array(list(lookup), type=text.type))
+        mapped = pa.array(list(lookup.values()), type=text.type).take(found)
+        failed = ~blank & pc.is_null(mapped).to_numpy(zero_copy_only=False)
+        return _strings(mapped), failed, "unknown_value"
     kind = mapping.type
     if kind in ("integer", "decimal", "money"):
-        cleaned = text.str.replace(MONEY_NOISE, "", regex=True) if kind == "money" else text.str.replace(",", "", regex=False)
-        numbers = pd.to_numeric(cleaned.astype(object).where(~blank, None), errors="coerce")
+        numbers = _numbers(text, blank, kind)
         if kind == "integer":
             non_integral = numbers.notna() & (numbers != np.floor(numbers.fillna(0)))
             numbers = numbers.mask(non_integral)
-        failed = ~blank & pd.Series(numbers, index=text.index).isna()
+        failed = ~blank & numbers.isna().to_numpy()
         dtype = "Int64" if FIELD_BY_NAME[canonical].dtype == "Int64" else "Float64"
-        return pd.Series(numbers, index=text.index).astype(dtype), failed, "not_a_number"
+        return numbers.astype(dtype), failed, "not_a_number"
     if kind == "date":
-        result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-        for fmt in mapping.formats or ["%Y-%m-%d"]:
-            todo = result.isna() & ~blank
-            if not todo.any():
-                break
-            parsed = pd.to_datetime(text[todo].astype(object), format=fmt, errors="coerce")
-            result.loc[todo] = parsed.astype("datetime64[ns]")
-        return result, ~blank & result.isna(), "not_a_date"
+        result = _dates(text, blank, mapping.formats or ["%Y-%m-%d"])
+        return pd.Series(result, dtype="datetime64[ns]"), ~blank & np.isnat(result), "not_a_date"
     if kind == "boolean":
-        lowered = text.str.lower()
-        result = pd.Series(pd.NA, index=text.index, dtype="boolean")
+        lowered = _strings(pc.utf8_lower(text))
+        result = pd.Series(pd.NA, index=lowered.index, dtype="boolean")
         result[lowered.isin(TRUE_WORDS).fillna(False)] = True
         result[lowered.isin(FALSE_WORDS).fillna(False)] = False
-        return result, ~blank & result.isna(), "not_a_boolean"
+        return result, ~blank & result.isna().to_numpy(), "not_a_boolean"
     if kind == "list":
-        separator = re.escape(mapping.separator or ",")
-        joined = text.str.replace(rf"{SPACE}*(?:{separator}{SPACE}*)+", LIST_SEPARATOR, regex=True).str.strip(LIST_SEPARATOR + " ")
-        return joined.mask(blank | (joined == "")), pd.Series(False, index=text.index), "list"
+        joined = _list(text, mapping.separator or ",")
+        empty = pc.fill_null(pc.equal(joined, ""), False).to_numpy()
+        return _strings(_mask(joined, blank | empty)), no_failures, "list"
     if kind == "registration":
-        return text.str.upper().str.replace(f"{SPACE}+", "", regex=True).mask(blank), pd.Series(False, index=text.index), "registration"
-    return text.mask(blank), pd.Series(False, index=text.index), "string"
+        plate = pc.replace_substring_regex(pc.utf8_upper(text), f"{SPACE}+", "")
+        return _strings(_mask(plate, blank)), no_failures, "registration"
+    return _strings(_mask(text, blank)), no_failures, "string"
 
 
 def map_to_canonical(
-    raw: pd.DataFrame, source_rows: pd.Series, profile: MappingProfile, dealer_id: str, file_name: str
+    raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, profile: MappingProfile, dealer_id: str, file_name: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Canonical rows and value-level issues from raw strings keyed by canonical field name."""
+    """Canonical rows and value-level issues from raw strings (Arrow arrays) keyed by canonical field name."""
+    count = len(source_rows)
+    raw = {name: values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values]) for name, values in raw.items()}
+    index = pd.RangeIndex(count)
+    stock_ids = _strings(_trim_chunks(raw["stock_id"], pc.utf8_trim_whitespace, PRINTABLE_ASCII)) if "stock_id" in raw else pd.Series(pd.NA, index=index, dtype="string")
     columns: dict[str, pd.Series] = {}
     problems = []
-    stock_ids = raw["stock_id"].astype("string").str.strip() if "stock_id" in raw else pd.Series(pd.NA, index=raw.index, dtype="string")
     for canonical, mapping in profile.fields.items():
         if canonical not in raw:
             continue
@@ -102,12 +289,13 @@ def map_to_canonical(
         if failed.any():
             field_spec = FIELD_BY_NAME[canonical]
             severity = "error" if field_spec.required or rule != "unknown_value" else "warning"
-            bad = raw.loc[failed, canonical].astype("string")
+            rows = np.flatnonzero(failed)
+            bad = pd.Series(_strings(raw[canonical].take(pa.array(rows))).array, index=rows)
             problems.append(
                 pd.DataFrame(
                     {
-                        "source_row": source_rows[failed].astype("Int64"),
-                        "stock_id": stock_ids[failed],
+                        "source_row": source_rows.iloc[rows].astype("Int64"),
+                        "stock_id": stock_ids.iloc[rows],
                         "field": canonical,
                         "rule": rule,
                         "value": bad.str.slice(0, 200),
@@ -117,8 +305,8 @@ def map_to_canonical(
                 )
             )
     for canonical, value in profile.constants.items():
-        columns[canonical] = pd.Series(value, index=raw.index, dtype="string")
-    frame = pd.DataFrame(columns, index=raw.index)
+        columns[canonical] = pd.Series(value, index=index, dtype="string")
+    frame = pd.DataFrame(columns, index=index)
     frame["dealer_id"] = dealer_id
     frame["source_file"] = file_name
     frame["source_row"] = source_rows.astype("Int64").values

@@ -7,6 +7,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 
 from dms_pipelines.config import Validation
 from dms_pipelines.formats.values import ISSUE_COLUMNS, empty_issues
@@ -17,6 +19,8 @@ from dms_pipelines.stock.terminology import normalise_description, normalise_fea
 VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
 # Explicit ASCII classes instead of \s and \d keep pandas on the vectorised Arrow (RE2) path.
 URL = r"^https?://[^ \t\r\n/$.?#][^ \t\r\n]*$"
+URL_ITEM = r"https?://[^ \t\r\n/$.?#|][^ \t\r\n|]*"
+ALL_URLS = rf"^{URL_ITEM}(?:\|{URL_ITEM})*$"  # every item of an image_urls cell: URL with the separator excluded
 PHONE = r"(?:\+44 ?|0)(?:[0-9][ -]?){9,10}[0-9]?"
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 PERSONAL_DATA = rf"{EMAIL}|{PHONE}"
@@ -42,20 +46,23 @@ class _Issues:
         mask = mask.fillna(False).astype(bool)
         if not mask.any():
             return
-        selected = self.frame.loc[mask]
-        shown = (values if values is not None else selected[field] if field in selected else pd.Series("", index=selected.index))
-        shown = shown.loc[mask] if len(shown) == len(self.frame) else shown
+        # only the columns an issue shows are taken, never the whole frame
+        rows = np.flatnonzero(mask.to_numpy())
+        index = self.frame.index[rows]
+        shown = values if values is not None else self.frame[field] if field in self.frame else pd.Series("", index=index)
+        shown = shown.iloc[rows] if len(shown) == len(self.frame) else shown
         self.parts.append(
             pd.DataFrame(
                 {
-                    "source_row": selected["source_row"].astype("Int64"),
-                    "stock_id": selected["stock_id"].astype("string"),
+                    "source_row": self.frame["source_row"].iloc[rows].astype("Int64"),
+                    "stock_id": self.frame["stock_id"].iloc[rows].astype("string"),
                     "field": field,
                     "rule": rule,
                     "value": shown.astype("string").str.slice(0, 200),
                     "severity": severity,
                     "message": message,
-                }
+                },
+                index=index,
             )
         )
 
@@ -141,15 +148,16 @@ def validate_stock(
     issues.add(placeholder, "price", "placeholder_price", "error", "placeholder price (" + ", ".join(f"{p:g}" for p in rules.placeholder_prices) + ")")
     _price_outliers(frame, issues, rules, today_ts, price_reference, exclude=placeholder)
 
-    images = frame["image_urls"].fillna("")
-    image_count = images.str.count(re.escape(LIST_SEPARATOR)).add(1).where(images != "", 0)
+    image_count, bad_url_rows = _image_checks(frame["image_urls"])
     issues.add(frame["status"].isin(["available", "reserved"]).fillna(False) & (image_count < rules.min_images), "image_urls", "too_few_images", "warning", f"fewer than {rules.min_images} images", image_count.astype("string"))
-    exploded = images[images != ""].str.split(LIST_SEPARATOR).explode()
-    bad_url_rows = exploded[~exploded.str.match(URL)].index.unique()
-    issues.add(pd.Series(frame.index.isin(bad_url_rows), index=frame.index), "image_urls", "image_url", "warning", "an image URL is not a well-formed http(s) URL")
+    issues.add(pd.Series(frame.index.isin(frame.index[bad_url_rows].unique()), index=frame.index), "image_urls", "image_url", "warning", "an image URL is not a well-formed http(s) URL")
 
     personal = frame["description"].str.contains(PERSONAL_DATA, regex=True).fillna(False)
-    frame["description"] = frame["description"].str.replace(PERSONAL_DATA, "[removed]", regex=True)
+    if personal.any():  # only these rows can change
+        rows = np.flatnonzero(personal.to_numpy(dtype=bool))
+        description = frame["description"].copy()
+        description.iloc[rows] = description.iloc[rows].str.replace(PERSONAL_DATA, "[removed]", regex=True).to_numpy()
+        frame["description"] = description
     # the recorded value is the masked text: quarantine rows must not become a copy of the personal data
     issues.add(personal, "description", "personal_data", "warning", "description contained a phone number or e-mail address; removed", frame["description"].str.slice(0, 80))
 
@@ -157,7 +165,55 @@ def validate_stock(
     found["message"] = file_name + ": row " + found["source_row"].astype("string").fillna("?") + ": " + found["field"].fillna("") + ": " + found["message"]
     error_rows = set(found.loc[found["severity"] == "error", "source_row"].dropna().astype(int))
     rejected = frame["source_row"].isin(error_rows).fillna(False).astype(bool)
-    return ValidationResult(frame.loc[~rejected].reset_index(drop=True), found, int(rejected.sum()))
+    return ValidationResult(_keep(frame, ~rejected.to_numpy()), found, int(rejected.sum()))
+
+
+def _keep(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The rows where `keep` is true, renumbered from 0. Column by column, so that an Arrow column is filtered chunk
+    by chunk (a row take would first concatenate every chunk of the image URLs into one copy)."""
+    if not frame.columns.is_unique:
+        return frame.loc[keep].reset_index(drop=True)
+    kept = pd.DataFrame({name: frame[name].array[keep] for name in frame.columns}, index=pd.RangeIndex(int(keep.sum())))
+    kept.columns = frame.columns
+    return kept
+
+
+def _image_checks(image_urls: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """How many images each row lists, and the positions of rows with an image URL that is not a well-formed one."""
+    images = image_urls.fillna("")
+    if not (isinstance(images.dtype, pd.StringDtype) and images.dtype.storage == "pyarrow"):
+        image_count = images.str.count(re.escape(LIST_SEPARATOR)).add(1).where(images != "", 0)
+        exploded = images.reset_index(drop=True)
+        exploded = exploded[exploded != ""].str.split(LIST_SEPARATOR).explode()
+        return image_count, np.unique(exploded[~exploded.str.match(URL)].index.to_numpy())
+    cells = pyarrow.array(images.array)
+    cells = cells if isinstance(cells, pyarrow.ChunkedArray) else pyarrow.chunked_array([cells])
+    present = pc.not_equal(cells, "").to_numpy()
+    counts = np.concatenate([_separator_counts(chunk) for chunk in cells.chunks]) if cells.num_chunks else np.zeros(0, dtype=np.int64)
+    image_count = pd.Series(np.where(present, counts + 1, 0), index=images.index, dtype="Int64")
+    # A whole cell is checked at once (every item a URL) instead of exploding it. pandas matched the exploded URLs
+    # with Python's re, whose $ also matches before a final newline: RE2 decides every cell without a newline alike,
+    # and a cell with one never matches ALL_URLS, so Python's re looks again at the items of the cells RE2 refused.
+    well_formed = pc.match_substring_regex(cells, ALL_URLS).to_numpy()
+    refused = np.flatnonzero(present & ~well_formed)
+    if refused.size:
+        pattern = re.compile(URL)
+        for row, cell in zip(refused, cells.take(pyarrow.array(refused)).to_pylist()):
+            if "\n" in cell:
+                well_formed[row] = all(pattern.match(url) for url in cell.split(LIST_SEPARATOR))
+    return image_count, np.flatnonzero(present & ~well_formed)
+
+
+def _separator_counts(cells: pyarrow.Array) -> np.ndarray:
+    """How many LIST_SEPARATOR characters each string holds, counted on the UTF-8 bytes (the separator is ASCII)."""
+    _, offsets_buffer, data_buffer = cells.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if pyarrow.types.is_large_string(cells.type) else np.int32)
+    offsets = offsets[cells.offset : cells.offset + len(cells) + 1].astype(np.int64)
+    if data_buffer is None:
+        return np.zeros(len(cells), dtype=np.int64)
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    found = np.flatnonzero(data[offsets[0] : offsets[-1]] == ord(LIST_SEPARATOR)) + offsets[0]
+    return np.diff(np.searchsorted(found, offsets))
 
 
 def _price_outliers(frame, issues: _Issues, rules: Validation, today_ts, reference, exclude) -> None:

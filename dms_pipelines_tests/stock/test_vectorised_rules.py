@@ -1,0 +1,51 @@
+"""The Arrow paths of the row rules agree with the per-value readings they replace (kept for non-Arrow columns)."""
+
+import numpy as np
+import pandas as pd
+
+from dms_pipelines.stock.terminology import normalise_description, normalise_features
+from dms_pipelines.stock.validate import _image_checks, _keep
+
+IMAGES = [
+    "https://i.example/1.jpg|https://i.example/2.jpg",
+    "https://i.example/1.jpg\n|https://i.example/2.jpg",  # Python's $ matches before a final newline
+    "https://i.example/1.jpg|ftp://x",
+    "https://i.example/a b.jpg",
+    "https://i.example/1.jpg||https://i.example/2.jpg",
+    "https://i.example/x\ny.jpg",
+    "",
+    None,
+    "http://é.example/ü.jpg",
+    "https://.bad",
+]
+
+
+def test_image_counts_and_url_checks_match_the_exploded_reading():
+    arrow = pd.Series(IMAGES, dtype="string", index=range(10, 20))
+    plain = pd.Series(IMAGES, dtype=object, index=range(10, 20))
+    fast_count, fast_bad = _image_checks(arrow)
+    slow_count, slow_bad = _image_checks(plain)
+    pd.testing.assert_series_equal(fast_count, slow_count.astype("Int64"))
+    assert fast_bad.tolist() == slow_bad.tolist() == [2, 3, 4, 5, 9]
+
+
+def test_features_and_descriptions_match_the_per_item_reading():
+    features = ["A/C|sat nav| bt |", None, "", "|", "x||CC", "ß|ſh", "ALLOYS", "\u00a0pdc\u2003|\x1csh\x1c"]
+    fast = normalise_features(pd.Series(features, dtype="string"))
+    slow = normalise_features(pd.Series(features, dtype=object))
+    pd.testing.assert_series_equal(fast, slow)
+    assert fast.tolist()[:2] == ["Air conditioning|Satellite navigation|Bluetooth|", pd.NA]
+    text = pd.Series(["FSH and fsh", None, "FSH and fsh", "nothing", "a/c\n", "1 prev owner, ULEZ"], dtype="string")
+    assert normalise_description(text).tolist() == [
+        "Full service history and Full service history", pd.NA, "Full service history and Full service history", "nothing",
+        "Air conditioning\n", "One previous owner, ULEZ compliant",
+    ]
+
+
+def test_keeping_rows_column_by_column_is_a_row_filter():
+    frame = pd.DataFrame(
+        {"a": pd.Series(["x", None, "z"], dtype="string"), "b": pd.Series([1, None, 3], dtype="Int64"), "c": pd.to_datetime(["2024-01-01", None, "2024-01-03"])},
+        index=[7, 8, 9],
+    )
+    keep = np.array([True, False, True])
+    pd.testing.assert_frame_equal(_keep(frame, keep), frame.loc[keep].reset_index(drop=True))
