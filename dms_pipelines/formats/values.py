@@ -72,6 +72,9 @@ def _blank(text: pa.ChunkedArray) -> np.ndarray:
     return pc.fill_null(pc.equal(pc.utf8_trim_whitespace(text), ""), True).to_numpy()
 
 
+MAX_EXACT_INTEGER = 2**53  # beyond this a float no longer holds every integer exactly
+
+
 def _numbers(text: pa.ChunkedArray, blank: np.ndarray, kind: str) -> pd.Series:
     """What pd.to_numeric(errors="coerce") gives for the cleaned non-blank values (blank ones are None)."""
     cleaned = pc.replace_substring_regex(text, MONEY_NOISE, "") if kind == "money" else pc.replace_substring(text, ",", "")
@@ -155,7 +158,9 @@ def _dates(text: pa.ChunkedArray, blank: np.ndarray, formats: list[str]) -> np.n
         rest = todo & ~fast
         if rest.any():
             values = pd.Series(pc.filter(text, pa.array(rest)).to_pylist(), dtype=object)
-            result[rest] = pd.to_datetime(values, format=fmt, errors="coerce").astype("datetime64[ns]").to_numpy()
+            parsed = pd.to_datetime(values, format=fmt, errors="coerce")
+            parsed = parsed.where((parsed >= pd.Timestamp.min) & (parsed <= pd.Timestamp.max))  # 1500-01-01 is a bad date, not a crash
+            result[rest] = parsed.astype("datetime64[ns]").to_numpy()
     return result
 
 
@@ -246,6 +251,9 @@ def _convert(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str) -> 
     kind = mapping.type
     if kind in ("integer", "decimal", "money"):
         numbers = _numbers(text, blank, kind)
+        # inf, nan and numbers too big to hold (or, for integers, to hold exactly) fail like any other non-number
+        unusable = numbers.notna() & ~(numbers.abs() <= (MAX_EXACT_INTEGER if kind == "integer" else np.finfo(np.float64).max))
+        numbers = numbers.mask(unusable)
         if kind == "integer":
             non_integral = numbers.notna() & (numbers != np.floor(numbers.fillna(0)))
             numbers = numbers.mask(non_integral)
