@@ -41,3 +41,30 @@ def test_group_sync_runs_every_dealer_in_its_own_process(paths, settings):
     google_rows = list(csv.DictReader(open(paths.outbox / "google" / "vehicle_listings.csv", encoding="utf-8")))
     stores = {d.marketplaces["google"].store_code for d in settings.dealers if "google" in d.marketplaces}
     assert {r["store_code"] for r in google_rows} == stores
+
+
+def test_a_failing_dealer_fails_the_run_but_not_the_other_dealers(paths, settings, tmp_path):
+    import yaml
+
+    from dms_pipelines.sources.sshd_harness import free_port
+
+    config_file = paths.root / "config" / "dms_pipelines.yaml"
+    raw = yaml.safe_load(config_file.read_text())
+    (tmp_path / "known_hosts").write_text("")
+    (tmp_path / "key").write_text("not a key")
+    raw["dealers"][1]["source"] = {  # york's SFTP server is down
+        "kind": "sftp", "host": "127.0.0.1", "port": free_port(), "username": "dms", "known_hosts": str(tmp_path / "known_hosts"),
+        "private_key_path": str(tmp_path / "key"), "connect_timeout": 2,
+    }
+    config_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers]
+    generate_group(paths.inbox, dealers, vehicles=90, seed=6, deltas=0)
+    with dg.instance_for_test() as instance:
+        result = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config={"execution": {"config": {"max_concurrent": 2}}})
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        assert failure.step_key == "account_files" and "york" in failure.event_specific_data.error.message
+        synced = {e.partition for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.to_user_string() == "dealer_stock"}
+    assert synced == {"leeds", "sheffield"}
+    assert len(read_stock(paths.state, "leeds")) > 10 and len(read_stock(paths.state, "sheffield")) > 10
+    assert (paths.outbox / "google" / "vehicle_listings.csv").exists()  # the account file was still assembled
