@@ -2,10 +2,14 @@
 
 import json
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, map_text, split_list
+from dms_pipelines.formats.csv_writer import one_array
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, map_text, split_list, text_series
 
 LIFECYCLE = {"available": "FORECOURT", "reserved": "SALE_IN_PROGRESS", "in_transit": "DUE_IN", "in_preparation": "DUE_IN", "sold": "SOLD"}
 PUBLISHED_STATES = ("FORECOURT", "SALE_IN_PROGRESS")
@@ -18,15 +22,15 @@ ATTENTION_GRABBER_LIMIT = 30
 
 def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
     """Every vehicle Auto Trader should know about, sold ones included (they must be marked SOLD, not vanish)."""
-    cars = stock.loc[stock["status"].isin(list(LIFECYCLE))].reset_index(drop=True)
+    cars = stock[list(COLUMNS)].loc[stock["status"].isin(list(LIFECYCLE))].reset_index(drop=True)
     lifecycle = map_text(cars["status"], LIFECYCLE)
-    selling = cars["description"].fillna("").str.split(".").str[0]
+    published = lifecycle.isin(PUBLISHED_STATES).to_numpy(dtype=bool, na_value=False)
     return pd.DataFrame(
         {
             KEY: cars["stock_id"],
             "external_reference": cars["stock_id"],
             "lifecycle_state": lifecycle,
-            "advert_status": lifecycle.isin(PUBLISHED_STATES).map({True: "PUBLISHED", False: "NOT_PUBLISHED"}).astype("string"),
+            "advert_status": pd.Series(np.where(published, "PUBLISHED", "NOT_PUBLISHED"), index=cars.index, dtype="string"),
             "vehicle_type": map_text(cars["vehicle_type"].fillna("car"), VEHICLE_TYPE),
             "registration": cars["registration"],
             "make": clean_text(cars["make"]), "model": clean_text(cars["model"]), "derivative": clean_text(cars["derivative"]),
@@ -35,13 +39,32 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "transmission_type": map_text(cars["transmission"], TRANSMISSION),
             "odometer_reading_miles": cars["mileage"].astype("Int64"),
             "first_registration_date": cars["first_registration_date"].dt.strftime("%Y-%m-%d").astype("string"),
-            "amount_gbp": (cars["price"] + 0.5).apply(lambda p: int(p) if pd.notna(p) else pd.NA).astype("Int64"),
-            "attention_grabber": clean_text(selling, ATTENTION_GRABBER_LIMIT),
+            "amount_gbp": _whole_pounds(cars["price"]),
+            "attention_grabber": clean_text(_first_sentence(cars["description"]), ATTENTION_GRABBER_LIMIT),
             "description": clean_text(cars["description"]),
             "images": split_list(cars["image_urls"]),
             "features": split_list(cars["features"]),
         }
     )
+
+
+COLUMNS = ("stock_id", "status", "vehicle_type", "registration", "make", "model", "derivative", "fuel_type", "body_type", "transmission",
+           "mileage", "first_registration_date", "price", "description", "image_urls", "features")
+
+
+def _whole_pounds(price: pd.Series) -> pd.Series:
+    """`int(price + 0.5)` per price (rounds half up, truncates toward zero below -0.5), missing stays missing."""
+    shifted = (price + 0.5).to_numpy(dtype="float64", na_value=np.nan)
+    missing = np.isnan(shifted)
+    if not (np.abs(shifted[~missing]) < 2.0**63).all():  # infinite or beyond int64: the per-value path raises as it always did
+        return (price + 0.5).apply(lambda p: int(p) if pd.notna(p) else pd.NA).astype("Int64")
+    return pd.Series(pd.arrays.IntegerArray(np.trunc(np.where(missing, 0.0, shifted)).astype(np.int64), missing), index=price.index)
+
+
+def _first_sentence(description: pd.Series) -> pd.Series:
+    """The text before the first '.' ('' for a missing description)."""
+    parts = pc.split_pattern(one_array(pa.array(description.fillna("").astype("string").array)), ".", max_splits=1)
+    return text_series(pc.list_element(parts, 0), description.index)
 
 
 def _rules(items: pd.DataFrame) -> pd.Series:
@@ -59,7 +82,7 @@ SPEC = MarketplaceSpec(
     enums={"lifecycle_state": tuple(LIFECYCLE.values()), "vehicle_type": ("Car", "Van"), "advert_status": ("PUBLISHED", "NOT_PUBLISHED")},
     extra_rules=_rules,
     min_images=6,
-    image_count=lambda items: items["images"].map(len),
+    image_count=lambda items: list_lengths(items["images"]),
 )
 
 

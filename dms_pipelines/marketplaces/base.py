@@ -1,7 +1,9 @@
 """The common face of a marketplace module, and the text, status and CSV safety rules they all share."""
 
+import gc
 import html
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -93,10 +95,35 @@ def listable(stock: pd.DataFrame, account: DealerMarketplace, pending_supported:
 
 
 def split_list(values: pd.Series) -> pd.Series:
-    """Each '|'-joined cell as a Python list (an object Series, so pandas never turns the lists into arrays)."""
-    cells = values.to_numpy(dtype=object, na_value=None)  # iterating an Arrow-backed Series directly is slow
-    lists = [list(filter(None, v.split(LIST_SEPARATOR))) if isinstance(v, str) else [] for v in cells]
-    return pd.Series(lists, index=values.index, dtype="object")
+    """Each '|'-joined cell as a Python list (an object Series, so pandas never turns the lists into arrays).
+
+    Split in Arrow; repeated parts (features) become one Python string each, shared by the lists that hold them.
+    """
+    parts = list_parts(values)
+    flat = parts.flatten()
+    sample = flat.slice(0, 10_000)
+    if len(sample) and pc.count_distinct(sample).as_py() * 2 < len(sample):
+        encoded = flat.dictionary_encode()
+        texts = encoded.dictionary.to_numpy(zero_copy_only=False).take(encoded.indices.to_numpy()).tolist()
+    else:
+        texts = flat.to_numpy(zero_copy_only=False).tolist()
+    offsets = parts.offsets.to_numpy()
+    bounds = (offsets - offsets[0]).tolist()
+    with _collector_paused():  # a container per row: cyclic collections over a large heap would dominate
+        cells = np.fromiter(map(texts.__getitem__, map(slice, bounds[:-1], bounds[1:])), dtype=object, count=len(parts))
+    return pd.Series(cells, index=values.index, dtype="object", copy=False)
+
+
+@contextmanager
+def _collector_paused():
+    """No cyclic garbage collection while many containers (none of them in a cycle) are created."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def list_parts(values: pd.Series) -> pa.LargeListArray:
@@ -159,7 +186,7 @@ def list_lengths(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.ArrowDtype):
         lengths = pc.list_value_length(one_array(pa.array(column.array))).to_numpy(zero_copy_only=False)
         return pd.Series(np.nan_to_num(lengths).astype(np.int64), index=column.index)
-    return column.map(len)
+    return pd.Series(np.fromiter(map(len, column.to_numpy()), dtype=np.int64, count=len(column)), index=column.index)
 
 
 def _join_reasons(flags: list[tuple[pd.Series, str]], index: pd.Index) -> pd.Series:
