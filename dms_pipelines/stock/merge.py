@@ -19,45 +19,61 @@ class MergeOutcome:
     kept_last_good: int
 
 
-def _by_stock_id(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop_duplicates("stock_id", keep="last").set_index("stock_id", drop=False)
-
-
 def apply_full(previous: pd.DataFrame, accepted: pd.DataFrame, quarantined_ids: set[str]) -> MergeOutcome:
     """The full export becomes the stock; a vehicle whose new row was quarantined keeps its last accepted version."""
-    old = _by_stock_id(previous)
-    new = _by_stock_id(accepted)
-    keep_ids = [s for s in quarantined_ids if s in old.index and s not in new.index]
-    kept = old.loc[keep_ids]
-    stock = pd.concat([new, kept]) if len(kept) else new
-    added = int((~new.index.isin(old.index)).sum())
-    updated = int(new.index.isin(old.index).sum())
-    removed = int((~old.index.isin(stock.index)).sum())
-    return MergeOutcome(_tidy(stock), added, updated, removed, len(keep_ids))
+    new = accepted.drop_duplicates("stock_id", keep="last")
+    old_ids, new_ids = previous["stock_id"], new["stock_id"]
+    new_known = _member_of(new_ids, old_ids)
+    keep = _member_of(old_ids, pd.Series(sorted(quarantined_ids), dtype="string")) & ~_member_of(old_ids, new_ids)
+    stock = pd.concat([new, previous.loc[keep]], ignore_index=True) if keep.any() else new
+    removed = int((~_member_of(old_ids, stock["stock_id"])).sum())
+    return MergeOutcome(_sorted(coerce_to_schema(stock.reset_index(drop=True))), int((~new_known).sum()), int(new_known.sum()), removed, int(keep.sum()))
 
 
 def apply_delta(previous: pd.DataFrame, accepted: pd.DataFrame) -> MergeOutcome:
     """Rows in the delta replace or add vehicles by stock number; nothing else changes.
 
-    `previous` is a stock as this module leaves it (one row per stock number, sorted), so a delta costs one membership
-    test and one sort by key over the stock, never a re-index or a re-typing of every row.
+    `previous` is a stock as this module leaves it (one row per stock number, sorted), so the result is spliced together
+    from slices of it around the delta's rows: the cost grows with the delta, and the untouched rows are never copied.
     """
-    new = coerce_to_schema(accepted.drop_duplicates("stock_id", keep="last"))
-    replaced = _member_of(previous["stock_id"], new["stock_id"])
-    existing = _member_of(new["stock_id"], previous["stock_id"])
-    stock = pd.concat([previous.loc[~replaced], new], ignore_index=True)
-    order = pc.sort_indices(pa.array(stock["stock_id"])).to_numpy()  # stable, in C++
+    new = _sorted(coerce_to_schema(accepted.drop_duplicates("stock_id", keep="last").reset_index(drop=True)))
+    ids = previous["stock_id"].to_numpy(dtype=object, na_value=None)
+    new_ids = new["stock_id"].to_numpy(dtype=object, na_value=None)
+    if len(ids) and not (None in new_ids or None in ids or (ids[1:] > ids[:-1]).all()):
+        return _apply_delta_by_sorting(previous, new)
+    positions = np.searchsorted(ids, new_ids) if len(ids) else np.zeros(len(new_ids), dtype=np.int64)
+    existing = np.array([p < len(ids) and ids[p] == key for p, key in zip(positions, new_ids)], dtype=bool)
+    pieces, start = [], 0
+    for row, (position, known) in enumerate(zip(positions, existing)):
+        pieces.append(previous.iloc[start:position])
+        pieces.append(new.iloc[row : row + 1])
+        start = position + 1 if known else position
+    pieces.append(previous.iloc[start:])
+    stock = pd.concat([p for p in pieces if len(p)] or [previous.iloc[:0]], ignore_index=True)
     added = int((~existing).sum())
-    return MergeOutcome(stock.take(order).reset_index(drop=True), added, len(new) - added, 0, 0)
+    return MergeOutcome(stock, added, len(new) - added, 0, 0)
+
+
+def _apply_delta_by_sorting(previous: pd.DataFrame, new: pd.DataFrame) -> MergeOutcome:
+    """The delta for a stock not in stock-number order (written by an older version): replace, append, sort."""
+    existing = _member_of(new["stock_id"], previous["stock_id"])
+    stock = pd.concat([previous.loc[~_member_of(previous["stock_id"], new["stock_id"])], new], ignore_index=True)
+    added = int((~existing).sum())
+    return MergeOutcome(_sorted(coerce_to_schema(stock)), added, len(new) - added, 0, 0)
 
 
 def _member_of(values: pd.Series, candidates: pd.Series) -> np.ndarray:
     """values.isin(candidates) through Arrow's hash kernel (pandas' string isin walks Python objects)."""
-    return pc.is_in(pa.array(values), value_set=pa.array(candidates)).fill_null(False).to_numpy(zero_copy_only=False)
+    haystack = pa.array(values)
+    return pc.is_in(haystack, value_set=pa.array(candidates).cast(haystack.type)).fill_null(False).to_numpy(zero_copy_only=False)
 
 
-def _tidy(stock: pd.DataFrame) -> pd.DataFrame:
-    return coerce_to_schema(stock.reset_index(drop=True)).sort_values("stock_id", kind="stable").reset_index(drop=True)
+def _sorted(stock: pd.DataFrame) -> pd.DataFrame:
+    """Rows in stock-number order (stable), without touching them when they already are."""
+    order = pc.sort_indices(pa.array(stock["stock_id"])).to_numpy()
+    if np.array_equal(order, np.arange(len(stock))):
+        return stock.reset_index(drop=True)
+    return stock.take(order).reset_index(drop=True)
 
 
 def delisting_guard(rows_in_export: int, last_full_rows: int | None, min_share: float) -> str | None:
