@@ -32,46 +32,55 @@ MARKETPLACES = ("google", *SNAPSHOT_MARKETPLACES, "autotrader")
 LISTING_COLUMNS = ["dealer_id", "marketplace", "stock_id", "listed", "completeness", "missing", "held_reasons"]
 
 
+PREVIEW_ROWS = 10
+
+
 @dataclass
 class FeedOutcome:
-    """What one marketplace got from one dealer's run: the rendered feed (None when the dealer does not publish there) and its delivery."""
+    """What one marketplace got from one dealer's run (counts and a few rows, not the whole feed), and its delivery.
+
+    `published` is False when the dealer does not publish there.
+    """
 
     marketplace: str
-    rendered: Rendered | None
+    published: bool
+    listed: int = 0
+    held_back: int = 0
+    mean_completeness: float = 0.0
+    preview: pd.DataFrame = field(default_factory=pd.DataFrame)
     files: list[SnapshotOutcome] = field(default_factory=list)
     api: ApiDeliveryReport | None = None
     reconciled: int = 0
     errors: list[str] = field(default_factory=list)
 
-    @property
-    def listed(self) -> int:
-        return 0 if self.rendered is None else len(self.rendered.items)
-
-    @property
-    def held_back(self) -> int:
-        return 0 if self.rendered is None else len(self.rendered.held)
-
-    @property
-    def mean_completeness(self) -> float:
-        scores = None if self.rendered is None else self.rendered.completeness["completeness"]
-        return float(scores.mean()) if scores is not None and len(scores) else 0.0
+    @classmethod
+    def of(cls, marketplace: str, rendered: Rendered | None) -> "FeedOutcome":
+        if rendered is None:
+            return cls(marketplace, published=False)
+        scores = rendered.completeness["completeness"]
+        return cls(
+            marketplace, published=True, listed=len(rendered.items), held_back=len(rendered.held),
+            mean_completeness=float(scores.mean()) if len(scores) else 0.0, preview=rendered.items.head(PREVIEW_ROWS).copy(),
+        )
 
 
 @dataclass
 class DealerRun:
-    """Everything one dealer's sync did, stage by stage."""
+    """Everything one dealer's sync did, stage by stage, as counts (the parsed and validated rows are not kept)."""
 
     dealer_id: str
     landing: LandingReport
-    parsed: list[sync.ParsedExport]
-    validated: list[sync.ValidatedExport]
+    files_parsed: int
+    files_unreadable: int
+    records: int
+    accepted: int
     stock: sync.StockUpdate
     feeds: dict[str, FeedOutcome]
     warehouse_rows: dict[str, int]
 
     @property
     def ok(self) -> bool:
-        return not self.landing.failed and not any(p.error for p in self.parsed) and not self.stock.held and not any(f.errors for f in self.feeds.values())
+        return not self.landing.failed and not self.files_unreadable and not self.stock.held and not any(f.errors for f in self.feeds.values())
 
 
 def listings_path(paths: DataPaths, marketplace: str, dealer_id: str):
@@ -106,7 +115,7 @@ def google_rows(dealer: Dealer, stock: pd.DataFrame, paths: DataPaths, logger=lo
         for row in rendered.held.itertuples(index=False):
             logger.warning(f"google: {row.stock_id} held back: {row.reasons}")
     save_listings(paths, "google", dealer.id, rendered)
-    return FeedOutcome("google", rendered)
+    return FeedOutcome.of("google", rendered)
 
 
 def snapshot_files(marketplace: str, rendered: Rendered, dealer: Dealer, file_format: str | None) -> dict[str, bytes]:
@@ -130,10 +139,10 @@ def snapshot_feed(
     rendered = render_dealer(dealer, stock, marketplace) if marketplace in settings.marketplaces else None
     save_listings(paths, marketplace, dealer.id, rendered)
     if rendered is None:
-        return FeedOutcome(marketplace, None)
+        return FeedOutcome.of(marketplace, None)
     market = settings.marketplaces[marketplace]
     destination = destination_for(market, paths)
-    outcome = FeedOutcome(marketplace, rendered)
+    outcome = FeedOutcome.of(marketplace, rendered)
     for name, content in snapshot_files(marketplace, rendered, dealer, market.file_format).items():
         delivered = deliver_file(engine, destination, marketplace, dealer.id, name, content, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at)
         outcome.files.append(delivered)
@@ -154,8 +163,8 @@ def autotrader_feed(
     rendered = render_dealer(dealer, stock, "autotrader") if "autotrader" in settings.marketplaces else None
     save_listings(paths, "autotrader", dealer.id, rendered)
     if rendered is None:
-        return FeedOutcome("autotrader", None)
-    outcome = FeedOutcome("autotrader", rendered)
+        return FeedOutcome.of("autotrader", None)
+    outcome = FeedOutcome.of("autotrader", rendered)
     client = api_client_for(settings.marketplaces["autotrader"])
     advertiser = dealer.marketplaces["autotrader"].advertiser_id or dealer.id
     if reconcile_first:
@@ -202,8 +211,12 @@ def sync_dealer(
     for failure in landing.failed:
         logger.error(failure)
     parsed = sync.parse_pending(dealer, paths, engine, settings.validation.max_uncompressed_mb)
+    files_parsed, files_unreadable = len(parsed), sum(1 for p in parsed if p.error)
     validated = sync.validate_parsed(parsed, settings, paths, engine, price_reference=price_reference)
+    del parsed  # the rows live on in `validated`; holding both would double the peak for a big export
+    records, accepted = sum(v.records_total for v in validated), sum(len(v.accepted) for v in validated)
     update = sync.update_stock(dealer, validated, settings, paths, engine, run_id=run_id)
+    del validated
     for name, reason in update.held.items():
         logger.error(f"{name} held: {reason}")
     seen = sync.change_seen_at(engine, run_id)
@@ -213,7 +226,7 @@ def sync_dealer(
         feeds[marketplace] = snapshot_feed(marketplace, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger)
     feeds["autotrader"] = autotrader_feed(dealer, stock, settings, paths, engine, run_id, trigger, trigger == "nightly", seen, logger)
     rows = publish_dealer_warehouse(dealer.id, stock, paths, engine, run_id, trigger)
-    return DealerRun(dealer.id, landing, parsed, validated, update, feeds, rows)
+    return DealerRun(dealer.id, landing, files_parsed, files_unreadable, records, accepted, update, feeds, rows)
 
 
 @dataclass

@@ -170,9 +170,9 @@ PREVIEW_COLUMNS = {
 
 def feed_metadata(outcome: dealer_run.FeedOutcome) -> dict:
     """Materialisation metadata for one marketplace's feed of one dealer."""
-    if outcome.rendered is None:
+    if not outcome.published:
         return {"listed": 0, "note": f"dealer does not publish to {outcome.marketplace}"}
-    items = outcome.rendered.items
+    items = outcome.preview
     metadata = {"listed": outcome.listed, "held_back": outcome.held_back, "mean_completeness": outcome.mean_completeness}
     if outcome.files:
         metadata |= {"files_delivered": sum(f.sent for f in outcome.files), "delivery_failed": sum(f.error is not None for f in outcome.files)}

@@ -63,8 +63,8 @@ def materialisations(run: dealer_run.DealerRun, paths) -> dict[str, dict]:
     """Per per-dealer asset, the metadata its own materialisation would carry."""
     events = {
         "landed_exports": {"files_landed": len(run.landing.landed), "duplicates": len(run.landing.duplicates), "failed": len(run.landing.failed)},
-        "parsed_exports": {"files": len(run.parsed), "unreadable_files": sum(1 for p in run.parsed if p.error)},
-        "validated_exports": {"records": sum(v.records_total for v in run.validated), "accepted": sum(len(v.accepted) for v in run.validated)},
+        "parsed_exports": {"files": run.files_parsed, "unreadable_files": run.files_unreadable},
+        "validated_exports": {"records": run.records, "accepted": run.accepted},
         "dealer_stock": stock_metadata(run.stock),
     }
     events |= {DEALER_ASSET_FOR_FEED[marketplace]: feed_metadata(outcome) for marketplace, outcome in run.feeds.items()}
