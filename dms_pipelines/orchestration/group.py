@@ -29,6 +29,7 @@ def batches(dealer_ids: list[str], size: int) -> list[list[str]]:
 @dg.op(out=dg.DynamicOut(list))
 def dealers_to_sync(config: BatchConfig, pipeline: PipelineResource):
     """The configured dealers in batches: each batch becomes a step, and the executor runs as many steps at once as it may."""
+    pipeline.engine()  # the operational tables exist before parallel steps first touch them
     for batch in batches([dealer.id for dealer in pipeline.settings().dealers], config.dealers_per_step):
         key = batch[0] if len(batch) == 1 else f"{batch[0]}__{batch[-1]}"
         yield dg.DynamicOutput(batch, mapping_key=mapping_key(key))
