@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.util import hash_pandas_object
 from sqlalchemy.engine import Engine
 
@@ -49,20 +51,19 @@ def desired_items(items: pd.DataFrame) -> dict[str, dict]:
 def item_hashes(items: pd.DataFrame) -> dict[str, str]:
     """A content hash per rendered item, by external reference, computed column-wise (no per-item Python for the unchanged).
 
-    Lists (images, features) are joined with a separator that cannot occur in them; a missing value hashes apart from ''.
+    Each column is hashed in its own type (numbers as numbers); lists (images, features) are joined by Arrow with a
+    separator that cannot occur in them. A missing value hashes apart from '' and from 0.
     """
     if items.empty:
         return {}
-    columns = sorted(c for c in items.columns if c != KEY)
-    text = pd.DataFrame(
-        {
-            name: (items[name].map(lambda v: _FIELD_SEPARATOR.join(map(str, v)) if isinstance(v, list) else v) if items[name].dtype == object else items[name])
-            .astype("string").fillna("\x00")
-            for name in columns
-        },
-        index=items.index,
-    )
-    digests = hash_pandas_object(text, index=False, categorize=False).to_numpy()
+    columns = {}
+    for name in sorted(c for c in items.columns if c != KEY):
+        values = items[name]
+        if values.dtype == object:
+            lists = pa.array([v if isinstance(v, list) else None for v in values.tolist()], type=pa.list_(pa.string()))
+            values = pd.Series(pd.arrays.ArrowStringArray(pc.binary_join(lists, _FIELD_SEPARATOR)), index=items.index)
+        columns[name] = values
+    digests = hash_pandas_object(pd.DataFrame(columns, index=items.index), index=False, categorize=False).to_numpy()
     return dict(zip(items["external_reference"].astype(str), (f"{HASH_SCHEME}{d:016x}" for d in digests)))
 
 
