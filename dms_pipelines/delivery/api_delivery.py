@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-from pandas.util import hash_pandas_object
 from sqlalchemy.engine import Engine
 
 from dms_pipelines.delivery import ledger
@@ -18,6 +15,7 @@ from dms_pipelines.delivery.diff import diff
 from dms_pipelines.delivery.stock_api import ApiError, StockApiClient
 from dms_pipelines.marketplaces import autotrader
 from dms_pipelines.marketplaces.base import KEY
+from dms_pipelines.stock.hashing import row_digests
 
 log = logging.getLogger(__name__)
 GONE_STATES = ("DELETED", "WASTEBIN")
@@ -41,7 +39,6 @@ def idempotency_key(marketplace: str, dealer_id: str, stock_id: str, digest: str
 
 
 HASH_SCHEME = "r1:"  # row hashes; an acknowledgement under another scheme is re-checked against its stored content
-_FIELD_SEPARATOR = "\x1f"
 
 
 def desired_items(items: pd.DataFrame) -> dict[str, dict]:
@@ -49,22 +46,11 @@ def desired_items(items: pd.DataFrame) -> dict[str, dict]:
 
 
 def item_hashes(items: pd.DataFrame) -> dict[str, str]:
-    """A content hash per rendered item, by external reference, computed column-wise (no per-item Python for the unchanged).
-
-    Each column is hashed in its own type (numbers as numbers); lists (images, features) are joined by Arrow with a
-    separator that cannot occur in them. A missing value hashes apart from '' and from 0.
-    """
+    """A content hash per rendered item, by external reference, computed by DuckDB for all rows at once (stock/hashing.py)."""
     if items.empty:
         return {}
-    columns = {}
-    for name in sorted(c for c in items.columns if c != KEY):
-        values = items[name]
-        if values.dtype == object:
-            lists = pa.array([v if isinstance(v, list) else None for v in values.tolist()], type=pa.list_(pa.string()))
-            values = pd.Series(pd.arrays.ArrowStringArray(pc.binary_join(lists, _FIELD_SEPARATOR)), index=items.index)
-        columns[name] = values
-    digests = hash_pandas_object(pd.DataFrame(columns, index=items.index), index=False, categorize=False).to_numpy()
-    return dict(zip(items["external_reference"].astype(str), (f"{HASH_SCHEME}{d:016x}" for d in digests)))
+    digests = row_digests(items, sorted(c for c in items.columns if c != KEY))
+    return dict(zip(items["external_reference"].astype(str), (HASH_SCHEME + d for d in digests)))
 
 
 def deliver(

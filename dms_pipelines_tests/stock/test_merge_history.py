@@ -54,3 +54,16 @@ def test_only_changed_vehicles_get_a_new_version():
     assert versions == {"S001": 1, "S002": 2, "S003": 1}  # S003 came again unchanged: no new version
     closed = history[history["valid_to"].notna()]
     assert closed["stock_id"].tolist() == ["S002"] and closed["price"].tolist() == [12995.0]
+
+
+def test_versions_hashed_by_the_earlier_scheme_are_recognised_not_duplicated():
+    from dms_pipelines.stock.history import HASH_SCHEME, legacy_row_hashes
+
+    stock = stock_of([vehicle("S001"), vehicle("S002"), vehicle("S003")])
+    history = update_history(empty_history(), stock, NIGHT)
+    history["version_hash"] = legacy_row_hashes(stock).values  # as an earlier version stored them
+    merged = apply_delta(stock, coerce_to_schema(pd.DataFrame([vehicle("S002", price=9995.0)])))
+    after = update_history(history, merged.stock, HOUR)
+    assert after.groupby("stock_id").size().to_dict() == {"S001": 1, "S002": 2, "S003": 1}
+    assert after.loc[after["valid_to"].isna(), "version_hash"].str.startswith(HASH_SCHEME).all()
+    assert update_history(after, merged.stock, HOUR.replace(hour=10)).equals(after)  # and the next run changes nothing
