@@ -1,5 +1,6 @@
 """The group's nightly run as one Dagster run: a step per batch of dealers, spread over processes by Dagster's multiprocess executor."""
 
+import multiprocessing
 import re
 
 import dagster as dg
@@ -92,11 +93,30 @@ def account_files(context: dg.OpExecutionContext, batch_results: list, pipeline:
         raise dg.Failure("group sync incomplete: " + "; ".join(problems), metadata={"failed_dealers": dg.MetadataValue.json(failed)})
 
 
+@dg.configured(
+    dg.multiprocess_executor,
+    config_schema={
+        "max_concurrent": dg.Field(int, default_value=multiprocessing.cpu_count(), description="processes at once"),
+        "start_method": dg.Field(
+            dg.Enum("StartMethod", [dg.EnumValue("forkserver"), dg.EnumValue("spawn")]), default_value="forkserver",
+            description="forkserver: steps forked from a server that imported our code once (fast); spawn: each step a fresh interpreter",
+        ),
+    },
+)
+def group_executor(config: dict) -> dict:
+    """Dagster's multiprocess executor, by default forking its processes from a server that has already imported our code.
+
+    A forkserver keeps the environment it started with, so a process that runs group_sync for several data roots in
+    turn (a test session) uses `spawn`.
+    """
+    start = {"forkserver": {"preload_modules": ["dms_pipelines.definitions"]}} if config["start_method"] == "forkserver" else {"spawn": {}}
+    return {"max_concurrent": config["max_concurrent"], "start_method": start}
+
+
 @dg.job(
-    executor_def=dg.multiprocess_executor,
+    executor_def=group_executor,
     tags={TRIGGER_TAG: "nightly"},
     description="Every dealer's sync in one run, a step per batch of dealers over a bounded pool of processes, then the account-wide files.",
-    config={"execution": {"config": {"start_method": {"forkserver": {"preload_modules": ["dms_pipelines.definitions"]}}}}},
 )
 def group_sync():
     account_files(dealers_to_sync().map(sync_dealers).collect())

@@ -9,11 +9,15 @@ from dms_pipelines.definitions import group_sync_job
 from dms_pipelines.sample.generator import SampleDealer, generate_group
 from dms_pipelines.stock.store import read_stock
 
+# A forkserver keeps the environment of the test that started it, and each test has its own data root: the others spawn.
+SPAWNED = {"max_concurrent": 2, "start_method": "spawn"}
+
 
 def test_group_sync_runs_every_dealer_in_its_own_process(paths, settings):
     dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers]
     generate_group(paths.inbox, dealers, vehicles=120, seed=5, deltas=0)
     with dg.instance_for_test() as instance:
+        # the production start method (forkserver); the only test that uses it, as a forkserver keeps its first environment
         run_config = {"execution": {"config": {"max_concurrent": 2}}, "ops": {"dealers_to_sync": {"config": {"dealers_per_step": 2}}}}
         result = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config=run_config)
         assert result.success
@@ -60,7 +64,7 @@ def test_a_failing_dealer_fails_the_run_but_not_the_other_dealers(paths, setting
     dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers]
     generate_group(paths.inbox, dealers, vehicles=90, seed=6, deltas=0)
     with dg.instance_for_test() as instance:
-        result = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config={"execution": {"config": {"max_concurrent": 2}}})
+        result = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config={"execution": {"config": SPAWNED}})
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
         assert failure.step_key == "account_files" and "york" in failure.event_specific_data.error.message
