@@ -358,7 +358,7 @@ def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, v
         outcome="held" if held else "ok" if files else "no_change",
     )
     with engine.begin() as connection:
-        connection.execute(delete(sync_runs).where(sync_runs.c.run_id == run_id))
+        connection.execute(delete(sync_runs).where(and_(sync_runs.c.run_id == run_id, sync_runs.c.dealer_id == dealer_id)))
         connection.execute(insert(sync_runs).values(**values))
 
 

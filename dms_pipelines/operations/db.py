@@ -14,9 +14,11 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 metadata = MetaData()
 
@@ -140,7 +142,7 @@ sync_runs = Table(
     "sync_runs",
     metadata,
     Column("run_id", String(64), primary_key=True),
-    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("dealer_id", String(64), primary_key=True, index=True),  # a group_sync run has a row per dealer
     Column("trigger", String(32)),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True), nullable=False),
@@ -175,11 +177,26 @@ def engine_for(url: str) -> Engine:
 
 
 def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables; processes starting at once on a new database may race, and the loser simply checks again."""
+    """Create missing tables and bring old ones up to date; processes starting at once may race, and the loser checks again."""
     for attempt in range(1, attempts + 1):
         try:
             metadata.create_all(engine)
+            _key_sync_runs_by_dealer(engine)
             return
-        except OperationalError as error:
-            if "already exists" not in str(error) or attempt == attempts:
+        except (OperationalError, ProgrammingError) as error:
+            if attempt == attempts or not any(race in str(error) for race in ("already exists", "no such table", "does not exist")):
                 raise
+
+
+def _key_sync_runs_by_dealer(engine: Engine) -> None:
+    """Databases made before group runs keyed sync_runs by run alone; rebuild the table keyed by run and dealer, rows kept."""
+    if inspect(engine).get_pk_constraint("sync_runs")["constrained_columns"] != ["run_id"]:
+        return
+    names = ", ".join(column.name for column in sync_runs.columns)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE sync_runs RENAME TO sync_runs_keyed_by_run"))
+        for index in sync_runs.indexes:
+            connection.execute(text(f"DROP INDEX IF EXISTS {index.name}"))
+        sync_runs.create(connection)
+        connection.execute(text(f"INSERT INTO sync_runs ({names}) SELECT {names} FROM sync_runs_keyed_by_run"))
+        connection.execute(text("DROP TABLE sync_runs_keyed_by_run"))

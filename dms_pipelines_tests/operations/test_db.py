@@ -2,7 +2,7 @@
 
 import multiprocessing
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from dms_pipelines.operations.db import engine_for, metadata
 
@@ -24,3 +24,28 @@ def test_processes_creating_the_tables_at_once_all_succeed(tmp_path):
         worker.join(30)
     assert [worker.exitcode for worker in workers] == [0] * 6
     assert set(metadata.tables) <= set(inspect(engine_for(url)).get_table_names())
+
+
+def test_a_database_from_before_group_runs_keeps_its_sync_runs_and_takes_one_row_per_dealer(tmp_path):
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from dms_pipelines.sync import record_sync_run
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:  # the table as earlier versions created it
+        old.execute(
+            "CREATE TABLE sync_runs (run_id VARCHAR(64) NOT NULL, dealer_id VARCHAR(64) NOT NULL, \"trigger\" VARCHAR(32), started_at DATETIME, "
+            "finished_at DATETIME NOT NULL, files INTEGER, records INTEGER, accepted INTEGER, quarantined INTEGER, held INTEGER, "
+            "vehicles INTEGER, outcome VARCHAR(16) NOT NULL, PRIMARY KEY (run_id))"
+        )
+        old.execute("CREATE INDEX ix_sync_runs_dealer_id ON sync_runs (dealer_id)")
+        old.execute("INSERT INTO sync_runs (run_id, dealer_id, finished_at, vehicles, outcome) VALUES ('r0', 'leeds', ?, 5, 'ok')", [datetime.now(timezone.utc).isoformat()])
+    engine = engine_for(f"sqlite:///{path}")
+    assert inspect(engine).get_pk_constraint("sync_runs")["constrained_columns"] == ["run_id", "dealer_id"]
+    for dealer in ("leeds", "york", "sheffield"):
+        record_sync_run(engine, "group-1", dealer, "nightly", 10)
+    record_sync_run(engine, "group-1", "york", "nightly", 11)  # re-executed: replaced, not added
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT run_id, dealer_id, vehicles FROM sync_runs ORDER BY run_id, dealer_id")).fetchall()
+    assert [tuple(r) for r in rows] == [("group-1", "leeds", 10), ("group-1", "sheffield", 10), ("group-1", "york", 11), ("r0", "leeds", 5)]

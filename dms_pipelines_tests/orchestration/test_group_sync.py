@@ -40,6 +40,14 @@ def test_group_sync_runs_every_dealer_in_its_own_process(paths, settings):
         runs = db.execute("SELECT dealer_id, trigger, outcome, files, vehicles FROM sync_runs WHERE run_id = ?", [run_id]).fetchall()
         vehicles = dict(db.execute("SELECT dealer_id, count(*) FROM stock_current GROUP BY ALL").fetchall())
     assert {r[0] for r in runs} == {d.id for d in settings.dealers}
+    from sqlalchemy import select
+
+    from dms_pipelines.config import operations_db_url
+    from dms_pipelines.operations.db import engine_for, sync_runs
+
+    with engine_for(operations_db_url(settings, paths)).connect() as connection:  # the operational record keeps every dealer's row too
+        kept = {row.dealer_id for row in connection.execute(select(sync_runs.c.dealer_id).where(sync_runs.c.run_id == run_id))}
+    assert kept == {d.id for d in settings.dealers}
     assert all(trigger == "nightly" and outcome == "ok" and files == 1 for _, trigger, outcome, files, _ in runs)
     assert {r[0]: r[4] for r in runs} == vehicles
     google_rows = list(csv.DictReader(open(paths.outbox / "google" / "vehicle_listings.csv", encoding="utf-8")))
