@@ -1,13 +1,6 @@
 """The difference between what a marketplace should show and what it last acknowledged: creates, updates, deletes."""
 
-import hashlib
-import json
 from dataclasses import dataclass, field
-
-
-def content_hash(item: dict) -> str:
-    """A stable hash of one rendered item (keys sorted, so field order never matters)."""
-    return hashlib.sha256(json.dumps(item, sort_keys=True, default=str, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 @dataclass

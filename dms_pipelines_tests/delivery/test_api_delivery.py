@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from dms_pipelines.delivery import api_delivery, ledger
-from dms_pipelines.delivery.diff import apply, content_hash, diff
+from dms_pipelines.delivery.diff import apply, diff
 from dms_pipelines.delivery.retry import RetryPolicy, backoff_delay, call_with_retries
 from dms_pipelines.delivery.simulator import StockApiSimulator
 from dms_pipelines.delivery.stock_api import ApiError, StockApiClient
@@ -79,13 +79,21 @@ def test_item_hashes_change_with_any_field_and_only_then():
     assert api_delivery.item_hashes(images)[wanted.at[0, "external_reference"]] != hashes[wanted.at[0, "external_reference"]]
 
 
+def earlier_scheme_hash(item: dict) -> str:
+    """How versions before item_hashes hashed an item: sha256 of its JSON, keys sorted."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(item, sort_keys=True, default=str, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
 def test_acknowledgements_under_the_old_hash_are_not_resent(simulator, engine):
     client = client_for(simulator)
     wanted = items()
     api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
     rows = ledger.ledger_rows(engine, "autotrader", "leeds")
     for key, row in rows.items():  # as an earlier version left them: sha256 of the item as the hash
-        old_hash = content_hash(api_delivery.desired_items(wanted)[key])
+        old_hash = earlier_scheme_hash(api_delivery.desired_items(wanted)[key])
         ledger.mark_acknowledged(engine, "autotrader", "leeds", key, old_hash, row["external_id"], row["state"], row["content"])
     calls = simulator.calls
     again = api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
@@ -152,7 +160,7 @@ def test_a_crash_between_sending_and_recording_creates_no_duplicate(simulator, e
     client = client_for(simulator)
     wanted = items()
     item = api_delivery.desired_items(wanted)["A0001"]
-    digest = content_hash(item)
+    digest = api_delivery.item_hashes(wanted)["A0001"]
     ledger.mark_pending(engine, "autotrader", "leeds", "A0001", digest)
     client.create(ADVERTISER, autotrader.create_payload(item), "different-key-from-a-crashed-process")  # sent, then the process died
     STATS["faults injected"] += 1
