@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from dms_pipelines.config import ConfigError, load_settings, operations_db_url
-from dms_pipelines.paths import PROJECT_ROOT, DataPaths, config_path, data_root
+from dms_pipelines.paths import PROJECT_ROOT, DataPaths, data_root
 
 SAMPLE_LAYOUTS = ("navigator_csv", "star5_xml", "pipe_cp1252_csv")
 

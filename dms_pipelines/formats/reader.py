@@ -16,7 +16,7 @@ from lxml import etree
 from dms_pipelines.formats.decoding import DecodingError, decode, detect_encoding
 from dms_pipelines.formats.profile import MappingProfile
 from dms_pipelines.formats.safe_xml import UnsafeXmlError, iter_records
-from dms_pipelines.formats.values import MappingError, ParseResult, empty_issues, map_to_canonical
+from dms_pipelines.formats.values import MappingError, ParseResult, map_to_canonical
 from dms_pipelines.sources.compressed import CompressedFileError, decompress, is_compressed
 
 

@@ -2,7 +2,6 @@
 
 import gc
 import html
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Literal
