@@ -48,9 +48,13 @@ def one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
+SCAN_BLOCK = 1 << 22  # bytes compared at a time: blocks that stay in cache, and an early stop at the first hit
+
+
 def holds_any_byte(text: pa.Array | pa.ChunkedArray, special: bytes, below: int = 0) -> bool:
-    """Whether any string holds a byte of `special` or one below `below`: a scan of the raw UTF-8 bytes, many times faster
-    than a regular expression per row. When `special` is not all ASCII it answers True (the caller then checks per row)."""
+    """Whether any string holds a byte of `special` or one below `below`: a scan of the raw UTF-8 bytes in cache-sized
+    blocks, many times faster than a regular expression per row. When `special` is not all ASCII it answers True (the
+    caller then checks per row)."""
     if any(byte >= 0x80 for byte in special):
         return True  # a multi-byte character's bytes may occur inside other characters
     for chunk in (text.chunks if isinstance(text, pa.ChunkedArray) else [text]):
@@ -59,11 +63,13 @@ def holds_any_byte(text: pa.Array | pa.ChunkedArray, special: bytes, below: int 
             continue
         offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
         data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-        found = data < below
-        for byte in special:
-            found |= data == byte
-        if found.any():
-            return True
+        for start in range(0, len(data), SCAN_BLOCK):
+            block = data[start : start + SCAN_BLOCK]
+            found = block < below
+            for byte in special:
+                found |= block == byte
+            if found.any():
+                return True
     return False
 
 

@@ -109,3 +109,21 @@ def test_a_date_outside_the_representable_range_fails_its_row_only():
     converted, failed, rule = _convert(column("05/10/2021", "01/01/1500", "31/12/9999"), FieldMapping(column="x", type="date", formats=["%d/%m/%Y"]), "first_registration_date")
     assert failed.tolist() == [False, True, True] and rule == "not_a_date"
     assert converted.iloc[0] == pd.Timestamp("2021-10-05")
+
+
+def test_the_byte_scan_finds_what_a_per_value_check_finds(monkeypatch):
+    import random
+
+    from dms_pipelines.formats import csv_writer
+
+    monkeypatch.setattr(csv_writer, "SCAN_BLOCK", 3)  # hits across block edges, too
+    rng = random.Random(3)
+    alphabet = ["a", ",", '"', "\n", "\r", "\x01", "\x1f", "é", "\\", " "]
+    for _ in range(1500):
+        values = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))) if rng.random() > 0.1 else None for _ in range(rng.randint(0, 6))]
+        text = pa.array(values, pa.string())
+        if len(text) > 2 and rng.random() < 0.5:
+            text = text.slice(1, len(text) - 2)  # a slice's bytes outside it must not count
+        for special, below in [(b',"\r\n', 0), (b'"\\', 0x20), (b"", 0x20), (b"|", 0)]:
+            expected = any(any(b in special or b < below for b in v.encode()) for v in text.to_pylist() if v is not None)
+            assert csv_writer.holds_any_byte(text, special, below) == expected, (values, special, below)
