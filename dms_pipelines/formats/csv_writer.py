@@ -1,9 +1,10 @@
 """Fast RFC 4180 CSV writing, column-wise: minimal quoting, optional defusing of spreadsheet formulas."""
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -29,7 +30,7 @@ def delimited_bytes(columns: dict[str, pd.Series], delimiter: str = ",", line_en
 
 
 def _cell(values: pd.Series, delimiter: str, defuse_formulas: bool) -> pa.Array:
-    text = one_array(pa.array(as_text(values).array)).cast(pa.large_string())
+    text = arrow_strings(as_text(values)).cast(pa.large_string())
     if defuse_formulas:
         formula = pc.match_substring_regex(text, "^" + _any_of("".join(FORMULA_START)))
         if pc.any(formula).as_py():
@@ -41,36 +42,6 @@ def _cell(values: pd.Series, delimiter: str, defuse_formulas: bool) -> pa.Array:
         quoted = pc.binary_join_element_wise(_large('"'), pc.replace_substring(text, '"', '""'), _large('"'), _large(""))
         text = pc.if_else(quote, quoted, text)
     return text
-
-
-def one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """A pandas column's Arrow data as one contiguous array (a concatenated frame holds several chunks)."""
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-
-
-SCAN_BLOCK = 1 << 22  # bytes compared at a time: blocks that stay in cache, and an early stop at the first hit
-
-
-def holds_any_byte(text: pa.Array | pa.ChunkedArray, special: bytes, below: int = 0) -> bool:
-    """Whether any string holds a byte of `special` or one below `below`: a scan of the raw UTF-8 bytes in cache-sized
-    blocks, many times faster than a regular expression per row. When `special` is not all ASCII it answers True (the
-    caller then checks per row)."""
-    if any(byte >= 0x80 for byte in special):
-        return True  # a multi-byte character's bytes may occur inside other characters
-    for chunk in (text.chunks if isinstance(text, pa.ChunkedArray) else [text]):
-        chunk = chunk.cast(pa.large_string())
-        if len(chunk) == 0 or chunk.buffers()[2] is None:
-            continue
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)[chunk.offset : chunk.offset + len(chunk) + 1]
-        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
-        for start in range(0, len(data), SCAN_BLOCK):
-            block = data[start : start + SCAN_BLOCK]
-            found = block < below
-            for byte in special:
-                found |= block == byte
-            if found.any():
-                return True
-    return False
 
 
 def _large(text: str) -> pa.Scalar:

@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dms_pipelines.formats.arrow_text import string_buffers
 from dms_pipelines.formats.profile import FieldMapping, MappingProfile
 from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR, coerce_to_schema
 
@@ -171,17 +172,9 @@ def _patch(values: pa.ChunkedArray, rows: np.ndarray, replacement: pa.Array) -> 
     return pa.chunked_array(values.chunks + [replacement.cast(values.type)]).take(pa.array(index))
 
 
-def _buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """A string array's offsets (for its own slice) and data bytes, as numpy views."""
-    _, offsets_buffer, data_buffer = chunk.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
-    return offsets[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64), data
-
-
 def _edges_within(chunk: pa.Array, allowed: np.ndarray) -> bool:
     """Whether the first and last byte of every non-empty string is one of `allowed` (a 256-entry truth table)."""
-    offsets, data = _buffers(chunk)
+    offsets, data = string_buffers(chunk)
     nonempty = offsets[1:] > offsets[:-1]
     if not nonempty.any():
         return True
@@ -197,7 +190,7 @@ def _trim_chunks(values: pa.ChunkedArray, trim, untouched: np.ndarray) -> pa.Chu
 def _swap_separator(chunk: pa.Array, separator: int) -> tuple[pa.Array, np.ndarray]:
     """`chunk` with every `separator` byte made LIST_SEPARATOR's, and the rows where a separator touches whitespace
     or another separator (judged by neighbouring bytes, so possibly a few more rows than that)."""
-    offsets, data = _buffers(chunk)
+    offsets, data = string_buffers(chunk)
     if offsets[-1] == offsets[0]:
         return chunk, np.zeros(0, dtype=np.int64)
     found = np.flatnonzero(data[offsets[0] : offsets[-1]] == separator) + offsets[0]

@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.csv_writer import one_array
+from dms_pipelines.formats.arrow_text import arrow_strings
 from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, map_text, split_list, text_series
 
 LIFECYCLE = {"available": "FORECOURT", "reserved": "SALE_IN_PROGRESS", "in_transit": "DUE_IN", "in_preparation": "DUE_IN", "sold": "SOLD"}
@@ -63,7 +62,7 @@ def _whole_pounds(price: pd.Series) -> pd.Series:
 
 def _first_sentence(description: pd.Series) -> pd.Series:
     """The text before the first '.' ('' for a missing description)."""
-    parts = pc.split_pattern(one_array(pa.array(description.fillna("").astype("string").array)), ".", max_splits=1)
+    parts = pc.split_pattern(arrow_strings(description.fillna("")), ".", max_splits=1)
     return text_series(pc.list_element(parts, 0), description.index)
 
 

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes, one_array
+from dms_pipelines.formats.arrow_text import arrow_strings, one_array
+from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes
 from dms_pipelines.stock.schema import LIST_SEPARATOR
 
 KEY = "_stock_id"  # every rendered frame carries the stock number under this column; never serialised
@@ -127,7 +128,7 @@ def _collector_paused():
 
 def list_parts(values: pd.Series) -> pa.LargeListArray:
     """Each '|'-joined cell as an Arrow list of its non-empty parts (a missing cell: an empty list), no Python lists."""
-    parts = pc.split_pattern(one_array(pa.array(values.astype("string").array)), LIST_SEPARATOR)
+    parts = pc.split_pattern(arrow_strings(values), LIST_SEPARATOR)
     flat = pc.list_flatten(parts)
     kept = pc.not_equal(flat, "")
     if parts.null_count == 0 and pc.all(kept).as_py():
@@ -163,7 +164,7 @@ def text_series(values: pa.Array | pa.ChunkedArray, index: pd.Index) -> pd.Serie
 
 def map_text(values: pd.Series, mapping: dict[str, str]) -> pd.Series:
     """`values.map(mapping)` as a string column (unmapped and missing values missing), by a vectorised look-up."""
-    positions = pc.index_in(one_array(pa.array(values.astype("string").array)), value_set=pa.array(list(mapping), pa.large_string()))
+    positions = pc.index_in(arrow_strings(values), value_set=pa.array(list(mapping), pa.large_string()))
     return text_series(pc.take(pa.array(list(mapping.values()), pa.large_string()), positions), values.index)
 
 
@@ -174,10 +175,6 @@ def format_numbers(values: pd.Series, template: str) -> pd.Series:
     distinct, positions = np.unique(numbers.view(np.int64), return_inverse=True)  # by bit pattern: -0.0 is not 0.0
     texts = pa.array([template.format(number) for number in distinct.view(np.float64).tolist()], pa.large_string())
     return text_series(pc.take(texts, pa.array(positions.reshape(-1), pa.int64(), mask=missing)), values.index)
-
-
-def image_count_from(column: str) -> Callable[[pd.DataFrame], pd.Series]:
-    return lambda items: items[column].map(lambda v: len(v) if isinstance(v, list) else 0)
 
 
 def list_lengths(column: pd.Series) -> pd.Series:
@@ -230,8 +227,7 @@ def _is_empty(column: pd.Series) -> pd.Series:
         return list_lengths(column) == 0
     if column.dtype == object:
         try:  # lists (or strings) everywhere: their lengths in one C-level pass
-            lengths = np.fromiter(map(len, column.to_numpy()), dtype=np.int64, count=len(column))
-            return pd.Series(lengths == 0, index=column.index)
+            return list_lengths(column) == 0
         except TypeError:  # a missing value somewhere
             return column.map(lambda v: v is None or v is pd.NA or (isinstance(v, float) and v != v) or (hasattr(v, "__len__") and len(v) == 0)).astype(bool)
     text = column.astype("string")

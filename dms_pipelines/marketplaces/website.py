@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.csv_writer import holds_any_byte, one_array
+from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte, one_array
 from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable
 
 ESCAPED = r'[\x00-\x1f"\\]'  # what JSON escapes (ensure_ascii=False): control characters, quote, backslash
@@ -90,7 +90,7 @@ def _json_values(column: pd.Series) -> pa.Array:
         return pc.fill_null(pc.take(texts, pa.array(positions.reshape(-1), pa.int64(), mask=column.isna().to_numpy(dtype=bool))), _large("null"))
     if column.dtype == object or str(column.dtype) == "boolean":
         return pa.array([_dumps(value) for value in _python_values(column)], pa.large_string())
-    return _json_strings(one_array(pa.array(column.astype("string").array)))
+    return _json_strings(arrow_strings(column))
 
 
 def _json_lists(lists: pa.LargeListArray) -> pa.Array:

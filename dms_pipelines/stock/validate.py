@@ -11,6 +11,7 @@ import pyarrow
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Validation
+from dms_pipelines.formats.arrow_text import string_buffers
 from dms_pipelines.formats.values import ISSUE_COLUMNS, empty_issues
 from dms_pipelines.stock.plates import age_identifier_for, age_identifier_start, plate_style
 from dms_pipelines.stock.schema import CANONICAL_SCHEMA, LIST_SEPARATOR
@@ -206,12 +207,7 @@ def _image_checks(image_urls: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 def _separator_counts(cells: pyarrow.Array) -> np.ndarray:
     """How many LIST_SEPARATOR characters each string holds, counted on the UTF-8 bytes (the separator is ASCII)."""
-    _, offsets_buffer, data_buffer = cells.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if pyarrow.types.is_large_string(cells.type) else np.int32)
-    offsets = offsets[cells.offset : cells.offset + len(cells) + 1].astype(np.int64)
-    if data_buffer is None:
-        return np.zeros(len(cells), dtype=np.int64)
-    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    offsets, data = string_buffers(cells)
     found = np.flatnonzero(data[offsets[0] : offsets[-1]] == ord(LIST_SEPARATOR)) + offsets[0]
     return np.diff(np.searchsorted(found, offsets))
 

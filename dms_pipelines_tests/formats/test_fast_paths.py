@@ -114,9 +114,9 @@ def test_a_date_outside_the_representable_range_fails_its_row_only():
 def test_the_byte_scan_finds_what_a_per_value_check_finds(monkeypatch):
     import random
 
-    from dms_pipelines.formats import csv_writer
+    from dms_pipelines.formats import arrow_text
 
-    monkeypatch.setattr(csv_writer, "SCAN_BLOCK", 3)  # hits across block edges, too
+    monkeypatch.setattr(arrow_text, "SCAN_BLOCK", 3)  # hits across block edges, too
     rng = random.Random(3)
     alphabet = ["a", ",", '"', "\n", "\r", "\x01", "\x1f", "é", "\\", " "]
     for _ in range(1500):
@@ -126,4 +126,4 @@ def test_the_byte_scan_finds_what_a_per_value_check_finds(monkeypatch):
             text = text.slice(1, len(text) - 2)  # a slice's bytes outside it must not count
         for special, below in [(b',"\r\n', 0), (b'"\\', 0x20), (b"", 0x20), (b"|", 0)]:
             expected = any(any(b in special or b < below for b in v.encode()) for v in text.to_pylist() if v is not None)
-            assert csv_writer.holds_any_byte(text, special, below) == expected, (values, special, below)
+            assert arrow_text.holds_any_byte(text, special, below) == expected, (values, special, below)

@@ -1,0 +1,46 @@
+"""Arrow string columns at byte level: one contiguous array per column, and its UTF-8 bytes as numpy views for scans."""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+SCAN_BLOCK = 1 << 22  # bytes compared at a time: blocks that stay in cache, and an early stop at the first hit
+
+
+def one_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A pandas column's Arrow data as one contiguous array (a concatenated frame holds several chunks)."""
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def arrow_strings(values: pd.Series) -> pa.Array:
+    """A column's values as text, in one contiguous Arrow string array (missing values stay missing)."""
+    return one_array(pa.array(values.astype("string").array))
+
+
+def string_buffers(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's offsets (for its own slice, as int64) and its data bytes, as numpy views of Arrow's buffers."""
+    _, offsets_buffer, data_buffer = chunk.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
+    return offsets[chunk.offset : chunk.offset + len(chunk) + 1].astype(np.int64), data
+
+
+def holds_any_byte(text: pa.Array | pa.ChunkedArray, special: bytes, below: int = 0) -> bool:
+    """Whether any string holds a byte of `special` or one below `below`: a scan of the raw UTF-8 bytes in cache-sized
+    blocks, many times faster than a regular expression per row. When `special` is not all ASCII it answers True (the
+    caller then checks per row)."""
+    if any(byte >= 0x80 for byte in special):
+        return True  # a multi-byte character's bytes may occur inside other characters
+    for chunk in (text.chunks if isinstance(text, pa.ChunkedArray) else [text]):
+        if len(chunk) == 0:
+            continue
+        offsets, data = string_buffers(chunk)
+        data = data[offsets[0] : offsets[-1]]
+        for start in range(0, len(data), SCAN_BLOCK):
+            block = data[start : start + SCAN_BLOCK]
+            found = block < below
+            for byte in special:
+                found |= block == byte
+            if found.any():
+                return True
+    return False
