@@ -217,12 +217,28 @@ class StockApiSimulator:
             return status, {"message": message}
         return None
 
+    def _remembered(self, advertiser: str, key: str | None) -> tuple[int, dict] | None:
+        """The answer already given to this Idempotency-Key, if any (called under the lock)."""
+        if key and (advertiser, key) in self._idempotent:
+            status, answer = self._idempotent[(advertiser, key)]
+            return status, copy.deepcopy(answer)
+        return None
+
+    def _store(self, advertiser: str, stock_id: str, item: dict, key: str | None, status: int) -> tuple[int, dict]:
+        """Keep the item, remember the answer under its Idempotency-Key, and answer (called under the lock)."""
+        self._items[stock_id] = item
+        self.writes += 1
+        answer = copy.deepcopy(item)
+        if key:
+            self._idempotent[(advertiser, key)] = (status, answer)
+        return status, copy.deepcopy(answer)
+
     def _create(self, advertiser: str, body: dict, key: str | None) -> tuple[int, dict]:
         # One lock over look-up and write: two concurrent requests with one Idempotency-Key create one item.
         with self._lock:
-            if key and (advertiser, key) in self._idempotent:
-                status, answer = self._idempotent[(advertiser, key)]
-                return status, copy.deepcopy(answer)
+            remembered = self._remembered(advertiser, key)
+            if remembered:
+                return remembered
             rejected = self._rejection(_object(body.get("metadata")).get("externalStockReference"))
             if rejected:
                 return rejected
@@ -233,18 +249,13 @@ class StockApiSimulator:
             item = copy.deepcopy(_without_server_fields(body))
             item["advertiserId"] = advertiser
             item["metadata"].update({"stockId": stock_id, "versionNumber": 1})
-            self._items[stock_id] = item
-            self.writes += 1
-            answer = copy.deepcopy(item)
-            if key:
-                self._idempotent[(advertiser, key)] = (201, answer)
-            return 201, copy.deepcopy(answer)
+            return self._store(advertiser, stock_id, item, key, 201)
 
     def _patch(self, advertiser: str, stock_id: str, body: dict, key: str | None) -> tuple[int, dict]:
         with self._lock:
-            if key and (advertiser, key) in self._idempotent:
-                status, answer = self._idempotent[(advertiser, key)]
-                return status, copy.deepcopy(answer)
+            remembered = self._remembered(advertiser, key)
+            if remembered:
+                return remembered
             current = self._items.get(stock_id)
             if current is None or current["advertiserId"] != advertiser:
                 return 404, {"message": f"stock item {stock_id} not found for advertiser {advertiser}"}
@@ -256,12 +267,7 @@ class StockApiSimulator:
             if problem:
                 return 400, {"message": problem}
             merged["metadata"]["versionNumber"] = current["metadata"]["versionNumber"] + 1
-            self._items[stock_id] = merged
-            self.writes += 1
-            answer = copy.deepcopy(merged)
-            if key:
-                self._idempotent[(advertiser, key)] = (200, answer)
-            return 200, copy.deepcopy(answer)
+            return self._store(advertiser, stock_id, merged, key, 200)
 
     def _route(self, method: str, path: str, query: dict, headers, raw: bytes) -> tuple[int, dict]:
         authorization = headers.get("Authorization") or ""
