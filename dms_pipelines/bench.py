@@ -62,6 +62,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     from dms_pipelines.config import Address, Dealer, DealerMarketplace, LocalInboxSource
     from dms_pipelines.delivery.api_delivery import item_hashes
     from dms_pipelines.delivery.diff import diff
+    from dms_pipelines.delivery.staging import stage
     from dms_pipelines.marketplaces import carsnip, meta
     from dms_pipelines.stock.store import PRICE_REFERENCE_COLUMNS, write_stock
 
@@ -76,10 +77,14 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
             "carsnip": DealerMarketplace(feed_id="B1"), "autotrader": DealerMarketplace(advertiser_id="10001"),
         },
     )
-    serialisers = {
-        "google": lambda items: google.serialise(items), "website": lambda items: website.serialise(items, dealer),
-        "meta": lambda items: meta.serialise(items, "csv"), "carsnip": carsnip.serialise_vehicles,
+    serialisers = {  # each file is built a slice at a time and written to disk as it is built, as a dealer run stages it
+        "google": lambda items: google.serialise_parts(items), "website": lambda items: website.serialise_parts(items, dealer),
+        "meta": lambda items: meta.serialise_parts(items, "csv"), "carsnip": carsnip.serialise_vehicle_parts,
     }
+
+    def write_feed(name: str, pieces) -> None:
+        stage(work / "staging", name, pieces).discard()
+
     stages: list[dict] = []
     baseline_rows = []
 
@@ -105,7 +110,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     for name in ("google", "website", "meta", "carsnip", "autotrader"):
         rendered = _timed(stages, f"render {name}", len(stock), lambda: render_for(SPECS[name], stock, dealer, dealer.marketplaces[name]))
         if name in serialisers:
-            _timed(stages, f"serialise {name}", len(rendered.items), lambda: serialisers[name](rendered.items))
+            _timed(stages, f"serialise + write {name}", len(rendered.items), lambda: write_feed(name, serialisers[name](rendered.items)))
         else:
             _timed(stages, f"diff {name} (hash items, compare with ledger)", len(rendered.items), lambda: diff(item_hashes(rendered.items), {}))
         del rendered
@@ -125,7 +130,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     _timed(hourly, "hourly: history (changed vehicles only)", HOURLY_CHANGES, lambda: update_history(history, patched.stock, datetime.now(timezone.utc), changed_ids))
     _timed(hourly, "hourly: write stock parquet", len(stock), lambda: write_stock(paths.state, "bench", patched.stock))
     core_hourly = sum(s["seconds"] for s in hourly)
-    _timed(hourly, "hourly: re-render + serialise google (whole file)", len(stock), lambda: google.serialise(render_for(SPECS["google"], patched.stock, dealer, dealer.marketplaces["google"]).items))
+    _timed(hourly, "hourly: re-render + write google (whole file)", len(stock), lambda: write_feed("google", google.serialise_parts(render_for(SPECS["google"], patched.stock, dealer, dealer.marketplaces["google"]).items)))
     baseline = next((s["seconds"] for s in stages if s["stage"].startswith("baseline")), None)
     result = {
         "vehicles": vehicles, "layout": layout, "file_bytes": export.stat().st_size, "generate_seconds": round(generate_seconds, 2),

@@ -3,6 +3,7 @@
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Iterable
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -13,7 +14,8 @@ from dms_pipelines.config import Dealer, Settings
 from dms_pipelines.delivery.api_delivery import ApiDeliveryReport, reconcile
 from dms_pipelines.delivery.api_delivery import deliver as deliver_api
 from dms_pipelines.delivery.destinations import api_client_for, destination_for
-from dms_pipelines.delivery.snapshot import ACCOUNT, SnapshotOutcome, deliver_file
+from dms_pipelines.delivery.snapshot import ACCOUNT, Destination, SnapshotOutcome, deliver_file
+from dms_pipelines.delivery.staging import stage
 from dms_pipelines.delivery.stock_api import ApiError
 from dms_pipelines.marketplaces import carsnip, google, meta, website
 from dms_pipelines.marketplaces.base import KEY, Rendered, listing_rows
@@ -118,17 +120,28 @@ def google_rows(dealer: Dealer, stock: pd.DataFrame, paths: DataPaths, logger=lo
     return FeedOutcome.of("google", rendered)
 
 
-def snapshot_files(marketplace: str, rendered: Rendered, dealer: Dealer, file_format: str | None) -> dict[str, bytes]:
-    """The files a per-dealer snapshot marketplace receives, by name."""
+def snapshot_files(marketplace: str, rendered: Rendered, dealer: Dealer, file_format: str | None) -> dict[str, Iterable]:
+    """The files a per-dealer snapshot marketplace receives, by name, each as the pieces of its bytes in order."""
     if marketplace == "website":
-        return {f"{dealer.id}.json": website.serialise(rendered.items, dealer)}
+        return {f"{dealer.id}.json": website.serialise_parts(rendered.items, dealer)}
     if marketplace == "meta":
         fmt = file_format or "csv"
-        return {f"{dealer.id}.{fmt}": meta.serialise(rendered.items, fmt)}
+        return {f"{dealer.id}.{fmt}": meta.serialise_parts(rendered.items, fmt)}
     if marketplace == "carsnip":
         account = dealer.marketplaces["carsnip"]
-        return {f"{dealer.id}_dealer.csv": carsnip.serialise_dealer(dealer, account), f"{dealer.id}_vehicles.csv": carsnip.serialise_vehicles(rendered.items)}
+        return {f"{dealer.id}_dealer.csv": [carsnip.serialise_dealer(dealer, account)], f"{dealer.id}_vehicles.csv": carsnip.serialise_vehicle_parts(rendered.items)}
     raise ValueError(f"{marketplace} is not a per-dealer snapshot marketplace")
+
+
+def deliver_pieces(
+    engine: Engine, destination: Destination, paths: DataPaths, marketplace: str, dealer_id: str, name: str, pieces: Iterable, **delivery,
+) -> SnapshotOutcome:
+    """Write the file to the staging folder as it is built, then deliver it if its bytes changed; the staged copy never outlives the call."""
+    staged = stage(paths.state / "staging" / marketplace, name, pieces)
+    try:
+        return deliver_file(engine, destination, marketplace, dealer_id, name, staged, **delivery)
+    finally:
+        staged.discard()
 
 
 def snapshot_feed(
@@ -143,8 +156,8 @@ def snapshot_feed(
     market = settings.marketplaces[marketplace]
     destination = destination_for(market, paths)
     outcome = FeedOutcome.of(marketplace, rendered)
-    for name, content in snapshot_files(marketplace, rendered, dealer, market.file_format).items():
-        delivered = deliver_file(engine, destination, marketplace, dealer.id, name, content, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at)
+    for name, pieces in snapshot_files(marketplace, rendered, dealer, market.file_format).items():
+        delivered = deliver_pieces(engine, destination, paths, marketplace, dealer.id, name, pieces, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at)
         outcome.files.append(delivered)
         if delivered.error:
             outcome.errors.append(f"{marketplace} file for {dealer.id} not delivered: {delivered.error}")
@@ -248,9 +261,9 @@ def google_account_file(settings: Settings, paths: DataPaths, engine: Engine, ru
     items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=google.COLUMNS)
     marketplace = settings.marketplaces["google"]
     file_format = marketplace.file_format or "csv"
-    outcome = deliver_file(
-        engine, destination_for(marketplace, paths), "google", ACCOUNT, f"vehicle_listings.{file_format}",
-        google.serialise(items, file_format), run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
+    outcome = deliver_pieces(
+        engine, destination_for(marketplace, paths), paths, "google", ACCOUNT, f"vehicle_listings.{file_format}",
+        google.serialise_parts(items, file_format), run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
     )
     account_rows = operational_rows(engine, ACCOUNT)
     publish(paths, "account", {"deliveries": account_rows["deliveries"], "dead_letters": account_rows["dead_letters"]})

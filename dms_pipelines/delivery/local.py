@@ -1,21 +1,43 @@
 """The local folder destination: write a feed file atomically, and only when its bytes changed."""
 
+import errno
 import hashlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 
+from dms_pipelines.delivery.staging import StagedFile, file_sha256
 
-def write_if_changed(path: Path, content: bytes) -> bool:
-    """Replace `path` with `content` through a temporary name; False (and no write) when the file already holds it."""
-    if path.exists() and path.stat().st_size == len(content):
-        if hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(content).digest():
-            return False
+
+def write_if_changed(path: Path, content: bytes | StagedFile) -> bool:
+    """Replace `path` with `content` through a temporary name; False (and no write) when the file already holds it.
+
+    A staged file on the same filesystem is moved into place (it is already on disk); otherwise it is copied.
+    """
+    staged = isinstance(content, StagedFile)
+    digest, size = (content.sha256, content.size) if staged else (hashlib.sha256(content).hexdigest(), len(content))
+    if path.exists() and path.stat().st_size == size and file_sha256(path) == digest:
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
+    if staged:
+        try:
+            os.replace(content.path, path)
+            return True
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with temporary.open("wb") as handle:
+            if staged:
+                with content.path.open("rb") as source:
+                    shutil.copyfileobj(source, handle, 1 << 20)
+            else:
+                handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return True

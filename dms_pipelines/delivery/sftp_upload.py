@@ -6,6 +6,7 @@ from pathlib import PurePosixPath
 
 import paramiko
 
+from dms_pipelines.delivery.staging import StagedFile
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.sources.base import SourceError
 from dms_pipelines.sources.sftp import SftpSettings, SftpSource
@@ -21,16 +22,18 @@ class SftpDestination:
     def from_config(cls, config, paths: DataPaths, environ=None) -> "SftpDestination":
         return cls(SftpSettings.from_config(config, environ, resolve=paths.resolve))
 
-    def put(self, name: str, content: bytes) -> None:
+    def put(self, name: str, content: bytes | StagedFile) -> None:
+        """Upload the bytes, or stream a staged file from disk."""
         final = str(PurePosixPath(self.settings.remote_dir) / name)
         temporary = str(PurePosixPath(self.settings.remote_dir) / f".{name}.{uuid.uuid4().hex[:8]}.part")
-        with SftpSource(self.settings) as connection:
+        expected = content.size if isinstance(content, StagedFile) else len(content)
+        with SftpSource(self.settings) as connection, _readable(content) as source:
             sftp = connection._connect()
             try:
-                sftp.putfo(io.BytesIO(content), temporary, file_size=len(content), confirm=True)
+                sftp.putfo(source, temporary, file_size=expected, confirm=True)
                 size = sftp.stat(temporary).st_size
-                if size != len(content):
-                    raise SourceError(f"upload of {name} to {self.settings.endpoint}: {size} of {len(content)} bytes arrived", transient=True)
+                if size != expected:
+                    raise SourceError(f"upload of {name} to {self.settings.endpoint}: {size} of {expected} bytes arrived", transient=True)
                 sftp.posix_rename(temporary, final)
             except (OSError, paramiko.SSHException) as error:
                 try:
@@ -49,3 +52,7 @@ class SftpDestination:
 
     def describe(self, name: str) -> str:
         return f"sftp://{self.settings.username}@{self.settings.endpoint}{PurePosixPath(self.settings.remote_dir) / name}"
+
+
+def _readable(content: bytes | StagedFile):
+    return content.path.open("rb") if isinstance(content, StagedFile) else io.BytesIO(content)

@@ -9,14 +9,15 @@ from sqlalchemy.engine import Engine
 
 from dms_pipelines.delivery import ledger
 from dms_pipelines.delivery.local import write_if_changed
+from dms_pipelines.delivery.staging import StagedFile
 
 ACCOUNT = "*"  # dealer id used in the ledger for an account-wide file such as Google's
 
 
 class Destination(Protocol):
-    """Where snapshot files go: a local folder, an SFTP server."""
+    """Where snapshot files go: a local folder, an SFTP server. `content` is the bytes, or a staged file holding them."""
 
-    def put(self, name: str, content: bytes) -> None: ...
+    def put(self, name: str, content: bytes | StagedFile) -> None: ...
 
     def exists(self, name: str) -> bool: ...
 
@@ -27,7 +28,7 @@ class LocalFolder:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def put(self, name: str, content: bytes) -> None:
+    def put(self, name: str, content: bytes | StagedFile) -> None:
         write_if_changed(self.folder / name, content)
 
     def exists(self, name: str) -> bool:
@@ -45,11 +46,11 @@ class SnapshotOutcome:
 
 
 def deliver_file(
-    engine: Engine, destination: Destination, marketplace: str, dealer_id: str, name: str, content: bytes,
+    engine: Engine, destination: Destination, marketplace: str, dealer_id: str, name: str, content: bytes | StagedFile,
     run_id: str | None = None, trigger: str | None = None, change_seen_at=None,
 ) -> SnapshotOutcome:
     """Send `content` as `name` unless the marketplace already acknowledged these exact bytes and the file is still there."""
-    digest = hashlib.sha256(content).hexdigest()
+    digest = content.sha256 if isinstance(content, StagedFile) else hashlib.sha256(content).hexdigest()
     key = f"file:{name}"
     row = ledger.ledger_rows(engine, marketplace, dealer_id).get(key)
     if row and row["status"] == "acknowledged" and row["content_hash"] == digest and destination.exists(name):

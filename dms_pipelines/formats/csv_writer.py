@@ -1,10 +1,14 @@
 """Fast RFC 4180 CSV writing, column-wise: minimal quoting, optional defusing of spreadsheet formulas."""
 
+from typing import Iterator
+
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte
+from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -20,13 +24,48 @@ def delimited_text(columns: dict[str, pd.Series], delimiter: str = ",", line_end
 
 def delimited_bytes(columns: dict[str, pd.Series], delimiter: str = ",", line_end: str = "\r\n", defuse_formulas: bool = False) -> bytes:
     """`delimited_text` as UTF-8 bytes, built with Arrow string kernels (no per-row Python)."""
-    header = delimiter.join(columns)
-    cells = [_cell(values, delimiter, defuse_formulas) for values in columns.values()]
-    if not cells or len(cells[0]) == 0:
-        return (header + line_end).encode("utf-8")
-    lines = pc.binary_join_element_wise(*cells, _large(delimiter)) if len(cells) > 1 else cells[0]
-    body = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()), lines), _large(line_end))[0]
-    return b"".join([(header + line_end).encode("utf-8"), body.as_buffer(), line_end.encode("utf-8")])
+    return b"".join(delimited_parts(columns, delimiter, line_end, defuse_formulas))
+
+
+def delimited_parts(
+    columns: dict[str, pd.Series], delimiter: str = ",", line_end: str = "\r\n", defuse_formulas: bool = False,
+    order: np.ndarray | None = None, part_rows: int = SLICE_ROWS,
+) -> Iterator[pa.Buffer | bytes]:
+    """`delimited_bytes` as consecutive pieces: the header, then the lines of `part_rows` rows at a time (built on parallel threads).
+
+    `order`: the row positions in the order they are written (default: as they stand).
+    """
+    yield (delimiter.join(columns) + line_end).encode("utf-8")
+
+    def lines_of(part: dict[str, pd.Series]) -> list:
+        cells = [_cell(values, delimiter, defuse_formulas) for values in part.values()]
+        return list(joined_lines(pc.binary_join_element_wise(*cells, _large(delimiter)) if len(cells) > 1 else cells[0], line_end))
+
+    parts = (row_slice(columns, order, start, stop) for start, stop in slice_bounds(_row_count(columns), part_rows))
+    for pieces in ordered_map(lines_of, parts):
+        yield from pieces
+
+
+def _row_count(columns: dict[str, pd.Series]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def row_slice(columns: dict[str, pd.Series], order: np.ndarray | None, start: int, stop: int) -> dict[str, pd.Series]:
+    """Rows `start` to `stop` of the columns, taken in `order` (row positions) when given; without an order, zero-copy slices."""
+    if order is None:
+        return {name: values.iloc[start:stop] for name, values in columns.items()}
+    return {name: values.take(order[start:stop]) for name, values in columns.items()}
+
+
+def in_place_order(order: np.ndarray | None) -> np.ndarray | None:
+    """None when `order` leaves the rows as they stand (slices need no copy), else `order`."""
+    return None if order is None or np.array_equal(order, np.arange(len(order))) else order
+
+
+def joined_lines(lines: pa.Array, separator: str, end: str | None = None) -> Iterator[pa.Buffer | bytes]:
+    """The lines joined by `separator`, then `end` (default: the separator once more), as buffers (no copy into bytes)."""
+    yield pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()), lines), _large(separator))[0].as_buffer()
+    yield (separator if end is None else end).encode("utf-8")
 
 
 def _cell(values: pd.Series, delimiter: str, defuse_formulas: bool) -> pa.Array:

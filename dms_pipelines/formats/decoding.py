@@ -1,6 +1,9 @@
 """Decide a text file's encoding: a byte-order mark, then strict UTF-8, then cp1252; never latin-1."""
 
 import codecs
+from pathlib import Path
+
+BLOCK = 1 << 24
 
 BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -41,3 +44,21 @@ def decode(data: bytes, declared: str = "auto") -> tuple[str, str]:
         return data.decode(encoding, errors="strict"), encoding
     except UnicodeDecodeError as error:
         raise DecodingError(f"not valid {encoding}: byte offset {error.start}") from None
+
+
+def file_utf8_encoding(path: Path) -> str | None:
+    """'utf-8-sig' or 'utf-8' when `detect_encoding` would say so of the file; None otherwise. Read a block at a time, never whole."""
+    with path.open("rb") as handle:
+        start = handle.read(4)
+        for bom, name in BOMS:
+            if start.startswith(bom):
+                return name if name == "utf-8-sig" else None
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        try:
+            while block := handle.read(BLOCK):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return None
+    return "utf-8"

@@ -1,5 +1,6 @@
 """Read one DMS export with its mapping profile: the CSV and XML engines behind one function."""
 
+import codecs
 import csv
 import io
 import re
@@ -13,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from lxml import etree
 
-from dms_pipelines.formats.decoding import DecodingError, decode, detect_encoding
+from dms_pipelines.formats.decoding import BLOCK, DecodingError, decode, detect_encoding, file_utf8_encoding
 from dms_pipelines.formats.profile import MappingProfile
 from dms_pipelines.formats.safe_xml import UnsafeXmlError, iter_records
 from dms_pipelines.formats.values import MappingError, ParseResult, map_to_canonical
@@ -25,6 +26,7 @@ DEFAULT_MAX_UNCOMPRESSED = 2 << 30
 # joined text of a Latin-1 record stays one byte a character; a record whose text holds it is read field by field.
 FIELD_END = "\u00a4\u00b6"
 ELEMENT_PATH = re.compile(r"(?:[A-Za-z_][\w.-]*:)?[A-Za-z_][\w.-]*(?:/(?:[A-Za-z_][\w.-]*:)?[A-Za-z_][\w.-]*)*")  # child steps only
+HEAD_BYTES = 1 << 16  # the header row is read from this much of the file
 NOT_WHITESPACE = re.compile(rb"[^ \t\n\r\x0b\x0c]")  # bytes.strip()'s whitespace; searching copies nothing
 
 
@@ -56,12 +58,38 @@ def _utf8_bytes(data: bytes, profile: MappingProfile, file_name: str) -> tuple[m
         raise MappingError(f"{file_name}: cannot decode: {error}") from None
 
 
-def _read_csv(path: Path, profile: MappingProfile, dealer_id: str, file_name: str) -> ParseResult:
-    dialect = profile.csv
+def _utf8_source(path: Path, profile: MappingProfile, file_name: str) -> tuple[pa.NativeFile, bytes, str]:
+    """The export as UTF-8 for Arrow, its first bytes (for the header) and its encoding.
+
+    A file that already is UTF-8 is streamed from disk (Arrow skips a byte-order mark); any other is read and transcoded whole.
+    """
+    encoding = file_utf8_encoding(path) if profile.encoding == "auto" else profile.encoding
+    if encoding in ("utf-8", "utf-8-sig"):
+        with path.open("rb") as handle:
+            head = handle.read(HEAD_BYTES)
+            if encoding == "utf-8-sig" and head.startswith(codecs.BOM_UTF8):
+                head = head[len(codecs.BOM_UTF8) :]
+            has_text = bool(NOT_WHITESPACE.search(head))
+            while not has_text and (block := handle.read(BLOCK)):
+                has_text = bool(NOT_WHITESPACE.search(block))
+        if not has_text:
+            raise MappingError(f"{file_name}: empty file (no header, no rows)")
+        return pa.OSFile(str(path)), head, encoding
     data, encoding = _utf8_bytes(path.read_bytes(), profile, file_name)
     if not NOT_WHITESPACE.search(data):
         raise MappingError(f"{file_name}: empty file (no header, no rows)")
-    header_reader = csv.reader(io.StringIO(bytes(data[: 1 << 16]).decode("utf-8", errors="replace"), newline=""), delimiter=dialect.delimiter, quotechar=dialect.quotechar)
+    return pa.BufferReader(pa.py_buffer(data)), bytes(data[:HEAD_BYTES]), encoding
+
+
+def _read_csv(path: Path, profile: MappingProfile, dealer_id: str, file_name: str) -> ParseResult:
+    source, head, encoding = _utf8_source(path, profile, file_name)
+    with source:
+        return _read_csv_source(source, head, encoding, profile, dealer_id, file_name)
+
+
+def _read_csv_source(source: pa.NativeFile, head: bytes, encoding: str, profile: MappingProfile, dealer_id: str, file_name: str) -> ParseResult:
+    dialect = profile.csv
+    header_reader = csv.reader(io.StringIO(head.decode("utf-8", errors="replace"), newline=""), delimiter=dialect.delimiter, quotechar=dialect.quotechar)
     try:
         header = [name.strip() for name in next(header_reader)]
     except csv.Error as error:
@@ -88,7 +116,7 @@ def _read_csv(path: Path, profile: MappingProfile, dealer_id: str, file_name: st
 
     try:
         table = pacsv.read_csv(
-            pa.BufferReader(pa.py_buffer(data)),
+            source,
             read_options=pacsv.ReadOptions(use_threads=False, column_names=header, skip_rows=1, block_size=1 << 24),
             parse_options=pacsv.ParseOptions(
                 delimiter=dialect.delimiter,

@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.formats.arrow_text import arrow_strings
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, map_text, split_list, text_series
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, map_text, text_series
 
 LIFECYCLE = {"available": "FORECOURT", "reserved": "SALE_IN_PROGRESS", "in_transit": "DUE_IN", "in_preparation": "DUE_IN", "sold": "SOLD"}
 PUBLISHED_STATES = ("FORECOURT", "SALE_IN_PROGRESS")
@@ -41,8 +41,8 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "amount_gbp": _whole_pounds(cars["price"]),
             "attention_grabber": clean_text(_first_sentence(cars["description"]), ATTENTION_GRABBER_LIMIT),
             "description": clean_text(cars["description"]),
-            "images": split_list(cars["image_urls"]),
-            "features": split_list(cars["features"]),
+            "images": list_series(list_parts(cars["image_urls"]), cars.index),  # Arrow lists: each value reads as a list
+            "features": list_series(list_parts(cars["features"]), cars.index),
         }
     )
 

@@ -1,10 +1,8 @@
 """The common face of a marketplace module, and the text, status and CSV safety rules they all share."""
 
-import gc
 import html
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -13,7 +11,8 @@ import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.formats.arrow_text import arrow_strings, one_array
-from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes
+from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes, delimited_parts, in_place_order
+from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
 from dms_pipelines.stock.schema import LIST_SEPARATOR
 
 KEY = "_stock_id"  # every rendered frame carries the stock number under this column; never serialised
@@ -92,38 +91,6 @@ def listable(stock: pd.DataFrame, account: DealerMarketplace, pending_supported:
     status = stock["status"]
     reserved_ok = pending_supported or account.list_reserved
     return (status == "available") | ((status == "reserved") & reserved_ok)
-
-
-def split_list(values: pd.Series) -> pd.Series:
-    """Each '|'-joined cell as a Python list (an object Series, so pandas never turns the lists into arrays).
-
-    Split in Arrow; repeated parts (features) become one Python string each, shared by the lists that hold them.
-    """
-    parts = list_parts(values)
-    flat = parts.flatten()
-    sample = flat.slice(0, 10_000)
-    if len(sample) and pc.count_distinct(sample).as_py() * 2 < len(sample):
-        encoded = flat.dictionary_encode()
-        texts = encoded.dictionary.to_numpy(zero_copy_only=False).take(encoded.indices.to_numpy()).tolist()
-    else:
-        texts = flat.to_numpy(zero_copy_only=False).tolist()
-    offsets = parts.offsets.to_numpy()
-    bounds = (offsets - offsets[0]).tolist()
-    with _collector_paused():  # a container per row: cyclic collections over a large heap would dominate
-        cells = np.fromiter(map(texts.__getitem__, map(slice, bounds[:-1], bounds[1:])), dtype=object, count=len(parts))
-    return pd.Series(cells, index=values.index, dtype="object", copy=False)
-
-
-@contextmanager
-def _collector_paused():
-    """No cyclic garbage collection while many containers (none of them in a cycle) are created."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def list_parts(values: pd.Series) -> pa.LargeListArray:
@@ -248,8 +215,24 @@ def completeness(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"stock_id": items[KEY].astype("string").values, "completeness": score.values, "missing": missing.replace("", pd.NA).values})
 
 
-def render_for(spec: MarketplaceSpec, stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> Rendered:
-    """Render, check and score; items the marketplace would reject are held back with reasons."""
+def render_for(spec: MarketplaceSpec, stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace, slice_rows: int = SLICE_ROWS) -> Rendered:
+    """Render, check and score; items the marketplace would reject are held back with reasons.
+
+    A big stock is rendered in slices on parallel threads (every rule is per vehicle) and the slices put back in order.
+    """
+    slices = (stock.iloc[start:stop] for start, stop in slice_bounds(len(stock), slice_rows))  # taken on this thread, as pandas wants
+    parts = list(ordered_map(lambda part: _render_slice(spec, part, dealer, account), slices))
+    if len(parts) <= 1:
+        return parts[0] if parts else _render_slice(spec, stock, dealer, account)
+    return Rendered(spec.name, dealer.id, *(_concat([getattr(part, name) for part in parts]) for name in ("items", "held", "completeness")))
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    filled = [frame for frame in frames if len(frame)]
+    return pd.concat(filled, ignore_index=True) if filled else frames[0]
+
+
+def _render_slice(spec: MarketplaceSpec, stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> Rendered:
     items = spec.render(stock, dealer, account).reset_index(drop=True)
     reasons = check_items(spec, items) if len(items) else pd.Series(dtype="object")
     bad = reasons != ""
@@ -262,6 +245,17 @@ def render_for(spec: MarketplaceSpec, stock: pd.DataFrame, dealer: Dealer, accou
 def to_delimited(items: pd.DataFrame, columns: list[str], delimiter: str = ",") -> bytes:
     """RFC 4180 CSV (or TSV) with formula-like cells defused; the key column is never written."""
     return delimited_bytes({name: items[name] for name in columns}, delimiter, defuse_formulas=True)
+
+
+def delimited_feed_parts(items: pd.DataFrame, columns: list[str], sort_keys: list[str], delimiter: str = ",", part_rows: int = SLICE_ROWS) -> Iterator[bytes]:
+    """`to_delimited` of the items sorted by `sort_keys` (stable), built and yielded a slice of rows at a time."""
+    return delimited_parts({name: items[name] for name in columns}, delimiter, defuse_formulas=True, order=sort_order(items, sort_keys), part_rows=part_rows)
+
+
+def sort_order(items: pd.DataFrame, keys: list[str]) -> np.ndarray | None:
+    """Row positions in the order of `items.sort_values(keys, kind="stable")` (None when the rows already are in it),
+    found without sorting a copy of every column."""
+    return in_place_order(items[keys].reset_index(drop=True).sort_values(keys, kind="stable").index.to_numpy())
 
 
 def listing_rows(rendered: Rendered) -> pd.DataFrame:

@@ -1,9 +1,13 @@
 """Carsnip (DMS14 style): a dealer file and a vehicle file, read by column position, full snapshot per dealer."""
 
+from typing import Iterator
+
 import pandas as pd
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_joined, list_parts, listable, map_text, to_delimited
+from dms_pipelines.marketplaces.base import (
+    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, delimited_feed_parts, list_joined, list_parts, listable, map_text, to_delimited,
+)
 
 DEALER_COLUMNS = ["Dealer_Id", "DealerName", "Postcode", "BuildingName", "BuildingNumber", "StreetName", "Locality", "Town", "Phone", "EmailAddress", "WebsiteURL"]
 VEHICLE_COLUMNS = ["Feed_Id", "Vehicle_Id", "Cap_Id", "Make", "Model", "Variant", "Year", "Price", "FullRegistration", "Mileage", "PictureRefs", "Vehicle_URL", "Colour", "FuelType", "BodyType", "Doors", "EngineSize"]
@@ -65,4 +69,9 @@ def serialise_dealer(dealer: Dealer, account: DealerMarketplace) -> bytes:
 
 
 def serialise_vehicles(items: pd.DataFrame) -> bytes:
-    return to_delimited(items.sort_values("Vehicle_Id", kind="stable"), VEHICLE_COLUMNS)
+    return b"".join(serialise_vehicle_parts(items))
+
+
+def serialise_vehicle_parts(items: pd.DataFrame, part_rows: int = SLICE_ROWS) -> Iterator[bytes]:
+    """The vehicles file, ordered by Vehicle_Id, a slice of rows at a time."""
+    return delimited_feed_parts(items, VEHICLE_COLUMNS, ["Vehicle_Id"], part_rows=part_rows)

@@ -1,12 +1,14 @@
 """Google Vehicle Listings: one CSV (or TSV) snapshot of every dealer's whole inventory, `id` always sent."""
 
+from typing import Iterator
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.marketplaces.base import (
-    KEY, MarketplaceSpec, clean_text, format_numbers, list_item, list_joined, list_parts, listable, map_text, to_delimited,
+    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, delimited_feed_parts, format_numbers, list_item, list_joined, list_parts, listable, map_text,
 )
 
 COLUMNS = [
@@ -91,5 +93,9 @@ SPEC = MarketplaceSpec(
 
 def serialise(items: pd.DataFrame, file_format: str = "csv") -> bytes:
     """The account-wide file; rows sorted by store code and id so unchanged stock gives identical bytes."""
-    ordered = items.sort_values(["store_code", "id"], kind="stable")
-    return to_delimited(ordered, COLUMNS, delimiter="\t" if file_format == "tsv" else ",")
+    return b"".join(serialise_parts(items, file_format))
+
+
+def serialise_parts(items: pd.DataFrame, file_format: str = "csv", part_rows: int = SLICE_ROWS) -> Iterator[bytes]:
+    """`serialise` a slice of rows at a time (a large file is never whole in memory)."""
+    return delimited_feed_parts(items, COLUMNS, ["store_code", "id"], "\t" if file_format == "tsv" else ",", part_rows)

@@ -1,10 +1,14 @@
 """Meta automotive catalog: a flattened CSV/TSV (or XML) feed per dealer with Meta's enumerations; reserved shows as PENDING."""
 
+from typing import Iterator
+
 import pandas as pd
 from lxml import etree
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, format_numbers, list_item, list_parts, listable, map_text, to_delimited
+from dms_pipelines.marketplaces.base import (
+    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, delimited_feed_parts, format_numbers, list_item, list_parts, listable, map_text,
+)
 
 MAX_IMAGES = 20
 DESCRIPTION_LIMIT = 5000
@@ -101,9 +105,17 @@ SPEC = MarketplaceSpec(
 
 def serialise(items: pd.DataFrame, file_format: str = "csv") -> bytes:
     """CSV or TSV with flattened columns, or XML as a <listings> document; rows ordered by vehicle_id."""
-    ordered = items.sort_values("vehicle_id", kind="stable")
+    return b"".join(serialise_parts(items, file_format))
+
+
+def serialise_parts(items: pd.DataFrame, file_format: str = "csv", part_rows: int = SLICE_ROWS) -> Iterator[bytes]:
+    """`serialise` a slice of rows at a time for CSV and TSV; XML is built whole."""
     if file_format in ("csv", "tsv"):
-        return to_delimited(ordered, BASE_COLUMNS + image_columns(ordered), "\t" if file_format == "tsv" else ",")
+        return delimited_feed_parts(items, BASE_COLUMNS + image_columns(items), ["vehicle_id"], "\t" if file_format == "tsv" else ",", part_rows)
+    return iter([_xml(items.sort_values("vehicle_id", kind="stable"))])
+
+
+def _xml(ordered: pd.DataFrame) -> bytes:
     root = etree.Element("listings")
     etree.SubElement(root, "title").text = "vehicle catalog"
     for row in ordered.to_dict(orient="records"):

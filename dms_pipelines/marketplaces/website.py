@@ -1,6 +1,7 @@
 """The dealer website feed: JSON with full public detail (all images, features, history, finance-ready prices)."""
 
 import json
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,9 @@ import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte, one_array
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable
+from dms_pipelines.formats.csv_writer import joined_lines, row_slice
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, sort_order
+from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
 
 ESCAPED = r'[\x00-\x1f"\\]'  # what JSON escapes (ensure_ascii=False): control characters, quote, backslash
 PUBLIC_FIELDS = [
@@ -50,23 +53,39 @@ SPEC = MarketplaceSpec(
 
 def serialise(items: pd.DataFrame, dealer: Dealer) -> bytes:
     """One JSON document per dealer; no timestamps inside, so unchanged stock gives identical bytes."""
-    ordered = items.drop(columns=[KEY]).sort_values("stock_id", kind="stable")
+    return b"".join(serialise_parts(items, dealer))
+
+
+def serialise_parts(items: pd.DataFrame, dealer: Dealer, part_rows: int = SLICE_ROWS) -> Iterator[pa.Buffer | bytes]:
+    """`serialise` in pieces: the vehicles, ordered by stock_id, are built and yielded a slice at a time."""
     document = {
         "dealer": {"id": dealer.id, "name": dealer.name, "address": dealer.address.model_dump(), "phone": dealer.phone, "website": dealer.website},
-        "vehicle_count": len(ordered),
+        "vehicle_count": len(items),
         "vehicles": [],
     }
     # No indent: the feed is read by programs. The vehicles are written column-wise as JSON text and spliced into "[]".
     shell = _dumps(document)
-    if not len(ordered):
-        return (shell + "\n").encode("utf-8")
-    pieces: list = []
-    for position, name in enumerate(ordered.columns):
-        pieces += [_large(("{" if position == 0 else ",") + _dumps(name) + ":"), _json_values(ordered[name])]
-    vehicles = pc.binary_join_element_wise(*pieces, _large("}"), _large(""))
-    body = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(vehicles)], pa.int64()), vehicles), _large(","))[0]
+    if not len(items):
+        yield (shell + "\n").encode("utf-8")
+        return
     head, tail = shell[: -len("]}")], shell[-len("]}") :]
-    return b"".join([head.encode("utf-8"), body.as_buffer(), (tail + "\n").encode("utf-8")])
+    yield head.encode("utf-8")
+    columns = {name: items[name] for name in items.columns if name != KEY}
+    keys = [_large(("{" if position == 0 else ",") + _dumps(name) + ":") for position, name in enumerate(columns)]
+    order = sort_order(items, ["stock_id"])
+
+    def vehicles_of(part: dict[str, pd.Series]) -> list:
+        pieces: list = []
+        for key, values in zip(keys, part.values()):
+            pieces += [key, _json_values(values)]
+        return list(joined_lines(pc.binary_join_element_wise(*pieces, _large("}"), _large("")), ",", end=""))
+
+    parts = (row_slice(columns, order, start, stop) for start, stop in slice_bounds(len(items), part_rows))
+    for number, vehicles in enumerate(ordered_map(vehicles_of, parts)):
+        if number:
+            yield b","
+        yield from vehicles
+    yield (tail + "\n").encode("utf-8")
 
 
 def _dumps(value) -> str:

@@ -23,7 +23,7 @@ def row_digests(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     table = pa.table({f"c{i}": _arrow_column(frame[name]) for i, name in enumerate(columns)})
     fields = []
     for i, field in enumerate(table.schema):
-        if pa.types.is_list(field.type):  # the length first: [] and [''] differ
+        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):  # the length first: [] and [''] differ
             text = f"CAST(len(c{i}) AS VARCHAR) || ':' || array_to_string(c{i}, {ITEM_SEPARATOR})"
         else:
             text = f"CAST(c{i} AS VARCHAR)"

@@ -97,6 +97,28 @@ def test_empty_and_undecodable_files_are_refused(tmp_path):
         read_export(tmp_path / "b.csv", profile, "leeds")
 
 
+
+def test_a_utf8_export_is_streamed_from_disk_and_reads_as_its_bytes_would(tmp_path, monkeypatch):
+    """UTF-8 files (with or without a byte-order mark, blank lines before the header) are never read whole into memory."""
+    import dms_pipelines.formats.reader as reader
+
+    profile = find_profile("navigator_csv", PROFILES)
+    body = NAVIGATOR_HEADER + "\r\n" + navigator_row("001", description="Café racer") + "\r\n" + navigator_row("002") + "\r\n"
+    plain = tmp_path / "stock_full_20261121_0200.csv"
+    plain.write_bytes(body.encode("utf-8"))
+    marked = tmp_path / "stock_full_20261121_0300.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"{self.name} read whole"))
+    first, second = read_export(plain, profile, "leeds"), read_export(marked, profile, "leeds")
+    assert (first.encoding, second.encoding) == ("utf-8", "utf-8-sig")
+    assert first.rows["stock_id"].tolist() == second.rows["stock_id"].tolist() == ["001", "002"]
+    assert first.rows["description"].tolist()[0] == "Café racer"
+    blank = tmp_path / "blank.csv"
+    blank.write_bytes(b" \r\n" * (reader.HEAD_BYTES // 3 + 10))
+    with pytest.raises(MappingError, match="empty file"):
+        read_export(blank, profile, "leeds")
+
+
 PIPE_HEADER = "STOCK_NO|VRM|VIN|MANUFACTURER|RANGE|VARIANT|TRIM_LEVEL|BODY|FUEL|GEARBOX|DOORS|SEATS|CC|CO2|EURO|COLOUR|MILEAGE|REG_DATE|MODEL_YEAR|PRICE|WAS_PRICE|VAT|CONDITION|STATUS|DATE_IN|MOT_DUE|DESCRIPTION|EQUIPMENT|PHOTOS|COST|KEY_SAFE|NOTES|PREV_KEEPER"
 
 

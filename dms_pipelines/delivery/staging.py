@@ -1,0 +1,63 @@
+"""Feed files written to local disk piece by piece and hashed on the way, so a large feed is never whole in memory."""
+
+import glob
+import hashlib
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+HASH_BLOCK = 1 << 20
+STALE_SECONDS = 6 * 3600  # a staged file this old was left by a run that died while writing it
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A complete feed file on local disk (flushed to it), with its SHA-256 and size, waiting for delivery."""
+
+    path: Path
+    sha256: str
+    size: int
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def stage(folder: Path, name: str, pieces: Iterable) -> StagedFile:
+    """Write the pieces (bytes or buffers) in order to a new file under `folder`; nothing is left behind if building them fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _remove_stale(folder, name)
+    target = folder / f".{name}.{uuid.uuid4().hex}.staged"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with target.open("wb") as handle:
+            for piece in pieces:
+                digest.update(piece)
+                handle.write(piece)
+                size += memoryview(piece).nbytes
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return StagedFile(target, digest.hexdigest(), size)
+
+
+def _remove_stale(folder: Path, name: str) -> None:
+    cutoff = time.time() - STALE_SECONDS
+    for leftover in folder.glob(f".{glob.escape(name)}.*.staged"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
