@@ -24,6 +24,11 @@ def thread_count() -> int:
     return os.cpu_count() or 1
 
 
+def threads_for(rows: int) -> int:
+    """Threads worth starting for column-by-column work on `rows` rows: one below a slice's worth (a small dealer)."""
+    return thread_count() if rows >= SLICE_ROWS else 1
+
+
 def ordered_map(function: Callable[[In], Out], items: Iterable[In], threads: int | None = None) -> Iterator[Out]:
     """`map(function, items)` on `threads` threads, results in order, at most one more than `threads` computed ahead of the reader."""
     threads = threads or thread_count()

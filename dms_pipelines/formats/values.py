@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from dms_pipelines.formats.arrow_text import string_buffers
 from dms_pipelines.formats.profile import FieldMapping, MappingProfile
+from dms_pipelines.parallel import ordered_map, threads_for
 from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR, coerce_to_schema
 
 ISSUE_COLUMNS = ["source_row", "stock_id", "field", "rule", "value", "severity", "message"]
@@ -282,10 +283,9 @@ def map_to_canonical(
     stock_ids = _strings(_trim_chunks(raw["stock_id"], pc.utf8_trim_whitespace, PRINTABLE_ASCII)) if "stock_id" in raw else pd.Series(pd.NA, index=index, dtype="string")
     columns: dict[str, pd.Series] = {}
     problems = []
-    for canonical, mapping in profile.fields.items():
-        if canonical not in raw:
-            continue
-        converted, failed, rule = _convert(raw[canonical], mapping, canonical)
+    fields = [(canonical, mapping) for canonical, mapping in profile.fields.items() if canonical in raw]
+    conversions = ordered_map(lambda field: _convert(raw[field[0]], field[1], field[0]), fields, threads_for(count))  # columns in parallel
+    for (canonical, mapping), (converted, failed, rule) in zip(fields, conversions):
         columns[canonical] = converted
         if failed.any():
             field_spec = FIELD_BY_NAME[canonical]

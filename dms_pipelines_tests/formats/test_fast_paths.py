@@ -127,3 +127,21 @@ def test_the_byte_scan_finds_what_a_per_value_check_finds(monkeypatch):
         for special, below in [(b',"\r\n', 0), (b'"\\', 0x20), (b"", 0x20), (b"|", 0)]:
             expected = any(any(b in special or b < below for b in v.encode()) for v in text.to_pylist() if v is not None)
             assert arrow_text.holds_any_byte(text, special, below) == expected, (values, special, below)
+
+
+@pytest.mark.parametrize("layout", ["navigator_csv", "pipe_cp1252_csv", "star5_xml"])
+def test_columns_converted_on_threads_give_what_one_thread_gives(layout, tmp_path: Path, monkeypatch):
+    """A big export's columns are converted in parallel; the rows and issues (planted defects included) are the same."""
+    import dms_pipelines.formats.values as values
+    from dms_pipelines.sample.generator import SampleDealer, generate_group
+
+    generate_group(tmp_path, [SampleDealer("leeds", "Leeds Motors", layout)], 400, seed=7)
+    [export] = sorted((tmp_path / "leeds").glob("*_full_*"))
+    profile = find_profile(layout, PROFILES)
+    monkeypatch.setattr(values, "threads_for", lambda rows: 1)
+    alone = read_export(export, profile, "leeds")
+    monkeypatch.setattr(values, "threads_for", lambda rows: 2)
+    threaded = read_export(export, profile, "leeds")
+    assert alone.records_total == 400 and alone.rows["price"].isna().any(), "the sample export should carry its planted missing prices"
+    pd.testing.assert_frame_equal(threaded.rows, alone.rows)
+    pd.testing.assert_frame_equal(threaded.issues, alone.issues)
