@@ -44,3 +44,30 @@ def holds_any_byte(text: pa.Array | pa.ChunkedArray, special: bytes, below: int 
             if found.any():
                 return True
     return False
+
+
+def rows_starting_with(text: pa.Array, first: bytes) -> np.ndarray:
+    """Per string of a contiguous array, whether its first byte is one of the ASCII bytes `first` (missing, empty: False)."""
+    offsets, data = string_buffers(text)
+    starts, filled = offsets[:-1], np.diff(offsets) > 0
+    heads = np.zeros(len(text), dtype=np.uint8)
+    heads[filled] = data[starts[filled]]
+    found = np.isin(heads, np.frombuffer(first, dtype=np.uint8)) & filled
+    return found & _valid(text)
+
+
+def rows_holding(text: pa.Array, special: bytes) -> np.ndarray:
+    """Per string of a contiguous array, whether it holds any of the ASCII bytes `special` (missing: False)."""
+    offsets, data = string_buffers(text)
+    body = data[offsets[0] : offsets[-1]]
+    hit = np.zeros(len(body), dtype=bool)
+    for byte in special:
+        hit |= body == byte
+    rows = np.searchsorted(offsets, np.flatnonzero(hit) + offsets[0], side="right") - 1
+    found = np.zeros(len(text), dtype=bool)
+    found[rows] = True
+    return found & _valid(text)
+
+
+def _valid(text: pa.Array) -> np.ndarray:
+    return np.ones(len(text), dtype=bool) if text.null_count == 0 else text.is_valid().to_numpy(zero_copy_only=False)

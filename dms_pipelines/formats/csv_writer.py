@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte
+from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte, rows_holding, rows_starting_with
 from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -71,15 +71,18 @@ def joined_lines(lines: pa.Array, separator: str, end: str | None = None) -> Ite
 def _cell(values: pd.Series, delimiter: str, defuse_formulas: bool) -> pa.Array:
     text = arrow_strings(as_text(values)).cast(pa.large_string())
     if defuse_formulas:
-        formula = pc.match_substring_regex(text, "^" + _any_of("".join(FORMULA_START)))
-        if pc.any(formula).as_py():
-            text = pc.if_else(formula, pc.binary_join_element_wise(_large("'"), text, _large("")), text)
-    if not holds_any_byte(text, (delimiter + '"\r\n').encode("utf-8")):
+        formula = rows_starting_with(text, "".join(FORMULA_START).encode("ascii"))
+        if formula.any():  # only the rows that change are rebuilt
+            mask = pa.array(formula)
+            text = pc.replace_with_mask(text, mask, pc.binary_join_element_wise(_large("'"), text.filter(mask), _large("")))
+    special = (delimiter + '"\r\n').encode("utf-8")
+    if not holds_any_byte(text, special):
         return text
-    quote = pc.match_substring_regex(text, _any_of(delimiter + '"\r\n'))
-    if pc.any(quote).as_py():
-        quoted = pc.binary_join_element_wise(_large('"'), pc.replace_substring(text, '"', '""'), _large('"'), _large(""))
-        text = pc.if_else(quote, quoted, text)
+    quote = rows_holding(text, special) if special.isascii() else pc.match_substring_regex(text, _any_of(delimiter + '"\r\n')).to_numpy(zero_copy_only=False)
+    if quote.any():
+        mask = pa.array(quote)
+        quoted = pc.binary_join_element_wise(_large('"'), pc.replace_substring(text.filter(mask), '"', '""'), _large('"'), _large(""))
+        text = pc.replace_with_mask(text, mask, quoted)
     return text
 
 

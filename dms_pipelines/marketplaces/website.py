@@ -116,13 +116,15 @@ def _json_lists(lists: pa.LargeListArray) -> pa.Array:
     """Lists of strings as JSON arrays; a list with a string that needs escaping goes through json."""
     lengths = pc.fill_null(pc.list_value_length(lists), 0)
     text = pc.binary_join_element_wise(_large('["'), pc.binary_join(lists, _large('","')), _large('"]'), _large(""))
-    text = pc.if_else(pc.equal(lengths, 0), _large("[]"), text)
+    empty = pc.equal(lengths, 0)
+    if pc.any(empty).as_py():
+        text = pc.if_else(empty, _large("[]"), text)
     if _needs_escaping(lists.flatten()):
         rows = pc.list_parent_indices(lists).filter(pc.fill_null(pc.match_substring_regex(lists.flatten(), ESCAPED), False))
         escape = np.zeros(len(lists), dtype=bool)
         escape[rows.to_numpy()] = True
         text = pc.replace_with_mask(text, pa.array(escape), pa.array([_dumps(value) for value in lists.filter(pa.array(escape)).to_pylist()], pa.large_string()))
-    return pc.if_else(lists.is_null(), _large("null"), text)
+    return pc.if_else(lists.is_null(), _large("null"), text) if lists.null_count else text
 
 
 def _json_strings(text: pa.Array) -> pa.Array:

@@ -104,7 +104,7 @@ def validate_stock(
     price_reference: pd.DataFrame | None = None,
 ) -> ValidationResult:
     """Apply every row rule to canonical `rows` (one file's worth); `price_reference` is the group's current stock."""
-    frame = rows.copy()
+    frame = rows.copy(deep=False)  # copy-on-write: replacing a column here never changes the caller's rows, and nothing is duplicated
     today_ts = pd.Timestamp(today)
     frame["description"] = normalise_description(frame["description"])
     frame["features"] = normalise_features(frame["features"])
@@ -174,6 +174,8 @@ def _keep(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     by chunk (a row take would first concatenate every chunk of the image URLs into one copy)."""
     if not frame.columns.is_unique:
         return frame.loc[keep].reset_index(drop=True)
+    if keep.all():
+        return frame.reset_index(drop=True)
     kept = pd.DataFrame({name: frame[name].array[keep] for name in frame.columns}, index=pd.RangeIndex(int(keep.sum())))
     kept.columns = frame.columns
     return kept
