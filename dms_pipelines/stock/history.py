@@ -2,10 +2,12 @@
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 from pandas.util import hash_pandas_object
 
 from dms_pipelines.stock.hashing import row_digests
+from dms_pipelines.stock.merge import rows_at
 from dms_pipelines.stock.schema import LINEAGE_COLUMNS, PRIVATE_COLUMNS, STOCK_COLUMNS
 
 TRACKED = [c for c in STOCK_COLUMNS if c not in PRIVATE_COLUMNS and c not in LINEAGE_COLUMNS]
@@ -49,7 +51,7 @@ def update_history(history: pd.DataFrame, stock: pd.DataFrame, at: datetime, cha
     at_ts = at_ts.tz_localize("UTC") if at_ts.tzinfo is None else at_ts.tz_convert("UTC")
     history = history if len(history) else empty_history()
     if changed_ids is not None:
-        stock = stock[stock["stock_id"].isin(changed_ids)]
+        stock = rows_at(stock, np.flatnonzero(stock["stock_id"].isin(changed_ids).to_numpy(dtype=bool)))
     current = stock.assign(version_hash=row_hashes(stock).values) if len(stock) else stock.assign(version_hash=pd.Series(dtype="string"))
     is_open = history["valid_to"].isna()
     if changed_ids is not None:

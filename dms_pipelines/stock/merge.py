@@ -62,6 +62,16 @@ def _apply_delta_by_sorting(previous: pd.DataFrame, new: pd.DataFrame) -> MergeO
     return MergeOutcome(_sorted(coerce_to_schema(stock)), added, len(new) - added, 0, 0)
 
 
+def rows_at(frame: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
+    """The rows at ascending `positions`, put together from zero-copy slices: a spliced stock's Arrow columns hold many
+    chunks, and a row take over them would first join every chunk (the whole stock) into one copy."""
+    if len(positions) == 0:
+        return frame.iloc[:0]
+    breaks = np.flatnonzero(np.diff(positions) != 1) + 1
+    pieces = [frame.iloc[run[0] : run[-1] + 1] for run in np.split(positions, breaks)]
+    return pd.concat(pieces) if len(pieces) > 1 else pieces[0]
+
+
 def _member_of(values: pd.Series, candidates: pd.Series) -> np.ndarray:
     """values.isin(candidates) through Arrow's hash kernel (pandas' string isin walks Python objects)."""
     haystack = pa.array(values)

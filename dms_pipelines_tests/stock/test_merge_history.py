@@ -2,12 +2,13 @@
 
 from datetime import datetime, timezone
 
+import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dms_pipelines.stock.history import empty_history, update_history
-from dms_pipelines.stock.merge import apply_delta, apply_full
+from dms_pipelines.stock.merge import apply_delta, apply_full, rows_at
 from dms_pipelines.stock.schema import coerce_to_schema
 from dms_pipelines_tests.stock.test_validate import vehicle
 
@@ -67,3 +68,12 @@ def test_versions_hashed_by_the_earlier_scheme_are_recognised_not_duplicated():
     assert after.groupby("stock_id").size().to_dict() == {"S001": 1, "S002": 2, "S003": 1}
     assert after.loc[after["valid_to"].isna(), "version_hash"].str.startswith(HASH_SCHEME).all()
     assert update_history(after, merged.stock, HOUR.replace(hour=10)).equals(after)  # and the next run changes nothing
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=1, max_value=40), st.data())
+def test_rows_at_positions_equal_a_row_take_on_a_spliced_stock(size, data):
+    stock = coerce_to_schema(pd.DataFrame([vehicle(f"S{n:03d}", price=1000 + n) for n in range(size)]))
+    spliced = pd.concat([stock.iloc[:size // 2], stock.iloc[size // 2 :]], ignore_index=True)  # Arrow columns of two chunks
+    positions = sorted(data.draw(st.sets(st.integers(min_value=0, max_value=size - 1))))
+    pd.testing.assert_frame_equal(rows_at(spliced, np.array(positions, dtype=np.int64)), spliced.iloc[positions])
