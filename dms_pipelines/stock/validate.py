@@ -170,13 +170,26 @@ def validate_stock(
 
 
 def _keep(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
-    """The rows where `keep` is true, renumbered from 0. Column by column, so that an Arrow column is filtered chunk
-    by chunk (a row take would first concatenate every chunk of the image URLs into one copy)."""
-    if not frame.columns.is_unique:
-        return frame.loc[keep].reset_index(drop=True)
-    if keep.all():
+    """The rows where `keep` is true, in stock-number order (stable), renumbered from 0.
+
+    Taken once, in the order the stock is kept in (stock/merge.py), so that merging a full export copies nothing more.
+    Column by column; a column already in order is filtered chunk by chunk (a row take would first concatenate every
+    chunk of the image URLs into one copy).
+    """
+    positions = np.flatnonzero(keep)
+    ids = pyarrow.array(frame["stock_id"].array)
+    order = pc.sort_indices(ids.take(pyarrow.array(positions)) if len(positions) < len(frame) else ids).to_numpy()
+    in_order = np.array_equal(order, np.arange(len(order)))
+    if in_order and len(positions) == len(frame):
         return frame.reset_index(drop=True)
-    kept = pd.DataFrame({name: frame[name].array[keep] for name in frame.columns}, index=pd.RangeIndex(int(keep.sum())))
+    if not frame.columns.is_unique:
+        return frame.iloc[positions[order]].reset_index(drop=True)
+    if in_order:
+        columns = {name: frame[name].array[keep] for name in frame.columns}
+    else:
+        rows = positions[order]
+        columns = {name: frame[name].array.take(rows) for name in frame.columns}
+    kept = pd.DataFrame(columns, index=pd.RangeIndex(len(positions)))
     kept.columns = frame.columns
     return kept
 

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dms_pipelines.stock.terminology import normalise_description, normalise_features
 from dms_pipelines.stock.validate import _image_checks, _keep
@@ -42,10 +44,19 @@ def test_features_and_descriptions_match_the_per_item_reading():
     ]
 
 
-def test_keeping_rows_column_by_column_is_a_row_filter():
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A1", "A2", "B1", "b0", "C9", None]), st.booleans()), max_size=30), st.booleans())
+def test_kept_rows_are_the_filtered_rows_in_stock_number_order(rows, chunked):
     frame = pd.DataFrame(
-        {"a": pd.Series(["x", None, "z"], dtype="string"), "b": pd.Series([1, None, 3], dtype="Int64"), "c": pd.to_datetime(["2024-01-01", None, "2024-01-03"])},
-        index=[7, 8, 9],
+        {
+            "stock_id": pd.Series([stock_id for stock_id, _ in rows], dtype="string"),
+            "b": pd.Series(range(len(rows)), dtype="Int64"),
+            "c": pd.Series([f"text {n}" for n in range(len(rows))], dtype="string"),
+        },
+        index=range(7, 7 + len(rows)),
     )
-    keep = np.array([True, False, True])
-    pd.testing.assert_frame_equal(_keep(frame, keep), frame.loc[keep].reset_index(drop=True))
+    if chunked:  # a spliced frame: Arrow columns of several chunks
+        frame = pd.concat([frame.iloc[: len(rows) // 2], frame.iloc[len(rows) // 2 :]])
+    keep = np.array([kept for _, kept in rows], dtype=bool)
+    expected = frame.loc[keep].sort_values("stock_id", kind="stable", na_position="last").reset_index(drop=True)
+    pd.testing.assert_frame_equal(_keep(frame, keep), expected)
