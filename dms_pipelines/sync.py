@@ -191,7 +191,8 @@ def validate_parsed(
         checked = validate_stock(result.rows, item.file_name, settings.validation, today, price_reference=reference)
         issues = pd.concat([result.issues, checked.issues], ignore_index=True)
         parse_error_rows = set(result.issues.loc[result.issues["severity"] == "error", "source_row"].dropna().astype(int))
-        accepted = checked.accepted[~checked.accepted["source_row"].isin(parse_error_rows)].reset_index(drop=True)
+        parse_failed = checked.accepted["source_row"].isin(parse_error_rows).to_numpy(dtype=bool)
+        accepted = checked.accepted[~parse_failed].reset_index(drop=True) if parse_failed.any() else checked.accepted  # no copy for nothing
         quarantined = result.records_total - len(accepted)
         rejected = result.rows[~result.rows["source_row"].isin(accepted["source_row"])]
         sold = set(rejected.loc[(rejected["status"] == "sold").fillna(False).astype(bool), "stock_id"].dropna().astype(str))

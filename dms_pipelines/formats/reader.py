@@ -142,6 +142,7 @@ def _read_csv_source(source: pa.NativeFile, head: bytes, encoding: str, profile:
         numbers = numbers[~np.isin(numbers, [number for number, _, _ in invalid])]
     good_numbers = pd.Series(numbers, dtype="Int64")
     raw = {canonical: table.column(m.column) for canonical, m in profile.fields.items() if m.column in header}
+    del table  # map_to_canonical lets each raw column go once it is converted
     rows, issues = map_to_canonical(raw, good_numbers, profile, dealer_id, file_name)
     if invalid:
         stock_column = header.index(profile.fields["stock_id"].column) if "stock_id" in profile.fields else None
