@@ -7,6 +7,7 @@ import pyarrow as pa
 
 FIELD_SEPARATOR = "chr(31)"  # between fields (SQL: control characters that never occur in a field)
 ITEM_SEPARATOR = "chr(30)"  # between the items of a list field
+BATCH_ROWS = 16_384  # DuckDB hashes one Arrow batch per thread; a single-chunk table would run on one thread
 MISSING = "chr(1)"  # a missing value, so that it hashes apart from '' and from 0
 
 
@@ -21,6 +22,7 @@ def row_digests(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     if frame.empty:
         return np.array([], dtype=object)
     table = pa.table({f"c{i}": _arrow_column(frame[name]) for i, name in enumerate(columns)})
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=BATCH_ROWS))  # zero-copy; DuckDB scans batches on parallel threads
     fields = []
     for i, field in enumerate(table.schema):
         if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):  # the length first: [] and [''] differ
