@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.arrow_text import arrow_strings, one_array
+from dms_pipelines.formats.arrow_text import arrow_strings, one_array, string_buffers
 from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes, delimited_parts, in_place_order
 from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
 from dms_pipelines.stock.schema import LIST_SEPARATOR
@@ -59,16 +59,51 @@ def clean_text(values: pd.Series, max_length: int | None = None) -> pd.Series:
 
 
 def _clean_each(text: pd.Series, max_length: int | None) -> pd.Series:
-    text = text.str.replace(TAGS, " ", regex=True)
-    escaped = text.str.contains("&", regex=False).fillna(False).astype(bool)
-    if escaped.any():
-        text = text.mask(escaped, text[escaped].map(html.unescape).astype("string"))
-    text = text.str.replace(CONTROL, "", regex=True).str.replace(SPACES, " ", regex=True).str.strip()
+    """The cleaning below for the values it could change; the others (most adverts) are left as they are, unscanned by
+    the regular expressions."""
+    changing = may_change_when_cleaned(arrow_strings(text))
+    if changing.all():
+        text = _cleaned(text)
+    elif changing.any():
+        text = text.mask(changing, _cleaned(text[changing]))
     if max_length:
         long = (text.str.len() > max_length).fillna(False).astype(bool)
         if long.any():
             text = text.mask(long, text[long].map(lambda v: cut_at_word(v, max_length)).astype("string"))
     return text
+
+
+# Bytes that the cleaning acts on: a tag's "<", an entity's "&", the CONTROL characters, a tab, and the lead byte of
+# characters Python's strip() may remove from the ends (every non-ASCII character there counts, to be safe).
+_CLEANED_BYTES = np.array([ord("<"), ord("&"), *range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, ord("\t")], dtype=np.uint8)
+_STRIPPED_ASCII = np.array([ord(c) for c in " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"], dtype=np.uint8)
+
+
+def may_change_when_cleaned(text: pa.Array) -> np.ndarray:
+    """Per value, whether `_cleaned` could change it (False only where it certainly would not; missing values: False)."""
+    offsets, data = string_buffers(text)
+    body = data[offsets[0] : offsets[-1]]
+    hit = np.isin(body, _CLEANED_BYTES)
+    pairs = ((body[:-1] == 0x20) & (body[1:] == 0x20)) | ((body[:-1] == 0xC2) & (body[1:] == 0xA0))  # two spaces; a no-break space
+    hit[:-1] |= pairs
+    rows = np.searchsorted(offsets, np.flatnonzero(hit) + offsets[0], side="right") - 1
+    changing = np.zeros(len(text), dtype=bool)
+    changing[rows] = True
+    starts, ends, filled = offsets[:-1], offsets[1:] - 1, np.diff(offsets) > 0
+    for edge in (starts, ends):
+        edge_bytes = np.zeros(len(text), dtype=np.uint8)
+        edge_bytes[filled] = data[edge[filled]]
+        changing |= filled & ((edge_bytes >= 0x80) | np.isin(edge_bytes, _STRIPPED_ASCII))
+    return changing & (np.ones(len(text), dtype=bool) if text.null_count == 0 else text.is_valid().to_numpy(zero_copy_only=False))
+
+
+def _cleaned(text: pd.Series) -> pd.Series:
+    """HTML tags to spaces, entities unescaped, control characters removed, runs of spaces to one, ends stripped."""
+    text = text.str.replace(TAGS, " ", regex=True)
+    escaped = text.str.contains("&", regex=False).fillna(False).astype(bool)
+    if escaped.any():
+        text = text.mask(escaped, text[escaped].map(html.unescape).astype("string"))
+    return text.str.replace(CONTROL, "", regex=True).str.replace(SPACES, " ", regex=True).str.strip()
 
 
 def cut_at_word(text: str, limit: int) -> str:
