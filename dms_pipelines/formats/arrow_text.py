@@ -71,3 +71,15 @@ def rows_holding(text: pa.Array, special: bytes) -> np.ndarray:
 
 def _valid(text: pa.Array) -> np.ndarray:
     return np.ones(len(text), dtype=bool) if text.null_count == 0 else text.is_valid().to_numpy(zero_copy_only=False)
+
+
+def nonempty_fields(text: pa.Array, separator: int) -> np.ndarray:
+    """Per string, how many of its `separator`-separated fields are non-empty (an ASCII separator; missing: 0)."""
+    offsets, data = string_buffers(text)
+    body = data[offsets[0] : offsets[-1]]
+    starts = np.zeros(len(body), dtype=bool)  # a field starts at a row's first byte or after a separator
+    starts[offsets[:-1][np.diff(offsets) > 0] - offsets[0]] = True
+    starts[1:] |= body[:-1] == separator
+    positions = np.flatnonzero(starts & (body != separator)) + offsets[0]
+    counts = np.bincount(np.searchsorted(offsets, positions, side="right") - 1, minlength=len(text))
+    return counts * _valid(text)

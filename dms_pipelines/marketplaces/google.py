@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.formats.arrow_text import arrow_strings, nonempty_fields
 from dms_pipelines.marketplaces.base import (
     KEY, SLICE_ROWS, MarketplaceSpec, clean_text, delimited_feed_parts, format_numbers, list_item, list_joined, list_parts, listable, map_text,
 )
@@ -65,8 +66,8 @@ def vehicle_options(features: pd.Series) -> pd.Series:
 
 
 def _image_count(items: pd.DataFrame) -> pd.Series:
-    """Image link plus the non-empty comma-separated additional links (a leading comma makes each one count once)."""
-    additional = ("," + items["additional_image_link"].fillna("")).str.count(",[^,]").astype("int64[pyarrow]")
+    """Image link plus the non-empty comma-separated additional links."""
+    additional = nonempty_fields(arrow_strings(items["additional_image_link"]), ord(","))
     return items["image_link"].notna().astype(int) + additional
 
 

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dms_pipelines.formats.profile import FieldMapping, find_profile
 from dms_pipelines.formats.reader import FIELD_END, read_export
@@ -145,3 +147,13 @@ def test_columns_converted_on_threads_give_what_one_thread_gives(layout, tmp_pat
     assert alone.records_total == 400 and alone.rows["price"].isna().any(), "the sample export should carry its planted missing prices"
     pd.testing.assert_frame_equal(threaded.rows, alone.rows)
     pd.testing.assert_frame_equal(threaded.issues, alone.issues)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([",", ",,", "a", "é", "https://x/1.jpg", " "]), max_size=8).map("".join) | st.none(), max_size=30))
+def test_nonempty_fields_count_as_the_pattern_counts(values):
+    from dms_pipelines.formats.arrow_text import nonempty_fields
+
+    expected = ("," + pd.Series(values, dtype="string").fillna("")).str.count(",[^,]").astype(int).tolist()
+    expected = [0 if value is None else count for value, count in zip(values, expected)]
+    assert nonempty_fields(pa.array(values, pa.large_string()), ord(",")).tolist() == expected
