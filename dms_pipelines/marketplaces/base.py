@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.arrow_text import arrow_strings, one_array, string_buffers
+from dms_pipelines.formats.arrow_text import arrow_strings, byte_table, one_array, rows_with_any, string_buffers
 from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes, delimited_parts, in_place_order
 from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
 from dms_pipelines.stock.schema import LIST_SEPARATOR
@@ -77,23 +77,22 @@ def _clean_each(text: pd.Series, max_length: int | None) -> pd.Series:
 # characters Python's strip() may remove from the ends (every non-ASCII character there counts, to be safe).
 _CLEANED_BYTES = np.array([ord("<"), ord("&"), *range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, ord("\t")], dtype=np.uint8)
 _STRIPPED_ASCII = np.array([ord(c) for c in " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"], dtype=np.uint8)
+_CLEANED_TABLE, _STRIPPED_TABLE = byte_table(_CLEANED_BYTES), byte_table(_STRIPPED_ASCII)
 
 
 def may_change_when_cleaned(text: pa.Array) -> np.ndarray:
     """Per value, whether `_cleaned` could change it (False only where it certainly would not; missing values: False)."""
     offsets, data = string_buffers(text)
     body = data[offsets[0] : offsets[-1]]
-    hit = np.isin(body, _CLEANED_BYTES)
+    hit = _CLEANED_TABLE[body]
     pairs = ((body[:-1] == 0x20) & (body[1:] == 0x20)) | ((body[:-1] == 0xC2) & (body[1:] == 0xA0))  # two spaces; a no-break space
     hit[:-1] |= pairs
-    rows = np.searchsorted(offsets, np.flatnonzero(hit) + offsets[0], side="right") - 1
-    changing = np.zeros(len(text), dtype=bool)
-    changing[rows] = True
+    changing = rows_with_any(hit, offsets)
     starts, ends, filled = offsets[:-1], offsets[1:] - 1, np.diff(offsets) > 0
     for edge in (starts, ends):
         edge_bytes = np.zeros(len(text), dtype=np.uint8)
         edge_bytes[filled] = data[edge[filled]]
-        changing |= filled & ((edge_bytes >= 0x80) | np.isin(edge_bytes, _STRIPPED_ASCII))
+        changing |= filled & ((edge_bytes >= 0x80) | _STRIPPED_TABLE[edge_bytes])
     return changing & (np.ones(len(text), dtype=bool) if text.null_count == 0 else text.is_valid().to_numpy(zero_copy_only=False))
 
 
