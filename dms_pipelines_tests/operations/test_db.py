@@ -7,21 +7,21 @@ from sqlalchemy import inspect, text
 from dms_pipelines.operations.db import engine_for, metadata
 
 
-def _open_when_told(url: str, start) -> None:
-    start.wait(10)
+def _open_when_all_ready(url: str, together) -> None:
+    together.wait(60)
     engine_for(url)
 
 
 def test_processes_creating_the_tables_at_once_all_succeed(tmp_path):
     url = f"sqlite:///{tmp_path / 'ops.sqlite'}"
-    context = multiprocessing.get_context("fork")
-    start = context.Event()
-    workers = [context.Process(target=_open_when_told, args=(url, start)) for _ in range(6)]
+    # spawned, not forked: a fork of the test process copies locks that its other threads (thread pools, a simulator) may hold
+    context = multiprocessing.get_context("spawn")
+    together = context.Barrier(6)  # every process has started up before any opens the database
+    workers = [context.Process(target=_open_when_all_ready, args=(url, together)) for _ in range(6)]
     for worker in workers:
         worker.start()
-    start.set()
     for worker in workers:
-        worker.join(30)
+        worker.join(120)
     assert [worker.exitcode for worker in workers] == [0] * 6
     assert set(metadata.tables) <= set(inspect(engine_for(url)).get_table_names())
 
