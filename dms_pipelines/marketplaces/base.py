@@ -73,8 +73,8 @@ def _clean_each(text: pd.Series, max_length: int | None) -> pd.Series:
     return text
 
 
-# Bytes that the cleaning acts on: a tag's "<", an entity's "&", the CONTROL characters, a tab, and the lead byte of
-# characters Python's strip() may remove from the ends (every non-ASCII character there counts, to be safe).
+# Bytes the cleaning acts on anywhere in a value: a tag's "<", an entity's "&", the CONTROL characters, a tab. At a
+# value's ends it also strips ASCII whitespace and some non-ASCII spaces (any non-ASCII character there counts).
 _CLEANED_BYTES = np.array([ord("<"), ord("&"), *range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, ord("\t")], dtype=np.uint8)
 _STRIPPED_ASCII = np.array([ord(c) for c in " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"], dtype=np.uint8)
 _CLEANED_TABLE, _STRIPPED_TABLE = byte_table(_CLEANED_BYTES), byte_table(_STRIPPED_ASCII)
