@@ -48,12 +48,16 @@ def holds_any_byte(text: pa.Array | pa.ChunkedArray, special: bytes, below: int 
 
 def rows_starting_with(text: pa.Array, first: bytes) -> np.ndarray:
     """Per string of a contiguous array, whether its first byte is one of the ASCII bytes `first` (missing, empty: False)."""
-    offsets, data = string_buffers(text)
-    starts, filled = offsets[:-1], np.diff(offsets) > 0
-    heads = np.zeros(len(text), dtype=np.uint8)
-    heads[filled] = data[starts[filled]]
-    found = np.isin(heads, np.frombuffer(first, dtype=np.uint8)) & filled
-    return found & _valid(text)
+    heads, filled = edge_bytes(*string_buffers(text))
+    return byte_table(first)[heads] & filled & valid_rows(text)
+
+
+def edge_bytes(offsets: np.ndarray, data: np.ndarray, last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Each string's first (or last) byte, 0 for an empty string, and which strings are non-empty."""
+    filled = np.diff(offsets) > 0
+    edges = np.zeros(len(offsets) - 1, dtype=np.uint8)
+    edges[filled] = data[(offsets[1:] - 1 if last else offsets[:-1])[filled]]
+    return edges, filled
 
 
 def rows_holding(text: pa.Array, special: bytes) -> np.ndarray:
@@ -63,7 +67,7 @@ def rows_holding(text: pa.Array, special: bytes) -> np.ndarray:
     hit = np.zeros(len(body), dtype=bool)
     for byte in special:  # a few comparisons beat a look-up per byte
         hit |= body == byte
-    return rows_with_any(hit, offsets) & _valid(text)
+    return rows_with_any(hit, offsets) & valid_rows(text)
 
 
 def byte_table(marked: bytes | np.ndarray) -> np.ndarray:
@@ -83,7 +87,8 @@ def rows_with_any(hit: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return found
 
 
-def _valid(text: pa.Array) -> np.ndarray:
+def valid_rows(text: pa.Array) -> np.ndarray:
+    """Per string, whether it is present (not missing)."""
     return np.ones(len(text), dtype=bool) if text.null_count == 0 else text.is_valid().to_numpy(zero_copy_only=False)
 
 
@@ -96,4 +101,4 @@ def nonempty_fields(text: pa.Array, separator: int) -> np.ndarray:
     starts[1:] |= body[:-1] == separator
     positions = np.flatnonzero(starts & (body != separator)) + offsets[0]
     counts = np.bincount(np.searchsorted(offsets, positions, side="right") - 1, minlength=len(text))
-    return counts * _valid(text)
+    return counts * valid_rows(text)

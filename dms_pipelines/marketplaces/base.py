@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.arrow_text import arrow_strings, byte_table, one_array, rows_with_any, string_buffers
+from dms_pipelines.formats.arrow_text import arrow_strings, byte_table, edge_bytes, one_array, rows_with_any, string_buffers, valid_rows
 from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes, delimited_parts, in_place_order
 from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
 from dms_pipelines.stock.schema import LIST_SEPARATOR
@@ -88,12 +88,10 @@ def may_change_when_cleaned(text: pa.Array) -> np.ndarray:
     pairs = ((body[:-1] == 0x20) & (body[1:] == 0x20)) | ((body[:-1] == 0xC2) & (body[1:] == 0xA0))  # two spaces; a no-break space
     hit[:-1] |= pairs
     changing = rows_with_any(hit, offsets)
-    starts, ends, filled = offsets[:-1], offsets[1:] - 1, np.diff(offsets) > 0
-    for edge in (starts, ends):
-        edge_bytes = np.zeros(len(text), dtype=np.uint8)
-        edge_bytes[filled] = data[edge[filled]]
-        changing |= filled & ((edge_bytes >= 0x80) | _STRIPPED_TABLE[edge_bytes])
-    return changing & (np.ones(len(text), dtype=bool) if text.null_count == 0 else text.is_valid().to_numpy(zero_copy_only=False))
+    for last in (False, True):
+        edges, filled = edge_bytes(offsets, data, last)
+        changing |= filled & ((edges >= 0x80) | _STRIPPED_TABLE[edges])
+    return changing & valid_rows(text)
 
 
 def _cleaned(text: pd.Series) -> pd.Series:
