@@ -54,3 +54,23 @@ def ordered_map(function: Callable[[In], Out], items: Iterable[In], threads: int
 
 def slice_bounds(rows: int, slice_rows: int = SLICE_ROWS) -> list[tuple[int, int]]:
     return [(start, min(start + slice_rows, rows)) for start in range(0, rows, slice_rows)]
+
+
+class Background:
+    """`function(*args)` started on a thread of its own when `threaded` (else called when its result is asked for), for
+    use in a `with` block; leaving the block waits for the thread."""
+
+    def __init__(self, threaded: bool, function: Callable, *args):
+        self._call = lambda: function(*args)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dms-background") if threaded else None
+        self._future = self._pool.submit(self._call) if self._pool else None
+
+    def result(self):
+        return self._future.result() if self._future else self._call()
+
+    def __enter__(self) -> "Background":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool:
+            self._pool.shutdown()

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from dms_pipelines.config import Validation
 from dms_pipelines.formats.arrow_text import string_buffers
 from dms_pipelines.formats.values import ISSUE_COLUMNS, empty_issues
+from dms_pipelines.parallel import Background, threads_for
 from dms_pipelines.stock.plates import age_identifier_for, age_identifier_start, plate_style
 from dms_pipelines.stock.schema import CANONICAL_SCHEMA, LIST_SEPARATOR
 from dms_pipelines.stock.terminology import normalise_description, normalise_features
@@ -105,51 +106,54 @@ def validate_stock(
 ) -> ValidationResult:
     """Apply every row rule to canonical `rows` (one file's worth); `price_reference` is the group's current stock."""
     frame = rows.copy(deep=False)  # copy-on-write: replacing a column here never changes the caller's rows, and nothing is duplicated
-    today_ts = pd.Timestamp(today)
-    frame["description"] = normalise_description(frame["description"])
-    frame["features"] = normalise_features(frame["features"])
-    issues = _Issues(frame, file_name)
-    _schema_issues(frame, issues)
+    # the image URLs are checked by Arrow's regular expressions on another thread while Python's `re` expands the
+    # advert shorthand below (a big export only: Arrow releases the interpreter lock, `re` does not)
+    with Background(threads_for(len(frame)) > 1, _image_checks, frame["image_urls"]) as image_checks:
+        today_ts = pd.Timestamp(today)
+        frame["description"] = normalise_description(frame["description"])
+        frame["features"] = normalise_features(frame["features"])
+        issues = _Issues(frame, file_name)
+        _schema_issues(frame, issues)
 
-    stock_id = frame["stock_id"].str.strip()
-    issues.add(stock_id.notna() & stock_id.duplicated(keep=False), "stock_id", "duplicate_stock_id", "error", "stock number appears on more than one row of this export")
-    vin = frame["vin"]
-    issues.add(vin.notna() & vin.duplicated(keep=False), "vin", "duplicate_vin", "error", "VIN appears on more than one row of this export")
-    issues.add(vin.notna() & ~vin.str.fullmatch(VIN.pattern).fillna(False).astype(bool), "vin", "vin_format", "error", "VIN must be 17 characters of A-Z (no I, O, Q) and 0-9")
+        stock_id = frame["stock_id"].str.strip()
+        issues.add(stock_id.notna() & stock_id.duplicated(keep=False), "stock_id", "duplicate_stock_id", "error", "stock number appears on more than one row of this export")
+        vin = frame["vin"]
+        issues.add(vin.notna() & vin.duplicated(keep=False), "vin", "duplicate_vin", "error", "VIN appears on more than one row of this export")
+        issues.add(vin.notna() & ~vin.str.fullmatch(VIN.pattern).fillna(False).astype(bool), "vin", "vin_format", "error", "VIN must be 17 characters of A-Z (no I, O, Q) and 0-9")
 
-    registration = frame["registration"]
-    style = plate_style(registration)
-    issues.add(registration.notna() & style.isna(), "registration", "plate_format", "error", "not a UK registration (current, prefix, suffix, dateless or Q style)")
-    issues.add(registration.isna() & frame["condition"].isin(["used", "demo"]).fillna(False), "registration", "required", "error", "a used or demo vehicle needs its registration")
-    current = style == "current"
-    first_reg = frame["first_registration_date"]
-    plate_start = age_identifier_start(registration.where(current))
-    too_new = current & first_reg.notna() & plate_start.notna() & (plate_start > first_reg + pd.Timedelta(days=31))
-    issues.add(too_new, "registration", "plate_age", "error", "age identifier is newer than the first registration date", registration)
-    expected = age_identifier_for(first_reg)
-    mismatched = current & first_reg.notna() & ~too_new & (registration.str.slice(2, 4) != expected)
-    issues.add(mismatched, "registration", "plate_age_mismatch", "warning", "age identifier does not match the first registration date (a cherished plate?)", registration)
+        registration = frame["registration"]
+        style = plate_style(registration)
+        issues.add(registration.notna() & style.isna(), "registration", "plate_format", "error", "not a UK registration (current, prefix, suffix, dateless or Q style)")
+        issues.add(registration.isna() & frame["condition"].isin(["used", "demo"]).fillna(False), "registration", "required", "error", "a used or demo vehicle needs its registration")
+        current = style == "current"
+        first_reg = frame["first_registration_date"]
+        plate_start = age_identifier_start(registration.where(current))
+        too_new = current & first_reg.notna() & plate_start.notna() & (plate_start > first_reg + pd.Timedelta(days=31))
+        issues.add(too_new, "registration", "plate_age", "error", "age identifier is newer than the first registration date", registration)
+        expected = age_identifier_for(first_reg)
+        mismatched = current & first_reg.notna() & ~too_new & (registration.str.slice(2, 4) != expected)
+        issues.add(mismatched, "registration", "plate_age_mismatch", "warning", "age identifier does not match the first registration date (a cherished plate?)", registration)
 
-    year = frame["year"]
-    max_year = today.year + rules.max_future_years
-    issues.add(year.notna() & ((year < rules.min_year) | (year > max_year)), "year", "year_range", "error", f"year outside {rules.min_year}-{max_year}")
-    issues.add(first_reg.notna() & (first_reg > today_ts), "first_registration_date", "date_range", "error", "first registered in the future")
-    issues.add(first_reg.notna() & (first_reg < pd.Timestamp(rules.min_year, 1, 1)), "first_registration_date", "date_range", "error", f"first registered before {rules.min_year}")
-    issues.add(frame["date_in_stock"] > today_ts + pd.Timedelta(days=1), "date_in_stock", "date_range", "warning", "in stock from a future date")
+        year = frame["year"]
+        max_year = today.year + rules.max_future_years
+        issues.add(year.notna() & ((year < rules.min_year) | (year > max_year)), "year", "year_range", "error", f"year outside {rules.min_year}-{max_year}")
+        issues.add(first_reg.notna() & (first_reg > today_ts), "first_registration_date", "date_range", "error", "first registered in the future")
+        issues.add(first_reg.notna() & (first_reg < pd.Timestamp(rules.min_year, 1, 1)), "first_registration_date", "date_range", "error", f"first registered before {rules.min_year}")
+        issues.add(frame["date_in_stock"] > today_ts + pd.Timedelta(days=1), "date_in_stock", "date_range", "warning", "in stock from a future date")
 
-    mileage = frame["mileage"]
-    issues.add(mileage < 0, "mileage", "mileage_negative", "error", "mileage is negative")
-    age_years = ((today_ts - first_reg).dt.days / 365.25).clip(lower=0).fillna(0)
-    implausible = mileage.notna() & (mileage.astype("Float64") > (age_years + 1) * MAX_MILES_PER_YEAR)
-    issues.add(implausible, "mileage", "mileage_implausible", "warning", f"more than {MAX_MILES_PER_YEAR:,} miles a year")
+        mileage = frame["mileage"]
+        issues.add(mileage < 0, "mileage", "mileage_negative", "error", "mileage is negative")
+        age_years = ((today_ts - first_reg).dt.days / 365.25).clip(lower=0).fillna(0)
+        implausible = mileage.notna() & (mileage.astype("Float64") > (age_years + 1) * MAX_MILES_PER_YEAR)
+        issues.add(implausible, "mileage", "mileage_implausible", "warning", f"more than {MAX_MILES_PER_YEAR:,} miles a year")
 
-    price = frame["price"]
-    issues.add(price.notna() & (price <= 0), "price", "price_not_positive", "error", "price must be above zero")
-    placeholder = price.isin(rules.placeholder_prices).fillna(False)
-    issues.add(placeholder, "price", "placeholder_price", "error", "placeholder price (" + ", ".join(f"{p:g}" for p in rules.placeholder_prices) + ")")
-    _price_outliers(frame, issues, rules, today_ts, price_reference, exclude=placeholder)
+        price = frame["price"]
+        issues.add(price.notna() & (price <= 0), "price", "price_not_positive", "error", "price must be above zero")
+        placeholder = price.isin(rules.placeholder_prices).fillna(False)
+        issues.add(placeholder, "price", "placeholder_price", "error", "placeholder price (" + ", ".join(f"{p:g}" for p in rules.placeholder_prices) + ")")
+        _price_outliers(frame, issues, rules, today_ts, price_reference, exclude=placeholder)
 
-    image_count, bad_url_rows = _image_checks(frame["image_urls"])
+        image_count, bad_url_rows = image_checks.result()
     issues.add(frame["status"].isin(["available", "reserved"]).fillna(False) & (image_count < rules.min_images), "image_urls", "too_few_images", "warning", f"fewer than {rules.min_images} images", image_count.astype("string"))
     issues.add(pd.Series(frame.index.isin(frame.index[bad_url_rows].unique()), index=frame.index), "image_urls", "image_url", "warning", "an image URL is not a well-formed http(s) URL")
 

@@ -60,3 +60,25 @@ def test_kept_rows_are_the_filtered_rows_in_stock_number_order(rows, chunked):
     keep = np.array([kept for _, kept in rows], dtype=bool)
     expected = frame.loc[keep].sort_values("stock_id", kind="stable", na_position="last").reset_index(drop=True)
     pd.testing.assert_frame_equal(_keep(frame, keep), expected)
+
+
+def test_image_checks_on_a_thread_of_their_own_give_the_same_result(tmp_path, monkeypatch):
+    from datetime import date
+
+    import dms_pipelines.stock.validate as validate
+    from dms_pipelines.config import Validation
+    from dms_pipelines.formats.profile import find_profile
+    from dms_pipelines.formats.reader import read_export
+    from dms_pipelines.paths import PROJECT_ROOT
+    from dms_pipelines.sample.generator import SampleDealer, generate_group
+
+    generate_group(tmp_path, [SampleDealer("leeds", "Leeds Motors", "navigator_csv")], 400, seed=3, defect_rate=0.2)
+    [export] = sorted((tmp_path / "leeds").glob("*_full_*"))
+    rows = read_export(export, find_profile("navigator_csv", [PROJECT_ROOT / "data" / "profiles"]), "leeds").rows
+    results = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(validate, "threads_for", lambda count, threads=threads: threads)
+        results[threads] = validate.validate_stock(rows, export.name, Validation(), date(2026, 11, 21))
+    assert (results[1].issues["rule"] == "too_few_images").any()
+    pd.testing.assert_frame_equal(results[2].accepted, results[1].accepted)
+    pd.testing.assert_frame_equal(results[2].issues, results[1].issues)
