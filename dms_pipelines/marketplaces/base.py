@@ -286,8 +286,10 @@ def delimited_feed_parts(items: pd.DataFrame, columns: list[str], sort_keys: lis
 
 def sort_order(items: pd.DataFrame, keys: list[str]) -> np.ndarray | None:
     """Row positions in the order of `items.sort_values(keys, kind="stable")` (None when the rows already are in it),
-    found without sorting a copy of every column."""
-    return in_place_order(items[keys].reset_index(drop=True).sort_values(keys, kind="stable").index.to_numpy())
+    found by Arrow's stable sort of the key columns alone (missing values last, as pandas puts them)."""
+    table = pa.table({f"k{n}": one_array(pa.array(items[key].array)) for n, key in enumerate(keys)})
+    order = pc.sort_indices(table, sort_keys=[(f"k{n}", "ascending", "at_end") for n in range(len(keys))])
+    return in_place_order(order.to_numpy())
 
 
 def listing_rows(rendered: Rendered) -> pd.DataFrame:

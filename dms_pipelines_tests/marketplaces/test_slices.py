@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dms_pipelines.dealer_run import deliver_pieces
 from dms_pipelines.delivery.snapshot import LocalFolder
@@ -86,3 +88,14 @@ def test_a_staged_feed_is_delivered_once_and_never_left_in_staging(tmp_path: Pat
     assert (tmp_path / "outbox" / "leeds.json").read_bytes() == b'{"a":2}'
     assert [p.name for p in (tmp_path / "outbox").iterdir()] == ["leeds.json"]
     assert not any((paths.state / "staging").rglob("*.staged"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["B1", "A2", None]), st.sampled_from(["x9", "X1", "é", "", None, "a b"])), max_size=30))
+def test_sort_order_is_pandas_stable_sort(rows):
+    from dms_pipelines.marketplaces.base import sort_order
+
+    items = pd.DataFrame({"store_code": pd.Series([a for a, _ in rows], dtype="string"), "id": pd.Series([b for _, b in rows], dtype="string")})
+    expected = items.sort_values(["store_code", "id"], kind="stable").index.to_numpy()
+    order = sort_order(items, ["store_code", "id"])
+    assert (list(range(len(rows))) if order is None else order.tolist()) == expected.tolist()
