@@ -99,3 +99,25 @@ def test_sort_order_is_pandas_stable_sort(rows):
     expected = items.sort_values(["store_code", "id"], kind="stable").index.to_numpy()
     order = sort_order(items, ["store_code", "id"])
     assert (list(range(len(rows))) if order is None else order.tolist()) == expected.tolist()
+
+
+def test_a_staged_feed_on_another_filesystem_is_copied_into_place(tmp_path: Path, monkeypatch):
+    import errno
+    import os
+
+    from dms_pipelines.delivery import local
+
+    staged = stage(tmp_path / "staging", "york.csv", [b"a,b\r\n", b"1,2\r\n"])
+    real_replace, calls = os.replace, []
+
+    def across_devices(source, target):
+        calls.append(Path(source))
+        if Path(source) == staged.path:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(local.os, "replace", across_devices)
+    assert local.write_if_changed(tmp_path / "outbox" / "york.csv", staged)
+    assert (tmp_path / "outbox" / "york.csv").read_bytes() == b"a,b\r\n1,2\r\n"
+    assert len(calls) == 2 and [p.name for p in (tmp_path / "outbox").iterdir()] == ["york.csv"]  # no temporary left
+    assert not local.write_if_changed(tmp_path / "outbox" / "york.csv", staged)  # the same bytes: nothing written

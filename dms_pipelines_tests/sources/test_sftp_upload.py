@@ -48,3 +48,18 @@ def test_destination_from_config_reads_the_key_from_the_environment(sshd_server,
     destination.put("leeds_vehicles.csv", b"Feed_Id\r\nX\r\n")
     assert (remote_dir / "leeds_vehicles.csv").read_bytes() == b"Feed_Id\r\nX\r\n"
     assert "PRIVATE KEY" not in repr(destination.settings)
+
+
+def test_a_staged_feed_is_streamed_from_disk_and_arrives_whole(sshd_server, remote_dir, tmp_path):
+    from dms_pipelines.delivery.staging import stage
+
+    destination = SftpDestination(
+        SftpSettings(host=sshd_server.host, port=sshd_server.port, username=sshd_server.username, known_hosts=sshd_server.known_hosts,
+                     remote_dir=str(remote_dir), private_key_path=sshd_server.client_key_path)
+    )
+    parts = [os.urandom(1_500_000) for _ in range(4)]
+    staged = stage(tmp_path / "staging", "leeds.json", iter(parts))
+    destination.put("leeds.json", staged)
+    assert (remote_dir / "leeds.json").read_bytes() == b"".join(parts)
+    assert staged.path.exists()  # streamed, not moved: the caller discards it
+    assert not [p for p in remote_dir.iterdir() if p.name.endswith(".part")]
