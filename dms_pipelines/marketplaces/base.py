@@ -169,11 +169,16 @@ def map_text(values: pd.Series, mapping: dict[str, str]) -> pd.Series:
 
 def format_numbers(values: pd.Series, template: str) -> pd.Series:
     """`template.format(number)` per value (missing stays missing), formatted once per distinct value."""
+    return text_series(number_texts(values, template.format), values.index)
+
+
+def number_texts(values: pd.Series, formatter: Callable[[float], str]) -> pa.Array:
+    """`formatter(number)` per value as Arrow text (missing values null), called once per distinct value."""
     missing = values.isna().to_numpy(dtype=bool)
     numbers = values.to_numpy(dtype="float64", na_value=np.nan)
     distinct, positions = np.unique(numbers.view(np.int64), return_inverse=True)  # by bit pattern: -0.0 is not 0.0
-    texts = pa.array([template.format(number) for number in distinct.view(np.float64).tolist()], pa.large_string())
-    return text_series(pc.take(texts, pa.array(positions.reshape(-1), pa.int64(), mask=missing)), values.index)
+    texts = pa.array([formatter(number) for number in distinct.view(np.float64).tolist()], pa.large_string())
+    return pc.take(texts, pa.array(positions.reshape(-1), pa.int64(), mask=missing))
 
 
 def list_lengths(column: pd.Series) -> pd.Series:

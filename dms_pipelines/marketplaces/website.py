@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte, one_array
 from dms_pipelines.formats.csv_writer import joined_lines, row_slice
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, sort_order
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts, sort_order
 from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
 
 ESCAPED = r'[\x00-\x1f"\\]'  # what JSON escapes (ensure_ascii=False): control characters, quote, backslash
@@ -103,10 +103,7 @@ def _json_values(column: pd.Series) -> pa.Array:
     if str(column.dtype) == "Int64":
         return pc.fill_null(one_array(pa.array(column.array)).cast(pa.large_string()), _large("null"))
     if str(column.dtype) == "Float64":  # Python's own float text, produced once per distinct value
-        numbers = column.to_numpy(dtype="float64", na_value=np.nan)
-        distinct, positions = np.unique(numbers.view(np.int64), return_inverse=True)
-        texts = pa.array([_dumps(number) for number in distinct.view(np.float64).tolist()], pa.large_string())
-        return pc.fill_null(pc.take(texts, pa.array(positions.reshape(-1), pa.int64(), mask=column.isna().to_numpy(dtype=bool))), _large("null"))
+        return pc.fill_null(number_texts(column, _dumps), _large("null"))
     if column.dtype == object or str(column.dtype) == "boolean":
         return pa.array([_dumps(value) for value in _python_values(column)], pa.large_string())
     return _json_strings(arrow_strings(column))
