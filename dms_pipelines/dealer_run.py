@@ -14,16 +14,18 @@ from dms_pipelines.config import Dealer, Settings
 from dms_pipelines.delivery.api_delivery import ApiDeliveryReport, reconcile
 from dms_pipelines.delivery.api_delivery import deliver as deliver_api
 from dms_pipelines.delivery.destinations import api_client_for, destination_for
-from dms_pipelines.delivery.snapshot import ACCOUNT, Destination, SnapshotOutcome, deliver_file
+from dms_pipelines.delivery import feed_cache
+from dms_pipelines.delivery.snapshot import ACCOUNT, Destination, SnapshotOutcome, acknowledged, deliver_file
 from dms_pipelines.delivery.staging import stage
 from dms_pipelines.delivery.stock_api import ApiError
 from dms_pipelines.marketplaces import carsnip, google, meta, website
 from dms_pipelines.marketplaces.base import KEY, Rendered, listing_rows
 from dms_pipelines.marketplaces.registry import render_dealer
+from dms_pipelines.marketplaces.row_files import Built, RowFile, spliced, whole
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.sources.landing import LandingReport
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS
-from dms_pipelines.stock.store import read_history, write_parquet_atomically
+from dms_pipelines.stock.store import StockView, read_history, write_parquet_atomically
 from dms_pipelines.warehouse.export import operational_rows
 from dms_pipelines.warehouse.tables import ensure_catalog, publish
 
@@ -54,6 +56,18 @@ class FeedOutcome:
     api: ApiDeliveryReport | None = None
     reconciled: int = 0
     errors: list[str] = field(default_factory=list)
+
+    rows_changed: int | None = None  # rebuilt from the last files: the vehicles rendered (None: the whole stock was)
+
+    @classmethod
+    def of_listings(cls, marketplace: str, listings: pd.DataFrame, rendered: Rendered, rows_changed: int) -> "FeedOutcome":
+        """The outcome of a rebuild from the changed vehicles: the counts from every listing row, the preview from the changed ones."""
+        listed = listings["listed"].astype(bool)
+        scores = pd.to_numeric(listings.loc[listed, "completeness"])
+        return cls(
+            marketplace, published=True, listed=int(listed.sum()), held_back=int((~listed).sum()),
+            mean_completeness=float(scores.mean()) if len(scores) else 0.0, preview=rendered.items.head(PREVIEW_ROWS).copy(), rows_changed=rows_changed,
+        )
 
     @classmethod
     def of(cls, marketplace: str, rendered: Rendered | None) -> "FeedOutcome":
@@ -100,6 +114,17 @@ def save_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered: 
     return rows
 
 
+def patch_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered: Rendered, changed_ids: set[str]) -> pd.DataFrame:
+    """The kept listing rows with the changed vehicles' rows replaced by those of `rendered` (rendered from them alone)."""
+    target = listings_path(paths, marketplace, dealer_id)
+    previous = pd.read_parquet(target) if target.exists() else pd.DataFrame(columns=LISTING_COLUMNS)
+    unchanged = previous[~previous["stock_id"].astype(str).isin(changed_ids)]
+    fresh = listing_rows(rendered)
+    rows = pd.concat([frame for frame in (unchanged, fresh) if len(frame)] or [previous.iloc[:0]], ignore_index=True)
+    write_parquet_atomically(rows, target)
+    return rows
+
+
 def read_listings(paths: DataPaths, dealer_id: str) -> pd.DataFrame:
     frames = [pd.read_parquet(p) for m in MARKETPLACES if (p := listings_path(paths, m, dealer_id)).exists()]
     frames = [f for f in frames if len(f)]
@@ -120,44 +145,117 @@ def google_rows(dealer: Dealer, stock: pd.DataFrame, paths: DataPaths, logger=lo
     return FeedOutcome.of("google", rendered)
 
 
-def snapshot_files(marketplace: str, rendered: Rendered, dealer: Dealer, file_format: str | None) -> dict[str, Iterable]:
-    """The files a per-dealer snapshot marketplace receives, by name, each as the pieces of its bytes in order."""
+def row_files(marketplace: str, dealer: Dealer, file_format: str | None) -> dict[str, RowFile | None]:
+    """The files a per-dealer snapshot marketplace receives, by name, each with its row layout (None: built whole every time)."""
     if marketplace == "website":
-        return {f"{dealer.id}.json": website.serialise_parts(rendered.items, dealer)}
+        return {f"{dealer.id}.json": website.row_file(dealer)}
     if marketplace == "meta":
         fmt = file_format or "csv"
-        return {f"{dealer.id}.{fmt}": meta.serialise_parts(rendered.items, fmt)}
+        return {f"{dealer.id}.{fmt}": meta.row_file(fmt)}
     if marketplace == "carsnip":
-        account = dealer.marketplaces["carsnip"]
-        return {f"{dealer.id}_dealer.csv": [carsnip.serialise_dealer(dealer, account)], f"{dealer.id}_vehicles.csv": carsnip.serialise_vehicle_parts(rendered.items)}
+        return {f"{dealer.id}_dealer.csv": None, f"{dealer.id}_vehicles.csv": carsnip.VEHICLE_FILE}
     raise ValueError(f"{marketplace} is not a per-dealer snapshot marketplace")
 
 
+def snapshot_files(marketplace: str, rendered: Rendered, dealer: Dealer, file_format: str | None) -> dict[str, Iterable]:
+    """The files a per-dealer snapshot marketplace receives, by name, each as the pieces of its bytes in order
+    (a row file's pieces, once taken, also tell where each row lies: see row_files.Built)."""
+    files = {}
+    for name, layout in row_files(marketplace, dealer, file_format).items():
+        if layout is not None:
+            files[name] = whole(layout, rendered.items)
+        elif marketplace == "carsnip":
+            files[name] = [carsnip.serialise_dealer(dealer, dealer.marketplaces["carsnip"])]
+        else:
+            files[name] = meta.serialise_parts(rendered.items, file_format or "csv")
+    return files
+
+
 def deliver_pieces(
-    engine: Engine, destination: Destination, paths: DataPaths, marketplace: str, dealer_id: str, name: str, pieces: Iterable, **delivery,
+    engine: Engine, destination: Destination, paths: DataPaths, marketplace: str, dealer_id: str, name: str, pieces: Iterable,
+    keep_as: tuple[int, str] | None = None, **delivery,
 ) -> SnapshotOutcome:
-    """Write the file to the staging folder as it is built, then deliver it if its bytes changed; the staged copy never outlives the call."""
+    """Write the file to the staging folder as it is built, then deliver it if its bytes changed. The staged copy never outlives
+    the call, unless `keep_as` (stock generation, fingerprint) asks to keep a row file as the base of the next rebuild."""
     staged = stage(paths.state / "staging" / marketplace, name, pieces)
     try:
         return deliver_file(engine, destination, marketplace, dealer_id, name, staged, **delivery)
     finally:
-        staged.discard()
+        if keep_as is None:
+            staged.discard()
+        else:
+            feed_cache.keep(paths.state, marketplace, dealer_id, name, staged, getattr(pieces, "index", None), *keep_as)
+
+
+def _feed_fingerprint(marketplace: str, name: str, dealer: Dealer, settings: Settings) -> str:
+    return feed_cache.fingerprint(marketplace, name, settings.marketplaces[marketplace].file_format, dealer)
+
+
+def _spliced_files(
+    marketplace: str, dealer: Dealer, view: StockView, settings: Settings, paths: DataPaths, engine: Engine,
+) -> tuple[dict[str, Iterable | None], Rendered, set[str]] | None:
+    """The dealer's files rebuilt from the last ones built, when every one is kept and only deltas changed the stock since
+    (None for a file that did not change and is delivered already)."""
+    layouts = row_files(marketplace, dealer, settings.marketplaces[marketplace].file_format)
+    kept = {name: feed_cache.load(paths.state, marketplace, dealer.id, name, _feed_fingerprint(marketplace, name, dealer, settings)) for name, layout in layouts.items() if layout}
+    generations = {cached.generation for cached in kept.values() if cached is not None}
+    if not kept or None in kept.values() or len(generations) != 1:
+        return None
+    changed = view.changed_since(generations.pop())
+    if changed is None:
+        return None
+    rendered = render_dealer(dealer, changed, marketplace)
+    changed_ids = set(changed["stock_id"].astype(str))
+    destination = destination_for(settings.marketplaces[marketplace], paths)
+    files: dict[str, Iterable | None] = {}
+    for name, layout in layouts.items():
+        if layout is None:
+            files[name] = [carsnip.serialise_dealer(dealer, dealer.marketplaces["carsnip"])]
+            continue
+        if not changed_ids and acknowledged(engine, destination, marketplace, dealer.id, name, kept[name].sha256):
+            files[name] = None  # nothing changed since it was built, and the marketplace has it: not even copied
+            continue
+        built = spliced(layout, kept[name].path, kept[name].index, changed_ids, rendered.items)
+        if built is None:
+            return None
+        files[name] = built
+    return files, rendered, changed_ids
 
 
 def snapshot_feed(
-    marketplace: str, dealer: Dealer, stock: pd.DataFrame, settings: Settings, paths: DataPaths, engine: Engine,
+    marketplace: str, dealer: Dealer, stock: StockView | pd.DataFrame, settings: Settings, paths: DataPaths, engine: Engine,
     run_id: str | None, trigger: str, change_seen_at: datetime | None = None, logger=log,
 ) -> FeedOutcome:
-    """Render the dealer's feed file(s) for `marketplace` and deliver each one whose bytes changed."""
-    rendered = render_dealer(dealer, stock, marketplace) if marketplace in settings.marketplaces else None
-    save_listings(paths, marketplace, dealer.id, rendered)
-    if rendered is None:
+    """Build the dealer's feed file(s) for `marketplace` and deliver each one whose bytes changed.
+
+    When only deltas changed the stock since the files were last built, only the changed vehicles are rendered and the files
+    are rebuilt from the last ones' bytes (the same bytes a whole build gives); otherwise the whole stock is rendered.
+    """
+    view = stock if isinstance(stock, StockView) else StockView(paths.state, dealer.id, stock)
+    if marketplace not in settings.marketplaces or marketplace not in dealer.marketplaces:
+        save_listings(paths, marketplace, dealer.id, None)
+        feed_cache.forget(paths.state, marketplace, dealer.id)
         return FeedOutcome.of(marketplace, None)
     market = settings.marketplaces[marketplace]
+    spliced_files = _spliced_files(marketplace, dealer, view, settings, paths, engine)
+    if spliced_files is not None:
+        files, rendered, changed_ids = spliced_files
+        listings = patch_listings(paths, marketplace, dealer.id, rendered, changed_ids)
+        outcome = FeedOutcome.of_listings(marketplace, listings, rendered, rows_changed=len(changed_ids))
+    else:
+        rendered = render_dealer(dealer, view.whole(), marketplace)
+        save_listings(paths, marketplace, dealer.id, rendered)
+        files = snapshot_files(marketplace, rendered, dealer, market.file_format)
+        outcome = FeedOutcome.of(marketplace, rendered)
     destination = destination_for(market, paths)
-    outcome = FeedOutcome.of(marketplace, rendered)
-    for name, pieces in snapshot_files(marketplace, rendered, dealer, market.file_format).items():
-        delivered = deliver_pieces(engine, destination, paths, marketplace, dealer.id, name, pieces, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at)
+    for name, pieces in files.items():
+        if pieces is None:
+            outcome.files.append(SnapshotOutcome(destination.describe(name), sent=False))
+            continue
+        keep_as = (view.generation, _feed_fingerprint(marketplace, name, dealer, settings)) if isinstance(pieces, Built) else None
+        delivered = deliver_pieces(
+            engine, destination, paths, marketplace, dealer.id, name, pieces, keep_as, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
+        )
         outcome.files.append(delivered)
         if delivered.error:
             outcome.errors.append(f"{marketplace} file for {dealer.id} not delivered: {delivered.error}")

@@ -45,6 +45,12 @@ class SnapshotOutcome:
     error: str | None = None
 
 
+def acknowledged(engine: Engine, destination: Destination, marketplace: str, dealer_id: str, name: str, digest: str) -> bool:
+    """Whether the marketplace acknowledged exactly these bytes as `name`, and the file is still there."""
+    row = ledger.ledger_rows(engine, marketplace, dealer_id).get(f"file:{name}")
+    return bool(row and row["status"] == "acknowledged" and row["content_hash"] == digest and destination.exists(name))
+
+
 def deliver_file(
     engine: Engine, destination: Destination, marketplace: str, dealer_id: str, name: str, content: bytes | StagedFile,
     run_id: str | None = None, trigger: str | None = None, change_seen_at=None,
@@ -52,8 +58,7 @@ def deliver_file(
     """Send `content` as `name` unless the marketplace already acknowledged these exact bytes and the file is still there."""
     digest = content.sha256 if isinstance(content, StagedFile) else hashlib.sha256(content).hexdigest()
     key = f"file:{name}"
-    row = ledger.ledger_rows(engine, marketplace, dealer_id).get(key)
-    if row and row["status"] == "acknowledged" and row["content_hash"] == digest and destination.exists(name):
+    if acknowledged(engine, destination, marketplace, dealer_id, name, digest):
         return SnapshotOutcome(destination.describe(name), sent=False)
     started = ledger.now()
     ledger.mark_pending(engine, marketplace, dealer_id, key, digest)

@@ -38,12 +38,17 @@ def delimited_parts(
     yield (delimiter.join(columns) + line_end).encode("utf-8")
 
     def lines_of(part: dict[str, pd.Series]) -> list:
-        cells = [_cell(values, delimiter, defuse_formulas) for values in part.values()]
-        return list(joined_lines(pc.binary_join_element_wise(*cells, _large(delimiter)) if len(cells) > 1 else cells[0], line_end))
+        return list(joined_lines(delimited_lines(part, delimiter, defuse_formulas), line_end))
 
     parts = (row_slice(columns, order, start, stop) for start, stop in slice_bounds(_row_count(columns), part_rows))
     for pieces in ordered_map(lines_of, parts):
         yield from pieces
+
+
+def delimited_lines(columns: dict[str, pd.Series], delimiter: str = ",", defuse_formulas: bool = False) -> pa.Array:
+    """One line of text per row (no line end), its cells quoted as `delimited_text` quotes them."""
+    cells = [_cell(values, delimiter, defuse_formulas) for values in columns.values()]
+    return pc.binary_join_element_wise(*cells, _large(delimiter)) if len(cells) > 1 else cells[0]
 
 
 def _row_count(columns: dict[str, pd.Series]) -> int:

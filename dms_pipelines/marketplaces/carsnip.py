@@ -5,6 +5,7 @@ from typing import Iterator
 import pandas as pd
 
 from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.marketplaces.row_files import delimited, whole
 from dms_pipelines.marketplaces.base import (
     KEY, SLICE_ROWS, MarketplaceSpec, clean_text, delimited_feed_parts, list_joined, list_parts, listable, map_text, to_delimited,
 )
@@ -74,4 +75,7 @@ def serialise_vehicles(items: pd.DataFrame) -> bytes:
 
 def serialise_vehicle_parts(items: pd.DataFrame, part_rows: int = SLICE_ROWS) -> Iterator[bytes]:
     """The vehicles file, ordered by Vehicle_Id, a slice of rows at a time."""
-    return delimited_feed_parts(items, VEHICLE_COLUMNS, ["Vehicle_Id"], part_rows=part_rows)
+    return iter(whole(VEHICLE_FILE, items, part_rows))
+
+
+VEHICLE_FILE = delimited(("Vehicle_Id",), lambda items, width: VEHICLE_COLUMNS)

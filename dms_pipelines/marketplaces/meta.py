@@ -2,10 +2,12 @@
 
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 from lxml import etree
 
 from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
 from dms_pipelines.marketplaces.base import (
     KEY, SLICE_ROWS, MarketplaceSpec, clean_text, delimited_feed_parts, format_numbers, list_item, list_parts, listable, map_text,
 )
@@ -111,8 +113,28 @@ def serialise(items: pd.DataFrame, file_format: str = "csv") -> bytes:
 def serialise_parts(items: pd.DataFrame, file_format: str = "csv", part_rows: int = SLICE_ROWS) -> Iterator[bytes]:
     """`serialise` a slice of rows at a time for CSV and TSV; XML is built whole."""
     if file_format in ("csv", "tsv"):
-        return delimited_feed_parts(items, BASE_COLUMNS + image_columns(items), ["vehicle_id"], "\t" if file_format == "tsv" else ",", part_rows)
+        return iter(whole(row_file(file_format), items, part_rows))
     return iter([_xml(items.sort_values("vehicle_id", kind="stable"))])
+
+
+def row_file(file_format: str = "csv") -> RowFile | None:
+    """The CSV or TSV file as a row file (its image columns as many as the fullest row fills); None for XML, always built whole."""
+    if file_format not in ("csv", "tsv"):
+        return None
+    return delimited(
+        ("vehicle_id",), lambda items, width: BASE_COLUMNS + [f"image[{n}].url" for n in range(width)], "\t" if file_format == "tsv" else ",",
+        width=images_filled, min_width=1,
+    )
+
+
+def images_filled(items: pd.DataFrame) -> np.ndarray:
+    """Per row, one past its last filled image column (0 with none): the image columns the file needs for that row."""
+    filled = np.zeros(len(items), dtype=np.int64)
+    for n in range(MAX_IMAGES):
+        name = f"image[{n}].url"
+        if name in items:
+            filled[items[name].notna().to_numpy()] = n + 1
+    return filled
 
 
 def _xml(ordered: pd.DataFrame) -> bytes:

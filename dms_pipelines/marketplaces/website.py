@@ -10,9 +10,9 @@ import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte, one_array
-from dms_pipelines.formats.csv_writer import joined_lines, row_slice
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts, sort_order
-from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts
+from dms_pipelines.marketplaces.row_files import RowFile, whole
+from dms_pipelines.parallel import SLICE_ROWS
 
 ESCAPED = r'[\x00-\x1f"\\]'  # what JSON escapes (ensure_ascii=False): control characters, quote, backslash
 PUBLIC_FIELDS = [
@@ -58,34 +58,32 @@ def serialise(items: pd.DataFrame, dealer: Dealer) -> bytes:
 
 def serialise_parts(items: pd.DataFrame, dealer: Dealer, part_rows: int = SLICE_ROWS) -> Iterator[pa.Buffer | bytes]:
     """`serialise` in pieces: the vehicles, ordered by stock_id, are built and yielded a slice at a time."""
-    document = {
+    return iter(whole(row_file(dealer), items, part_rows))
+
+
+def row_file(dealer: Dealer) -> RowFile:
+    """The dealer's JSON document as a row file: its vehicles, written column-wise as JSON text, spliced into "vehicles":[]."""
+    return RowFile(
+        sort_keys=("stock_id",), columns=lambda items, width: [name for name in items.columns if name != KEY], texts=vehicle_texts,
+        head=lambda rows, names: _document(dealer, rows)[: -len("]}")].encode("utf-8"), separator=b",", end=b"", tail=b"]}\n",
+    )
+
+
+def _document(dealer: Dealer, vehicles: int) -> str:
+    """The document without its vehicles (no indent: the feed is read by programs)."""
+    return _dumps({
         "dealer": {"id": dealer.id, "name": dealer.name, "address": dealer.address.model_dump(), "phone": dealer.phone, "website": dealer.website},
-        "vehicle_count": len(items),
+        "vehicle_count": vehicles,
         "vehicles": [],
-    }
-    # No indent: the feed is read by programs. The vehicles are written column-wise as JSON text and spliced into "[]".
-    shell = _dumps(document)
-    if not len(items):
-        yield (shell + "\n").encode("utf-8")
-        return
-    head, tail = shell[: -len("]}")], shell[-len("]}") :]
-    yield head.encode("utf-8")
-    columns = {name: items[name] for name in items.columns if name != KEY}
-    keys = [_large(("{" if position == 0 else ",") + _dumps(name) + ":") for position, name in enumerate(columns)]
-    order = sort_order(items, ["stock_id"])
+    })
 
-    def vehicles_of(part: dict[str, pd.Series]) -> list:
-        pieces: list = []
-        for key, values in zip(keys, part.values()):
-            pieces += [key, _json_values(values)]
-        return list(joined_lines(pc.binary_join_element_wise(*pieces, _large("}"), _large("")), ",", end=""))
 
-    parts = (row_slice(columns, order, start, stop) for start, stop in slice_bounds(len(items), part_rows))
-    for number, vehicles in enumerate(ordered_map(vehicles_of, parts)):
-        if number:
-            yield b","
-        yield from vehicles
-    yield (tail + "\n").encode("utf-8")
+def vehicle_texts(columns: dict[str, pd.Series]) -> pa.Array:
+    """Each vehicle as its JSON object text, the fields in the order of `columns`."""
+    pieces: list = []
+    for position, (name, values) in enumerate(columns.items()):
+        pieces += [_large(("{" if position == 0 else ",") + _dumps(name) + ":"), _json_values(values)]
+    return pc.binary_join_element_wise(*pieces, _large("}"), _large(""))
 
 
 def _dumps(value) -> str:

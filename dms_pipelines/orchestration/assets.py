@@ -10,7 +10,7 @@ from dms_pipelines.orchestration import checks
 from dms_pipelines.marketplaces.base import KEY
 from dms_pipelines.orchestration.metadata import preview, top_reasons
 from dms_pipelines.orchestration.resources import PipelineResource
-from dms_pipelines.stock.store import read_stock
+from dms_pipelines.stock.store import StockView, read_stock
 
 RELEASE_TAG = "dms_pipelines/release_held"
 TRIGGER_TAG = "dms_pipelines/trigger"
@@ -174,6 +174,8 @@ def feed_metadata(outcome: dealer_run.FeedOutcome) -> dict:
         return {"listed": 0, "note": f"dealer does not publish to {outcome.marketplace}"}
     items = outcome.preview
     metadata = {"listed": outcome.listed, "held_back": outcome.held_back, "mean_completeness": outcome.mean_completeness}
+    if outcome.rows_changed is not None:
+        metadata["rebuilt_from_changed_vehicles"] = outcome.rows_changed
     if outcome.files:
         metadata |= {"files_delivered": sum(f.sent for f in outcome.files), "delivery_failed": sum(f.error is not None for f in outcome.files)}
     if outcome.api is not None:
@@ -202,7 +204,7 @@ def snapshot_feed_asset(marketplace: str, partitions: dg.PartitionsDefinition, k
         settings, paths, engine = pipeline.settings(), pipeline.paths(), pipeline.engine()
         dealer = settings.dealer(context.partition_key)
         outcome = dealer_run.snapshot_feed(
-            marketplace, dealer, read_stock(paths.state, dealer.id), settings, paths, engine, context.run_id,
+            marketplace, dealer, StockView(paths.state, dealer.id), settings, paths, engine, context.run_id,
             context.run.tags.get(TRIGGER_TAG, "manual"), sync.change_seen_at(engine, context.run_id), context.log,
         )
         return dg.MaterializeResult(metadata=feed_metadata(outcome))

@@ -108,16 +108,15 @@ def test_a_staged_feed_on_another_filesystem_is_copied_into_place(tmp_path: Path
     from dms_pipelines.delivery import local
 
     staged = stage(tmp_path / "staging", "york.csv", [b"a,b\r\n", b"1,2\r\n"])
-    real_replace, calls = os.replace, []
+    calls = []
 
     def across_devices(source, target):
         calls.append(Path(source))
-        if Path(source) == staged.path:
-            raise OSError(errno.EXDEV, "Invalid cross-device link")
-        return real_replace(source, target)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(local.os, "replace", across_devices)
+    monkeypatch.setattr(local.os, "link", across_devices)
     assert local.write_if_changed(tmp_path / "outbox" / "york.csv", staged)
     assert (tmp_path / "outbox" / "york.csv").read_bytes() == b"a,b\r\n1,2\r\n"
-    assert len(calls) == 2 and [p.name for p in (tmp_path / "outbox").iterdir()] == ["york.csv"]  # no temporary left
+    assert calls == [staged.path] and [p.name for p in (tmp_path / "outbox").iterdir()] == ["york.csv"]  # no temporary left
+    assert staged.path.exists()  # the staged file stays for the caller (kept as the next rebuild's base, or discarded)
     assert not local.write_if_changed(tmp_path / "outbox" / "york.csv", staged)  # the same bytes: nothing written

@@ -182,3 +182,55 @@ def test_an_unreadable_newer_full_export_never_hides_the_good_one_before_it(path
         vehicles = db.execute("SELECT count(*) FROM stock_current WHERE dealer_id = 'leeds'").fetchall()[0][0]
     assert statuses[good.name] == "processed" and statuses["stock_full_20261121_0230.csv"] == "failed"
     assert vehicles > 50
+
+
+def _whole_files(paths, settings, dealer_id: str, marketplace: str) -> dict[str, bytes]:
+    """The dealer's files for `marketplace` built whole from its current stock, as a nightly run builds them."""
+    from dms_pipelines.dealer_run import snapshot_files
+    from dms_pipelines.marketplaces.registry import render_dealer
+    from dms_pipelines.stock.store import read_stock
+
+    dealer = settings.dealer(dealer_id)
+    rendered = render_dealer(dealer, read_stock(paths.state, dealer_id), marketplace)
+    files = snapshot_files(marketplace, rendered, dealer, settings.marketplaces[marketplace].file_format)
+    return {name: b"".join(bytes(piece) for piece in pieces) for name, pieces in files.items()}
+
+
+def test_a_delta_rebuilds_the_dealer_files_from_the_changed_vehicles_alone(paths, settings, generated):
+    from datetime import datetime, timezone
+
+    from dms_pipelines.fast_path import write_sale
+
+    instance = dg.DagsterInstance.ephemeral()
+    run_everything(settings, paths, instance)
+    dealer = settings.dealer("leeds")
+    write_sale(paths, "leeds", dealer.profile, datetime(2026, 11, 22, 10, 5, tzinfo=timezone.utc))
+    job = build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml").resolve_job_def("dealer_sync")
+    result = job.execute_in_process(instance=instance, partition_key="leeds")
+    assert result.success
+    metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    for marketplace in ("website", "meta", "carsnip"):
+        assert metadata[f"{marketplace}_feed"]["rebuilt_from_changed_vehicles"].value == 1  # the sold car alone was rendered
+        folder = paths.resolve(settings.marketplaces[marketplace].destination.path)
+        for name, expected in _whole_files(paths, settings, "leeds", marketplace).items():
+            assert (folder / name).read_bytes() == expected, f"{marketplace} {name} differs from a whole build"
+
+
+def test_a_kept_file_touched_or_built_for_other_settings_is_not_rebuilt_from(paths, settings, generated):
+    from dms_pipelines.cli import run_sync
+    from dms_pipelines.dealer_run import snapshot_feed
+    from dms_pipelines.operations.db import engine_for
+    from dms_pipelines.stock.store import StockView
+
+    run_sync(echo=lambda line: None, trigger="nightly")
+    engine = engine_for(paths.operations_db_url)
+    kept = paths.state / "feeds" / "website" / "leeds" / "leeds.json"
+    kept.write_bytes(kept.read_bytes().replace(b'"make":"', b'"make":"X', 1))  # touched: its bytes no longer match its index
+    outcome = snapshot_feed("website", settings.dealer("leeds"), StockView(paths.state, "leeds"), settings, paths, engine, None, "manual")
+    assert outcome.rows_changed is None  # built whole
+    renamed = settings.model_copy(update={"dealers": [d.model_copy(update={"name": "Renamed Motors"}) if d.id == "leeds" else d for d in settings.dealers]})
+    outcome = snapshot_feed("website", renamed.dealer("leeds"), StockView(paths.state, "leeds"), renamed, paths, engine, None, "manual")
+    assert outcome.rows_changed is None  # other settings: built whole, with the new name
+    assert b"Renamed Motors" in (paths.resolve(settings.marketplaces["website"].destination.path) / "leeds.json").read_bytes()
+    outcome = snapshot_feed("website", renamed.dealer("leeds"), StockView(paths.state, "leeds"), renamed, paths, engine, None, "manual")
+    assert outcome.rows_changed == 0 and outcome.files and not outcome.files[0].sent  # nothing changed since: rebuilt, same bytes, not sent

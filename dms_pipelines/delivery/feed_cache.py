@@ -1,0 +1,100 @@
+"""The last file built for each dealer's feed, kept with where each row lies in it, so the next delta rebuilds it from its bytes."""
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from dms_pipelines.delivery.staging import StagedFile
+from dms_pipelines.marketplaces.row_files import RowIndex
+
+# The modules whose code decides a feed's bytes: a file built by other code is never spliced into.
+RENDERING_PACKAGES = ("marketplaces", "formats")
+
+
+@lru_cache(maxsize=1)
+def rendering_code_digest() -> str:
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for package in RENDERING_PACKAGES:
+        for source in sorted((root / package).glob("*.py")):
+            digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
+def fingerprint(*settings) -> str:
+    """What, besides the stock, decides a file's bytes: the settings given (models or plain values) and the rendering code."""
+    plain = [value.model_dump(mode="json") if hasattr(value, "model_dump") else value for value in settings]
+    return hashlib.sha256((json.dumps(plain, sort_keys=True, default=str) + rendering_code_digest()).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """The file as last built, where its rows lie, and the stock generation it shows."""
+
+    path: Path
+    index: RowIndex
+    generation: int
+    sha256: str
+
+
+def _folder(state_dir: Path, marketplace: str, dealer_id: str) -> Path:
+    return state_dir / "feeds" / marketplace / dealer_id
+
+
+def _index_path(file: Path) -> Path:
+    return file.with_name(f"{file.name}.index.parquet")
+
+
+def _identity(path: Path) -> dict:
+    status = path.stat()
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "inode": status.st_ino}
+
+
+def load(state_dir: Path, marketplace: str, dealer_id: str, name: str, expected_fingerprint: str) -> CachedFile | None:
+    """The kept file, if it was built with these settings and code and nothing has touched it since; else None."""
+    file = _folder(state_dir, marketplace, dealer_id) / name
+    index_file = _index_path(file)
+    if not (file.exists() and index_file.exists()):
+        return None
+    table = pq.read_table(index_file)
+    facts = json.loads((table.schema.metadata or {}).get(b"dms_pipelines.feed_cache", b"{}"))
+    if facts.get("fingerprint") != expected_fingerprint or facts.get("identity") != _identity(file) or "sha256" not in facts:
+        return None
+    return CachedFile(file, RowIndex(facts["head_length"], facts["width"], table.replace_schema_metadata(None)), facts["generation"], facts["sha256"])
+
+
+def keep(state_dir: Path, marketplace: str, dealer_id: str, name: str, staged: StagedFile, index: RowIndex | None, generation: int, file_fingerprint: str) -> None:
+    """Keep the staged file (and its index) as the base of the next rebuild; without an index nothing is kept."""
+    file = _folder(state_dir, marketplace, dealer_id) / name
+    index_file = _index_path(file)
+    if index is None:
+        staged.discard()
+        forget_file(file)
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    index_file.unlink(missing_ok=True)  # first: an index must never describe another file's bytes
+    os.replace(staged.path, file)
+    facts = {"fingerprint": file_fingerprint, "generation": generation, "sha256": staged.sha256, "head_length": index.head_length, "width": index.width, "identity": _identity(file)}
+    temporary = index_file.with_name(f".{index_file.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()}), temporary)
+    os.replace(temporary, index_file)
+
+
+def forget_file(file: Path) -> None:
+    _index_path(file).unlink(missing_ok=True)
+    file.unlink(missing_ok=True)
+
+
+def forget(state_dir: Path, marketplace: str, dealer_id: str) -> None:
+    """Drop every kept file of the dealer's feed (it no longer publishes there)."""
+    folder = _folder(state_dir, marketplace, dealer_id)
+    if folder.exists():
+        for file in folder.iterdir():
+            file.unlink(missing_ok=True)
+        folder.rmdir()

@@ -1,0 +1,234 @@
+"""Feed files as a head, one text per vehicle in sort order and a tail: built whole, or spliced from the last file's unchanged bytes."""
+
+import mmap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dms_pipelines.formats.csv_writer import delimited_lines, joined_lines, row_slice
+from dms_pipelines.marketplaces.base import KEY, sort_order
+from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
+
+KEY_SEPARATOR = "\x00"  # below every other character, so joined keys sort as the tuples they join
+
+
+@dataclass(frozen=True)
+class RowFile:
+    """How one feed file is laid out.
+
+    The file is `head(rows, width)`, then each row's text joined by `separator`, then `end` when there is a row, then `tail`.
+    Rows are in the order of `sort_keys`, ties in stock-number order. `width` is, per row, what the head and every row's
+    layout depend on (Meta: how many image columns the row fills); the file's width is the largest (at least `min_width`).
+    """
+
+    sort_keys: tuple[str, ...]
+    columns: Callable[[pd.DataFrame, int], list[str]]
+    texts: Callable[[dict[str, pd.Series]], pa.Array]
+    head: Callable[[int, list[str]], bytes]
+    separator: bytes
+    end: bytes
+    tail: bytes = b""
+    width: Callable[[pd.DataFrame], np.ndarray] | None = None
+    min_width: int = 0
+
+    def file_width(self, widths: np.ndarray) -> int:
+        return max(self.min_width, int(widths.max())) if len(widths) else self.min_width
+
+    def widths(self, items: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.width(items), dtype=np.int64) if self.width else np.zeros(len(items), dtype=np.int64)
+
+
+def delimited(sort_keys: tuple[str, ...], columns: Callable[[pd.DataFrame, int], list[str]], delimiter: str = ",", **extra) -> RowFile:
+    """An RFC 4180 CSV (or TSV) file with a header line and formula-like cells defused, as `to_delimited` writes it."""
+    return RowFile(
+        sort_keys, columns, lambda part: delimited_lines(part, delimiter, defuse_formulas=True),
+        lambda rows, names: (delimiter.join(names) + "\r\n").encode("utf-8"), b"\r\n", b"\r\n", **extra,
+    )
+
+
+@dataclass
+class RowIndex:
+    """Where each row of a built file lies: stock number, sort key, first byte, length and width, in file order."""
+
+    head_length: int
+    width: int
+    table: pa.Table = field(repr=False)
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+
+def _index_table(stock_ids: pa.Array, keys: pa.Array, lengths: np.ndarray, widths: np.ndarray, head_length: int, separator: int) -> pa.Table:
+    starts = np.empty(len(lengths), dtype=np.int64)
+    if len(lengths):
+        starts[0] = head_length
+        np.cumsum(lengths[:-1] + separator, out=starts[1:])
+        starts[1:] += head_length
+    return pa.table({"stock_id": stock_ids, "key": keys, "start": starts, "length": lengths.astype(np.int64), "width": widths})
+
+
+def _keys(row_file: RowFile, items: pd.DataFrame) -> pa.Array | None:
+    """The sort key of each item as one string, or None when a key is missing or not text (no index is kept then)."""
+    parts = []
+    for name in (*row_file.sort_keys, KEY):
+        values = items[name]
+        if not (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
+            return None
+        parts.append(_text(values))
+    joined = pc.binary_join_element_wise(*parts, pa.scalar(KEY_SEPARATOR, pa.large_string())) if len(items) else pa.array([], pa.large_string())
+    return None if joined.null_count else joined
+
+
+def _text(values: pd.Series) -> pa.Array:
+    array = pa.array(values.astype("string").array, pa.large_string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _increasing(keys: pa.Array) -> bool:
+    return len(keys) < 2 or pc.all(pc.less(keys[:-1], keys[1:])).as_py()
+
+
+class Built:
+    """A feed file's bytes as pieces in order; once every piece has been taken, `index` tells where each row lies (None if unusable)."""
+
+    def __init__(self, pieces: Iterator, finish: Callable[[], RowIndex | None]):
+        self._pieces, self._finish = pieces, finish
+        self.index: RowIndex | None = None
+
+    def __iter__(self):
+        yield from self._pieces
+        self.index = self._finish()
+
+
+def whole(row_file: RowFile, items: pd.DataFrame, part_rows: int = SLICE_ROWS) -> Built:
+    """The whole file from every listed item, a slice of rows at a time on parallel threads."""
+    widths = row_file.widths(items)
+    width = row_file.file_width(widths)
+    names = row_file.columns(items, width)
+    head = row_file.head(len(items), names)
+    order = sort_order(items, list(row_file.sort_keys))
+    columns = {name: items[name] for name in names}
+    bounds = list(slice_bounds(len(items), part_rows))
+    lengths: list[np.ndarray] = []
+
+    def pieces() -> Iterator:
+        yield head
+        parts = (row_slice(columns, order, start, stop) for start, stop in bounds)
+        for number, texts in enumerate(ordered_map(row_file.texts, parts)):
+            lengths.append(pc.binary_length(texts).to_numpy(zero_copy_only=False))
+            if len(texts):
+                last = number == len(bounds) - 1
+                yield from joined_lines(texts, row_file.separator.decode("utf-8"), (row_file.end if last else row_file.separator).decode("utf-8"))
+        yield row_file.tail
+
+    def finish() -> RowIndex | None:
+        keys = _keys(row_file, items)
+        if keys is None:
+            return None
+        in_order = keys if order is None else keys.take(pa.array(order))
+        if not _increasing(in_order):
+            return None
+        ids = _text(items[KEY])
+        ids = ids if order is None else ids.take(pa.array(order))
+        all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        in_order_widths = widths if order is None else widths[order]
+        return RowIndex(len(head), width, _index_table(ids, in_order, all_lengths, in_order_widths, len(head), len(row_file.separator)))
+
+    return Built(pieces(), finish)
+
+
+def spliced(row_file: RowFile, previous: Path, index: RowIndex, changed_ids: set[str], changed_items: pd.DataFrame) -> Built | None:
+    """The file rebuilt from `previous` (built with `index`): the rows of `changed_ids` dropped, `changed_items` (those of them
+    still listed) put in their places, every other row copied as it was. None when the change reaches the head or every row
+    (the file's width changed), or a key is unusable: then only a whole build will do."""
+    table = index.table
+    keep = pc.invert(pc.is_in(table["stock_id"], pa.array(sorted(changed_ids), pa.large_string()))).to_numpy(zero_copy_only=False)
+    kept = np.flatnonzero(keep)
+    new_keys = _keys(row_file, changed_items)
+    if new_keys is None:
+        return None
+    new_order = pc.sort_indices(new_keys).to_numpy()
+    new_keys = new_keys.take(pa.array(new_order))
+    if not _increasing(new_keys):
+        return None
+    new_widths = row_file.widths(changed_items)[new_order]
+    old_widths = table["width"].to_numpy()
+    if row_file.file_width(np.concatenate([old_widths[kept], new_widths])) != index.width:
+        return None
+    names = row_file.columns(changed_items, index.width)
+    ordered = {name: changed_items[name].take(new_order) for name in names}
+    new_texts = row_file.texts(ordered) if len(changed_items) else pa.array([], pa.large_string())
+    new_lengths = pc.binary_length(new_texts).to_numpy(zero_copy_only=False).astype(np.int64)
+    kept_keys = table["key"].take(pa.array(kept)).to_numpy(zero_copy_only=False)
+    places = np.searchsorted(kept_keys, new_keys.to_numpy(zero_copy_only=False)) if len(kept) else np.zeros(len(new_keys), dtype=np.int64)
+
+    rows = len(kept) + len(new_keys)
+    head = row_file.head(rows, names)
+    starts, lengths = table["start"].to_numpy(), table["length"].to_numpy()
+    separator, text_list = row_file.separator, new_texts.cast(pa.large_string())
+
+    def pieces() -> Iterator:
+        yield head
+        size = previous.stat().st_size
+        with previous.open("rb") as handle:
+            old = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+            try:
+                written = 0
+                for run_start, run_stop, insert_before in _runs(kept, places):
+                    for position in insert_before:
+                        yield (separator if written else b"") + text_list[int(position)].as_buffer().to_pybytes()
+                        written += 1
+                    if run_stop > run_start:
+                        first, last = kept[run_start], kept[run_stop - 1]
+                        if written:
+                            yield separator
+                        yield from _chunks(old, int(starts[first]), int(starts[last] + lengths[last]))
+                        written += run_stop - run_start
+                if written:
+                    yield row_file.end
+            finally:
+                if old is not None:
+                    try:
+                        old.close()
+                    except BufferError:  # a piece is still held by whoever took it; the map closes when that is let go
+                        pass
+        yield row_file.tail
+
+    def finish() -> RowIndex:
+        combined_ids = pa.concat_arrays([table["stock_id"].combine_chunks().take(pa.array(kept)), _text(changed_items[KEY]).take(pa.array(new_order))])
+        combined_keys = pa.concat_arrays([pa.array(kept_keys, pa.large_string()), new_keys.cast(pa.large_string())])
+        combined_lengths = np.concatenate([lengths[kept], new_lengths])
+        combined_widths = np.concatenate([old_widths[kept], new_widths])
+        order = np.argsort(np.concatenate([np.arange(len(kept)) + np.searchsorted(places, np.arange(len(kept)), side="right"), places + np.arange(len(places))]), kind="stable")
+        return RowIndex(len(head), index.width, _index_table(
+            combined_ids.take(pa.array(order)), combined_keys.take(pa.array(order)), combined_lengths[order], combined_widths[order], len(head), len(separator),
+        ))
+
+    return Built(pieces(), finish)
+
+
+CHUNK_BYTES = 4 << 20
+
+
+def _chunks(old: mmap.mmap, start: int, stop: int) -> Iterator[memoryview]:
+    """Bytes `start` to `stop` of the old file, in pieces small enough to be hashed and written while still in the CPU's cache."""
+    view = memoryview(old)
+    for offset in range(start, stop, CHUNK_BYTES):
+        yield view[offset : min(offset + CHUNK_BYTES, stop)]
+
+
+def _runs(kept: np.ndarray, places: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Runs of kept rows (positions into `kept`) that lie together in the old file, each with the new rows to insert before it;
+    the last run may be empty and carry only the new rows that go at the end."""
+    breaks = set(np.flatnonzero(np.diff(kept) != 1) + 1) | set(int(p) for p in places if 0 < p < len(kept))
+    bounds = [0, *sorted(b for b in breaks if 0 < b < len(kept)), len(kept)] if len(kept) else [0, 0]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        yield start, stop, np.flatnonzero(places == start)
+    tail = np.flatnonzero(places == len(kept)) if len(kept) else np.array([], dtype=np.int64)
+    if len(tail):
+        yield len(kept), len(kept), tail
