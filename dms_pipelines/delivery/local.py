@@ -14,15 +14,16 @@ def write_if_changed(path: Path, content: bytes | StagedFile) -> bool:
     """Replace `path` with `content` through a temporary name; False (and no write) when the file already holds it.
 
     A staged file on the same filesystem is linked into place (it is already on disk, and stays where it is: it may be kept
-    as the base of the next rebuild); otherwise it is copied.
+    as the base of the next rebuild), which costs no write, so the file in place is not read to compare; otherwise the
+    staged file is copied.
     """
     staged = isinstance(content, StagedFile)
     digest, size = (content.sha256, content.size) if staged else (hashlib.sha256(content).hexdigest(), len(content))
-    if path.exists() and path.stat().st_size == size and file_sha256(path) == digest:
-        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     if staged:
+        if path.exists() and os.path.samefile(path, content.path):
+            return False
         try:
             os.link(content.path, temporary)
             os.replace(temporary, path)
@@ -31,6 +32,8 @@ def write_if_changed(path: Path, content: bytes | StagedFile) -> bool:
             temporary.unlink(missing_ok=True)
             if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
+    if path.exists() and path.stat().st_size == size and file_sha256(path) == digest:
+        return False
     try:
         with temporary.open("wb") as handle:
             if staged:

@@ -5,10 +5,10 @@ from typing import Iterator
 import pandas as pd
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.row_files import delimited, whole
 from dms_pipelines.marketplaces.base import (
-    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, delimited_feed_parts, list_joined, list_parts, listable, map_text, to_delimited,
+    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, list_joined, list_parts, listable, map_text, to_delimited,
 )
+from dms_pipelines.marketplaces.row_files import delimited, whole
 
 DEALER_COLUMNS = ["Dealer_Id", "DealerName", "Postcode", "BuildingName", "BuildingNumber", "StreetName", "Locality", "Town", "Phone", "EmailAddress", "WebsiteURL"]
 VEHICLE_COLUMNS = ["Feed_Id", "Vehicle_Id", "Cap_Id", "Make", "Model", "Variant", "Year", "Price", "FullRegistration", "Mileage", "PictureRefs", "Vehicle_URL", "Colour", "FuelType", "BodyType", "Doors", "EngineSize"]

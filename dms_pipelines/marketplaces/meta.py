@@ -7,10 +7,10 @@ import pandas as pd
 from lxml import etree
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
 from dms_pipelines.marketplaces.base import (
-    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, delimited_feed_parts, format_numbers, list_item, list_parts, listable, map_text,
+    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, format_numbers, list_item, list_parts, listable, map_text,
 )
+from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
 
 MAX_IMAGES = 20
 DESCRIPTION_LIMIT = 5000

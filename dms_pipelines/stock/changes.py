@@ -4,7 +4,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dms_pipelines.stock.schema import coerce_to_schema
@@ -73,6 +72,3 @@ def write_log(state_dir: Path, dealer_id: str, log: ChangeLog) -> None:
 
     write_parquet_atomically(log.rows, log_path(state_dir, dealer_id), {FULL_GENERATION_KEY: str(log.full_generation).encode()})
 
-
-def with_generation(table: pa.Table, generation: int) -> pa.Table:
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), GENERATION_KEY: str(generation).encode()})

@@ -103,7 +103,6 @@ def test_sort_order_is_pandas_stable_sort(rows):
 
 def test_a_staged_feed_on_another_filesystem_is_copied_into_place(tmp_path: Path, monkeypatch):
     import errno
-    import os
 
     from dms_pipelines.delivery import local
 
