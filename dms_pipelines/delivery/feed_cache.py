@@ -79,8 +79,9 @@ def keep(state_dir: Path, marketplace: str, dealer_id: str, name: str, staged: S
         return
     file.parent.mkdir(parents=True, exist_ok=True)
     index_file.unlink(missing_ok=True)  # first: an index must never describe another file's bytes
+    identity = _identity(staged.path)  # before the move (which keeps inode and mtime): another run's file moved in later does not match
     os.replace(staged.path, file)
-    facts = {"fingerprint": file_fingerprint, "generation": generation, "sha256": staged.sha256, "head_length": index.head_length, "width": index.width, "identity": _identity(file)}
+    facts = {"fingerprint": file_fingerprint, "generation": generation, "sha256": staged.sha256, "head_length": index.head_length, "width": index.width, "identity": identity}
     temporary = index_file.with_name(f".{index_file.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()}), temporary)
     os.replace(temporary, index_file)
