@@ -1,9 +1,11 @@
 """A dealer's sync as plain functions: the feed and warehouse stages the assets call, every stage in one call, and the account file."""
 
+import csv
+import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -19,9 +21,9 @@ from dms_pipelines.delivery.snapshot import ACCOUNT, Destination, SnapshotOutcom
 from dms_pipelines.delivery.staging import stage
 from dms_pipelines.delivery.stock_api import ApiError
 from dms_pipelines.marketplaces import carsnip, google, meta, website
-from dms_pipelines.marketplaces.base import KEY, Rendered, listing_rows
+from dms_pipelines.marketplaces.base import Rendered, listing_rows
 from dms_pipelines.marketplaces.registry import render_dealer
-from dms_pipelines.marketplaces.row_files import Built, RowFile, spliced, whole
+from dms_pipelines.marketplaces.row_files import Built, RowFile, merged, spliced, whole
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.sources.landing import LandingReport
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS
@@ -131,22 +133,29 @@ def read_listings(paths: DataPaths, dealer_id: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=LISTING_COLUMNS)
 
 
-def google_rows(dealer: Dealer, stock: pd.DataFrame, paths: DataPaths, logger=log) -> FeedOutcome:
-    """The dealer's rows of the account-wide Google file, kept under state/feeds/google/ until the account file is assembled."""
-    rendered = render_dealer(dealer, stock, "google")
-    target = paths.state / "feeds" / "google" / f"{dealer.id}.parquet"
-    if rendered is None:
-        target.unlink(missing_ok=True)
-    else:
-        write_parquet_atomically(rendered.items.drop(columns=[KEY]), target)
-        for row in rendered.held.itertuples(index=False):
-            logger.warning(f"google: {row.stock_id} held back: {row.reasons}")
-    save_listings(paths, "google", dealer.id, rendered)
-    return FeedOutcome.of("google", rendered)
+def google_rows(dealer: Dealer, stock: StockView | pd.DataFrame, settings: Settings, paths: DataPaths, logger=log) -> FeedOutcome:
+    """The dealer's rows of the account-wide Google file, kept under state/feeds/google/<dealer>/ until the account file is
+    assembled; rebuilt from the changed vehicles when only deltas changed the stock since they were built."""
+    view = stock if isinstance(stock, StockView) else StockView(paths.state, dealer.id, stock)
+    (paths.state / "feeds" / "google" / f"{dealer.id}.parquet").unlink(missing_ok=True)  # where rendered rows were kept before
+    if not _publishes("google", dealer, settings, paths):
+        return FeedOutcome.of("google", None)
+    files, rendered, outcome = _feed_files("google", dealer, view, settings, paths, delivered=lambda name, digest: True)
+    for name, pieces in files.items():
+        if pieces is not None:
+            staged = stage(paths.state / "staging" / "google", name, pieces)
+            feed_cache.keep(paths.state, "google", dealer.id, name, staged, pieces.index, view.generation, _feed_fingerprint("google", name, dealer, settings))
+    for row in rendered.held.itertuples(index=False):
+        logger.warning(f"google: {row.stock_id} held back: {row.reasons}")
+    return outcome
 
 
 def row_files(marketplace: str, dealer: Dealer, file_format: str | None) -> dict[str, RowFile | None]:
-    """The files a per-dealer snapshot marketplace receives, by name, each with its row layout (None: built whole every time)."""
+    """The files built per dealer for `marketplace`, by name, each with its row layout (None: built whole every time).
+    Google's is the dealer's rows of the account file, without the header."""
+    if marketplace == "google":
+        fmt = file_format or "csv"
+        return {f"rows.{fmt}": google.row_file(fmt, header=False)}
     if marketplace == "website":
         return {f"{dealer.id}.json": website.row_file(dealer)}
     if marketplace == "meta":
@@ -192,10 +201,10 @@ def _feed_fingerprint(marketplace: str, name: str, dealer: Dealer, settings: Set
 
 
 def _spliced_files(
-    marketplace: str, dealer: Dealer, view: StockView, settings: Settings, paths: DataPaths, engine: Engine,
+    marketplace: str, dealer: Dealer, view: StockView, settings: Settings, paths: DataPaths, delivered: Callable[[str, str], bool],
 ) -> tuple[dict[str, Iterable | None], Rendered, set[str]] | None:
     """The dealer's files rebuilt from the last ones built, when every one is kept and only deltas changed the stock since
-    (None for a file that did not change and is delivered already)."""
+    (None for a file that did not change and is `delivered(name, sha256)` already)."""
     layouts = row_files(marketplace, dealer, settings.marketplaces[marketplace].file_format)
     kept = {name: feed_cache.load(paths.state, marketplace, dealer.id, name, _feed_fingerprint(marketplace, name, dealer, settings)) for name, layout in layouts.items() if layout}
     generations = {cached.generation for cached in kept.values() if cached is not None}
@@ -206,13 +215,12 @@ def _spliced_files(
         return None
     rendered = render_dealer(dealer, changed, marketplace)
     changed_ids = set(changed["stock_id"].astype(str))
-    destination = destination_for(settings.marketplaces[marketplace], paths)
     files: dict[str, Iterable | None] = {}
     for name, layout in layouts.items():
         if layout is None:
             files[name] = [carsnip.serialise_dealer(dealer, dealer.marketplaces["carsnip"])]
             continue
-        if not changed_ids and acknowledged(engine, destination, marketplace, dealer.id, name, kept[name].sha256):
+        if not changed_ids and delivered(name, kept[name].sha256):
             files[name] = None  # nothing changed since it was built, and the marketplace has it: not even copied
             continue
         built = spliced(layout, kept[name].path, kept[name].index, changed_ids, rendered.items)
@@ -220,6 +228,30 @@ def _spliced_files(
             return None
         files[name] = built
     return files, rendered, changed_ids
+
+
+def _publishes(marketplace: str, dealer: Dealer, settings: Settings, paths: DataPaths) -> bool:
+    """Whether the dealer publishes to `marketplace`; when not, its listing rows and kept files go."""
+    if marketplace in settings.marketplaces and marketplace in dealer.marketplaces:
+        return True
+    save_listings(paths, marketplace, dealer.id, None)
+    feed_cache.forget(paths.state, marketplace, dealer.id)
+    return False
+
+
+def _feed_files(
+    marketplace: str, dealer: Dealer, view: StockView, settings: Settings, paths: DataPaths, delivered: Callable[[str, str], bool],
+) -> tuple[dict[str, Iterable | None], Rendered, "FeedOutcome"]:
+    """The dealer's files for `marketplace`, rebuilt from the changed vehicles when it can be, else from the whole stock;
+    the listing rows saved for the warehouse."""
+    spliced_files = _spliced_files(marketplace, dealer, view, settings, paths, delivered)
+    if spliced_files is not None:
+        files, rendered, changed_ids = spliced_files
+        listings = patch_listings(paths, marketplace, dealer.id, rendered, changed_ids)
+        return files, rendered, FeedOutcome.of_listings(marketplace, listings, rendered, rows_changed=len(changed_ids))
+    rendered = render_dealer(dealer, view.whole(), marketplace)
+    save_listings(paths, marketplace, dealer.id, rendered)
+    return snapshot_files(marketplace, rendered, dealer, settings.marketplaces[marketplace].file_format), rendered, FeedOutcome.of(marketplace, rendered)
 
 
 def snapshot_feed(
@@ -232,22 +264,12 @@ def snapshot_feed(
     are rebuilt from the last ones' bytes (the same bytes a whole build gives); otherwise the whole stock is rendered.
     """
     view = stock if isinstance(stock, StockView) else StockView(paths.state, dealer.id, stock)
-    if marketplace not in settings.marketplaces or marketplace not in dealer.marketplaces:
-        save_listings(paths, marketplace, dealer.id, None)
-        feed_cache.forget(paths.state, marketplace, dealer.id)
+    if not _publishes(marketplace, dealer, settings, paths):
         return FeedOutcome.of(marketplace, None)
     market = settings.marketplaces[marketplace]
-    spliced_files = _spliced_files(marketplace, dealer, view, settings, paths, engine)
-    if spliced_files is not None:
-        files, rendered, changed_ids = spliced_files
-        listings = patch_listings(paths, marketplace, dealer.id, rendered, changed_ids)
-        outcome = FeedOutcome.of_listings(marketplace, listings, rendered, rows_changed=len(changed_ids))
-    else:
-        rendered = render_dealer(dealer, view.whole(), marketplace)
-        save_listings(paths, marketplace, dealer.id, rendered)
-        files = snapshot_files(marketplace, rendered, dealer, market.file_format)
-        outcome = FeedOutcome.of(marketplace, rendered)
     destination = destination_for(market, paths)
+    delivered = lambda name, digest: acknowledged(engine, destination, marketplace, dealer.id, name, digest)  # noqa: E731
+    files, rendered, outcome = _feed_files(marketplace, dealer, view, settings, paths, delivered)
     for name, pieces in files.items():
         if pieces is None:
             outcome.files.append(SnapshotOutcome(destination.describe(name), sent=False))
@@ -332,7 +354,7 @@ def sync_dealer(
         logger.error(f"{name} held: {reason}")
     seen = sync.change_seen_at(engine, run_id)
     stock = update.stock
-    feeds = {"google": google_rows(dealer, stock, paths, logger)}
+    feeds = {"google": google_rows(dealer, stock, settings, paths, logger)}
     for marketplace in SNAPSHOT_MARKETPLACES:
         feeds[marketplace] = snapshot_feed(marketplace, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger)
     feeds["autotrader"] = autotrader_feed(dealer, stock, settings, paths, engine, run_id, trigger, trigger == "nightly", seen, logger)
@@ -342,28 +364,47 @@ def sync_dealer(
 
 @dataclass
 class AccountFile:
-    """The account-wide Google file as assembled: its rows, how many dealers they came from, and its delivery."""
+    """The account-wide Google file as assembled: how many rows, from how many dealers, a few of its rows, and its delivery."""
 
-    items: pd.DataFrame
+    listed: int
     dealers: int
+    preview: pd.DataFrame
     outcome: SnapshotOutcome
 
 
 def google_account_file(settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, trigger: str, change_seen_at: datetime | None = None) -> AccountFile:
-    """Assemble every dealer's last good Google rows into the one account file and deliver it if its bytes changed."""
-    frames = []
-    for dealer in settings.dealers:
-        part = paths.state / "feeds" / "google" / f"{dealer.id}.parquet"
-        if part.exists() and "google" in dealer.marketplaces:
-            frames.append(pd.read_parquet(part))
-    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=google.COLUMNS)
+    """Assemble every dealer's last good Google rows into the one account file (their bytes, copied) and deliver it if its
+    bytes changed."""
     marketplace = settings.marketplaces["google"]
     file_format = marketplace.file_format or "csv"
+    name = f"rows.{file_format}"
+    parts = []
+    for dealer in settings.dealers:
+        part = feed_cache.kept_path(paths.state, "google", dealer.id, name)
+        if "google" in dealer.marketplaces and part.exists():
+            kept = feed_cache.load(paths.state, "google", dealer.id, name, None)
+            parts.append((part, kept.index if kept else None))
     outcome = deliver_pieces(
         engine, destination_for(marketplace, paths), paths, "google", ACCOUNT, f"vehicle_listings.{file_format}",
-        google.serialise_parts(items, file_format), run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
+        merged(google.header(file_format), parts), run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
     )
     account_rows = operational_rows(engine, ACCOUNT)
     publish(paths, "account", {"deliveries": account_rows["deliveries"], "dead_letters": account_rows["dead_letters"]})
     ensure_catalog(paths)
-    return AccountFile(items, len(frames), outcome)
+    listed = sum(len(index) if index is not None else _rows_in(part, file_format) for part, index in parts)
+    return AccountFile(listed, len(parts), _first_rows(parts, file_format), outcome)
+
+
+def _rows_in(part, file_format: str) -> int:
+    with part.open(encoding="utf-8", newline="") as handle:
+        return sum(1 for _ in csv.reader(handle, delimiter="\t" if file_format == "tsv" else ","))
+
+
+def _first_rows(parts: list, file_format: str, rows: int = PREVIEW_ROWS) -> pd.DataFrame:
+    """The first rows of the first dealer's part, as the account file shows them (for the materialisation's preview)."""
+    for part, _ in parts:
+        with part.open(encoding="utf-8", newline="") as handle:
+            first = list(itertools.islice(csv.reader(handle, delimiter="\t" if file_format == "tsv" else ","), rows))
+        if first:
+            return pd.DataFrame(first, columns=google.COLUMNS)
+    return pd.DataFrame(columns=google.COLUMNS)

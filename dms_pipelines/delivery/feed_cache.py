@@ -56,31 +56,37 @@ def _identity(path: Path) -> dict:
     return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "inode": status.st_ino}
 
 
-def load(state_dir: Path, marketplace: str, dealer_id: str, name: str, expected_fingerprint: str) -> CachedFile | None:
-    """The kept file, if it was built with these settings and code and nothing has touched it since; else None."""
-    file = _folder(state_dir, marketplace, dealer_id) / name
+def kept_path(state_dir: Path, marketplace: str, dealer_id: str, name: str) -> Path:
+    return _folder(state_dir, marketplace, dealer_id) / name
+
+
+def load(state_dir: Path, marketplace: str, dealer_id: str, name: str, expected_fingerprint: str | None) -> CachedFile | None:
+    """The kept file, if it was built with these settings and code (any, when `expected_fingerprint` is None) and nothing
+    has touched it since; else None."""
+    file = kept_path(state_dir, marketplace, dealer_id, name)
     index_file = _index_path(file)
     if not (file.exists() and index_file.exists()):
         return None
     table = pq.read_table(index_file)
     facts = json.loads((table.schema.metadata or {}).get(b"dms_pipelines.feed_cache", b"{}"))
-    if facts.get("fingerprint") != expected_fingerprint or facts.get("identity") != _identity(file) or "sha256" not in facts:
+    if expected_fingerprint is not None and facts.get("fingerprint") != expected_fingerprint:
+        return None
+    if facts.get("identity") != _identity(file) or "sha256" not in facts:
         return None
     return CachedFile(file, RowIndex(facts["head_length"], facts["width"], table.replace_schema_metadata(None)), facts["generation"], facts["sha256"])
 
 
 def keep(state_dir: Path, marketplace: str, dealer_id: str, name: str, staged: StagedFile, index: RowIndex | None, generation: int, file_fingerprint: str) -> None:
-    """Keep the staged file (and its index) as the base of the next rebuild; without an index nothing is kept."""
-    file = _folder(state_dir, marketplace, dealer_id) / name
+    """Keep the staged file and its index as the base of the next rebuild (a file without an index is kept, but the next
+    build is whole)."""
+    file = kept_path(state_dir, marketplace, dealer_id, name)
     index_file = _index_path(file)
-    if index is None:
-        staged.discard()
-        forget_file(file)
-        return
     file.parent.mkdir(parents=True, exist_ok=True)
     index_file.unlink(missing_ok=True)  # first: an index must never describe another file's bytes
     identity = _identity(staged.path)  # before the move (which keeps inode and mtime): another run's file moved in later does not match
     os.replace(staged.path, file)
+    if index is None:
+        return
     facts = {"fingerprint": file_fingerprint, "generation": generation, "sha256": staged.sha256, "head_length": index.head_length, "width": index.width, "identity": identity}
     temporary = index_file.with_name(f".{index_file.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()}), temporary)

@@ -2,7 +2,7 @@
 
 import html
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.formats.arrow_text import arrow_strings, byte_table, edge_bytes, one_array, rows_with_any, string_buffers, valid_rows
-from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes, delimited_parts, in_place_order
+from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes, in_place_order
 from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
 from dms_pipelines.stock.schema import LIST_SEPARATOR
 
@@ -282,11 +282,6 @@ def _render_slice(spec: MarketplaceSpec, stock: pd.DataFrame, dealer: Dealer, ac
 def to_delimited(items: pd.DataFrame, columns: list[str], delimiter: str = ",") -> bytes:
     """RFC 4180 CSV (or TSV) with formula-like cells defused; the key column is never written."""
     return delimited_bytes({name: items[name] for name in columns}, delimiter, defuse_formulas=True)
-
-
-def delimited_feed_parts(items: pd.DataFrame, columns: list[str], sort_keys: list[str], delimiter: str = ",", part_rows: int = SLICE_ROWS) -> Iterator[bytes]:
-    """`to_delimited` of the items sorted by `sort_keys` (stable), built and yielded a slice of rows at a time."""
-    return delimited_parts({name: items[name] for name in columns}, delimiter, defuse_formulas=True, order=sort_order(items, sort_keys), part_rows=part_rows)
 
 
 def sort_order(items: pd.DataFrame, keys: list[str]) -> np.ndarray | None:

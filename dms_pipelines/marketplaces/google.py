@@ -1,5 +1,6 @@
 """Google Vehicle Listings: one CSV (or TSV) snapshot of every dealer's whole inventory, `id` always sent."""
 
+from dataclasses import replace
 from typing import Iterator
 
 import pandas as pd
@@ -9,8 +10,9 @@ import pyarrow.compute as pc
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.formats.arrow_text import arrow_strings, nonempty_fields
 from dms_pipelines.marketplaces.base import (
-    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, delimited_feed_parts, format_numbers, list_item, list_joined, list_parts, listable, map_text,
+    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, format_numbers, list_item, list_joined, list_parts, listable, map_text,
 )
+from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
 
 COLUMNS = [
     "id", "store_code", "vin", "dealership_name", "dealership_address", "price", "condition", "make", "model", "trim",
@@ -99,4 +101,18 @@ def serialise(items: pd.DataFrame, file_format: str = "csv") -> bytes:
 
 def serialise_parts(items: pd.DataFrame, file_format: str = "csv", part_rows: int = SLICE_ROWS) -> Iterator[bytes]:
     """`serialise` a slice of rows at a time (a large file is never whole in memory)."""
-    return delimited_feed_parts(items, COLUMNS, ["store_code", "id"], "\t" if file_format == "tsv" else ",", part_rows)
+    return iter(whole(row_file(file_format), items, part_rows))
+
+
+def row_file(file_format: str = "csv", header: bool = True) -> RowFile:
+    """The file as a row file; without its header, one dealer's rows of it (the account file is the header and those rows)."""
+    layout = delimited(("store_code", "id"), lambda items, width: COLUMNS, _delimiter(file_format))
+    return layout if header else replace(layout, head=lambda rows, names: b"")
+
+
+def header(file_format: str = "csv") -> bytes:
+    return (_delimiter(file_format).join(COLUMNS) + "\r\n").encode("utf-8")
+
+
+def _delimiter(file_format: str) -> str:
+    return "\t" if file_format == "tsv" else ","

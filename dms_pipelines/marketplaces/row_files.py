@@ -212,6 +212,56 @@ def spliced(row_file: RowFile, previous: Path, index: RowIndex, changed_ids: set
     return Built(pieces(), finish)
 
 
+def merged(head: bytes, parts: list[tuple[Path, RowIndex | None]]) -> Iterator:
+    """One file from the headless row files of one layout (each row followed by its line end), its rows in key order.
+
+    The parts go one after another, ordered by their first key, when their keys do not interleave (the usual case: each
+    dealer has its own store code); otherwise the rows are merged by key, ties in the order of `parts`. A part without
+    an index cannot be placed by key and is added after the others, in the order given.
+    """
+    yield head
+    maps: dict[Path, mmap.mmap] = {}
+    try:
+        for path, start, stop in _merge_plan(parts):
+            if path not in maps:
+                with path.open("rb") as handle:
+                    maps[path] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            yield from _chunks(maps[path], start, stop)
+    finally:
+        for mapped in maps.values():
+            try:
+                mapped.close()
+            except BufferError:  # a piece is still held by whoever took it; the map closes when that is let go
+                pass
+
+
+def _merge_plan(parts: list[tuple[Path, RowIndex | None]]) -> list[tuple[Path, int, int]]:
+    """(file, first byte, end) ranges that, copied in order, give the merged rows."""
+    sizes = {path: path.stat().st_size for path, _ in parts}
+    indexed = [(path, index) for path, index in parts if index is not None and len(index) and sizes[path]]
+    unindexed = [(path, 0, sizes[path]) for path, index in parts if index is None and sizes[path]]
+    ordered = sorted(indexed, key=lambda part: part[1].table["key"][0].as_py())
+    keys = [(index.table["key"][0].as_py(), index.table["key"][-1].as_py()) for _, index in ordered]
+    if all(previous[1] < following[0] for previous, following in zip(keys, keys[1:])):
+        return [(path, 0, sizes[path]) for path, _ in ordered] + unindexed
+    all_keys = pa.concat_arrays([index.table["key"].combine_chunks().cast(pa.large_string()) for _, index in indexed])
+    part_of = np.concatenate([np.full(len(index), n) for n, (_, index) in enumerate(indexed)])
+    row_of = np.concatenate([np.arange(len(index)) for _, index in indexed])
+    order = pc.sort_indices(all_keys).to_numpy()
+    part_of, row_of = part_of[order], row_of[order]
+    breaks = np.flatnonzero((np.diff(part_of) != 0) | (np.diff(row_of) != 1)) + 1
+    bounds = np.concatenate([[0], breaks, [len(order)]])
+    starts = [index.table["start"].to_numpy() for _, index in indexed]
+    ends = [index.table["start"].to_numpy() + index.table["length"].to_numpy() for _, index in indexed]
+    plan = []
+    for first, stop in zip(bounds[:-1], bounds[1:]):
+        part, path = int(part_of[first]), indexed[int(part_of[first])][0]
+        following = int(row_of[stop - 1]) + 1
+        end = int(starts[part][following]) if following < len(starts[part]) else sizes[path]  # the row's line end included
+        plan.append((path, int(starts[part][int(row_of[first])]), end))
+    return plan + unindexed
+
+
 CHUNK_BYTES = 4 << 20
 
 

@@ -111,10 +111,10 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
 
     @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"csv"}, deps=[dealer_stock])
     def google_listings(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-        """The dealer's rows for the account-wide Google Vehicle Listings file, kept under state/feeds/google/."""
+        """The dealer's rows for the account-wide Google Vehicle Listings file, kept under state/feeds/google/<dealer>/."""
         paths = pipeline.paths()
         dealer = pipeline.settings().dealer(context.partition_key)
-        outcome = dealer_run.google_rows(dealer, read_stock(paths.state, dealer.id), paths, context.log)
+        outcome = dealer_run.google_rows(dealer, StockView(paths.state, dealer.id), pipeline.settings(), paths, context.log)
         return dg.MaterializeResult(metadata=feed_metadata(outcome))
 
     website_feed = snapshot_feed_asset("website", partitions, "json", dealer_stock)
@@ -226,9 +226,9 @@ def google_feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -
 
 def google_file_metadata(account: "dealer_run.AccountFile") -> dict:
     return {
-        "listed": len(account.items),
+        "listed": account.listed,
         "dealers": account.dealers,
         "file": dg.MetadataValue.path(account.outcome.file),
         "delivered": account.outcome.sent,
-        "preview": preview(account.items, ["store_code", "id", "make", "model", "price"]),
+        "preview": preview(account.preview, ["store_code", "id", "make", "model", "price"]),
     }

@@ -129,3 +129,31 @@ def test_keys_out_of_order_or_missing_keep_no_index():
     assert isinstance(whole(carsnip.VEHICLE_FILE, items).index, type(None))  # not known before the pieces are taken
     ids = pa.array(items[KEY].astype(str))
     assert len(ids) == len(items)
+
+
+def _google_part(stock: pd.DataFrame, dealer, folder: Path, name: str):
+    from dms_pipelines.marketplaces import google
+
+    items = render_for(SPECS["google"], stock, dealer, dealer.marketplaces["google"]).items
+    built = whole(google.row_file("csv", header=False), items)
+    (folder / name).write_bytes(b"".join(bytes(piece) for piece in built))
+    return items, (folder / name, built.index)
+
+
+@pytest.mark.parametrize("store_codes", [("LEEDS", "YORK"), ("SAME", "SAME"), ("YORK", "LEEDS")])
+def test_the_account_file_from_dealer_parts_equals_the_whole_sort(store_codes, tmp_path: Path):
+    from dms_pipelines.marketplaces import google
+    from dms_pipelines.marketplaces.row_files import merged
+
+    dealer = fixed_dealer()
+    first = dealer.model_copy(update={"marketplaces": {**dealer.marketplaces, "google": dealer.marketplaces["google"].model_copy(update={"store_code": store_codes[0]})}})
+    second = dealer.model_copy(update={"id": "york", "marketplaces": {**dealer.marketplaces, "google": dealer.marketplaces["google"].model_copy(update={"store_code": store_codes[1]})}})
+    stock = _stock(30, 5)
+    other = _stock(20, 6)
+    other["stock_id"] = [f"{s}-Y" if n % 2 else s for n, s in enumerate(other["stock_id"])]  # some ids shared with the first dealer
+    items_a, part_a = _google_part(stock, first, tmp_path, "a.csv")
+    items_b, part_b = _google_part(coerce_to_schema(other).sort_values("stock_id", ignore_index=True), second, tmp_path, "b.csv")
+    expected = google.serialise(pd.concat([items_a, items_b], ignore_index=True))
+    assert b"".join(bytes(p) for p in merged(google.header(), [part_a, part_b])) == expected
+    without_index = b"".join(bytes(p) for p in merged(google.header(), [(part_a[0], None), part_b]))
+    assert sorted(without_index.split(b"\r\n")) == sorted(expected.split(b"\r\n"))  # every row there, the unindexed part last

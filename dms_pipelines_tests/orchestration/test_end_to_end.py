@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
 
 from dms_pipelines.config import load_settings
@@ -214,6 +215,15 @@ def test_a_delta_rebuilds_the_dealer_files_from_the_changed_vehicles_alone(paths
         folder = paths.resolve(settings.marketplaces[marketplace].destination.path)
         for name, expected in _whole_files(paths, settings, "leeds", marketplace).items():
             assert (folder / name).read_bytes() == expected, f"{marketplace} {name} differs from a whole build"
+    assert metadata["google_listings"]["rebuilt_from_changed_vehicles"].value == 1
+    assert build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml").resolve_job_def("account_feeds").execute_in_process(instance=instance).success
+    from dms_pipelines.marketplaces import google
+    from dms_pipelines.marketplaces.registry import render_dealer
+    from dms_pipelines.stock.store import read_stock
+
+    items = pd.concat([render_dealer(d, read_stock(paths.state, d.id), "google").items for d in settings.dealers], ignore_index=True)
+    google_file = paths.resolve(settings.marketplaces["google"].destination.path) / "vehicle_listings.csv"
+    assert google_file.read_bytes() == google.serialise(items)  # the account file, from the dealers' parts, equals a whole build
 
 
 def test_a_kept_file_touched_or_built_for_other_settings_is_not_rebuilt_from(paths, settings, generated):
