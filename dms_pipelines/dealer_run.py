@@ -16,7 +16,7 @@ from dms_pipelines.config import Dealer, Settings
 from dms_pipelines.delivery.api_delivery import ApiDeliveryReport, reconcile
 from dms_pipelines.delivery.api_delivery import deliver as deliver_api
 from dms_pipelines.delivery.destinations import api_client_for, destination_for
-from dms_pipelines.delivery import feed_cache
+from dms_pipelines.delivery import feed_cache, ledger
 from dms_pipelines.delivery.snapshot import ACCOUNT, Destination, SnapshotOutcome, acknowledged, deliver_file
 from dms_pipelines.delivery.staging import stage
 from dms_pipelines.delivery.stock_api import ApiError
@@ -289,15 +289,30 @@ def snapshot_feed(
 
 
 def autotrader_feed(
-    dealer: Dealer, stock: pd.DataFrame, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, trigger: str,
+    dealer: Dealer, stock: StockView | pd.DataFrame, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, trigger: str,
     reconcile_first: bool, change_seen_at: datetime | None = None, logger=log,
 ) -> FeedOutcome:
-    """Send the dealer's changed vehicles to the Auto Trader-style API; reconcile with the marketplace's own listing first when asked."""
-    rendered = render_dealer(dealer, stock, "autotrader") if "autotrader" in settings.marketplaces else None
-    save_listings(paths, "autotrader", dealer.id, rendered)
-    if rendered is None:
+    """Send the dealer's changed vehicles to the Auto Trader-style API; reconcile with the marketplace's own listing first when asked.
+
+    When only deltas changed the stock since the last delivery and nothing sent is still unacknowledged, only the changed
+    vehicles are rendered, hashed and compared with their own ledger rows; otherwise every vehicle is.
+    """
+    view = stock if isinstance(stock, StockView) else StockView(paths.state, dealer.id, stock)
+    if not _publishes("autotrader", dealer, settings, paths):
         return FeedOutcome.of("autotrader", None)
-    outcome = FeedOutcome.of("autotrader", rendered)
+    fingerprint = feed_cache.fingerprint("autotrader", dealer, settings.marketplaces["autotrader"])
+    changed = None
+    if not reconcile_first and not ledger.unsettled(engine, "autotrader", dealer.id):
+        generation = feed_cache.delivered_generation(paths.state, "autotrader", dealer.id, fingerprint)
+        changed = view.changed_since(generation) if generation is not None else None
+    if changed is not None:
+        rendered = render_dealer(dealer, changed, "autotrader")
+        scope = set(changed["stock_id"].astype(str))
+        outcome = FeedOutcome.of_listings("autotrader", patch_listings(paths, "autotrader", dealer.id, rendered, scope), rendered, rows_changed=len(scope))
+    else:
+        rendered, scope = render_dealer(dealer, view.whole(), "autotrader"), None
+        save_listings(paths, "autotrader", dealer.id, rendered)
+        outcome = FeedOutcome.of("autotrader", rendered)
     client = api_client_for(settings.marketplaces["autotrader"])
     advertiser = dealer.marketplaces["autotrader"].advertiser_id or dealer.id
     if reconcile_first:
@@ -305,7 +320,8 @@ def autotrader_feed(
             outcome.reconciled = reconcile(engine, client, dealer.id, advertiser, rendered.items)
         except ApiError as error:
             logger.error(f"autotrader reconciliation for {dealer.id} failed: {error}; delivering from the ledger alone")
-    outcome.api = deliver_api(engine, client, dealer.id, advertiser, rendered.items, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at)
+    outcome.api = deliver_api(engine, client, dealer.id, advertiser, rendered.items, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at, scope=scope)
+    feed_cache.record_delivered(paths.state, "autotrader", dealer.id, view.generation, fingerprint)  # what failed stays unsettled in the ledger
     outcome.errors = [f"autotrader: {error}" for error in outcome.api.errors]
     for error in outcome.errors:
         logger.error(error)

@@ -54,12 +54,16 @@ def item_hashes(items: pd.DataFrame) -> dict[str, str]:
 
 def deliver(
     engine: Engine, client: StockApiClient, dealer_id: str, advertiser_id: str, items: pd.DataFrame, marketplace: str = "autotrader",
-    run_id: str | None = None, trigger: str | None = None, change_seen_at: datetime | None = None,
+    run_id: str | None = None, trigger: str | None = None, change_seen_at: datetime | None = None, scope: set[str] | None = None,
 ) -> ApiDeliveryReport:
-    """Send creates, updates and removals for what changed since the marketplace's last acknowledgement."""
+    """Send creates, updates and removals for what changed since the marketplace's last acknowledgement.
+
+    `scope`: the only vehicles (external references) that may have changed; `items` then holds those of them still
+    listed, and only their ledger rows are read, so an item of the scope that is not in `items` is removed.
+    """
     report = ApiDeliveryReport()
     hashes = item_hashes(items)
-    changes = diff(hashes, ledger.ledger_hashes(engine, marketplace, dealer_id))
+    changes = diff(hashes, ledger.ledger_hashes(engine, marketplace, dealer_id, keys=scope))
     changed = set(changes.creates) | set(changes.updates)
     rows = ledger.ledger_rows(engine, marketplace, dealer_id, keys=changed | set(changes.deletes))  # the unchanged are never read
     desired = desired_items(items[items["external_reference"].astype(str).isin(changed)]) if changed else {}

@@ -1,4 +1,5 @@
-"""The last file built for each dealer's feed, kept with where each row lies in it, so the next delta rebuilds it from its bytes."""
+"""The last file built for each dealer's feed (with where each row lies in it) or the last generation sent to an API, so the next
+delta rebuilds or sends only what changed."""
 
 import hashlib
 import json
@@ -91,6 +92,27 @@ def keep(state_dir: Path, marketplace: str, dealer_id: str, name: str, staged: S
     temporary = index_file.with_name(f".{index_file.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()}), temporary)
     os.replace(temporary, index_file)
+
+
+def _marker(state_dir: Path, marketplace: str, dealer_id: str) -> Path:
+    return _folder(state_dir, marketplace, dealer_id) / "delivered.json"
+
+
+def delivered_generation(state_dir: Path, marketplace: str, dealer_id: str, expected_fingerprint: str) -> int | None:
+    """For a marketplace fed item by item (an API), the stock generation last delivered with these settings and code."""
+    marker = _marker(state_dir, marketplace, dealer_id)
+    if not marker.exists():
+        return None
+    facts = json.loads(marker.read_text())
+    return facts["generation"] if facts.get("fingerprint") == expected_fingerprint else None
+
+
+def record_delivered(state_dir: Path, marketplace: str, dealer_id: str, generation: int, file_fingerprint: str) -> None:
+    marker = _marker(state_dir, marketplace, dealer_id)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    temporary = marker.with_name(f".{marker.name}.{uuid.uuid4().hex}.tmp")
+    temporary.write_text(json.dumps({"generation": generation, "fingerprint": file_fingerprint}))
+    os.replace(temporary, marker)
 
 
 def forget_file(file: Path) -> None:

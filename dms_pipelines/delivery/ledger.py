@@ -15,25 +15,35 @@ def now() -> datetime:
 
 def ledger_rows(engine: Engine, marketplace: str, dealer_id: str, keys: set[str] | None = None) -> dict[str, dict]:
     """The dealer's ledger rows for this marketplace (only those of `keys` when given), by item key."""
+    return _rows(engine, marketplace, dealer_id, [listing_ledger], keys)
+
+
+def _rows(engine: Engine, marketplace: str, dealer_id: str, columns: list, keys: set[str] | None) -> dict[str, dict]:
     where = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id)
     with engine.connect() as connection:
         if keys is None:
-            return {row["item_key"]: dict(row) for row in connection.execute(select(listing_ledger).where(where)).mappings()}
+            return {row["item_key"]: dict(row) for row in connection.execute(select(*columns).where(where)).mappings()}
         found = {}
         ordered = sorted(keys)
         for start in range(0, len(ordered), 500):  # bounded IN lists
             chunk = ordered[start : start + 500]
-            for row in connection.execute(select(listing_ledger).where(and_(where, listing_ledger.c.item_key.in_(chunk)))).mappings():
+            for row in connection.execute(select(*columns).where(and_(where, listing_ledger.c.item_key.in_(chunk)))).mappings():
                 found[row["item_key"]] = dict(row)
         return found
 
 
-def ledger_hashes(engine: Engine, marketplace: str, dealer_id: str) -> dict[str, str]:
-    """acknowledged_hashes() for the dealer, reading only the four columns it needs (not each item's stored content)."""
+def ledger_hashes(engine: Engine, marketplace: str, dealer_id: str, keys: set[str] | None = None) -> dict[str, str]:
+    """acknowledged_hashes() for the dealer (only `keys` when given), reading only the four columns it needs (not each
+    item's stored content)."""
     columns = [listing_ledger.c.item_key, listing_ledger.c.status, listing_ledger.c.content_hash, listing_ledger.c.pending_hash]
-    where = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id)
+    return acknowledged_hashes(_rows(engine, marketplace, dealer_id, columns, keys))
+
+
+def unsettled(engine: Engine, marketplace: str, dealer_id: str) -> bool:
+    """Whether any of the dealer's items was sent and neither acknowledged nor refused for good (it is to be sent again)."""
+    where = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status.notin_(["acknowledged", "dead"]))
     with engine.connect() as connection:
-        return acknowledged_hashes({row["item_key"]: dict(row) for row in connection.execute(select(*columns).where(where)).mappings()})
+        return connection.execute(select(listing_ledger.c.item_key).where(where).limit(1)).first() is not None
 
 
 def acknowledged_hashes(rows: dict[str, dict]) -> dict[str, str]:

@@ -128,7 +128,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         dealer = settings.dealer(context.partition_key)
         trigger = context.run.tags.get(TRIGGER_TAG, "manual")
         outcome = dealer_run.autotrader_feed(
-            dealer, read_stock(paths.state, dealer.id), settings, paths, engine, context.run_id, trigger,
+            dealer, StockView(paths.state, dealer.id), settings, paths, engine, context.run_id, trigger,
             reconcile_first=config.reconcile or trigger == "nightly", change_seen_at=sync.change_seen_at(engine, context.run_id), logger=context.log,
         )
         return dg.MaterializeResult(metadata=feed_metadata(outcome))

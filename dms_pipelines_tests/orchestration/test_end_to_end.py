@@ -216,6 +216,8 @@ def test_a_delta_rebuilds_the_dealer_files_from_the_changed_vehicles_alone(paths
         for name, expected in _whole_files(paths, settings, "leeds", marketplace).items():
             assert (folder / name).read_bytes() == expected, f"{marketplace} {name} differs from a whole build"
     assert metadata["google_listings"]["rebuilt_from_changed_vehicles"].value == 1
+    assert metadata["autotrader_listings"]["rebuilt_from_changed_vehicles"].value == 1
+    assert metadata["autotrader_listings"]["calls"].value == 1 and metadata["autotrader_listings"]["unchanged"].value == 0  # the sold car's ledger row alone was read
     assert build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml").resolve_job_def("account_feeds").execute_in_process(instance=instance).success
     from dms_pipelines.marketplaces import google
     from dms_pipelines.marketplaces.registry import render_dealer
@@ -244,3 +246,22 @@ def test_a_kept_file_touched_or_built_for_other_settings_is_not_rebuilt_from(pat
     assert b"Renamed Motors" in (paths.resolve(settings.marketplaces["website"].destination.path) / "leeds.json").read_bytes()
     outcome = snapshot_feed("website", renamed.dealer("leeds"), StockView(paths.state, "leeds"), renamed, paths, engine, None, "manual")
     assert outcome.rows_changed == 0 and outcome.files and not outcome.files[0].sent  # nothing changed since: rebuilt, same bytes, not sent
+
+
+def test_an_unacknowledged_api_item_makes_the_next_run_compare_every_vehicle(paths, settings, generated):
+    from sqlalchemy import update
+
+    from dms_pipelines.cli import run_sync
+    from dms_pipelines.dealer_run import autotrader_feed
+    from dms_pipelines.operations.db import engine_for, listing_ledger
+    from dms_pipelines.stock.store import StockView
+
+    run_sync(echo=lambda line: None, trigger="nightly")
+    engine = engine_for(paths.operations_db_url)
+    dealer = settings.dealer("leeds")
+    quiet = autotrader_feed(dealer, StockView(paths.state, "leeds"), settings, paths, engine, None, "hourly", reconcile_first=False)
+    assert quiet.rows_changed == 0 and quiet.api.calls == 0  # nothing changed since the last delivery: nothing compared, nothing sent
+    with engine.begin() as connection:
+        connection.execute(update(listing_ledger).where(listing_ledger.c.dealer_id == "leeds", listing_ledger.c.item_key == "LEE00002").values(status="failed"))
+    healed = autotrader_feed(dealer, StockView(paths.state, "leeds"), settings, paths, engine, None, "hourly", reconcile_first=False)
+    assert healed.rows_changed is None and healed.api.calls >= 1 and healed.api.unchanged > 0  # every vehicle compared; the failed one sent again
