@@ -173,11 +173,16 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
             stage(work / "staging", f"{name}.rebuilt", built if built is not None else whole(layouts[name], rendered.items)).discard()
             return built is not None
 
+        # Each starts with nothing left to write back from the stages before it: an fsync on ext4 also waits for that.
+        os.sync()
         if not _timed(files, f"hourly: rebuild {name} from the changed vehicles", HOURLY_CHANGES, rebuild):
             raise RuntimeError(f"the hourly {name} file was not rebuilt from the changed vehicles")
+        os.sync()
         _timed(files, f"limit: copy the {name} file, flushed", len(stock), lambda staged=staged: copy_file(staged.path))
         if name == "google":
+            os.sync()
             _timed(files, "hourly: assemble the google account file", len(stock), account_file)
+            os.sync()
             _timed(files, "limit: copy the google account file, flushed", len(stock), lambda staged=staged: copy_file(staged.path))
         staged.discard()
     hourly += files

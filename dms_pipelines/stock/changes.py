@@ -3,9 +3,11 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from dms_pipelines.stock.merge import rows_at  # zero-copy slices: a spliced stock's columns hold many chunks
 from dms_pipelines.stock.schema import coerce_to_schema
 
 GENERATION_KEY = b"dms_pipelines.generation"
@@ -55,7 +57,7 @@ def next_log(previous: ChangeLog | None, stock: pd.DataFrame, changed_ids: set[s
     """The log once `generation` is applied: emptied by a full export (`changed_ids` None), else grown by the changed vehicles' rows."""
     if changed_ids is None or previous is None or previous.full_generation < 0:
         return ChangeLog(generation, _empty_log(stock))
-    rows = stock[stock["stock_id"].isin(changed_ids)].assign(**{GENERATION_COLUMN: generation})
+    rows = rows_at(stock, np.flatnonzero(stock["stock_id"].isin(changed_ids).to_numpy(dtype=bool))).assign(**{GENERATION_COLUMN: generation})
     kept = previous.rows[previous.rows[GENERATION_COLUMN] < generation]
     combined = pd.concat([frame for frame in (kept, rows) if len(frame)] or [rows], ignore_index=True)
     if len(combined) > max(MIN_LOG_CAP, len(stock) // 10):
