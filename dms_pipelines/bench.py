@@ -87,7 +87,8 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
 
     def account_file():
         staged, index = kept["google"]
-        write_feed("google account", merged_rows(google.header(), [(staged.path, index)]))
+        with staged.path.open("rb") as part:
+            write_feed("google account", merged_rows(google.header(), [(part, index)]))
     kept: dict[str, tuple] = {}  # the per-dealer files as built, with their row index: what the hourly rebuild starts from
 
     def write_feed(name: str, pieces) -> None:

@@ -3,9 +3,11 @@
 import csv
 import itertools
 import logging
+import os
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -268,8 +270,9 @@ def snapshot_feed(
         return FeedOutcome.of(marketplace, None)
     market = settings.marketplaces[marketplace]
     destination = destination_for(market, paths)
-    delivered = lambda name, digest: acknowledged(engine, destination, marketplace, dealer.id, name, digest)  # noqa: E731
-    files, rendered, outcome = _feed_files(marketplace, dealer, view, settings, paths, delivered)
+    files, rendered, outcome = _feed_files(
+        marketplace, dealer, view, settings, paths, lambda name, digest: acknowledged(engine, destination, marketplace, dealer.id, name, digest),
+    )
     for name, pieces in files.items():
         if pieces is None:
             outcome.files.append(SnapshotOutcome(destination.describe(name), sent=False))
@@ -394,33 +397,38 @@ def google_account_file(settings: Settings, paths: DataPaths, engine: Engine, ru
     marketplace = settings.marketplaces["google"]
     file_format = marketplace.file_format or "csv"
     name = f"rows.{file_format}"
-    parts = []
-    for dealer in settings.dealers:
-        part = feed_cache.kept_path(paths.state, "google", dealer.id, name)
-        if "google" in dealer.marketplaces and part.exists():
-            kept = feed_cache.load(paths.state, "google", dealer.id, name, None)
-            parts.append((part, kept.index if kept else None))
-    outcome = deliver_pieces(
-        engine, destination_for(marketplace, paths), paths, "google", ACCOUNT, f"vehicle_listings.{file_format}",
-        merged(google.header(file_format), parts), run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
-    )
+    with ExitStack() as opened:
+        parts = []  # each part opened with its index read for that very file: a dealer's run may replace it meanwhile
+        for dealer in settings.dealers:
+            part = feed_cache.open_kept(paths.state, "google", dealer.id, name) if "google" in dealer.marketplaces else None
+            if part is not None:
+                parts.append((opened.enter_context(part[0]), part[1]))
+        outcome = deliver_pieces(
+            engine, destination_for(marketplace, paths), paths, "google", ACCOUNT, f"vehicle_listings.{file_format}",
+            merged(google.header(file_format), parts), run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
+        )
+        listed = sum(len(index) if index is not None else _rows_in(handle, file_format) for handle, index in parts)
+        preview = _first_rows(parts, file_format)
     account_rows = operational_rows(engine, ACCOUNT)
     publish(paths, "account", {"deliveries": account_rows["deliveries"], "dead_letters": account_rows["dead_letters"]})
     ensure_catalog(paths)
-    listed = sum(len(index) if index is not None else _rows_in(part, file_format) for part, index in parts)
-    return AccountFile(listed, len(parts), _first_rows(parts, file_format), outcome)
+    return AccountFile(listed, len(parts), preview, outcome)
 
 
-def _rows_in(part, file_format: str) -> int:
-    with part.open(encoding="utf-8", newline="") as handle:
-        return sum(1 for _ in csv.reader(handle, delimiter="\t" if file_format == "tsv" else ","))
+def _csv_rows(handle: BinaryIO, file_format: str, rows: int | None = None) -> list[list[str]]:
+    """The part's first `rows` rows (all by default), read through a second descriptor so `handle` stays open."""
+    with open(os.dup(handle.fileno()), encoding="utf-8", newline="") as text:
+        text.seek(0)
+        return list(itertools.islice(csv.reader(text, delimiter="\t" if file_format == "tsv" else ","), rows))
+
+
+def _rows_in(handle: BinaryIO, file_format: str) -> int:
+    return len(_csv_rows(handle, file_format))
 
 
 def _first_rows(parts: list, file_format: str, rows: int = PREVIEW_ROWS) -> pd.DataFrame:
     """The first rows of the first dealer's part, as the account file shows them (for the materialisation's preview)."""
-    for part, _ in parts:
-        with part.open(encoding="utf-8", newline="") as handle:
-            first = list(itertools.islice(csv.reader(handle, delimiter="\t" if file_format == "tsv" else ","), rows))
-        if first:
+    for handle, _ in parts:
+        if first := _csv_rows(handle, file_format, rows):
             return pd.DataFrame(first, columns=google.COLUMNS)
     return pd.DataFrame(columns=google.COLUMNS)

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow.parquet as pq
 
@@ -92,6 +93,23 @@ def keep(state_dir: Path, marketplace: str, dealer_id: str, name: str, staged: S
     temporary = index_file.with_name(f".{index_file.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()}), temporary)
     os.replace(temporary, index_file)
+
+
+def open_kept(state_dir: Path, marketplace: str, dealer_id: str, name: str, attempts: int = 3) -> tuple[BinaryIO, RowIndex | None] | None:
+    """The kept file opened for reading, with the index of that very file (None when it has none that matches); None when
+    nothing is kept. A run that replaces the file meanwhile is waited out by opening again."""
+    file = kept_path(state_dir, marketplace, dealer_id, name)
+    for _ in range(attempts):
+        try:
+            handle = file.open("rb")
+        except FileNotFoundError:
+            return None
+        status = os.fstat(handle.fileno())
+        kept = load(state_dir, marketplace, dealer_id, name, None)
+        if kept is not None and _identity(kept.path) == {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "inode": status.st_ino}:
+            return handle, kept.index
+        handle.close()
+    return file.open("rb"), None
 
 
 def _marker(state_dir: Path, marketplace: str, dealer_id: str) -> Path:

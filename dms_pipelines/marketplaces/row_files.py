@@ -1,9 +1,10 @@
 """Feed files as a head, one text per vehicle in sort order and a tail: built whole, or spliced from the last file's unchanged bytes."""
 
 import mmap
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -212,7 +213,7 @@ def spliced(row_file: RowFile, previous: Path, index: RowIndex, changed_ids: set
     return Built(pieces(), finish)
 
 
-def merged(head: bytes, parts: list[tuple[Path, RowIndex | None]]) -> Iterator:
+def merged(head: bytes, parts: list[tuple[BinaryIO, RowIndex | None]]) -> Iterator:
     """One file from the headless row files of one layout (each row followed by its line end), its rows in key order.
 
     The parts go one after another, ordered by their first key, when their keys do not interleave (the usual case: each
@@ -220,13 +221,12 @@ def merged(head: bytes, parts: list[tuple[Path, RowIndex | None]]) -> Iterator:
     an index cannot be placed by key and is added after the others, in the order given.
     """
     yield head
-    maps: dict[Path, mmap.mmap] = {}
+    maps: dict[int, mmap.mmap] = {}
     try:
-        for path, start, stop in _merge_plan(parts):
-            if path not in maps:
-                with path.open("rb") as handle:
-                    maps[path] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            yield from _chunks(maps[path], start, stop)
+        for part, start, stop in _merge_plan(parts):
+            if part not in maps:
+                maps[part] = mmap.mmap(parts[part][0].fileno(), 0, access=mmap.ACCESS_READ)
+            yield from _chunks(maps[part], start, stop)
     finally:
         for mapped in maps.values():
             try:
@@ -235,30 +235,30 @@ def merged(head: bytes, parts: list[tuple[Path, RowIndex | None]]) -> Iterator:
                 pass
 
 
-def _merge_plan(parts: list[tuple[Path, RowIndex | None]]) -> list[tuple[Path, int, int]]:
-    """(file, first byte, end) ranges that, copied in order, give the merged rows."""
-    sizes = {path: path.stat().st_size for path, _ in parts}
-    indexed = [(path, index) for path, index in parts if index is not None and len(index) and sizes[path]]
-    unindexed = [(path, 0, sizes[path]) for path, index in parts if index is None and sizes[path]]
-    ordered = sorted(indexed, key=lambda part: part[1].table["key"][0].as_py())
-    keys = [(index.table["key"][0].as_py(), index.table["key"][-1].as_py()) for _, index in ordered]
-    if all(previous[1] < following[0] for previous, following in zip(keys, keys[1:])):
-        return [(path, 0, sizes[path]) for path, _ in ordered] + unindexed
-    all_keys = pa.concat_arrays([index.table["key"].combine_chunks().cast(pa.large_string()) for _, index in indexed])
-    part_of = np.concatenate([np.full(len(index), n) for n, (_, index) in enumerate(indexed)])
-    row_of = np.concatenate([np.arange(len(index)) for _, index in indexed])
+def _merge_plan(parts: list[tuple[BinaryIO, RowIndex | None]]) -> list[tuple[int, int, int]]:
+    """(part number, first byte, end) ranges that, copied in order, give the merged rows."""
+    sizes = [os.fstat(handle.fileno()).st_size for handle, _ in parts]
+    indexed = [n for n, (_, index) in enumerate(parts) if index is not None and len(index) and sizes[n]]
+    unindexed = [(n, 0, sizes[n]) for n, (_, index) in enumerate(parts) if index is None and sizes[n]]
+    tables = {n: parts[n][1].table for n in indexed}
+    ordered = sorted(indexed, key=lambda n: tables[n]["key"][0].as_py())
+    bounds = [(tables[n]["key"][0].as_py(), tables[n]["key"][-1].as_py()) for n in ordered]
+    if all(previous[1] < following[0] for previous, following in zip(bounds, bounds[1:])):
+        return [(n, 0, sizes[n]) for n in ordered] + unindexed
+    all_keys = pa.concat_arrays([tables[n]["key"].combine_chunks().cast(pa.large_string()) for n in indexed])
+    part_of = np.concatenate([np.full(tables[n].num_rows, n) for n in indexed])
+    row_of = np.concatenate([np.arange(tables[n].num_rows) for n in indexed])
     order = pc.sort_indices(all_keys).to_numpy()
     part_of, row_of = part_of[order], row_of[order]
     breaks = np.flatnonzero((np.diff(part_of) != 0) | (np.diff(row_of) != 1)) + 1
-    bounds = np.concatenate([[0], breaks, [len(order)]])
-    starts = [index.table["start"].to_numpy() for _, index in indexed]
-    ends = [index.table["start"].to_numpy() + index.table["length"].to_numpy() for _, index in indexed]
+    run_bounds = np.concatenate([[0], breaks, [len(order)]])
+    starts = {n: tables[n]["start"].to_numpy() for n in indexed}
     plan = []
-    for first, stop in zip(bounds[:-1], bounds[1:]):
-        part, path = int(part_of[first]), indexed[int(part_of[first])][0]
+    for first, stop in zip(run_bounds[:-1], run_bounds[1:]):
+        part = int(part_of[first])
         following = int(row_of[stop - 1]) + 1
-        end = int(starts[part][following]) if following < len(starts[part]) else sizes[path]  # the row's line end included
-        plan.append((path, int(starts[part][int(row_of[first])]), end))
+        end = int(starts[part][following]) if following < len(starts[part]) else sizes[part]  # the row's line end included
+        plan.append((part, int(starts[part][int(row_of[first])]), end))
     return plan + unindexed
 
 

@@ -154,6 +154,27 @@ def test_the_account_file_from_dealer_parts_equals_the_whole_sort(store_codes, t
     items_a, part_a = _google_part(stock, first, tmp_path, "a.csv")
     items_b, part_b = _google_part(coerce_to_schema(other).sort_values("stock_id", ignore_index=True), second, tmp_path, "b.csv")
     expected = google.serialise(pd.concat([items_a, items_b], ignore_index=True))
-    assert b"".join(bytes(p) for p in merged(google.header(), [part_a, part_b])) == expected
-    without_index = b"".join(bytes(p) for p in merged(google.header(), [(part_a[0], None), part_b]))
+    with part_a[0].open("rb") as a, part_b[0].open("rb") as b:
+        assert b"".join(bytes(p) for p in merged(google.header(), [(a, part_a[1]), (b, part_b[1])])) == expected
+        without_index = b"".join(bytes(p) for p in merged(google.header(), [(a, None), (b, part_b[1])]))
     assert sorted(without_index.split(b"\r\n")) == sorted(expected.split(b"\r\n"))  # every row there, the unindexed part last
+
+
+def test_a_kept_part_opens_with_the_index_of_that_very_file(tmp_path: Path):
+    from dms_pipelines.delivery import feed_cache
+    from dms_pipelines.delivery.staging import stage
+
+    dealer = fixed_dealer()
+    items = render_for(SPECS["carsnip"], _stock(10, 2), dealer, dealer.marketplaces["carsnip"]).items
+    built = whole(carsnip.VEHICLE_FILE, items)
+    feed_cache.keep(tmp_path, "carsnip", "leeds", "v.csv", stage(tmp_path / "staging", "v.csv", built), built.index, 3, "fp")
+    handle, index = feed_cache.open_kept(tmp_path, "carsnip", "leeds", "v.csv")
+    with handle:
+        assert index is not None and index.table.equals(built.index.table)
+        assert handle.read() == b"".join(bytes(p) for p in whole(carsnip.VEHICLE_FILE, items))
+    kept = feed_cache.kept_path(tmp_path, "carsnip", "leeds", "v.csv")
+    kept.write_bytes(kept.read_bytes() + b"x\r\n")  # replaced by something its index does not describe
+    handle, index = feed_cache.open_kept(tmp_path, "carsnip", "leeds", "v.csv")
+    with handle:
+        assert index is None
+    assert feed_cache.open_kept(tmp_path, "carsnip", "york", "v.csv") is None
