@@ -68,7 +68,8 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     from dms_pipelines.marketplaces import carsnip, meta
     from dms_pipelines.marketplaces.row_files import Built, spliced, whole
     from dms_pipelines.marketplaces.row_files import merged as merged_rows
-    from dms_pipelines.stock.store import PRICE_REFERENCE_COLUMNS, write_stock
+    from dms_pipelines.stock.changes import ChangeLog, next_log, write_log
+    from dms_pipelines.stock.store import PRICE_REFERENCE_COLUMNS
 
     [export] = sorted((work / "inbox" / "bench").glob("*_full_*"))
     generate_seconds = float((work / "generate_seconds").read_text())
@@ -163,7 +164,8 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     patched = _timed(hourly, "hourly: merge into stock", len(stock), lambda: apply_delta(stock, delta_checked.accepted))
     changed_ids = set(delta_checked.accepted["stock_id"])
     _timed(hourly, "hourly: history (changed vehicles only)", HOURLY_CHANGES, lambda: update_history(history, patched.stock, datetime.now(timezone.utc), changed_ids))
-    _timed(hourly, "hourly: write stock parquet", len(stock), lambda: write_stock(paths.state, "bench", patched.stock))
+    base = ChangeLog(1, 1, next_log(None, stock, None, 1).rows)  # as a full export leaves it: a base, an empty log
+    _timed(hourly, "hourly: write the stock's change log", HOURLY_CHANGES, lambda: write_log(paths.state, "bench", next_log(base, patched.stock, changed_ids, 2)))
     core_hourly = sum(s["seconds"] for s in hourly)
     changed_rows = patched.stock[patched.stock["stock_id"].isin(changed_ids)]
     files: list[dict] = []

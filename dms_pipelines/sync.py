@@ -20,8 +20,8 @@ from dms_pipelines.sources.landing import LandingReport, land_files, utc_now
 from dms_pipelines.sources.local_inbox import LocalInboxSource as LocalInbox
 from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
 from dms_pipelines.stock.history import update_history
-from dms_pipelines.stock.changes import next_log, read_log, stock_generation, write_log
-from dms_pipelines.stock.store import history_path, read_price_reference, read_history, read_stock, stock_path, write_parquet_atomically, write_stock
+from dms_pipelines.stock.changes import next_log, write_log
+from dms_pipelines.stock.store import history_path, read_price_reference, read_history, read_stock, stored, write_parquet_atomically, write_stock
 from dms_pipelines.stock.validate import validate_stock
 
 log = logging.getLogger(__name__)
@@ -289,10 +289,12 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
             warnings="\n".join(item.warnings) or None,
         )
     if outcome.applied:
-        generation = stock_generation(stock_path(paths.state, dealer.id)) + 1
-        change_log = next_log(read_log(paths.state, dealer.id) if changed_ids is not None else None, stock, changed_ids, generation)
-        write_log(paths.state, dealer.id, change_log)  # before the stock: an entry ahead of it only makes a feed re-render rows that did not change
-        write_stock(paths.state, dealer.id, stock, generation)
+        base_generation, previous_log = stored(paths.state, dealer.id)
+        generation = (previous_log.generation if previous_log is not None else base_generation) + 1
+        change_log = next_log(previous_log, stock, changed_ids, generation)
+        if change_log.full_generation == generation:  # a full export, or a log grown past its cap: a new base, then an empty log
+            write_stock(paths.state, dealer.id, stock, generation)
+        write_log(paths.state, dealer.id, change_log)  # deltas write only this: the cost follows the changed vehicles
         outcome.generation = generation
         history = update_history(read_history(paths.state, dealer.id), stock, utc_now(), changed_ids)
         write_parquet_atomically(history, history_path(paths.state, dealer.id))

@@ -1,4 +1,5 @@
-"""Stock generations and the log of vehicles changed by deltas, so feeds can rebuild only what changed since they last ran."""
+"""Stock generations and the log of vehicles changed by deltas since the base stock file: the stock is the base with the
+log applied, and feeds rebuild only what changed since they last ran."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,49 +21,61 @@ def log_path(state_dir: Path, dealer_id: str) -> Path:
     return state_dir / "stock" / f"{dealer_id}.changes.parquet"
 
 
-def stock_generation(stock_file: Path) -> int:
-    """The generation written in the stock file's footer (0 for a file written before generations, or none at all)."""
-    if not stock_file.exists():
+def footer_generation(path: Path, key: bytes = GENERATION_KEY) -> int:
+    """A generation written in a Parquet file's footer (0 for a file written before generations, or none at all)."""
+    if not path.exists():
         return 0
-    metadata = pq.read_schema(stock_file).metadata or {}
-    return int(metadata.get(GENERATION_KEY, b"0"))
+    metadata = pq.read_schema(path).metadata or {}
+    return int(metadata.get(key, b"0"))
 
 
 @dataclass(frozen=True)
 class ChangeLog:
-    """The rows of every vehicle a delta changed after the last full export (`full_generation`), each with its generation."""
+    """The rows of every vehicle a delta changed after the base stock file was written (at `full_generation`, by a full
+    export or a compaction), each with its generation; `generation` is the latest."""
 
     full_generation: int
+    generation: int
     rows: pd.DataFrame
 
-    def changed_since(self, generation: int, current: int) -> pd.DataFrame | None:
-        """Each vehicle changed after `generation` up to `current`, as it now stands; None when only the whole stock can say."""
-        if generation < self.full_generation or generation > current:
+    def changed_since(self, generation: int) -> pd.DataFrame | None:
+        """Each vehicle changed after `generation`, as it now stands; None when only the whole stock can say."""
+        if generation < self.full_generation or generation > self.generation:
             return None
-        wanted = self.rows[(self.rows[GENERATION_COLUMN] > generation) & (self.rows[GENERATION_COLUMN] <= current)]
-        latest = wanted.sort_values(GENERATION_COLUMN, kind="stable").drop_duplicates("stock_id", keep="last")
-        return coerce_to_schema(latest.drop(columns=[GENERATION_COLUMN]).sort_values("stock_id", kind="stable").reset_index(drop=True))
+        return self.latest(self.rows[self.rows[GENERATION_COLUMN] > generation])
+
+    @staticmethod
+    def latest(rows: pd.DataFrame) -> pd.DataFrame:
+        newest = rows.sort_values(GENERATION_COLUMN, kind="stable").drop_duplicates("stock_id", keep="last")
+        return coerce_to_schema(newest.drop(columns=[GENERATION_COLUMN]).sort_values("stock_id", kind="stable").reset_index(drop=True))
 
 
-def read_log(state_dir: Path, dealer_id: str) -> ChangeLog | None:
+def read_log(state_dir: Path, dealer_id: str, base_generation: int) -> ChangeLog | None:
+    """The log on top of the base stock file of `base_generation`; None when there is none, or it was written on another
+    base (a run stopped between writing a new base and emptying the log)."""
     path = log_path(state_dir, dealer_id)
     if not path.exists():
         return None
     table = pq.read_table(path)
-    full = int((table.schema.metadata or {}).get(FULL_GENERATION_KEY, b"-1"))
-    return ChangeLog(full, table.to_pandas())
+    metadata = table.schema.metadata or {}
+    full, generation = int(metadata.get(FULL_GENERATION_KEY, b"-1")), int(metadata.get(GENERATION_KEY, b"-1"))
+    if full != base_generation or generation < full:
+        return None
+    return ChangeLog(full, generation, table.to_pandas())
 
 
 def next_log(previous: ChangeLog | None, stock: pd.DataFrame, changed_ids: set[str] | None, generation: int) -> ChangeLog:
-    """The log once `generation` is applied: emptied by a full export (`changed_ids` None), else grown by the changed vehicles' rows."""
-    if changed_ids is None or previous is None or previous.full_generation < 0:
-        return ChangeLog(generation, _empty_log(stock))
+    """The log once `generation` is applied: grown by the changed vehicles' rows; emptied, with the whole stock to be
+    written as the new base (`full_generation == generation`), by a full export (`changed_ids` None), when there is no
+    usable log, or when the log has grown past its cap."""
+    if changed_ids is None or previous is None:
+        return ChangeLog(generation, generation, _empty_log(stock))
     rows = rows_at(stock, np.flatnonzero(stock["stock_id"].isin(changed_ids).to_numpy(dtype=bool))).assign(**{GENERATION_COLUMN: generation})
     kept = previous.rows[previous.rows[GENERATION_COLUMN] < generation]
     combined = pd.concat([frame for frame in (kept, rows) if len(frame)] or [rows], ignore_index=True)
     if len(combined) > max(MIN_LOG_CAP, len(stock) // 10):
-        return ChangeLog(generation, _empty_log(stock))
-    return ChangeLog(previous.full_generation, combined)
+        return ChangeLog(generation, generation, _empty_log(stock))
+    return ChangeLog(previous.full_generation, generation, combined)
 
 
 def _empty_log(stock: pd.DataFrame) -> pd.DataFrame:
@@ -72,5 +85,6 @@ def _empty_log(stock: pd.DataFrame) -> pd.DataFrame:
 def write_log(state_dir: Path, dealer_id: str, log: ChangeLog) -> None:
     from dms_pipelines.stock.store import write_parquet_atomically
 
-    write_parquet_atomically(log.rows, log_path(state_dir, dealer_id), {FULL_GENERATION_KEY: str(log.full_generation).encode()})
+    footer = {FULL_GENERATION_KEY: str(log.full_generation).encode(), GENERATION_KEY: str(log.generation).encode()}
+    write_parquet_atomically(log.rows, log_path(state_dir, dealer_id), footer)
 

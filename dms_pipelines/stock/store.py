@@ -1,4 +1,4 @@
-"""Each dealer's current stock as a Parquet file under state/stock/, replaced atomically."""
+"""Each dealer's current stock under state/stock/: a base Parquet file and the log of deltas since it, each replaced atomically."""
 
 import os
 import uuid
@@ -8,7 +8,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dms_pipelines.stock.changes import GENERATION_KEY, read_log, stock_generation
+from dms_pipelines.stock.changes import GENERATION_KEY, ChangeLog, footer_generation, read_log
+from dms_pipelines.stock.merge import apply_delta
 from dms_pipelines.stock.schema import FIELD_BY_NAME, coerce_to_schema, empty_stock, pandas_dtype
 
 
@@ -16,11 +17,22 @@ def stock_path(state_dir: Path, dealer_id: str) -> Path:
     return state_dir / "stock" / f"{dealer_id}.parquet"
 
 
+def stored(state_dir: Path, dealer_id: str) -> tuple[int, ChangeLog | None]:
+    """The base file's generation and the log on top of it (None when there is none)."""
+    base_generation = footer_generation(stock_path(state_dir, dealer_id))
+    return base_generation, read_log(state_dir, dealer_id, base_generation)
+
+
 def read_stock(state_dir: Path, dealer_id: str) -> pd.DataFrame:
+    """The dealer's current stock: the base file with the vehicles changed since (the log) put in their places."""
     path = stock_path(state_dir, dealer_id)
     if not path.exists():
         return empty_stock()
-    return coerce_to_schema(pd.read_parquet(path))
+    base = coerce_to_schema(pd.read_parquet(path))
+    _, log = stored(state_dir, dealer_id)
+    if log is None or log.rows.empty:
+        return base
+    return apply_delta(base, ChangeLog.latest(log.rows)).stock
 
 
 class StockView:
@@ -28,7 +40,8 @@ class StockView:
 
     def __init__(self, state_dir: Path, dealer_id: str, stock: pd.DataFrame | None = None):
         self.state_dir, self.dealer_id = state_dir, dealer_id
-        self.generation = stock_generation(stock_path(state_dir, dealer_id))
+        base_generation, self._log = stored(state_dir, dealer_id)
+        self.generation = self._log.generation if self._log is not None else base_generation
         self._whole = stock
 
     def whole(self) -> pd.DataFrame:
@@ -38,8 +51,7 @@ class StockView:
 
     def changed_since(self, generation: int) -> pd.DataFrame | None:
         """The vehicles deltas changed after `generation`, as they now stand; None when a full export or a gap means any may have."""
-        log = read_log(self.state_dir, self.dealer_id)
-        return log.changed_since(generation, self.generation) if log is not None and self.generation > 0 else None
+        return self._log.changed_since(generation) if self._log is not None and self.generation > 0 else None
 
 
 PRICE_REFERENCE_COLUMNS = ["make", "model", "first_registration_date", "year", "price"]
@@ -48,14 +60,22 @@ PRICE_REFERENCE_COLUMNS = ["make", "model", "first_registration_date", "year", "
 def read_price_reference(state_dir: Path, dealer_ids: list[str]) -> pd.DataFrame:
     """The columns the price-outlier rule compares against, for the dealers' whole current stock, read in one pass.
 
-    Only these five columns are read (not every dealer's whole stock), so the cost stays small for a big group.
+    Only these five columns (and the keys to put the logged changes in place) are read, not every dealer's whole stock,
+    so the cost stays small for a big group.
     """
     files = [str(p) for d in dealer_ids if (p := stock_path(state_dir, d)).exists()]
     if not files:
         return empty_stock()[PRICE_REFERENCE_COLUMNS]
     import pyarrow.dataset as ds
 
-    frame = ds.dataset(files, format="parquet").to_table(columns=PRICE_REFERENCE_COLUMNS).to_pandas()
+    frame = ds.dataset(files, format="parquet").to_table(columns=["dealer_id", "stock_id", *PRICE_REFERENCE_COLUMNS]).to_pandas()
+    changed = [ChangeLog.latest(log.rows) for d in dealer_ids if (log := stored(state_dir, d)[1]) is not None and len(log.rows)]
+    if changed:
+        changed_rows = pd.concat(changed, ignore_index=True)
+        replaced = pd.MultiIndex.from_frame(frame[["dealer_id", "stock_id"]].astype(str)).isin(
+            pd.MultiIndex.from_frame(changed_rows[["dealer_id", "stock_id"]].astype(str))
+        )
+        frame = pd.concat([frame[~replaced], changed_rows[frame.columns]], ignore_index=True)
     return pd.DataFrame({name: frame[name].astype(pandas_dtype(FIELD_BY_NAME[name])) for name in PRICE_REFERENCE_COLUMNS})
 
 
@@ -72,7 +92,8 @@ def write_parquet_atomically(frame: pd.DataFrame, path: Path, metadata: dict[byt
 
 
 def write_stock(state_dir: Path, dealer_id: str, stock: pd.DataFrame, generation: int | None = None) -> None:
-    """The stock file; `generation` (see stock.changes) is written in its footer, so it is replaced together with the rows."""
+    """The base stock file (a full export's stock, or a compaction); `generation` (see stock.changes) is written in its
+    footer, so it is replaced together with the rows."""
     metadata = {GENERATION_KEY: str(generation).encode()} if generation is not None else None
     write_parquet_atomically(coerce_to_schema(stock), stock_path(state_dir, dealer_id), metadata)
 

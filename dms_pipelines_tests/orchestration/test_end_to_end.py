@@ -205,10 +205,15 @@ def test_a_delta_rebuilds_the_dealer_files_from_the_changed_vehicles_alone(paths
     instance = dg.DagsterInstance.ephemeral()
     run_everything(settings, paths, instance)
     dealer = settings.dealer("leeds")
-    write_sale(paths, "leeds", dealer.profile, datetime(2026, 11, 22, 10, 5, tzinfo=timezone.utc))
+    from dms_pipelines.stock.store import read_stock, stock_path
+
+    sold_id, _ = write_sale(paths, "leeds", dealer.profile, datetime(2026, 11, 22, 10, 5, tzinfo=timezone.utc))
+    base = stock_path(paths.state, "leeds").read_bytes()
     job = build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml").resolve_job_def("dealer_sync")
     result = job.execute_in_process(instance=instance, partition_key="leeds")
     assert result.success
+    assert stock_path(paths.state, "leeds").read_bytes() == base  # the delta went to the stock's log, not a rewrite
+    assert read_stock(paths.state, "leeds").set_index("stock_id").loc[sold_id, "status"] == "sold"
     metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
     for marketplace in ("website", "meta", "carsnip"):
         assert metadata[f"{marketplace}_feed"]["rebuilt_from_changed_vehicles"].value == 1  # the sold car alone was rendered
@@ -221,7 +226,6 @@ def test_a_delta_rebuilds_the_dealer_files_from_the_changed_vehicles_alone(paths
     assert build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml").resolve_job_def("account_feeds").execute_in_process(instance=instance).success
     from dms_pipelines.marketplaces import google
     from dms_pipelines.marketplaces.registry import render_dealer
-    from dms_pipelines.stock.store import read_stock
 
     items = pd.concat([render_dealer(d, read_stock(paths.state, d.id), "google").items for d in settings.dealers], ignore_index=True)
     google_file = paths.resolve(settings.marketplaces["google"].destination.path) / "vehicle_listings.csv"
