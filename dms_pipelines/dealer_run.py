@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import BinaryIO, Callable, Iterable
 
 import pandas as pd
+import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
 from dms_pipelines import sync
@@ -28,10 +29,11 @@ from dms_pipelines.marketplaces.registry import render_dealer
 from dms_pipelines.marketplaces.row_files import Built, RowFile, merged, spliced, whole
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.sources.landing import LandingReport
-from dms_pipelines.stock.schema import PRIVATE_COLUMNS
-from dms_pipelines.stock.store import StockView, read_history, write_parquet_atomically
+from dms_pipelines.stock.changes import ChangeLog
+from dms_pipelines.stock.schema import PRIVATE_COLUMNS, empty_stock
+from dms_pipelines.stock.store import StockView, read_history, stock_path, stored, write_parquet_atomically
 from dms_pipelines.warehouse.export import operational_rows
-from dms_pipelines.warehouse.tables import ensure_catalog, publish
+from dms_pipelines.warehouse.tables import conform, ensure_catalog, link_into, publish, publish_stock, table_file
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ def save_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered: 
     if rendered is None:
         target.unlink(missing_ok=True)
         return pd.DataFrame(columns=LISTING_COLUMNS)
-    rows = listing_rows(rendered)
+    rows = conform("marketplace_listings", listing_rows(rendered))
     write_parquet_atomically(rows, target)
     return rows
 
@@ -124,7 +126,7 @@ def patch_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered:
     previous = pd.read_parquet(target) if target.exists() else pd.DataFrame(columns=LISTING_COLUMNS)
     unchanged = previous[~previous["stock_id"].astype(str).isin(changed_ids)]
     fresh = listing_rows(rendered)
-    rows = pd.concat([frame for frame in (unchanged, fresh) if len(frame)] or [previous.iloc[:0]], ignore_index=True)
+    rows = conform("marketplace_listings", pd.concat([frame for frame in (unchanged, fresh) if len(frame)] or [previous.iloc[:0]], ignore_index=True))
     write_parquet_atomically(rows, target)
     return rows
 
@@ -333,19 +335,37 @@ def autotrader_feed(
     return outcome
 
 
-def publish_dealer_warehouse(dealer_id: str, stock: pd.DataFrame, paths: DataPaths, engine: Engine, run_id: str, trigger: str) -> dict[str, int]:
-    """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs)."""
-    sync.record_sync_run(engine, run_id, dealer_id, trigger, len(stock))
+def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, run_id: str, trigger: str) -> dict[str, int]:
+    """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs).
+
+    The stock goes as it is kept (a base copied only after a full export, and the vehicles changed since), the listing
+    rows are linked from where the feeds keep them, so a delta's publish costs what its changes cost, plus the history.
+    """
+    base_generation, log = stored(paths.state, dealer_id)
+    changes = ChangeLog.latest(log.rows) if log is not None and len(log.rows) else empty_stock()
+    vehicles = publish_stock(paths, dealer_id, stock_path(paths.state, dealer_id), base_generation, changes.drop(columns=PRIVATE_COLUMNS))
+    sync.record_sync_run(engine, run_id, dealer_id, trigger, vehicles)
     operational = operational_rows(engine, dealer_id)
     operational.pop("ledger")
-    tables = {
-        "stock_current": stock.drop(columns=PRIVATE_COLUMNS),
-        "stock_history": read_history(paths.state, dealer_id),
-        "marketplace_listings": read_listings(paths, dealer_id),
-    } | operational
-    counts = publish(paths, dealer_id, tables)
+    counts = publish(paths, dealer_id, {"stock_history": read_history(paths.state, dealer_id)} | operational)
+    counts["stock_current"] = vehicles
+    counts["marketplace_listings"] = publish_listings(paths, dealer_id)
     ensure_catalog(paths)
     return counts
+
+
+def publish_listings(paths: DataPaths, dealer_id: str) -> int:
+    """The dealer's listing rows in the warehouse: each marketplace's file, kept (conformed) by its feed, linked in."""
+    table_file(paths, "marketplace_listings", dealer_id).unlink(missing_ok=True)  # the one file per dealer of earlier versions
+    rows = 0
+    for marketplace in MARKETPLACES:
+        source, target = listings_path(paths, marketplace, dealer_id), table_file(paths, "marketplace_listings", f"{dealer_id}__{marketplace}")
+        if source.exists():
+            link_into(source, target)
+            rows += pq.read_metadata(target).num_rows
+        else:
+            target.unlink(missing_ok=True)
+    return rows
 
 
 def sync_dealer(
@@ -377,7 +397,7 @@ def sync_dealer(
     for marketplace in SNAPSHOT_MARKETPLACES:
         feeds[marketplace] = snapshot_feed(marketplace, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger)
     feeds["autotrader"] = autotrader_feed(dealer, stock, settings, paths, engine, run_id, trigger, trigger == "nightly", seen, logger)
-    rows = publish_dealer_warehouse(dealer.id, stock, paths, engine, run_id, trigger)
+    rows = publish_dealer_warehouse(dealer.id, paths, engine, run_id, trigger)
     return DealerRun(dealer.id, landing, files_parsed, files_unreadable, records, accepted, update, feeds, rows)
 
 

@@ -10,7 +10,7 @@ from dms_pipelines.orchestration import checks
 from dms_pipelines.marketplaces.base import KEY
 from dms_pipelines.orchestration.metadata import preview, top_reasons
 from dms_pipelines.orchestration.resources import PipelineResource
-from dms_pipelines.stock.store import StockView, read_stock
+from dms_pipelines.stock.store import StockView
 
 RELEASE_TAG = "dms_pipelines/release_held"
 TRIGGER_TAG = "dms_pipelines/trigger"
@@ -138,8 +138,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs) in data/warehouse.duckdb."""
         paths = pipeline.paths()
         dealer_id = context.partition_key
-        stock = read_stock(paths.state, dealer_id)
-        counts = dealer_run.publish_dealer_warehouse(dealer_id, stock, paths, pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "manual"))
+        counts = dealer_run.publish_dealer_warehouse(dealer_id, paths, pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "manual"))
         return dg.MaterializeResult(metadata=warehouse_metadata(counts, paths))
 
     return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings, warehouse_tables]

@@ -1,6 +1,7 @@
 """The analysts' warehouse: one Parquet file per table and dealer, and a DuckDB file of views swapped in atomically."""
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def stock_current_empty() -> pd.DataFrame:
 
 
 TABLE_SCHEMAS: dict[str, pd.DataFrame] = {
-    "stock_current": stock_current_empty(),
+    "stock_current": stock_current_empty(),  # its files are the base; the view of that name puts the changes in place
+    "stock_current_changes": stock_current_empty(),
     "quarantine": _typed(
         {
             "dealer_id": "string", "file_id": "Int64", "source_file": "string", "source_row": "Int64", "stock_id": "string",
@@ -75,7 +77,14 @@ TABLE_SCHEMAS |= {
     ),
 }
 
+BASE_VIEWS = {"stock_current": "stock_current_base"}  # tables whose files are a base, shown under their name by a view below
+GENERATION_KEY = b"dms_pipelines.generation"
+
 VIEWS: dict[str, str] = {
+    "stock_current": """
+        SELECT * FROM stock_current_base b
+        WHERE NOT EXISTS (SELECT 1 FROM stock_current_changes c WHERE c.dealer_id = b.dealer_id AND c.stock_id = b.stock_id)
+        UNION ALL BY NAME SELECT * FROM stock_current_changes""",
     "price_changes": """
         SELECT dealer_id, stock_id, make, model, valid_from AS changed_at, previous_price AS old_price, price AS new_price,
                price - previous_price AS change
@@ -119,6 +128,35 @@ def table_file(paths: DataPaths, table: str, dealer_id: str) -> Path:
     return paths.warehouse_tables / table / f"dealer={dealer_id}.parquet"
 
 
+def publish_stock(paths: DataPaths, dealer_id: str, base_file: Path, base_generation: int, changes: pd.DataFrame) -> int:
+    """The dealer's current stock in the warehouse as the stock itself is kept: the base file's public columns, copied only
+    when the base is newer than the copy, and the vehicles changed since; returns how many vehicles that makes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    target = table_file(paths, "stock_current", dealer_id)
+    copied = target.exists() and (pq.read_schema(target).metadata or {}).get(GENERATION_KEY) == str(base_generation).encode()
+    if not copied:
+        base = conform("stock_current", pd.read_parquet(base_file) if base_file.exists() else stock_current_empty())
+        write_parquet_atomically(base, target, {GENERATION_KEY: str(base_generation).encode()})
+    write_parquet_atomically(conform("stock_current_changes", changes), table_file(paths, "stock_current_changes", dealer_id))
+    base_ids = pq.read_table(target, columns=["stock_id"])["stock_id"]
+    added = pc.sum(pc.invert(pc.is_in(pa.array(changes["stock_id"].astype(str).tolist(), pa.string()), value_set=base_ids.combine_chunks().cast(pa.string())))).as_py()
+    return base_ids.length() + (added or 0)
+
+
+def link_into(source: Path, target: Path) -> None:
+    """`target` becomes `source`'s bytes, atomically: a hard link (no copy) where the filesystem allows, else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
+
 def publish(paths: DataPaths, dealer_id: str, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
     """Replace the dealer's file of each table; other dealers' files are never touched, so dealers publish in parallel."""
     counts = {}
@@ -132,7 +170,7 @@ def catalog_version() -> str:
     """A fingerprint of the tables' columns and the views' SQL: the catalog is rebuilt only when it changes."""
     import hashlib
 
-    text = repr(sorted((t, list(map(str, e.dtypes.items()))) for t, e in TABLE_SCHEMAS.items())) + repr(sorted(VIEWS.items()))
+    text = repr(sorted((t, list(map(str, e.dtypes.items()))) for t, e in TABLE_SCHEMAS.items())) + repr(sorted(VIEWS.items())) + repr(BASE_VIEWS)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -159,7 +197,7 @@ def rebuild_catalog(paths: DataPaths) -> Path:
             if not (folder / EMPTY_FILE).exists():
                 write_parquet_atomically(conform(table, empty), folder / EMPTY_FILE)
             pattern = str(folder.resolve() / "*.parquet").replace("'", "''")
-            connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)")
+            connection.execute(f"CREATE VIEW {BASE_VIEWS.get(table, table)} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)")
         for name, sql in VIEWS.items():
             connection.execute(f"CREATE VIEW {name} AS {sql}")
         connection.execute("CHECKPOINT")

@@ -207,13 +207,22 @@ def test_a_delta_rebuilds_the_dealer_files_from_the_changed_vehicles_alone(paths
     dealer = settings.dealer("leeds")
     from dms_pipelines.stock.store import read_stock, stock_path
 
+    from dms_pipelines.warehouse.tables import table_file
+
     sold_id, _ = write_sale(paths, "leeds", dealer.profile, datetime(2026, 11, 22, 10, 5, tzinfo=timezone.utc))
     base = stock_path(paths.state, "leeds").read_bytes()
+    warehouse_base = table_file(paths, "stock_current", "leeds").read_bytes()
     job = build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml").resolve_job_def("dealer_sync")
     result = job.execute_in_process(instance=instance, partition_key="leeds")
     assert result.success
     assert stock_path(paths.state, "leeds").read_bytes() == base  # the delta went to the stock's log, not a rewrite
     assert read_stock(paths.state, "leeds").set_index("stock_id").loc[sold_id, "status"] == "sold"
+    assert table_file(paths, "stock_current", "leeds").read_bytes() == warehouse_base  # nor did the warehouse copy its base again
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        assert db.execute(f"SELECT status FROM stock_current WHERE stock_id = '{sold_id}'").fetchall() == [("sold",)]
+        assert db.execute("SELECT count(*) FROM stock_current WHERE dealer_id = 'leeds'").fetchall()[0][0] == len(read_stock(paths.state, "leeds"))
+        listed = db.execute(f"SELECT listed FROM marketplace_listings WHERE stock_id = '{sold_id}' AND marketplace = 'website'").fetchall()
+        assert listed in ([], [(False,)])  # no longer listed on the website
     metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
     for marketplace in ("website", "meta", "carsnip"):
         assert metadata[f"{marketplace}_feed"]["rebuilt_from_changed_vehicles"].value == 1  # the sold car alone was rendered
