@@ -392,7 +392,7 @@ def sync_dealer(
     for name, reason in update.held.items():
         logger.error(f"{name} held: {reason}")
     seen = sync.change_seen_at(engine, run_id)
-    stock = update.stock
+    stock = StockView(paths.state, dealer.id, update.whole)  # after deltas alone the whole stock is read only if a feed needs it
     feeds = {"google": google_rows(dealer, stock, settings, paths, logger)}
     for marketplace in SNAPSHOT_MARKETPLACES:
         feeds[marketplace] = snapshot_feed(marketplace, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger)

@@ -21,7 +21,8 @@ from dms_pipelines.sources.local_inbox import LocalInboxSource as LocalInbox
 from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
 from dms_pipelines.stock.history import update_history
 from dms_pipelines.stock.changes import next_log, write_log
-from dms_pipelines.stock.store import history_path, read_price_reference, read_history, read_stock, stored, write_parquet_atomically, write_stock
+from dms_pipelines.stock.schema import empty_stock
+from dms_pipelines.stock.store import history_path, read_price_reference, read_history, read_stock, status_counts, stock_ids, stored, write_parquet_atomically, write_stock
 from dms_pipelines.stock.validate import validate_stock
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,11 @@ class ValidatedExport:
 
 @dataclass
 class StockUpdate:
-    """What applying a dealer's validated exports did to its stock."""
+    """What applying a dealer's validated exports did to its stock (the whole stock is read only when asked for)."""
 
     dealer_id: str
-    stock: pd.DataFrame
+    state_dir: Path
+    whole: pd.DataFrame | None = field(default=None, repr=False)
     applied: list[str] = field(default_factory=list)
     held: dict[str, str] = field(default_factory=dict)
     superseded: list[str] = field(default_factory=list)
@@ -74,6 +76,19 @@ class StockUpdate:
     @property
     def changed(self) -> bool:
         return bool(self.applied)
+
+    @property
+    def stock(self) -> pd.DataFrame:
+        """The dealer's whole stock after the update; read from disk when the update did not need it whole (only deltas)."""
+        if self.whole is None:
+            self.whole = read_stock(self.state_dir, self.dealer_id)
+        return self.whole
+
+    def status_counts(self) -> dict[str, int]:
+        """"vehicles" and vehicles by status, without reading the whole stock when it was not read."""
+        if self.whole is None:
+            return status_counts(self.state_dir, self.dealer_id)
+        return {"vehicles": len(self.whole)} | {str(k): int(v) for k, v in self.whole["status"].value_counts().items()}
 
 
 def profile_for(dealer: Dealer, paths: DataPaths) -> MappingProfile:
@@ -248,9 +263,15 @@ def last_full_rows(engine: Engine, dealer_id: str) -> int | None:
 
 
 def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None = None) -> StockUpdate:
-    """Apply exports in order: a full one replaces the stock (unless the delisting guard holds it), deltas patch it."""
+    """Apply exports in order: a full one replaces the stock (unless the delisting guard holds it), deltas patch it.
+
+    When every export is a delta (an hourly run, a sale), only the stock numbers are read and only the changed vehicles
+    are written (to the stock's log): the cost follows the delta, not the stock.
+    """
+    if validated and all(item.export_kind == "delta" and not item.sold_in_quarantine for item in validated):
+        return _apply_deltas(dealer, validated, paths, engine, run_id)
     stock = read_stock(paths.state, dealer.id)
-    outcome = StockUpdate(dealer.id, stock)
+    outcome = StockUpdate(dealer.id, paths.state, stock)
     holding = False
     changed_ids: set[str] | None = set()  # None once a full export is applied: every vehicle may have changed
     for item in validated:
@@ -283,22 +304,56 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
         outcome.removed += merged.removed
         outcome.kept_last_good += merged.kept_last_good
         outcome.applied.append(item.file_name)
-        _set_status(
-            engine, item.file_id, status="processed", rows_total=item.records_total, rows_accepted=len(item.accepted),
-            rows_quarantined=item.quarantined_rows, encoding=item.encoding, processed_at=utc_now(), error=None, run_id=run_id,
-            warnings="\n".join(item.warnings) or None,
-        )
+        _processed(engine, item, run_id)
     if outcome.applied:
-        base_generation, previous_log = stored(paths.state, dealer.id)
-        generation = (previous_log.generation if previous_log is not None else base_generation) + 1
-        change_log = next_log(previous_log, stock, changed_ids, generation)
-        if change_log.full_generation == generation:  # a full export, or a log grown past its cap: a new base, then an empty log
-            write_stock(paths.state, dealer.id, stock, generation)
-        write_log(paths.state, dealer.id, change_log)  # deltas write only this: the cost follows the changed vehicles
-        outcome.generation = generation
-        history = update_history(read_history(paths.state, dealer.id), stock, utc_now(), changed_ids)
-        write_parquet_atomically(history, history_path(paths.state, dealer.id))
-    outcome.stock = stock
+        _store(paths, dealer.id, outcome, stock, changed_ids)
+    outcome.whole = stock
+    return outcome
+
+
+def _processed(engine: Engine, item: ValidatedExport, run_id: str | None) -> None:
+    _set_status(
+        engine, item.file_id, status="processed", rows_total=item.records_total, rows_accepted=len(item.accepted),
+        rows_quarantined=item.quarantined_rows, encoding=item.encoding, processed_at=utc_now(), error=None, run_id=run_id,
+        warnings="\n".join(item.warnings) or None,
+    )
+
+
+def _store(paths: DataPaths, dealer_id: str, outcome: StockUpdate, stock: pd.DataFrame, changed_ids: set[str] | None, stock_size: int | None = None) -> None:
+    """Write the new generation: a new base and an empty log (a full export, or a log grown past its cap), else the log
+    alone; then the history of the vehicles that changed. `stock`: the whole stock, or (deltas) the changed vehicles."""
+    base_generation, previous_log = stored(paths.state, dealer_id)
+    generation = (previous_log.generation if previous_log is not None else base_generation) + 1
+    change_log = next_log(previous_log, stock, changed_ids, generation, stock_size)
+    if change_log.full_generation == generation:
+        if changed_ids is not None and outcome.whole is None:  # a compaction after deltas: the new base needs the whole stock
+            stock = apply_delta(read_stock(paths.state, dealer_id), stock).stock
+            outcome.whole = stock
+        write_stock(paths.state, dealer_id, stock, generation)
+    write_log(paths.state, dealer_id, change_log)
+    outcome.generation = generation
+    history = update_history(read_history(paths.state, dealer_id), stock, utc_now(), changed_ids)
+    write_parquet_atomically(history, history_path(paths.state, dealer_id))
+
+
+def _apply_deltas(dealer: Dealer, validated: list[ValidatedExport], paths: DataPaths, engine: Engine, run_id: str | None) -> StockUpdate:
+    """Deltas only: the changed vehicles are merged among themselves (a later file wins) and counted against the stock
+    numbers already held; the whole stock is never read."""
+    outcome = StockUpdate(dealer.id, paths.state)
+    known = stock_ids(paths.state, dealer.id)
+    changed = empty_stock()
+    for item in validated:
+        merged = apply_delta(changed, item.accepted)
+        new_ids = set(item.accepted["stock_id"].dropna().astype(str))
+        added = len(new_ids - known)
+        known |= new_ids
+        changed = merged.stock
+        outcome.added += added
+        outcome.updated += len(new_ids) - added
+        outcome.applied.append(item.file_name)
+        _processed(engine, item, run_id)
+    if outcome.applied:
+        _store(paths, dealer.id, outcome, changed, set(changed["stock_id"].astype(str)), stock_size=len(known))
     return outcome
 
 

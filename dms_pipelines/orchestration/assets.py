@@ -107,7 +107,8 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         outcome = sync.update_stock(dealer, validated_exports, pipeline.settings(), pipeline.paths(), pipeline.engine(), run_id=context.run_id)
         for name, reason in outcome.held.items():
             context.log.error(f"{name} held: {reason}")
-        return dg.MaterializeResult(metadata=stock_metadata(outcome), check_results=[checks.stock_present(outcome.stock), checks.not_held(outcome.held)])
+        counts = outcome.status_counts()
+        return dg.MaterializeResult(metadata=stock_metadata(outcome, counts), check_results=[checks.stock_present(counts["vehicles"]), checks.not_held(outcome.held)])
 
     @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"csv"}, deps=[dealer_stock])
     def google_listings(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
@@ -144,13 +145,13 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
     return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings, warehouse_tables]
 
 
-def stock_metadata(outcome: sync.StockUpdate) -> dict:
-    stock = outcome.stock
+def stock_metadata(outcome: sync.StockUpdate, counts: dict[str, int] | None = None) -> dict:
+    counts = counts or outcome.status_counts()
     return {
-        "vehicles": len(stock),
-        "available": int((stock["status"] == "available").sum()),
-        "reserved": int((stock["status"] == "reserved").sum()),
-        "sold": int((stock["status"] == "sold").sum()),
+        "vehicles": counts["vehicles"],
+        "available": counts.get("available", 0),
+        "reserved": counts.get("reserved", 0),
+        "sold": counts.get("sold", 0),
         "added": outcome.added,
         "updated": outcome.updated,
         "removed": outcome.removed,

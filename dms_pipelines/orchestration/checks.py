@@ -3,7 +3,6 @@
 import csv
 
 import dagster as dg
-import pandas as pd
 
 from dms_pipelines.marketplaces import google
 from dms_pipelines.orchestration.resources import PipelineResource
@@ -53,8 +52,8 @@ def pass_rate(validated: list, threshold: float) -> dg.AssetCheckResult:
     )
 
 
-def stock_present(stock: pd.DataFrame) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(check_name="stock_present", passed=len(stock) > 0, severity=dg.AssetCheckSeverity.WARN, metadata={"vehicles": len(stock)})
+def stock_present(vehicles: int) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(check_name="stock_present", passed=vehicles > 0, severity=dg.AssetCheckSeverity.WARN, metadata={"vehicles": vehicles})
 
 
 def not_held(held: dict[str, str]) -> dg.AssetCheckResult:

@@ -60,7 +60,7 @@ def sync_dealers(context: dg.OpExecutionContext, dealer_ids: list, pipeline: Pip
             continue
         for asset, metadata in materialisations(run, paths).items():
             context.log_event(dg.AssetMaterialization(asset_key=asset, partition=dealer_id, metadata=metadata))
-        results.append({"dealer_id": dealer_id, "ok": run.ok, "vehicles": len(run.stock.stock), "error": None})
+        results.append({"dealer_id": dealer_id, "ok": run.ok, "vehicles": run.stock.status_counts()["vehicles"], "error": None})
     return results
 
 

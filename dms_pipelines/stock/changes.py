@@ -64,16 +64,17 @@ def read_log(state_dir: Path, dealer_id: str, base_generation: int) -> ChangeLog
     return ChangeLog(full, generation, table.to_pandas())
 
 
-def next_log(previous: ChangeLog | None, stock: pd.DataFrame, changed_ids: set[str] | None, generation: int) -> ChangeLog:
-    """The log once `generation` is applied: grown by the changed vehicles' rows; emptied, with the whole stock to be
-    written as the new base (`full_generation == generation`), by a full export (`changed_ids` None), when there is no
-    usable log, or when the log has grown past its cap."""
+def next_log(previous: ChangeLog | None, stock: pd.DataFrame, changed_ids: set[str] | None, generation: int, stock_size: int | None = None) -> ChangeLog:
+    """The log once `generation` is applied: grown by the changed vehicles' rows (taken from `stock`, the whole stock or
+    just those vehicles; `stock_size` is the whole stock's); emptied, with the whole stock to be written as the new base
+    (`full_generation == generation`), by a full export (`changed_ids` None), when there is no usable log, or when the
+    log has grown past its cap."""
     if changed_ids is None or previous is None:
         return ChangeLog(generation, generation, _empty_log(stock))
     rows = rows_at(stock, np.flatnonzero(stock["stock_id"].isin(changed_ids).to_numpy(dtype=bool))).assign(**{GENERATION_COLUMN: generation})
     kept = previous.rows[previous.rows[GENERATION_COLUMN] < generation]
     combined = pd.concat([frame for frame in (kept, rows) if len(frame)] or [rows], ignore_index=True)
-    if len(combined) > max(MIN_LOG_CAP, len(stock) // 10):
+    if len(combined) > max(MIN_LOG_CAP, (len(stock) if stock_size is None else stock_size) // 10):
         return ChangeLog(generation, generation, _empty_log(stock))
     return ChangeLog(previous.full_generation, generation, combined)
 

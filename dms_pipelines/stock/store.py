@@ -35,6 +35,27 @@ def read_stock(state_dir: Path, dealer_id: str) -> pd.DataFrame:
     return apply_delta(base, ChangeLog.latest(log.rows)).stock
 
 
+def stock_ids(state_dir: Path, dealer_id: str) -> set[str]:
+    """Every stock number in the dealer's current stock, read from the base's one column and the log."""
+    path = stock_path(state_dir, dealer_id)
+    ids = set(pq.read_table(path, columns=["stock_id"])["stock_id"].to_pylist()) if path.exists() else set()
+    _, log = stored(state_dir, dealer_id)
+    return ids | set(log.rows["stock_id"].astype(str)) if log is not None else ids
+
+
+def status_counts(state_dir: Path, dealer_id: str) -> dict[str, int]:
+    """Vehicles by status in the dealer's current stock (and "vehicles", all of them), from two columns and the log."""
+    path = stock_path(state_dir, dealer_id)
+    if not path.exists():
+        return {"vehicles": 0}
+    frame = pq.read_table(path, columns=["stock_id", "status"]).to_pandas()
+    _, log = stored(state_dir, dealer_id)
+    if log is not None and len(log.rows):
+        latest = ChangeLog.latest(log.rows)[["stock_id", "status"]]
+        frame = pd.concat([frame[~frame["stock_id"].isin(latest["stock_id"])], latest], ignore_index=True)
+    return {"vehicles": len(frame)} | {str(k): int(v) for k, v in frame["status"].value_counts().items()}
+
+
 class StockView:
     """A dealer's current stock as a feed needs it: whole (read once, when first asked), or the vehicles changed since a generation."""
 

@@ -278,3 +278,39 @@ def test_an_unacknowledged_api_item_makes_the_next_run_compare_every_vehicle(pat
         connection.execute(update(listing_ledger).where(listing_ledger.c.dealer_id == "leeds", listing_ledger.c.item_key == "LEE00002").values(status="failed"))
     healed = autotrader_feed(dealer, StockView(paths.state, "leeds"), settings, paths, engine, None, "hourly", reconcile_first=False)
     assert healed.rows_changed is None and healed.api.calls >= 1 and healed.api.unchanged > 0  # every vehicle compared; the failed one sent again
+
+
+def test_deltas_applied_alone_give_the_stock_the_whole_stock_path_gives(paths, settings, generated, tmp_path, monkeypatch):
+    import shutil
+
+    from dms_pipelines.cli import run_sync
+    from dms_pipelines.stock.store import read_stock, stock_path
+
+    together = tmp_path / "together"
+    shutil.copytree(paths.root, together)  # the same exports, applied in one run: the full export, then the deltas on the whole stock
+    deltas = sorted(paths.inbox.glob("*/*_delta_*"))
+    assert deltas, "the generated exports hold hourly deltas"
+    aside = tmp_path / "aside"
+    for delta in deltas:
+        (aside / delta.parent.name).mkdir(parents=True, exist_ok=True)
+        delta.rename(aside / delta.parent.name / delta.name)
+    run_sync(echo=lambda line: None, trigger="nightly")
+    bases = {d.id: stock_path(paths.state, d.id).read_bytes() for d in settings.dealers}
+    for delta in deltas:
+        (aside / delta.parent.name / delta.name).rename(delta)
+    from dms_pipelines import sync
+
+    whole_reads = []
+    monkeypatch.setattr(sync, "read_stock", lambda *args: whole_reads.append(args) or read_stock(*args))
+    run_sync(echo=lambda line: None, trigger="hourly")  # the deltas alone: only the stock numbers read, only the log written
+    assert whole_reads == []  # no dealer's update read its whole stock
+    alone = {d.id: read_stock(paths.state, d.id) for d in settings.dealers}
+    assert all(stock_path(paths.state, d).read_bytes() == base for d, base in bases.items())
+
+    monkeypatch.setenv("DMS_PIPELINES_DATA", str(together))
+    run_sync(echo=lambda line: None, trigger="nightly")
+    for dealer in settings.dealers:
+        pd.testing.assert_frame_equal(alone[dealer.id], read_stock(together / "state", dealer.id))
+        with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+            published = db.execute(f"SELECT count(*), count(*) FILTER (WHERE status = 'sold') FROM stock_current WHERE dealer_id = '{dealer.id}'").fetchall()[0]
+        assert published == (len(alone[dealer.id]), int((alone[dealer.id]["status"] == "sold").sum()))
