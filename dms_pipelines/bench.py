@@ -69,7 +69,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     from dms_pipelines.marketplaces.row_files import Built, spliced, whole
     from dms_pipelines.marketplaces.row_files import merged as merged_rows
     from dms_pipelines.stock.changes import ChangeLog, next_log, write_log
-    from dms_pipelines.stock.store import PRICE_REFERENCE_COLUMNS
+    from dms_pipelines.stock.store import PRICE_REFERENCE_COLUMNS, stock_ids, write_stock
 
     [export] = sorted((work / "inbox" / "bench").glob("*_full_*"))
     generate_seconds = float((work / "generate_seconds").read_text())
@@ -127,6 +127,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
         merged = _timed(stages, "merge (full)", rows, lambda: apply_full(empty_stock(), checked.accepted, quarantined))
         del checked
         stock = merged.stock
+        _timed(stages, "store the stock (base file)", rows, lambda: write_stock(paths.state, "bench", stock, 1))
         for name in ("google", "website", "meta", "carsnip", "autotrader"):
             rendered = _timed(stages, f"render {name}", len(stock), lambda: render_for(SPECS[name], stock, dealer, dealer.marketplaces[name]))
             if name in serialisers:
@@ -161,13 +162,14 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     hourly: list[dict] = []
     delta_parsed = _timed(hourly, "hourly: parse delta", HOURLY_CHANGES, lambda: read_export(delta, profile, "bench"))
     delta_checked = _timed(hourly, "hourly: validate delta (group price reference)", HOURLY_CHANGES, lambda: validate_stock(delta_parsed.rows, delta.name, Validation(), date(2026, 11, 21), price_reference=reference))
-    patched = _timed(hourly, "hourly: merge into stock", len(stock), lambda: apply_delta(stock, delta_checked.accepted))
-    changed_ids = set(delta_checked.accepted["stock_id"])
-    _timed(hourly, "hourly: history (changed vehicles only)", HOURLY_CHANGES, lambda: update_history(history, patched.stock, datetime.now(timezone.utc), changed_ids))
+    # as update_stock does for deltas alone: the stock numbers read (not the stock), the changed vehicles merged and logged
+    known = _timed(hourly, "hourly: read the stock numbers", len(stock), lambda: stock_ids(paths.state, "bench"))
+    changed_rows = _timed(hourly, "hourly: merge the changed vehicles", HOURLY_CHANGES, lambda: apply_delta(empty_stock(), delta_checked.accepted).stock)
+    changed_ids = set(changed_rows["stock_id"])
+    _timed(hourly, "hourly: history (changed vehicles only)", HOURLY_CHANGES, lambda: update_history(history, changed_rows, datetime.now(timezone.utc), changed_ids))
     base = ChangeLog(1, 1, next_log(None, stock, None, 1).rows)  # as a full export leaves it: a base, an empty log
-    _timed(hourly, "hourly: write the stock's change log", HOURLY_CHANGES, lambda: write_log(paths.state, "bench", next_log(base, patched.stock, changed_ids, 2)))
+    _timed(hourly, "hourly: write the stock's change log", HOURLY_CHANGES, lambda: write_log(paths.state, "bench", next_log(base, changed_rows, changed_ids, 2, len(known))))
     core_hourly = sum(s["seconds"] for s in hourly)
-    changed_rows = patched.stock[patched.stock["stock_id"].isin(changed_ids)]
     files: list[dict] = []
     for name, (staged, index) in kept.items():
         def rebuild(name=name, staged=staged, index=index):
