@@ -33,7 +33,7 @@ dev: $(STAMP)
 	  trap "kill $$SIM" EXIT; DMS_AUTOTRADER_TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token} $(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
-	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100 --sold-latency
+	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100 --sold-latency --hourly-job 1000000
 	$(BIN)/dms-pipelines bench --vehicles 100000 --dealers 200
 
 validate: $(STAMP)

@@ -168,7 +168,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     changed_ids = set(changed_rows["stock_id"])
     _timed(hourly, "hourly: history (changed vehicles only)", HOURLY_CHANGES, lambda: update_history(history, changed_rows, datetime.now(timezone.utc), changed_ids))
     base = ChangeLog(1, 1, next_log(None, stock, None, 1).rows)  # as a full export leaves it: a base, an empty log
-    _timed(hourly, "hourly: write the stock's change log", HOURLY_CHANGES, lambda: write_log(paths.state, "bench", next_log(base, changed_rows, changed_ids, 2, len(known))))
+    _timed(hourly, "hourly: write the stock's change log", HOURLY_CHANGES, lambda: write_log(paths.state, "bench", next_log(base, changed_rows, changed_ids, 2, len(known) + len(changed_ids))))
     core_hourly = sum(s["seconds"] for s in hourly)
     files: list[dict] = []
     for name, (staged, index) in kept.items():
@@ -385,4 +385,85 @@ def bench_group(dealers: int, vehicles: int, out_dir: Path, max_concurrent: int 
         f"{result['seconds']:.1f} s, {result['dealers_synced']} dealers synced in {result['steps']} steps ({result['step_processes']} processes), "
         f"{result['vehicles_in_stock']:,} vehicles in stock, run {'succeeded' if result['success'] else 'FAILED'}"
     )
+    return result
+
+
+def _hourly_job_child(vehicles: int, work: str, queue) -> None:
+    """In a fresh process: one dealer of `vehicles` synced nightly through the dealer_sync job, then a delta of
+    HOURLY_CHANGES changes (three of them sales) through the same job and the account_feeds job, each step timed."""
+    import os
+
+    import yaml
+
+    root = Path(work) / "data"
+    (root / "config").mkdir(parents=True, exist_ok=True)
+    dealer = SampleDealer("bench", "Bench Motors", "navigator_csv")
+    (root / "config" / "dms_pipelines.yaml").write_text(yaml.safe_dump(_group_config([dealer]), sort_keys=False))
+    generate_group(root / "inbox", [dealer], vehicles, seed=42, deltas=0)
+    home = Path(work) / "dagster_home"
+    home.mkdir(exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "data" / "config" / "dagster.yaml", home / "dagster.yaml")
+    os.environ.update({"DMS_PIPELINES_DATA": str(root), "DAGSTER_HOME": str(home)})
+    os.environ.pop("DMS_PIPELINES_CONFIG", None)
+
+    import dagster as dg
+
+    from dms_pipelines.config import load_settings
+    from dms_pipelines.definitions import build_definitions
+    from dms_pipelines.sample.generator import render_export
+    from dms_pipelines.stock.store import read_stock
+
+    paths = DataPaths(root)
+    defs = build_definitions(load_settings(), paths)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with dg.DagsterInstance.get() as instance:
+        def run(job: str, trigger: str, **partition) -> tuple[float, dict[str, float]]:
+            started = time.perf_counter()
+            result = defs.resolve_job_def(job).execute_in_process(instance=instance, tags={"dms_pipelines/trigger": trigger}, run_config=quiet, **partition)
+            seconds = time.perf_counter() - started
+            if not result.success:
+                raise RuntimeError(f"{job} ({trigger}) failed")
+            steps = {s.step_key: round(s.end_time - s.start_time, 3) for s in instance.get_run_step_stats(result.run_id)}
+            return round(seconds, 2), steps
+
+        nightly_seconds, _ = run("dealer_sync", "nightly", partition_key="bench")
+        run("account_feeds", "nightly")
+        stock = read_stock(paths.state, "bench")
+        changed = stock[stock["status"] == "available"].sample(HOURLY_CHANGES, random_state=7).copy()
+        changed["price"] = (changed["price"] - 250).clip(lower=500)
+        changed.loc[changed.index[:3], "status"] = "sold"
+        changed["location"] = "Forecourt"
+        del stock
+        (paths.inbox / "bench" / "stock_delta_20261122_1005.csv").write_bytes(render_export(changed.reset_index(drop=True), "navigator_csv"))
+        os.sync()  # the hourly run starts with nothing of the nightly run's files left to write back
+        hourly_seconds, hourly_steps = run("dealer_sync", "hourly", partition_key="bench")
+        account_seconds, account_steps = run("account_feeds", "hourly")
+    feed_bytes = sum(f.stat().st_size for f in paths.outbox.rglob("*") if f.is_file())
+    queue.put({
+        "vehicles": vehicles, "changes": HOURLY_CHANGES, "nightly_job_seconds": nightly_seconds, "hourly_job_seconds": hourly_seconds,
+        "hourly_steps": hourly_steps, "account_feeds_seconds": account_seconds, "account_steps": account_steps, "outbox_bytes": feed_bytes,
+    })
+
+
+def bench_hourly_job(vehicles: int, out_dir: Path, echo=print) -> dict:
+    """The hourly delta through Dagster's dealer_sync job against a stock of `vehicles`, in a fresh process."""
+    work = out_dir / f"hourly-job-{vehicles}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_hourly_job_child, args=(vehicles, str(work), queue))
+    process.start()
+    process.join()
+    if process.exitcode != 0 or queue.empty():
+        raise RuntimeError(f"the hourly job benchmark at {vehicles:,} vehicles failed (exit code {process.exitcode})")
+    result = queue.get()
+    shutil.rmtree(work, ignore_errors=True)
+    echo(
+        f"\nhourly delta of {result['changes']} changes against {vehicles:,} vehicles through Dagster (dealer_sync, then account_feeds): "
+        f"{result['hourly_job_seconds']:.2f} s + {result['account_feeds_seconds']:.2f} s (the nightly run before it: {result['nightly_job_seconds']:.1f} s; "
+        f"feed files in the outbox: {result['outbox_bytes'] / 1e9:.2f} GB)"
+    )
+    for step, seconds in {**result["hourly_steps"], **result["account_steps"]}.items():
+        echo(f"  {step:<44}{seconds:>8.2f}")
     return result

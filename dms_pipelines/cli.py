@@ -180,6 +180,13 @@ def cmd_bench(args) -> int:
         echo(f"\nwritten {target}")
     else:
         document = run_benchmarks(sizes, out, layout=args.layout, echo=echo)
+    if args.hourly_job:
+        from dms_pipelines.bench import bench_hourly_job
+
+        document["hourly_job"] = bench_hourly_job(args.hourly_job, out, echo=echo)
+        target = out / f"bench-hourly-job-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
+        target.write_text(json_module.dumps(document["hourly_job"], indent=2))
+        echo(f"written {target}")
     if args.sftp:
         import tempfile
 
@@ -258,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-concurrent", type=int, default=None, help="processes for --dealers (default: the number of CPUs)")
     bench.add_argument("--sftp", type=int, default=0, metavar="MB", help="also time an SFTP download of this many MB against OpenSSH's sftp")
     bench.add_argument("--sold-latency", action="store_true", help="also time a sold car leaving every marketplace: the job alone, and through the sensor under a daemon")
+    bench.add_argument("--hourly-job", type=int, default=0, metavar="VEHICLES", help="also time an hourly delta through the dealer_sync job against this many vehicles")
     bench.add_argument("--json", action="store_true", help="print the results as JSON only")
     bench.set_defaults(handler=cmd_bench)
 

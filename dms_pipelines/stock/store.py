@@ -35,12 +35,14 @@ def read_stock(state_dir: Path, dealer_id: str) -> pd.DataFrame:
     return apply_delta(base, ChangeLog.latest(log.rows)).stock
 
 
-def stock_ids(state_dir: Path, dealer_id: str) -> set[str]:
-    """Every stock number in the dealer's current stock, read from the base's one column and the log."""
+def stock_ids(state_dir: Path, dealer_id: str) -> pa.Array:
+    """Every stock number in the dealer's current stock (as Arrow strings), read from the base's one column and the log."""
     path = stock_path(state_dir, dealer_id)
-    ids = set(pq.read_table(path, columns=["stock_id"])["stock_id"].to_pylist()) if path.exists() else set()
+    parts = [pq.read_table(path, columns=["stock_id"])["stock_id"].combine_chunks().cast(pa.string())] if path.exists() else []
     _, log = stored(state_dir, dealer_id)
-    return ids | set(log.rows["stock_id"].astype(str)) if log is not None else ids
+    if log is not None and len(log.rows):
+        parts.append(pa.array(log.rows["stock_id"].astype(str).tolist(), pa.string()))
+    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
 
 
 def status_counts(state_dir: Path, dealer_id: str) -> dict[str, int]:
@@ -89,8 +91,9 @@ def read_price_reference(state_dir: Path, dealer_ids: list[str]) -> pd.DataFrame
         return empty_stock()[PRICE_REFERENCE_COLUMNS]
     import pyarrow.dataset as ds
 
-    frame = ds.dataset(files, format="parquet").to_table(columns=["dealer_id", "stock_id", *PRICE_REFERENCE_COLUMNS]).to_pandas()
     changed = [ChangeLog.latest(log.rows) for d in dealer_ids if (log := stored(state_dir, d)[1]) is not None and len(log.rows)]
+    keys = ["dealer_id", "stock_id"] if changed else []  # read only to put logged rows in place
+    frame = ds.dataset(files, format="parquet").to_table(columns=[*keys, *PRICE_REFERENCE_COLUMNS]).to_pandas()
     if changed:
         changed_rows = pd.concat(changed, ignore_index=True)
         replaced = pd.MultiIndex.from_frame(frame[["dealer_id", "stock_id"]].astype(str)).isin(
