@@ -22,7 +22,7 @@ KEY_SEPARATOR = "\x00"  # below every other character, so joined keys sort as th
 class RowFile:
     """How one feed file is laid out.
 
-    The file is `head(rows, width)`, then each row's text joined by `separator`, then `end` when there is a row, then `tail`.
+    The file is `head(rows, columns)`, then each row's text joined by `separator`, then `end` when there is a row, then `tail`.
     Rows are in the order of `sort_keys`, ties in stock-number order. `width` is, per row, what the head and every row's
     layout depend on (Meta: how many image columns the row fills); the file's width is the largest (at least `min_width`).
     """
