@@ -320,7 +320,7 @@ def _group_config(sample_dealers) -> dict:
     }
 
 
-def _group_child(dealers: int, vehicles: int, work: str, max_concurrent: int, queue) -> None:
+def _group_child(dealers: int, vehicles: int, work: str, queue, max_concurrent: int) -> None:
     import os
 
     import yaml
@@ -368,23 +368,29 @@ def _group_child(dealers: int, vehicles: int, work: str, max_concurrent: int, qu
 def bench_group(dealers: int, vehicles: int, out_dir: Path, max_concurrent: int | None = None, echo=print) -> dict:
     """`vehicles` spread over `dealers` dealers, through Dagster's group_sync job on the multiprocess executor, in a fresh process."""
     max_concurrent = max_concurrent or multiprocessing.cpu_count()
-    work = out_dir / f"group-{dealers}x{vehicles}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_group_child, args=(dealers, vehicles, str(work), max_concurrent, queue))
-    process.start()
-    process.join()
-    if process.exitcode != 0 or queue.empty():
-        raise RuntimeError(f"the {dealers}-dealer benchmark failed (exit code {process.exitcode})")
-    result = queue.get()
-    shutil.rmtree(work, ignore_errors=True)
+    result = _in_fresh_process(_group_child, out_dir / f"group-{dealers}x{vehicles}", f"the {dealers}-dealer benchmark", dealers, vehicles, max_concurrent=max_concurrent)
     echo(
         f"\n{dealers} dealers, {vehicles:,} vehicles through Dagster (group_sync, multiprocess executor, max_concurrent {max_concurrent}): "
         f"{result['seconds']:.1f} s, {result['dealers_synced']} dealers synced in {result['steps']} steps ({result['step_processes']} processes), "
         f"{result['vehicles_in_stock']:,} vehicles in stock, run {'succeeded' if result['success'] else 'FAILED'}"
     )
+    return result
+
+
+def _in_fresh_process(child, work: Path, what: str, *args, **kwargs) -> dict:
+    """`child(*args, work, queue, **kwargs)` in a spawned process (a clean memory peak, nothing imported before), in an
+    empty scratch folder `work` removed afterwards; returns what the child put on the queue."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(*args, str(work), queue), kwargs=kwargs)
+    process.start()
+    process.join()
+    if process.exitcode != 0 or queue.empty():
+        raise RuntimeError(f"{what} failed (exit code {process.exitcode})")
+    result = queue.get()
+    shutil.rmtree(work, ignore_errors=True)
     return result
 
 
@@ -447,18 +453,7 @@ def _hourly_job_child(vehicles: int, work: str, queue) -> None:
 
 def bench_hourly_job(vehicles: int, out_dir: Path, echo=print) -> dict:
     """The hourly delta through Dagster's dealer_sync job against a stock of `vehicles`, in a fresh process."""
-    work = out_dir / f"hourly-job-{vehicles}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_hourly_job_child, args=(vehicles, str(work), queue))
-    process.start()
-    process.join()
-    if process.exitcode != 0 or queue.empty():
-        raise RuntimeError(f"the hourly job benchmark at {vehicles:,} vehicles failed (exit code {process.exitcode})")
-    result = queue.get()
-    shutil.rmtree(work, ignore_errors=True)
+    result = _in_fresh_process(_hourly_job_child, out_dir / f"hourly-job-{vehicles}", f"the hourly job benchmark at {vehicles:,} vehicles", vehicles)
     echo(
         f"\nhourly delta of {result['changes']} changes against {vehicles:,} vehicles through Dagster (dealer_sync, then account_feeds): "
         f"{result['hourly_job_seconds']:.2f} s + {result['account_feeds_seconds']:.2f} s (the nightly run before it: {result['nightly_job_seconds']:.1f} s; "

@@ -307,9 +307,9 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
         outcome.kept_last_good += merged.kept_last_good
         outcome.applied.append(item.file_name)
         _processed(engine, item, run_id)
+    outcome.whole = stock
     if outcome.applied:
         _store(paths, dealer.id, outcome, stock, changed_ids)
-    outcome.whole = stock
     return outcome
 
 

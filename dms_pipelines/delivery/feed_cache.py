@@ -133,11 +133,6 @@ def record_delivered(state_dir: Path, marketplace: str, dealer_id: str, generati
     os.replace(temporary, marker)
 
 
-def forget_file(file: Path) -> None:
-    _index_path(file).unlink(missing_ok=True)
-    file.unlink(missing_ok=True)
-
-
 def forget(state_dir: Path, marketplace: str, dealer_id: str) -> None:
     """Drop every kept file of the dealer's feed (it no longer publishes there)."""
     folder = _folder(state_dir, marketplace, dealer_id)

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from dms_pipelines.paths import DataPaths
+from dms_pipelines.stock.changes import GENERATION_KEY
 from dms_pipelines.stock.history import stock_history_dtypes
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, STOCK_COLUMNS, empty_stock
 from dms_pipelines.stock.store import write_parquet_atomically
@@ -78,7 +82,6 @@ TABLE_SCHEMAS |= {
 }
 
 BASE_VIEWS = {"stock_current": "stock_current_base"}  # tables whose files are a base, shown under their name by a view below
-GENERATION_KEY = b"dms_pipelines.generation"
 
 VIEWS: dict[str, str] = {
     "stock_current": """
@@ -131,10 +134,6 @@ def table_file(paths: DataPaths, table: str, dealer_id: str) -> Path:
 def publish_stock(paths: DataPaths, dealer_id: str, base_file: Path, base_generation: int, changes: pd.DataFrame) -> int:
     """The dealer's current stock in the warehouse as the stock itself is kept: the base file's public columns, copied only
     when the base is newer than the copy, and the vehicles changed since; returns how many vehicles that makes."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     target = table_file(paths, "stock_current", dealer_id)
     copied = target.exists() and (pq.read_schema(target).metadata or {}).get(GENERATION_KEY) == str(base_generation).encode()
     if not copied:
