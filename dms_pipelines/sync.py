@@ -24,7 +24,7 @@ from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
 from dms_pipelines.stock.history import update_history
 from dms_pipelines.stock.changes import next_log, write_log
 from dms_pipelines.stock.schema import empty_stock
-from dms_pipelines.stock.store import history_path, read_price_reference, read_history, read_stock, status_counts, stock_ids, stored, write_parquet_atomically, write_stock
+from dms_pipelines.stock.store import counts_by_status, history_path, read_price_reference, read_history, read_stock, status_counts, stock_ids, stored, write_parquet_atomically, write_stock
 from dms_pipelines.stock.validate import validate_stock
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class StockUpdate:
         """"vehicles" and vehicles by status, without reading the whole stock when it was not read."""
         if self.whole is None:
             return status_counts(self.state_dir, self.dealer_id)
-        return {"vehicles": len(self.whole)} | {str(k): int(v) for k, v in self.whole["status"].value_counts().items()}
+        return counts_by_status(self.whole)
 
 
 def profile_for(dealer: Dealer, paths: DataPaths) -> MappingProfile:

@@ -71,12 +71,6 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
     return frame
 
 
-def image_columns(items: pd.DataFrame) -> list[str]:
-    """The image columns actually used in this feed (image[0].url up to the highest filled one)."""
-    used = [n for n in range(MAX_IMAGES) if f"image[{n}].url" in items and items[f"image[{n}].url"].notna().any()]
-    return [f"image[{n}].url" for n in range(max(used) + 1 if used else 1)]
-
-
 def _rules(items: pd.DataFrame) -> pd.Series:
     reasons = pd.Series("", index=items.index, dtype="string")
     bad_vin = items["vin"].isna() | (items["vin"].str.len() != 17)

@@ -2,6 +2,7 @@
 
 import mmap
 import os
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -165,8 +166,8 @@ def spliced(row_file: RowFile, previous: Path, index: RowIndex, changed_ids: set
     ordered = {name: changed_items[name].take(new_order) for name in names}
     new_texts = row_file.texts(ordered) if len(changed_items) else pa.array([], pa.large_string())
     new_lengths = pc.binary_length(new_texts).to_numpy(zero_copy_only=False).astype(np.int64)
-    kept_keys = table["key"].take(pa.array(kept)).to_numpy(zero_copy_only=False)
-    places = np.searchsorted(kept_keys, new_keys.to_numpy(zero_copy_only=False)) if len(kept) else np.zeros(len(new_keys), dtype=np.int64)
+    kept_keys = table["key"].combine_chunks().take(pa.array(kept))
+    places = np.searchsorted(kept_keys.to_numpy(zero_copy_only=False), new_keys.to_numpy(zero_copy_only=False)) if len(kept) else np.zeros(len(new_keys), dtype=np.int64)
 
     rows = len(kept) + len(new_keys)
     head = row_file.head(rows, names)
@@ -175,34 +176,25 @@ def spliced(row_file: RowFile, previous: Path, index: RowIndex, changed_ids: set
 
     def pieces() -> Iterator:
         yield head
-        size = previous.stat().st_size
-        with previous.open("rb") as handle:
-            old = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else None
-            try:
-                written = 0
-                for run_start, run_stop, insert_before in _runs(kept, places):
-                    for position in insert_before:
-                        yield (separator if written else b"") + text_list[int(position)].as_buffer().to_pybytes()
-                        written += 1
-                    if run_stop > run_start:
-                        first, last = kept[run_start], kept[run_stop - 1]
-                        if written:
-                            yield separator
-                        yield from _chunks(old, int(starts[first]), int(starts[last] + lengths[last]))
-                        written += run_stop - run_start
-                if written:
-                    yield row_file.end
-            finally:
-                if old is not None:
-                    try:
-                        old.close()
-                    except BufferError:  # a piece is still held by whoever took it; the map closes when that is let go
-                        pass
+        with previous.open("rb") as handle, _mapped(handle) as old:
+            written = 0
+            for run_start, run_stop, insert_before in _runs(kept, places):
+                for position in insert_before:
+                    yield (separator if written else b"") + text_list[int(position)].as_buffer().to_pybytes()
+                    written += 1
+                if run_stop > run_start:
+                    first, last = kept[run_start], kept[run_stop - 1]
+                    if written:
+                        yield separator
+                    yield from _chunks(old, int(starts[first]), int(starts[last] + lengths[last]))
+                    written += run_stop - run_start
+            if written:
+                yield row_file.end
         yield row_file.tail
 
     def finish() -> RowIndex:
         combined_ids = pa.concat_arrays([table["stock_id"].combine_chunks().take(pa.array(kept)), _text(changed_items[KEY]).take(pa.array(new_order))])
-        combined_keys = pa.concat_arrays([pa.array(kept_keys, pa.large_string()), new_keys.cast(pa.large_string())])
+        combined_keys = pa.concat_arrays([kept_keys.cast(pa.large_string()), new_keys.cast(pa.large_string())])
         combined_lengths = np.concatenate([lengths[kept], new_lengths])
         combined_widths = np.concatenate([old_widths[kept], new_widths])
         order = np.argsort(np.concatenate([np.arange(len(kept)) + np.searchsorted(places, np.arange(len(kept)), side="right"), places + np.arange(len(places))]), kind="stable")
@@ -221,18 +213,12 @@ def merged(head: bytes, parts: list[tuple[BinaryIO, RowIndex | None]]) -> Iterat
     an index cannot be placed by key and is added after the others, in the order given.
     """
     yield head
-    maps: dict[int, mmap.mmap] = {}
-    try:
+    with ExitStack() as maps:
+        opened: dict[int, mmap.mmap | None] = {}
         for part, start, stop in _merge_plan(parts):
-            if part not in maps:
-                maps[part] = mmap.mmap(parts[part][0].fileno(), 0, access=mmap.ACCESS_READ)
-            yield from _chunks(maps[part], start, stop)
-    finally:
-        for mapped in maps.values():
-            try:
-                mapped.close()
-            except BufferError:  # a piece is still held by whoever took it; the map closes when that is let go
-                pass
+            if part not in opened:
+                opened[part] = maps.enter_context(_mapped(parts[part][0]))
+            yield from _chunks(opened[part], start, stop)
 
 
 def _merge_plan(parts: list[tuple[BinaryIO, RowIndex | None]]) -> list[tuple[int, int, int]]:
@@ -260,6 +246,20 @@ def _merge_plan(parts: list[tuple[BinaryIO, RowIndex | None]]) -> list[tuple[int
         end = int(starts[part][following]) if following < len(starts[part]) else sizes[part]  # the row's line end included
         plan.append((part, int(starts[part][int(row_of[first])]), end))
     return plan + unindexed
+
+
+@contextmanager
+def _mapped(handle: BinaryIO) -> Iterator[mmap.mmap | None]:
+    """A read-only map of the open file (None for an empty one), closed afterwards unless a piece of it is still held."""
+    mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(handle.fileno()).st_size else None
+    try:
+        yield mapped
+    finally:
+        if mapped is not None:
+            try:
+                mapped.close()
+            except BufferError:  # a piece is still held by whoever took it; the map closes when that is let go
+                pass
 
 
 CHUNK_BYTES = 4 << 20

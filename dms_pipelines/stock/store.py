@@ -55,7 +55,12 @@ def status_counts(state_dir: Path, dealer_id: str) -> dict[str, int]:
     if log is not None and len(log.rows):
         latest = ChangeLog.latest(log.rows)[["stock_id", "status"]]
         frame = pd.concat([frame[~frame["stock_id"].isin(latest["stock_id"])], latest], ignore_index=True)
-    return {"vehicles": len(frame)} | {str(k): int(v) for k, v in frame["status"].value_counts().items()}
+    return counts_by_status(frame)
+
+
+def counts_by_status(stock: pd.DataFrame) -> dict[str, int]:
+    """"vehicles" (all of them) and the vehicles of each status."""
+    return {"vehicles": len(stock)} | {str(k): int(v) for k, v in stock["status"].value_counts().items()}
 
 
 class StockView:
