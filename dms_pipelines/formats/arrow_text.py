@@ -102,3 +102,11 @@ def nonempty_fields(text: pa.Array, separator: int) -> np.ndarray:
     positions = np.flatnonzero(starts & (body != separator)) + offsets[0]
     counts = np.bincount(np.searchsorted(offsets, positions, side="right") - 1, minlength=len(text))
     return counts * valid_rows(text)
+
+
+def byte_counts(text: pa.Array, byte: int) -> np.ndarray:
+    """Per string of a contiguous array, how many times the ASCII `byte` occurs in it (missing: 0)."""
+    offsets, data = string_buffers(text)
+    positions = np.flatnonzero(data[offsets[0] : offsets[-1]] == byte) + offsets[0]
+    counts = np.bincount(np.searchsorted(offsets, positions, side="right") - 1, minlength=len(text))
+    return counts * valid_rows(text)

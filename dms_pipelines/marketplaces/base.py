@@ -19,6 +19,7 @@ KEY = "_stock_id"  # every rendered frame carries the stock number under this co
 TAGS = r"<[^>]*>"  # pattern strings (not compiled) keep pandas on its vectorised Arrow path
 CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 SPACES = "[ \t\xa0]+"
+BLANK_START = byte_table(bytes(range(0x21)) + bytes(range(0x7F, 0x100)))  # first bytes of whitespace, ASCII or not
 
 
 @dataclass
@@ -227,6 +228,7 @@ def check_items(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.Series:
 
 
 def _is_empty(column: pd.Series) -> pd.Series:
+    """Per value, whether it is missing or blank (a list without items, text of nothing but whitespace)."""
     if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_large_list(column.dtype.pyarrow_dtype):
         return list_lengths(column) == 0
     if column.dtype == object:
@@ -234,8 +236,24 @@ def _is_empty(column: pd.Series) -> pd.Series:
             return list_lengths(column) == 0
         except TypeError:  # a missing value somewhere
             return column.map(lambda v: v is None or v is pd.NA or (isinstance(v, float) and v != v) or (hasattr(v, "__len__") and len(v) == 0)).astype(bool)
-    text = column.astype("string")
-    return (text.isna() | (text.str.strip() == "")).astype(bool)
+    if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_datetime64_any_dtype(column.dtype):
+        return column.isna().astype(bool)  # a number or a date is never blank text
+    return pd.Series(blank_rows(arrow_strings(column)), index=column.index)
+
+
+def blank_rows(text: pa.Array) -> np.ndarray:
+    """Per string of a contiguous array, whether it is missing, empty or all whitespace (as `str.strip() == ""`).
+
+    Only strings that start with a space, a control byte or a non-ASCII byte can be blank: those few are trimmed.
+    """
+    heads, filled = edge_bytes(*string_buffers(text))
+    maybe = ~filled | BLANK_START[heads]
+    blank = ~valid_rows(text)
+    if maybe.any():
+        positions = np.flatnonzero(maybe)
+        trimmed = pc.utf8_trim_whitespace(text.take(pa.array(positions)))
+        blank[positions] |= pc.fill_null(pc.equal(pc.binary_length(trimmed), 0), True).to_numpy(zero_copy_only=False)
+    return blank
 
 
 def completeness(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.DataFrame:

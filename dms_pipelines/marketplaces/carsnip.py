@@ -5,6 +5,7 @@ from typing import Iterator
 import pandas as pd
 
 from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.formats.arrow_text import arrow_strings, byte_counts
 from dms_pipelines.marketplaces.base import (
     KEY, SLICE_ROWS, MarketplaceSpec, clean_text, list_joined, list_parts, listable, map_text, to_delimited,
 )
@@ -43,6 +44,12 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
     )
 
 
+def _image_count(picture_refs: pd.Series) -> pd.Series:
+    """Comma-separated picture references per vehicle."""
+    commas = byte_counts(arrow_strings(picture_refs), ord(","))
+    return pd.Series(commas, index=picture_refs.index) + picture_refs.notna().astype(int)
+
+
 SPEC = MarketplaceSpec(
     name="carsnip",
     mode="snapshot",
@@ -50,7 +57,7 @@ SPEC = MarketplaceSpec(
     required=("Feed_Id", "Vehicle_Id", "Make", "Model", "Variant", "Year", "Price", "FullRegistration", "Mileage", "PictureRefs", "Vehicle_URL"),
     recommended=("Cap_Id", "Colour", "FuelType", "BodyType", "Doors", "EngineSize"),
     min_images=6,
-    image_count=lambda items: items["PictureRefs"].fillna("").str.count(",") + items["PictureRefs"].notna().astype(int),
+    image_count=lambda items: _image_count(items["PictureRefs"]),
 )
 
 
