@@ -432,8 +432,8 @@ def _hourly_job_child(vehicles: int, work: str, queue) -> None:
             steps = {s.step_key: round(s.end_time - s.start_time, 3) for s in instance.get_run_step_stats(result.run_id)}
             return round(seconds, 2), steps
 
-        nightly_seconds, _ = run("dealer_sync", "nightly", partition_key="bench")
-        run("account_feeds", "nightly")
+        nightly_seconds, nightly_steps = run("dealer_sync", "nightly", partition_key="bench")
+        nightly_account_seconds, _ = run("account_feeds", "nightly")
         stock = read_stock(paths.state, "bench")
         changed = stock[stock["status"] == "available"].sample(HOURLY_CHANGES, random_state=7).copy()
         changed["price"] = (changed["price"] - 250).clip(lower=500)
@@ -446,7 +446,8 @@ def _hourly_job_child(vehicles: int, work: str, queue) -> None:
         account_seconds, account_steps = run("account_feeds", "hourly")
     feed_bytes = sum(f.stat().st_size for f in paths.outbox.rglob("*") if f.is_file())
     queue.put({
-        "vehicles": vehicles, "changes": HOURLY_CHANGES, "nightly_job_seconds": nightly_seconds, "hourly_job_seconds": hourly_seconds,
+        "vehicles": vehicles, "changes": HOURLY_CHANGES, "nightly_job_seconds": nightly_seconds, "nightly_steps": nightly_steps,
+        "nightly_account_feeds_seconds": nightly_account_seconds, "hourly_job_seconds": hourly_seconds,
         "hourly_steps": hourly_steps, "account_feeds_seconds": account_seconds, "account_steps": account_steps, "outbox_bytes": feed_bytes,
     })
 

@@ -8,6 +8,7 @@ from dms_pipelines.config import Settings, load_settings
 from dms_pipelines.orchestration.assets import dealer_assets, google_feed
 from dms_pipelines.orchestration.checks import CHECKS
 from dms_pipelines.orchestration.group import group_sync
+from dms_pipelines.orchestration.io_manager import FrameFilesystemIOManager
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.orchestration.schedules import build_jobs, build_schedules
 from dms_pipelines.orchestration.sensors import build_sensors
@@ -27,7 +28,7 @@ def build_definitions(settings: Settings, paths: DataPaths, config_file: Path | 
         sensors=build_sensors(dealer_sync, account_feeds),
         resources={
             "pipeline": PipelineResource(data_root=str(paths.root), config_path=str(config_file or config_path())),
-            "io_manager": dg.FilesystemIOManager(base_dir=str(paths.state / "dagster_io")),
+            "io_manager": FrameFilesystemIOManager(base_dir=str(paths.state / "dagster_io")),
         },
     )
 
