@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from dms_pipelines.delivery.staging import StagedFile
 from dms_pipelines.marketplaces.row_files import RowIndex
+from dms_pipelines.stock.store import ROW_GROUP_ROWS
 
 # The modules whose code decides a feed's bytes: a file built by other code is never spliced into.
 RENDERING_PACKAGES = ("marketplaces", "formats")
@@ -91,7 +92,7 @@ def keep(state_dir: Path, marketplace: str, dealer_id: str, name: str, staged: S
         return
     facts = {"fingerprint": file_fingerprint, "generation": generation, "sha256": staged.sha256, "head_length": index.head_length, "width": index.width, "identity": identity}
     temporary = index_file.with_name(f".{index_file.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()}), temporary)
+    pq.write_table(index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()}), temporary, row_group_size=ROW_GROUP_ROWS)
     os.replace(temporary, index_file)
 
 

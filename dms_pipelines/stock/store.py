@@ -13,6 +13,11 @@ from dms_pipelines.stock.merge import apply_delta
 from dms_pipelines.stock.schema import FIELD_BY_NAME, coerce_to_schema, empty_stock, pandas_dtype
 
 
+# Row groups are what Arrow and DuckDB read in parallel: a big dealer's stock in one group of a million rows was read on
+# one thread (2.5 s at 1,000,000 vehicles, 0.7 s in groups of this size).
+ROW_GROUP_ROWS = 131_072
+
+
 def stock_path(state_dir: Path, dealer_id: str) -> Path:
     return state_dir / "stock" / f"{dealer_id}.parquet"
 
@@ -112,11 +117,10 @@ def write_parquet_atomically(frame: pd.DataFrame, path: Path, metadata: dict[byt
     """Write through a temporary name, so a reader sees the old file or the new one; `metadata` goes into the file's footer."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
     if metadata:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}), temporary)
-    else:
-        frame.to_parquet(temporary, index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    pq.write_table(table, temporary, row_group_size=ROW_GROUP_ROWS)
     os.replace(temporary, path)
 
 
