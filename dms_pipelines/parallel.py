@@ -5,7 +5,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
-SLICE_ROWS = 50_000  # rows per slice: big enough for the kernels, small enough to stay in cache and bound the memory held
+SLICE_ROWS = 25_000  # rows per slice: big enough for the kernels; small enough that a file is written while the next slices render
 THREADS_VARIABLE = "DMS_PIPELINES_THREADS"
 
 _END = object()
