@@ -460,6 +460,9 @@ def bench_hourly_job(vehicles: int, out_dir: Path, echo=print) -> dict:
         f"{result['hourly_job_seconds']:.2f} s + {result['account_feeds_seconds']:.2f} s (the nightly run before it: {result['nightly_job_seconds']:.1f} s; "
         f"feed files in the outbox: {result['outbox_bytes'] / 1e9:.2f} GB)"
     )
-    for step, seconds in {**result["hourly_steps"], **result["account_steps"]}.items():
-        echo(f"  {step:<44}{seconds:>8.2f}")
+    echo(f"  {'step':<44}{'nightly':>8}{'hourly':>8}")
+    for step, seconds in result["hourly_steps"].items():
+        echo(f"  {step:<44}{result['nightly_steps'].get(step, 0):>8.2f}{seconds:>8.2f}")
+    for step, seconds in result["account_steps"].items():
+        echo(f"  {step:<44}{'':>8}{seconds:>8.2f}")
     return result
