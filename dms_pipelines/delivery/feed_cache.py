@@ -10,11 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from dms_pipelines.delivery.staging import StagedFile
 from dms_pipelines.marketplaces.row_files import RowIndex
-from dms_pipelines.stock.store import ROW_GROUP_ROWS
 
 # The modules whose code decides a feed's bytes: a file built by other code is never spliced into.
 RENDERING_PACKAGES = ("marketplaces", "formats")
@@ -51,7 +50,8 @@ def _folder(state_dir: Path, marketplace: str, dealer_id: str) -> Path:
 
 
 def _index_path(file: Path) -> Path:
-    return file.with_name(f"{file.name}.index.parquet")
+    """Arrow IPC: written and memory-mapped at the speed of the disk (a million rows' index took 0.6 s to write as Parquet)."""
+    return file.with_name(f"{file.name}.index.arrow")
 
 
 def _identity(path: Path) -> dict:
@@ -70,7 +70,7 @@ def load(state_dir: Path, marketplace: str, dealer_id: str, name: str, expected_
     index_file = _index_path(file)
     if not (file.exists() and index_file.exists()):
         return None
-    table = pq.read_table(index_file)
+    table = pa.ipc.open_file(pa.memory_map(str(index_file))).read_all()
     facts = json.loads((table.schema.metadata or {}).get(b"dms_pipelines.feed_cache", b"{}"))
     if expected_fingerprint is not None and facts.get("fingerprint") != expected_fingerprint:
         return None
@@ -86,13 +86,16 @@ def keep(state_dir: Path, marketplace: str, dealer_id: str, name: str, staged: S
     index_file = _index_path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
     index_file.unlink(missing_ok=True)  # first: an index must never describe another file's bytes
+    file.with_name(f"{file.name}.index.parquet").unlink(missing_ok=True)  # where earlier versions kept it
     identity = _identity(staged.path)  # before the move (which keeps inode and mtime): another run's file moved in later does not match
     os.replace(staged.path, file)
     if index is None:
         return
     facts = {"fingerprint": file_fingerprint, "generation": generation, "sha256": staged.sha256, "head_length": index.head_length, "width": index.width, "identity": identity}
     temporary = index_file.with_name(f".{index_file.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()}), temporary, row_group_size=ROW_GROUP_ROWS)
+    table = index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()})
+    with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
     os.replace(temporary, index_file)
 
 

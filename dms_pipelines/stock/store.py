@@ -4,8 +4,10 @@ import os
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dms_pipelines.stock.changes import GENERATION_KEY, ChangeLog, footer_generation, read_log
@@ -106,9 +108,7 @@ def read_price_reference(state_dir: Path, dealer_ids: list[str]) -> pd.DataFrame
     frame = ds.dataset(files, format="parquet").to_table(columns=[*keys, *PRICE_REFERENCE_COLUMNS]).to_pandas()
     if changed:
         changed_rows = pd.concat(changed, ignore_index=True)
-        replaced = pd.MultiIndex.from_frame(frame[["dealer_id", "stock_id"]].astype(str)).isin(
-            pd.MultiIndex.from_frame(changed_rows[["dealer_id", "stock_id"]].astype(str))
-        )
+        replaced = _rows_of(frame, changed_rows)
         frame = pd.concat([frame[~replaced], changed_rows[frame.columns]], ignore_index=True)
     return pd.DataFrame({name: frame[name].astype(pandas_dtype(FIELD_BY_NAME[name])) for name in PRICE_REFERENCE_COLUMNS})
 
@@ -140,3 +140,15 @@ def read_history(state_dir: Path, dealer_id: str) -> pd.DataFrame:
 
     path = history_path(state_dir, dealer_id)
     return pd.read_parquet(path).astype(stock_history_dtypes()) if path.exists() else empty_history()
+
+
+def _rows_of(frame: pd.DataFrame, changed: pd.DataFrame) -> np.ndarray:
+    """Per row of `frame`, whether `changed` holds its dealer and stock number: the few rows whose stock number is changed
+    anywhere are found by Arrow first, then only those are matched on both keys."""
+    maybe = np.asarray(pc.is_in(pa.array(frame["stock_id"].astype(str).array), value_set=pa.array(changed["stock_id"].astype(str).unique().tolist(), pa.string())))
+    found = np.zeros(len(frame), dtype=bool)
+    positions = np.flatnonzero(maybe)
+    if len(positions):
+        keys = pd.MultiIndex.from_frame(changed[["dealer_id", "stock_id"]].astype(str))
+        found[positions] = pd.MultiIndex.from_frame(frame.iloc[positions][["dealer_id", "stock_id"]].astype(str)).isin(keys)
+    return found

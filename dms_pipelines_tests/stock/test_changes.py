@@ -90,3 +90,15 @@ def test_a_stock_written_before_generations_reads_as_generation_zero(tmp_path: P
     view = StockView(tmp_path, "leeds")
     assert view.generation == 0 and view.changed_since(0) is None
     assert len(read_stock(tmp_path, "leeds")) == len(fixed_stock())
+
+
+def test_the_price_reference_puts_a_logged_vehicle_in_place_for_its_own_dealer_only(tmp_path: Path):
+    leeds = fixed_stock()
+    york = coerce_to_schema(leeds.assign(dealer_id="york"))  # the same stock numbers at another dealer
+    write_stock(tmp_path, "york", york, 1)
+    _apply(tmp_path, leeds, None)
+    _apply(tmp_path, _priced(leeds, "A0001", 123456.0), {"A0001"})
+    reference = read_price_reference(tmp_path, ["leeds", "york"])
+    assert len(reference) == len(leeds) + len(york)
+    assert (reference["price"] == 123456.0).sum() == 1  # leeds's A0001 replaced; york's A0001 kept as it was
+    assert sorted(reference["price"].dropna()) == sorted(pd.concat([_priced(leeds, "A0001", 123456.0)["price"], york["price"]]).dropna())
