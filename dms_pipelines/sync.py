@@ -6,8 +6,6 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Engine
 
@@ -24,7 +22,10 @@ from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
 from dms_pipelines.stock.history import update_history
 from dms_pipelines.stock.changes import next_log, write_log
 from dms_pipelines.stock.schema import empty_stock
-from dms_pipelines.stock.store import counts_by_status, history_path, read_price_reference, read_history, read_stock, status_counts, stock_ids, stored, write_parquet_atomically, write_stock
+from dms_pipelines.stock.store import (
+    counts_by_status, history_path, read_history, read_price_reference, read_stock, status_counts, stock_ids, stored, with_new_ids, write_parquet_atomically,
+    write_stock,
+)
 from dms_pipelines.stock.validate import validate_stock
 
 log = logging.getLogger(__name__)
@@ -343,13 +344,14 @@ def _apply_deltas(dealer: Dealer, validated: list[ValidatedExport], paths: DataP
     numbers already held; the whole stock is never read."""
     outcome = StockUpdate(dealer.id, paths.state)
     held = stock_ids(paths.state, dealer.id)  # Arrow strings: a million of them are looked up without a Python set
-    vehicles = pc.count_distinct(held).as_py()
+    vehicles = len(held)
     changed = empty_stock()
     for item in validated:
         new_ids = sorted(set(item.accepted["stock_id"].dropna().astype(str)))
-        added = len(new_ids) - pc.sum(pc.is_in(pa.array(new_ids, pa.string()), value_set=held)).as_py() if new_ids else 0
+        grown = with_new_ids(held, new_ids)
+        added = len(grown) - len(held)
+        held = grown
         changed = apply_delta(changed, item.accepted).stock
-        held = pa.concat_arrays([held, pa.array(new_ids, pa.string())])
         outcome.added += added
         outcome.updated += len(new_ids) - added
         outcome.applied.append(item.file_name)

@@ -43,13 +43,21 @@ def read_stock(state_dir: Path, dealer_id: str) -> pd.DataFrame:
 
 
 def stock_ids(state_dir: Path, dealer_id: str) -> pa.Array:
-    """Every stock number in the dealer's current stock (as Arrow strings), read from the base's one column and the log."""
+    """Every stock number in the dealer's current stock, each once (as Arrow strings): the base's one column, then the
+    logged vehicles the base does not hold."""
     path = stock_path(state_dir, dealer_id)
-    parts = [pq.read_table(path, columns=["stock_id"])["stock_id"].combine_chunks().cast(pa.string())] if path.exists() else []
+    base = pq.read_table(path, columns=["stock_id"])["stock_id"].combine_chunks().cast(pa.string()) if path.exists() else pa.array([], pa.string())
     _, log = stored(state_dir, dealer_id)
-    if log is not None and len(log.rows):
-        parts.append(pa.array(log.rows["stock_id"].astype(str).tolist(), pa.string()))
-    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    if log is None or not len(log.rows):
+        return base
+    return with_new_ids(base, sorted(set(log.rows["stock_id"].astype(str))))
+
+
+def with_new_ids(held: pa.Array, ids: list[str]) -> pa.Array:
+    """`held` (distinct stock numbers) with those of `ids` it lacks appended; only the few `ids` are hashed, not the many held."""
+    known = set(held.filter(pc.is_in(held, value_set=pa.array(ids, pa.string()))).to_pylist()) if ids else set()
+    fresh = [stock_id for stock_id in ids if stock_id not in known]
+    return pa.concat_arrays([held, pa.array(fresh, pa.string())]) if fresh else held
 
 
 def status_counts(state_dir: Path, dealer_id: str) -> dict[str, int]:

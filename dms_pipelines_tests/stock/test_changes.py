@@ -7,7 +7,7 @@ import pandas as pd
 from dms_pipelines.stock import changes
 from dms_pipelines.stock.changes import ChangeLog, next_log, read_log, write_log
 from dms_pipelines.stock.schema import coerce_to_schema
-from dms_pipelines.stock.store import StockView, read_price_reference, read_stock, stock_path, stored, write_stock
+from dms_pipelines.stock.store import StockView, read_price_reference, read_stock, stock_ids, stock_path, stored, with_new_ids, write_stock
 from dms_pipelines_tests.marketplaces.fixtures import fixed_stock
 
 
@@ -102,3 +102,14 @@ def test_the_price_reference_puts_a_logged_vehicle_in_place_for_its_own_dealer_o
     assert len(reference) == len(leeds) + len(york)
     assert (reference["price"] == 123456.0).sum() == 1  # leeds's A0001 replaced; york's A0001 kept as it was
     assert sorted(reference["price"].dropna()) == sorted(pd.concat([_priced(leeds, "A0001", 123456.0)["price"], york["price"]]).dropna())
+
+
+def test_stock_numbers_come_once_each_from_the_base_and_the_log(tmp_path: Path):
+    stock = fixed_stock()
+    _apply(tmp_path, stock, None)
+    arrived = coerce_to_schema(pd.concat([stock, stock.iloc[:1].assign(stock_id="NEW01")], ignore_index=True))
+    _apply(tmp_path, _priced(arrived, "A0001", 9000.0), {"A0001", "NEW01"})  # one changed vehicle, one new one
+    ids = stock_ids(tmp_path, "leeds").to_pylist()
+    assert sorted(ids) == sorted(read_stock(tmp_path, "leeds")["stock_id"]) and len(ids) == len(set(ids)) == len(stock) + 1
+    grown = with_new_ids(stock_ids(tmp_path, "leeds"), ["A0002", "NEW02", "NEW01", "NEW03"])
+    assert grown.to_pylist() == ids + ["NEW02", "NEW03"]
