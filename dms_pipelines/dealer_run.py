@@ -346,7 +346,6 @@ def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, r
     vehicles = publish_stock(paths, dealer_id, stock_path(paths.state, dealer_id), base_generation, changes.drop(columns=PRIVATE_COLUMNS))
     sync.record_sync_run(engine, run_id, dealer_id, trigger, vehicles)
     operational = operational_rows(engine, dealer_id)
-    operational.pop("ledger")
     counts = publish(paths, dealer_id, {"stock_history": read_history(paths.state, dealer_id)} | operational)
     counts["stock_current"] = vehicles
     counts["marketplace_listings"] = publish_listings(paths, dealer_id)
@@ -429,8 +428,7 @@ def google_account_file(settings: Settings, paths: DataPaths, engine: Engine, ru
         )
         listed = sum(len(index) if index is not None else _rows_in(handle, file_format) for handle, index in parts)
         preview = _first_rows(parts, file_format)
-    account_rows = operational_rows(engine, ACCOUNT)
-    publish(paths, "account", {"deliveries": account_rows["deliveries"], "dead_letters": account_rows["dead_letters"]})
+    publish(paths, "account", operational_rows(engine, ACCOUNT, ("deliveries", "dead_letters")))
     ensure_catalog(paths)
     return AccountFile(listed, len(parts), preview, outcome)
 
