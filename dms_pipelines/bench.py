@@ -23,10 +23,11 @@ from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.paths import PROJECT_ROOT, DataPaths
 from dms_pipelines.sample.generator import SampleDealer, generate_group
 from dms_pipelines.stock.history import empty_history, update_history
+from dms_pipelines.stock.history_changes import history_path, read_history_log, record_versions, write_history
 from dms_pipelines.stock.merge import apply_delta, apply_full
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, empty_stock
 from dms_pipelines.stock.validate import validate_stock
-from dms_pipelines.warehouse.tables import publish, rebuild_catalog
+from dms_pipelines.warehouse.tables import publish, publish_history, rebuild_catalog
 
 PROFILES = [PROJECT_ROOT / "data" / "profiles"]
 
@@ -137,9 +138,12 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
             else:
                 _timed(stages, f"diff {name} (hash items, compare with ledger)", len(rendered.items), lambda: diff(item_hashes(rendered.items), {}))
             del rendered
-        history = _timed(stages, "history", len(stock), lambda: update_history(empty_history(), stock, datetime.now(timezone.utc)))
-        _timed(stages, "warehouse publish + catalog", len(stock), lambda: (publish(paths, "bench", {"stock_current": stock.drop(columns=PRIVATE_COLUMNS), "stock_history": history}), rebuild_catalog(paths)))
-        return stock, history, conserved
+        _timed(stages, "history (versions compared, written as the base)", len(stock), lambda: write_history(paths.state, "bench", update_history(empty_history(), stock, datetime.now(timezone.utc)), 1))
+        _timed(stages, "warehouse publish + catalog", len(stock), lambda: (
+            publish(paths, "bench", {"stock_current": stock.drop(columns=PRIVATE_COLUMNS)}),
+            publish_history(paths, "bench", history_path(paths.state, "bench"), read_history_log(paths.state, "bench")), rebuild_catalog(paths),
+        ))
+        return stock, conserved
 
     # Every stage once on a small export first: the one-off cost of first use in a fresh process (lazy imports, kernels
     # and thread pools started, schemas built) is reported apart and does not count as the cost of the vehicles.
@@ -152,7 +156,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     kept.clear()
     stages: list[dict] = []
     paths = DataPaths(work / "data")
-    stock, history, rows_conserved = nightly_path(export, vehicles, paths, stages)
+    stock, rows_conserved = nightly_path(export, vehicles, paths, stages)
     total = sum(s["seconds"] for s in stages)
     if layout != "star5_xml":  # after the path: DuckDB's threads and memory do not disturb the stages timed before it
         _timed(stages, "baseline: duckdb read_csv -> parquet", vehicles, duckdb_baseline)
@@ -166,7 +170,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     known = _timed(hourly, "hourly: read the stock numbers", len(stock), lambda: stock_ids(paths.state, "bench"))
     changed_rows = _timed(hourly, "hourly: merge the changed vehicles", HOURLY_CHANGES, lambda: apply_delta(empty_stock(), delta_checked.accepted).stock)
     changed_ids = set(changed_rows["stock_id"])
-    _timed(hourly, "hourly: history (changed vehicles only)", HOURLY_CHANGES, lambda: update_history(history, changed_rows, datetime.now(timezone.utc), changed_ids))
+    _timed(hourly, "hourly: history (changed vehicles only, to its log)", HOURLY_CHANGES, lambda: record_versions(paths.state, "bench", changed_rows, datetime.now(timezone.utc), changed_ids, 2))
     base = ChangeLog(1, 1, next_log(None, stock, None, 1).rows)  # as a full export leaves it: a base, an empty log
     _timed(hourly, "hourly: write the stock's change log", HOURLY_CHANGES, lambda: write_log(paths.state, "bench", next_log(base, changed_rows, changed_ids, 2, len(known) + len(changed_ids))))
     core_hourly = sum(s["seconds"] for s in hourly)

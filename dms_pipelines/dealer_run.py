@@ -31,9 +31,10 @@ from dms_pipelines.paths import DataPaths
 from dms_pipelines.sources.landing import LandingReport
 from dms_pipelines.stock.changes import ChangeLog
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, empty_stock
-from dms_pipelines.stock.store import StockView, read_history, stock_path, stored, write_parquet_atomically
+from dms_pipelines.stock.history_changes import history_path, read_history_log
+from dms_pipelines.stock.store import StockView, stock_path, stored, write_parquet_atomically
 from dms_pipelines.warehouse.export import operational_rows
-from dms_pipelines.warehouse.tables import conform, ensure_catalog, link_into, publish, publish_stock, table_file
+from dms_pipelines.warehouse.tables import conform, ensure_catalog, link_into, publish, publish_history, publish_stock, table_file
 
 log = logging.getLogger(__name__)
 
@@ -338,15 +339,15 @@ def autotrader_feed(
 def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, run_id: str, trigger: str) -> dict[str, int]:
     """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs).
 
-    The stock goes as it is kept (a base copied only after a full export, and the vehicles changed since), the listing
-    rows are linked from where the feeds keep them, so a delta's publish costs what its changes cost, plus the history.
+    The stock and the history go as they are kept (a base copied only after a full export, and what deltas changed since),
+    the listing rows are linked from where the feeds keep them, so a delta's publish costs what its changes cost.
     """
     base_generation, log = stored(paths.state, dealer_id)
     changes = ChangeLog.latest(log.rows) if log is not None and len(log.rows) else empty_stock()
     vehicles = publish_stock(paths, dealer_id, stock_path(paths.state, dealer_id), base_generation, changes.drop(columns=PRIVATE_COLUMNS))
     sync.record_sync_run(engine, run_id, dealer_id, trigger, vehicles)
-    operational = operational_rows(engine, dealer_id)
-    counts = publish(paths, dealer_id, {"stock_history": read_history(paths.state, dealer_id)} | operational)
+    counts = publish(paths, dealer_id, operational_rows(engine, dealer_id))
+    counts["stock_history"] = publish_history(paths, dealer_id, history_path(paths.state, dealer_id), read_history_log(paths.state, dealer_id))
     counts["stock_current"] = vehicles
     counts["marketplace_listings"] = publish_listings(paths, dealer_id)
     ensure_catalog(paths)

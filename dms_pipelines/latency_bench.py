@@ -76,7 +76,7 @@ def bench_sold_latency(work: Path, vehicles: int = 600, timeout: float = 180.0, 
         except subprocess.TimeoutExpired:
             daemon.kill()
         simulator.stop()
-    echo(f"sold-car fast path, end to end under the daemon (sensor, queued run, account feed): "
+    echo("sold-car fast path, end to end under the daemon (sensor, queued run, account feed): "
          + (f"{daemon_seconds:.1f} s ({stock_id})" if daemon_seconds is not None else f"not done within {timeout:.0f} s"))
     return {"vehicles": vehicles, "job_alone_seconds": round(job_seconds, 2), "daemon_end_to_end_seconds": round(daemon_seconds, 1) if daemon_seconds else None}
 

@@ -23,9 +23,9 @@ from dms_pipelines.stock.history import update_history
 from dms_pipelines.stock.changes import next_log, write_log
 from dms_pipelines.stock.schema import empty_stock
 from dms_pipelines.stock.store import (
-    counts_by_status, history_path, read_history, read_price_reference, read_stock, status_counts, stock_ids, stored, with_new_ids, write_parquet_atomically,
-    write_stock,
+    counts_by_status, read_price_reference, read_stock, status_counts, stock_ids, stored, with_new_ids, write_stock,
 )
+from dms_pipelines.stock.history_changes import read_history, record_versions, write_history
 from dms_pipelines.stock.validate import validate_stock
 
 log = logging.getLogger(__name__)
@@ -335,8 +335,10 @@ def _store(paths: DataPaths, dealer_id: str, outcome: StockUpdate, stock: pd.Dat
         write_stock(paths.state, dealer_id, stock, generation)
     write_log(paths.state, dealer_id, change_log)
     outcome.generation = generation
-    history = update_history(read_history(paths.state, dealer_id), stock, utc_now(), changed_ids)
-    write_parquet_atomically(history, history_path(paths.state, dealer_id))
+    if changed_ids is None:  # a full export: every vehicle is compared, and the history becomes a new base
+        write_history(paths.state, dealer_id, update_history(read_history(paths.state, dealer_id), stock, utc_now()), generation)
+    else:
+        record_versions(paths.state, dealer_id, stock, utc_now(), changed_ids, generation)
 
 
 def _apply_deltas(dealer: Dealer, validated: list[ValidatedExport], paths: DataPaths, engine: Engine, run_id: str | None) -> StockUpdate:

@@ -139,17 +139,6 @@ def write_stock(state_dir: Path, dealer_id: str, stock: pd.DataFrame, generation
     write_parquet_atomically(coerce_to_schema(stock), stock_path(state_dir, dealer_id), metadata)
 
 
-def history_path(state_dir: Path, dealer_id: str) -> Path:
-    return state_dir / "history" / f"{dealer_id}.parquet"
-
-
-def read_history(state_dir: Path, dealer_id: str) -> pd.DataFrame:
-    from dms_pipelines.stock.history import empty_history, stock_history_dtypes
-
-    path = history_path(state_dir, dealer_id)
-    return pd.read_parquet(path).astype(stock_history_dtypes()) if path.exists() else empty_history()
-
-
 def _rows_of(frame: pd.DataFrame, changed: pd.DataFrame) -> np.ndarray:
     """Per row of `frame`, whether `changed` holds its dealer and stock number: the few rows whose stock number is changed
     anywhere are found by Arrow first, then only those are matched on both keys."""

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.stock.changes import GENERATION_KEY
 from dms_pipelines.stock.history import stock_history_dtypes
+from dms_pipelines.stock.history_changes import HistoryLog
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, STOCK_COLUMNS, empty_stock
 from dms_pipelines.stock.store import write_parquet_atomically
 
@@ -50,7 +51,9 @@ TABLE_SCHEMAS: dict[str, pd.DataFrame] = {
 }
 
 TABLE_SCHEMAS |= {
-    "stock_history": _typed(stock_history_dtypes()),
+    "stock_history": _typed(stock_history_dtypes()),  # its files are the base; the view of that name puts the log in place
+    "stock_history_opened": _typed(stock_history_dtypes()),
+    "stock_history_closed": _typed({"dealer_id": "string", "stock_id": "string", "valid_to": "datetime64[us, UTC]"}),
     "marketplace_listings": _typed(
         {
             "dealer_id": "string", "marketplace": "string", "stock_id": "string", "listed": "boolean",
@@ -81,13 +84,17 @@ TABLE_SCHEMAS |= {
     ),
 }
 
-BASE_VIEWS = {"stock_current": "stock_current_base"}  # tables whose files are a base, shown under their name by a view below
+BASE_VIEWS = {"stock_current": "stock_current_base", "stock_history": "stock_history_base"}  # tables whose files are a base, shown under their name by a view below
 
 VIEWS: dict[str, str] = {
     "stock_current": """
         SELECT * FROM stock_current_base b
         WHERE NOT EXISTS (SELECT 1 FROM stock_current_changes c WHERE c.dealer_id = b.dealer_id AND c.stock_id = b.stock_id)
         UNION ALL BY NAME SELECT * FROM stock_current_changes""",
+    "stock_history": """
+        SELECT b.* REPLACE (coalesce(b.valid_to, c.valid_to) AS valid_to) FROM stock_history_base b
+        LEFT JOIN stock_history_closed c ON c.dealer_id = b.dealer_id AND c.stock_id = b.stock_id AND b.valid_to IS NULL
+        UNION ALL BY NAME SELECT * FROM stock_history_opened""",
     "price_changes": """
         SELECT dealer_id, stock_id, make, model, valid_from AS changed_at, previous_price AS old_price, price AS new_price,
                price - previous_price AS change
@@ -134,15 +141,30 @@ def table_file(paths: DataPaths, table: str, dealer_id: str) -> Path:
 def publish_stock(paths: DataPaths, dealer_id: str, base_file: Path, base_generation: int, changes: pd.DataFrame) -> int:
     """The dealer's current stock in the warehouse as the stock itself is kept: the base file's public columns, copied only
     when the base is newer than the copy, and the vehicles changed since; returns how many vehicles that makes."""
-    target = table_file(paths, "stock_current", dealer_id)
-    copied = target.exists() and (pq.read_schema(target).metadata or {}).get(GENERATION_KEY) == str(base_generation).encode()
-    if not copied:
-        base = conform("stock_current", pd.read_parquet(base_file) if base_file.exists() else stock_current_empty())
-        write_parquet_atomically(base, target, {GENERATION_KEY: str(base_generation).encode()})
+    target = _base_copy(paths, "stock_current", dealer_id, base_file, base_generation, stock_current_empty)
     write_parquet_atomically(conform("stock_current_changes", changes), table_file(paths, "stock_current_changes", dealer_id))
     base_ids = pq.read_table(target, columns=["stock_id"])["stock_id"]
     added = pc.sum(pc.invert(pc.is_in(pa.array(changes["stock_id"].astype(str).tolist(), pa.string()), value_set=base_ids.combine_chunks().cast(pa.string())))).as_py()
     return base_ids.length() + (added or 0)
+
+
+def publish_history(paths: DataPaths, dealer_id: str, base_file: Path, log: HistoryLog) -> int:
+    """The dealer's history in the warehouse as it is kept: the base file, copied only when it is newer than the copy, the
+    versions opened since and the base's versions closed since; returns how many versions that makes."""
+    target = _base_copy(paths, "stock_history", dealer_id, base_file, log.base_generation, lambda: TABLE_SCHEMAS["stock_history"])
+    write_parquet_atomically(conform("stock_history_opened", log.opened), table_file(paths, "stock_history_opened", dealer_id))
+    write_parquet_atomically(conform("stock_history_closed", log.closed.assign(dealer_id=dealer_id)), table_file(paths, "stock_history_closed", dealer_id))
+    return pq.read_metadata(target).num_rows + len(log.opened)
+
+
+def _base_copy(paths: DataPaths, table: str, dealer_id: str, base_file: Path, base_generation: int, empty) -> Path:
+    """The dealer's file of `table`: the base file conformed, rewritten only when the base's generation is not the copy's."""
+    target = table_file(paths, table, dealer_id)
+    copied = target.exists() and (pq.read_schema(target).metadata or {}).get(GENERATION_KEY) == str(base_generation).encode()
+    if not copied:
+        base = conform(table, pd.read_parquet(base_file) if base_file.exists() else empty())
+        write_parquet_atomically(base, target, {GENERATION_KEY: str(base_generation).encode()})
+    return target
 
 
 def link_into(source: Path, target: Path) -> None:

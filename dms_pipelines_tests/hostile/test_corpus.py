@@ -1,7 +1,5 @@
 """Every hostile export either parses to canonical rows or fails with the engine's own error naming the file; nothing escapes."""
 
-import time
-from pathlib import Path
 
 import pytest
 

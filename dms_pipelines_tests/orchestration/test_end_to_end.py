@@ -8,7 +8,6 @@ import duckdb
 import pandas as pd
 import pytest
 
-from dms_pipelines.config import load_settings
 from dms_pipelines.definitions import build_definitions
 from dms_pipelines.sample.generator import SampleDealer, generate_group
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS
@@ -284,6 +283,7 @@ def test_deltas_applied_alone_give_the_stock_the_whole_stock_path_gives(paths, s
     import shutil
 
     from dms_pipelines.cli import run_sync
+    from dms_pipelines.stock.history_changes import read_history, read_history_log
     from dms_pipelines.stock.store import read_stock, stock_path
 
     together = tmp_path / "together"
@@ -314,3 +314,10 @@ def test_deltas_applied_alone_give_the_stock_the_whole_stock_path_gives(paths, s
         with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
             published = db.execute(f"SELECT count(*), count(*) FILTER (WHERE status = 'sold') FROM stock_current WHERE dealer_id = '{dealer.id}'").fetchall()[0]
         assert published == (len(alone[dealer.id]), int((alone[dealer.id]["status"] == "sold").sum()))
+        history, log = read_history(paths.state, dealer.id), read_history_log(paths.state, dealer.id)
+        assert len(log.opened) and len(log.closed)  # the deltas' versions went to the history's log, not a rewritten base
+        with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+            versions = db.execute(f"SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL), count(DISTINCT stock_id) FILTER (WHERE valid_to IS NULL) FROM stock_history WHERE dealer_id = '{dealer.id}'").fetchall()[0]
+        assert versions == (len(history), int(history["valid_to"].isna().sum()), int(history["valid_to"].isna().sum()))  # one open version per vehicle
+        together_history = read_history(together / "state", dealer.id)
+        assert sorted(history.loc[history["valid_to"].isna(), "version_hash"]) == sorted(together_history.loc[together_history["valid_to"].isna(), "version_hash"])

@@ -1,7 +1,6 @@
 """Compressed exports: .gz and .zip read through the profile; bombs, escaping members and garbage refused with the file named."""
 
 import gzip
-import io
 import zipfile
 
 import pytest
