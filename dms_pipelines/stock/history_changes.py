@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from dms_pipelines.stock.changes import GENERATION_KEY, MIN_LOG_CAP, footer_generation
 from dms_pipelines.stock.history import HASH_SCHEME, empty_history, stock_history_dtypes, update_history
+from dms_pipelines.stock.store import write_parquet_atomically
 
 OPENED, CLOSED = "opened", "closed"
 
@@ -66,8 +67,6 @@ def write_history(state_dir: Path, dealer_id: str, history: pd.DataFrame, genera
 
 
 def _write(frame: pd.DataFrame, path: Path, generation: int) -> None:
-    from dms_pipelines.stock.store import write_parquet_atomically
-
     write_parquet_atomically(frame, path, {GENERATION_KEY: str(generation).encode()})
 
 
