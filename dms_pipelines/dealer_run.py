@@ -33,7 +33,7 @@ from dms_pipelines.stock.changes import ChangeLog
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, empty_stock
 from dms_pipelines.stock.history_changes import history_path, read_history_log
 from dms_pipelines.stock.store import StockView, stock_path, stored, write_parquet_atomically
-from dms_pipelines.warehouse.export import operational_rows
+from dms_pipelines.warehouse.export import operational_rows, publish_appended
 from dms_pipelines.warehouse.tables import conform, ensure_catalog, link_into, publish, publish_history, publish_stock, table_file
 
 log = logging.getLogger(__name__)
@@ -347,6 +347,7 @@ def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, r
     vehicles = publish_stock(paths, dealer_id, stock_path(paths.state, dealer_id), base_generation, changes.drop(columns=PRIVATE_COLUMNS))
     sync.record_sync_run(engine, run_id, dealer_id, trigger, vehicles)
     counts = publish(paths, dealer_id, operational_rows(engine, dealer_id))
+    counts["deliveries"] = publish_appended(paths, engine, "deliveries", dealer_id)
     counts["stock_history"] = publish_history(paths, dealer_id, history_path(paths.state, dealer_id), read_history_log(paths.state, dealer_id))
     counts["stock_current"] = vehicles
     counts["marketplace_listings"] = publish_listings(paths, dealer_id)
@@ -429,7 +430,8 @@ def google_account_file(settings: Settings, paths: DataPaths, engine: Engine, ru
         )
         listed = sum(len(index) if index is not None else _rows_in(handle, file_format) for handle, index in parts)
         preview = _first_rows(parts, file_format)
-    publish(paths, "account", operational_rows(engine, ACCOUNT, ("deliveries", "dead_letters")))
+    publish(paths, "account", operational_rows(engine, ACCOUNT, ("dead_letters",)))
+    publish_appended(paths, engine, "deliveries", ACCOUNT, file_key="account")
     ensure_catalog(paths)
     return AccountFile(listed, len(parts), preview, outcome)
 

@@ -1,15 +1,78 @@
 """Copy one dealer's operational rows (manifest, quarantine, deliveries, dead letters, runs) from the operational database for the warehouse."""
 
+import glob
+import re
+from pathlib import Path
+
 import pandas as pd
-from sqlalchemy import select
+import pyarrow.parquet as pq
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from dms_pipelines.operations.db import dead_letters, deliveries, ingested_files, quarantine, sync_runs
+from dms_pipelines.paths import DataPaths
+from dms_pipelines.stock.store import write_parquet_atomically
+from dms_pipelines.warehouse.tables import conform, table_file
 
 WAREHOUSE_TABLES = {"ingested_files": ingested_files, "quarantine": quarantine, "deliveries": deliveries, "dead_letters": dead_letters, "sync_runs": sync_runs}
+APPEND_ONLY = {"deliveries": deliveries}  # rows are only ever inserted, with increasing ids: exported as parts, only the new rows each time
+MAX_PARTS = 24  # a dealer's parts are merged into one when there are more (a day of hourly runs)
+LAST_ID_KEY = b"dms_pipelines.last_id"
 
 
-def operational_rows(engine: Engine, dealer_id: str, tables: tuple[str, ...] = tuple(WAREHOUSE_TABLES)) -> dict[str, pd.DataFrame]:
-    """The dealer's rows of each named table (by default every one the warehouse shows)."""
+def operational_rows(engine: Engine, dealer_id: str, tables: tuple[str, ...] = tuple(set(WAREHOUSE_TABLES) - set(APPEND_ONLY))) -> dict[str, pd.DataFrame]:
+    """The dealer's rows of each named table (by default every one the warehouse shows whole: not the append-only ones)."""
     with engine.connect() as connection:
-        return {name: pd.read_sql(select(WAREHOUSE_TABLES[name]).where(WAREHOUSE_TABLES[name].c.dealer_id == dealer_id), connection) for name in tables}
+        return {name: _rows(connection, WAREHOUSE_TABLES[name], dealer_id) for name in tables}
+
+
+def _rows(connection, table, dealer_id: str, after_id: int | None = None) -> pd.DataFrame:
+    query = select(table).where(table.c.dealer_id == dealer_id)
+    if after_id is not None:
+        query = query.where(table.c.id > after_id)
+    return pd.read_sql(query.order_by(table.c.id) if after_id is not None else query, connection)
+
+
+def part_files(paths: DataPaths, table: str, file_key: str) -> list[Path]:
+    """The parts of an append-only table for one dealer (by its file key), oldest first."""
+    folder = table_file(paths, table, file_key).parent
+    pattern = re.compile(rf"dealer={re.escape(file_key)}__from=\d+\.parquet")
+    return sorted(p for p in folder.glob(f"dealer={glob.escape(file_key)}__from=*.parquet") if pattern.fullmatch(p.name))
+
+
+def publish_appended(paths: DataPaths, engine: Engine, table: str, dealer_id: str, file_key: str | None = None) -> int:
+    """The dealer's rows of an append-only table in the warehouse, as parts: only the rows added since the last part are
+    read and written. When the database does not hold exactly the published rows plus those (it was replaced, or a row
+    committed late under an earlier id), every row is exported again. Returns how many rows the warehouse holds.
+    `file_key` names the files (default: the dealer id)."""
+    source, file_key = APPEND_ONLY[table], file_key or dealer_id
+    parts = part_files(paths, table, file_key)
+    published = sum(pq.read_metadata(p).num_rows for p in parts)
+    last_id = int((pq.read_schema(parts[-1]).metadata or {}).get(LAST_ID_KEY, b"-1")) if parts else -1
+    with engine.connect() as connection:
+        held = connection.execute(select(func.count()).where(source.c.dealer_id == dealer_id)).scalar_one()
+        fresh = _rows(connection, source, dealer_id, after_id=last_id)
+        if published + len(fresh) != held:
+            fresh, parts = _rows(connection, source, dealer_id, after_id=-1), _drop(parts)
+    table_file(paths, table, file_key).unlink(missing_ok=True)  # the one file per dealer of earlier versions
+    if len(fresh):
+        first = int(fresh["id"].iloc[0])
+        write_parquet_atomically(conform(table, fresh), table_file(paths, table, f"{file_key}__from={first:012d}"), {LAST_ID_KEY: str(int(fresh["id"].iloc[-1])).encode()})
+        parts = part_files(paths, table, file_key)
+    if len(parts) > MAX_PARTS:
+        _merge(parts)
+    return held
+
+
+def _drop(parts: list[Path]) -> list[Path]:
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return []
+
+
+def _merge(parts: list[Path]) -> None:
+    """The parts as one file under the first part's name (the others removed after it is in place)."""
+    tables = [pq.read_table(p) for p in parts]
+    merged = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    write_parquet_atomically(merged, parts[0], {LAST_ID_KEY: (tables[-1].schema.metadata or {})[LAST_ID_KEY]})
+    _drop(parts[1:])
