@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import BinaryIO, Callable, Iterable
 
 import pandas as pd
-import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
 from dms_pipelines import sync
@@ -24,7 +23,7 @@ from dms_pipelines.delivery.snapshot import ACCOUNT, Destination, SnapshotOutcom
 from dms_pipelines.delivery.staging import stage
 from dms_pipelines.delivery.stock_api import ApiError
 from dms_pipelines.marketplaces import carsnip, google, meta, website
-from dms_pipelines.marketplaces.base import Rendered, listing_rows
+from dms_pipelines.marketplaces.base import Rendered
 from dms_pipelines.marketplaces.registry import render_dealer
 from dms_pipelines.marketplaces.row_files import Built, RowFile, merged, spliced, whole
 from dms_pipelines.paths import DataPaths
@@ -32,15 +31,14 @@ from dms_pipelines.sources.landing import LandingReport
 from dms_pipelines.stock.changes import ChangeLog
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, empty_stock
 from dms_pipelines.stock.history_changes import history_path, read_history_log
-from dms_pipelines.stock.store import StockView, stock_path, stored, write_parquet_atomically
+from dms_pipelines.stock.store import StockView, stock_path, stored
 from dms_pipelines.warehouse.export import operational_rows, publish_appended
-from dms_pipelines.warehouse.tables import conform, ensure_catalog, link_into, publish, publish_history, publish_stock, table_file
+from dms_pipelines.warehouse.listings import ListingCounts, patch_listings, publish_listings, save_listings
+from dms_pipelines.warehouse.tables import ensure_catalog, publish, publish_history, publish_stock
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_MARKETPLACES = ("website", "meta", "carsnip")
-MARKETPLACES = ("google", *SNAPSHOT_MARKETPLACES, "autotrader")
-LISTING_COLUMNS = ["dealer_id", "marketplace", "stock_id", "listed", "completeness", "missing", "held_reasons"]
 
 
 PREVIEW_ROWS = 10
@@ -67,13 +65,11 @@ class FeedOutcome:
     rows_changed: int | None = None  # rebuilt from the last files: the vehicles rendered (None: the whole stock was)
 
     @classmethod
-    def of_listings(cls, marketplace: str, listings: pd.DataFrame, rendered: Rendered, rows_changed: int) -> "FeedOutcome":
-        """The outcome of a rebuild from the changed vehicles: the counts from every listing row, the preview from the changed ones."""
-        listed = listings["listed"].astype(bool)
-        scores = pd.to_numeric(listings.loc[listed, "completeness"])
+    def of_listings(cls, marketplace: str, counts: ListingCounts, rendered: Rendered, rows_changed: int) -> "FeedOutcome":
+        """The outcome of a rebuild from the changed vehicles: the counts over every vehicle, the preview from the changed ones."""
         return cls(
-            marketplace, published=True, listed=int(listed.sum()), held_back=int((~listed).sum()),
-            mean_completeness=float(scores.mean()) if len(scores) else 0.0, preview=rendered.items.head(PREVIEW_ROWS).copy(), rows_changed=rows_changed,
+            marketplace, published=True, listed=counts.listed, held_back=counts.held_back, mean_completeness=counts.mean_completeness,
+            preview=rendered.items.head(PREVIEW_ROWS).copy(), rows_changed=rows_changed,
         )
 
     @classmethod
@@ -104,38 +100,6 @@ class DealerRun:
     @property
     def ok(self) -> bool:
         return not self.landing.failed and not self.files_unreadable and not self.stock.held and not any(f.errors for f in self.feeds.values())
-
-
-def listings_path(paths: DataPaths, marketplace: str, dealer_id: str):
-    return paths.state / "listings" / marketplace / f"{dealer_id}.parquet"
-
-
-def save_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered: Rendered | None) -> pd.DataFrame:
-    """What this marketplace shows per vehicle of the dealer, kept under state/listings/ for the warehouse (removed when none)."""
-    target = listings_path(paths, marketplace, dealer_id)
-    if rendered is None:
-        target.unlink(missing_ok=True)
-        return pd.DataFrame(columns=LISTING_COLUMNS)
-    rows = conform("marketplace_listings", listing_rows(rendered))
-    write_parquet_atomically(rows, target)
-    return rows
-
-
-def patch_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered: Rendered, changed_ids: set[str]) -> pd.DataFrame:
-    """The kept listing rows with the changed vehicles' rows replaced by those of `rendered` (rendered from them alone)."""
-    target = listings_path(paths, marketplace, dealer_id)
-    previous = pd.read_parquet(target) if target.exists() else pd.DataFrame(columns=LISTING_COLUMNS)
-    unchanged = previous[~previous["stock_id"].astype(str).isin(changed_ids)]
-    fresh = listing_rows(rendered)
-    rows = conform("marketplace_listings", pd.concat([frame for frame in (unchanged, fresh) if len(frame)] or [previous.iloc[:0]], ignore_index=True))
-    write_parquet_atomically(rows, target)
-    return rows
-
-
-def read_listings(paths: DataPaths, dealer_id: str) -> pd.DataFrame:
-    frames = [pd.read_parquet(p) for m in MARKETPLACES if (p := listings_path(paths, m, dealer_id)).exists()]
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=LISTING_COLUMNS)
 
 
 def google_rows(dealer: Dealer, stock: StockView | pd.DataFrame, settings: Settings, paths: DataPaths, logger=log) -> FeedOutcome:
@@ -252,8 +216,8 @@ def _feed_files(
     spliced_files = _spliced_files(marketplace, dealer, view, settings, paths, delivered)
     if spliced_files is not None:
         files, rendered, changed_ids = spliced_files
-        listings = patch_listings(paths, marketplace, dealer.id, rendered, changed_ids)
-        return files, rendered, FeedOutcome.of_listings(marketplace, listings, rendered, rows_changed=len(changed_ids))
+        counts = patch_listings(paths, marketplace, dealer.id, rendered, changed_ids)
+        return files, rendered, FeedOutcome.of_listings(marketplace, counts, rendered, rows_changed=len(changed_ids))
     rendered = render_dealer(dealer, view.whole(), marketplace)
     save_listings(paths, marketplace, dealer.id, rendered)
     return snapshot_files(marketplace, rendered, dealer, settings.marketplaces[marketplace].file_format), rendered, FeedOutcome.of(marketplace, rendered)
@@ -353,20 +317,6 @@ def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, r
     counts["marketplace_listings"] = publish_listings(paths, dealer_id)
     ensure_catalog(paths)
     return counts
-
-
-def publish_listings(paths: DataPaths, dealer_id: str) -> int:
-    """The dealer's listing rows in the warehouse: each marketplace's file, kept (conformed) by its feed, linked in."""
-    table_file(paths, "marketplace_listings", dealer_id).unlink(missing_ok=True)  # the one file per dealer of earlier versions
-    rows = 0
-    for marketplace in MARKETPLACES:
-        source, target = listings_path(paths, marketplace, dealer_id), table_file(paths, "marketplace_listings", f"{dealer_id}__{marketplace}")
-        if source.exists():
-            link_into(source, target)
-            rows += pq.read_metadata(target).num_rows
-        else:
-            target.unlink(missing_ok=True)
-    return rows
 
 
 def sync_dealer(

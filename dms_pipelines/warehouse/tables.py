@@ -19,6 +19,10 @@ from dms_pipelines.stock.schema import PRIVATE_COLUMNS, STOCK_COLUMNS, empty_sto
 from dms_pipelines.stock.store import write_parquet_atomically
 
 EMPTY_FILE = "_empty.parquet"
+LISTING_DTYPES = {
+    "dealer_id": "string", "marketplace": "string", "stock_id": "string", "listed": "boolean", "completeness": "Float64", "missing": "string",
+    "held_reasons": "string",
+}
 
 
 def _typed(columns: dict[str, str]) -> pd.DataFrame:
@@ -54,12 +58,8 @@ TABLE_SCHEMAS |= {
     "stock_history": _typed(stock_history_dtypes()),  # its files are the base; the view of that name puts the log in place
     "stock_history_opened": _typed(stock_history_dtypes()),
     "stock_history_closed": _typed({"dealer_id": "string", "stock_id": "string", "valid_to": "datetime64[us, UTC]"}),
-    "marketplace_listings": _typed(
-        {
-            "dealer_id": "string", "marketplace": "string", "stock_id": "string", "listed": "boolean",
-            "completeness": "Float64", "missing": "string", "held_reasons": "string",
-        }
-    ),
+    "marketplace_listings": _typed(LISTING_DTYPES),  # its files are the base; the view of that name puts the changes in place
+    "marketplace_listings_changes": _typed(LISTING_DTYPES | {"removed": "boolean"}),
     "deliveries": _typed(
         {
             "id": "Int64", "run_id": "string", "marketplace": "string", "dealer_id": "string", "item_key": "string",
@@ -84,7 +84,7 @@ TABLE_SCHEMAS |= {
     ),
 }
 
-BASE_VIEWS = {"stock_current": "stock_current_base", "stock_history": "stock_history_base"}  # tables whose files are a base, shown under their name by a view below
+BASE_VIEWS = {"stock_current": "stock_current_base", "stock_history": "stock_history_base", "marketplace_listings": "marketplace_listings_base"}  # tables whose files are a base, shown under their name by a view below
 
 VIEWS: dict[str, str] = {
     "stock_current": """
@@ -95,6 +95,12 @@ VIEWS: dict[str, str] = {
         SELECT b.* REPLACE (coalesce(b.valid_to, c.valid_to) AS valid_to) FROM stock_history_base b
         LEFT JOIN stock_history_closed c ON c.dealer_id = b.dealer_id AND c.stock_id = b.stock_id AND b.valid_to IS NULL
         UNION ALL BY NAME SELECT * FROM stock_history_opened""",
+    "marketplace_listings": """
+        SELECT * FROM marketplace_listings_base b
+        WHERE NOT EXISTS (
+            SELECT 1 FROM marketplace_listings_changes c WHERE c.dealer_id = b.dealer_id AND c.marketplace = b.marketplace AND c.stock_id = b.stock_id
+        )
+        UNION ALL BY NAME SELECT * EXCLUDE (removed) FROM marketplace_listings_changes WHERE NOT removed""",
     "price_changes": """
         SELECT dealer_id, stock_id, make, model, valid_from AS changed_at, previous_price AS old_price, price AS new_price,
                price - previous_price AS change

@@ -230,6 +230,15 @@ def test_a_delta_rebuilds_the_dealer_files_from_the_changed_vehicles_alone(paths
             assert (folder / name).read_bytes() == expected, f"{marketplace} {name} differs from a whole build"
     assert metadata["google_listings"]["rebuilt_from_changed_vehicles"].value == 1
     assert metadata["autotrader_listings"]["rebuilt_from_changed_vehicles"].value == 1
+    from dms_pipelines.marketplaces.base import listing_rows
+    from dms_pipelines.marketplaces.registry import render_dealer as render_whole
+
+    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+        for marketplace, asset in (("google", "google_listings"), ("website", "website_feed"), ("meta", "meta_feed"), ("carsnip", "carsnip_feed")):
+            whole = listing_rows(render_whole(dealer, read_stock(paths.state, "leeds"), marketplace))
+            seen = db.execute(f"SELECT stock_id, listed FROM marketplace_listings WHERE dealer_id = 'leeds' AND marketplace = '{marketplace}' ORDER BY stock_id").fetchall()
+            assert seen == sorted(zip(whole["stock_id"].astype(str), whole["listed"].astype(bool)))  # the logged rows in place, as a whole render gives them
+            assert (metadata[asset]["listed"].value, metadata[asset]["held_back"].value) == (int(whole["listed"].sum()), int((~whole["listed"].astype(bool)).sum()))
     assert metadata["autotrader_listings"]["calls"].value == 1 and metadata["autotrader_listings"]["unchanged"].value == 0  # the sold car's ledger row alone was read
     assert build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml").resolve_job_def("account_feeds").execute_in_process(instance=instance).success
     from dms_pipelines.marketplaces import google
