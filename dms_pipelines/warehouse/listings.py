@@ -15,6 +15,9 @@ from dms_pipelines.stock.changes import GENERATION_KEY, MIN_LOG_CAP, footer_gene
 from dms_pipelines.stock.store import write_parquet_atomically
 from dms_pipelines.warehouse.tables import conform, link_into, table_file
 
+ROWS_KEY = b"dms_pipelines.rows"  # in a changes file's footer: the dealer's rows with the changes in place
+
+
 @dataclass(frozen=True)
 class ListingCounts:
     """Over every vehicle of the dealer: how many the marketplace lists, how many it would reject, the listed ones' mean completeness."""
@@ -64,8 +67,10 @@ def patch_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered:
         write_parquet_atomically(whole, base_file, {GENERATION_KEY: str(generation + 1).encode()})
         changes_path(paths, marketplace, dealer_id).unlink(missing_ok=True)
         return _counts(whole)
-    write_parquet_atomically(changes, changes_path(paths, marketplace, dealer_id), {GENERATION_KEY: str(generation).encode()})
-    return _counts(_applied(_base_columns(base_file), changes))
+    counts = _counts(_applied(_base_columns(base_file), changes))
+    footer = {GENERATION_KEY: str(generation).encode(), ROWS_KEY: str(counts.listed + counts.held_back).encode()}
+    write_parquet_atomically(changes, changes_path(paths, marketplace, dealer_id), footer)
+    return counts
 
 
 def read_listings(paths: DataPaths, marketplace: str, dealer_id: str) -> pd.DataFrame:
@@ -91,8 +96,10 @@ def publish_listings(paths: DataPaths, dealer_id: str) -> int:
                 link_into(source, target)
             else:
                 target.unlink(missing_ok=True)
-        if base_file.exists():
-            rows += len(_applied(_base_columns(base_file), changes))
+        if len(changes):
+            rows += int(pq.read_schema(changes_file).metadata[ROWS_KEY])
+        elif base_file.exists():
+            rows += pq.read_metadata(base_file).num_rows
     return rows
 
 
