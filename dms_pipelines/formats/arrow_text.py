@@ -99,14 +99,16 @@ def nonempty_fields(text: pa.Array, separator: int) -> np.ndarray:
     starts = np.zeros(len(body), dtype=bool)  # a field starts at a row's first byte or after a separator
     starts[offsets[:-1][np.diff(offsets) > 0] - offsets[0]] = True
     starts[1:] |= body[:-1] == separator
-    positions = np.flatnonzero(starts & (body != separator)) + offsets[0]
-    counts = np.bincount(np.searchsorted(offsets, positions, side="right") - 1, minlength=len(text))
-    return counts * valid_rows(text)
+    return _per_string(text, offsets, np.flatnonzero(starts & (body != separator)) + offsets[0])
 
 
 def byte_counts(text: pa.Array, byte: int) -> np.ndarray:
     """Per string of a contiguous array, how many times the ASCII `byte` occurs in it (missing: 0)."""
     offsets, data = string_buffers(text)
-    positions = np.flatnonzero(data[offsets[0] : offsets[-1]] == byte) + offsets[0]
+    return _per_string(text, offsets, np.flatnonzero(data[offsets[0] : offsets[-1]] == byte) + offsets[0])
+
+
+def _per_string(text: pa.Array, offsets: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """How many of the byte `positions` fall in each string (missing strings: 0)."""
     counts = np.bincount(np.searchsorted(offsets, positions, side="right") - 1, minlength=len(text))
     return counts * valid_rows(text)

@@ -54,9 +54,8 @@ def read_history_log(state_dir: Path, dealer_id: str) -> HistoryLog:
 
 
 def write_history_log(state_dir: Path, dealer_id: str, log: HistoryLog) -> None:
-    closed = empty_history().iloc[:0].reindex(range(len(log.closed)))
-    closed["stock_id"], closed["valid_to"] = log.closed["stock_id"].to_numpy(), log.closed["valid_to"].to_numpy()
-    rows = pd.concat([log.opened.assign(kind=OPENED), closed.astype(stock_history_dtypes()).assign(kind=CLOSED)], ignore_index=True)
+    closed = _partial(log.closed[["stock_id", "valid_to"]])
+    rows = pd.concat([log.opened.assign(kind=OPENED), closed.assign(kind=CLOSED)], ignore_index=True)
     _write(rows, history_log_path(state_dir, dealer_id), log.base_generation)
 
 
@@ -64,6 +63,14 @@ def write_history(state_dir: Path, dealer_id: str, history: pd.DataFrame, genera
     """The whole history as the new base, then an empty log on it."""
     _write(history.astype(stock_history_dtypes()), history_path(state_dir, dealer_id), generation)
     write_history_log(state_dir, dealer_id, HistoryLog.empty(generation))
+
+
+def _partial(columns: pd.DataFrame) -> pd.DataFrame:
+    """History rows with only these columns known (the others empty)."""
+    rows = empty_history().reindex(range(len(columns)))
+    for name in columns.columns:
+        rows[name] = columns[name].to_numpy()
+    return rows.astype(stock_history_dtypes())
 
 
 def _write(frame: pd.DataFrame, path: Path, generation: int) -> None:
@@ -94,10 +101,10 @@ def record_versions(state_dir: Path, dealer_id: str, changed: pd.DataFrame, at: 
     """An hourly delta's versions: the changed vehicles' open versions compared and, where they changed, closed, and new
     ones opened, written to the log alone. The base is read for three columns only; it is rewritten when the log has
     outgrown it (or holds a version hashed by an earlier scheme), as a full export's history is."""
+    base_file = history_path(state_dir, dealer_id)
     log = read_history_log(state_dir, dealer_id)
-    base_open = _open_in_base(history_path(state_dir, dealer_id), changed_ids - set(log.closed["stock_id"]))
-    following = _next_log(base_open, log, changed, at, changed_ids)
-    base_rows = pq.read_metadata(history_path(state_dir, dealer_id)).num_rows if history_path(state_dir, dealer_id).exists() else 0
+    following = _next_log(_open_in_base(base_file, changed_ids - set(log.closed["stock_id"])), log, changed, at, changed_ids)
+    base_rows = pq.read_metadata(base_file).num_rows if base_file.exists() else 0
     if following is None or len(following.opened) > max(MIN_LOG_CAP, base_rows // 10):
         write_history(state_dir, dealer_id, update_history(read_history(state_dir, dealer_id), changed, at, changed_ids), generation)
     else:
@@ -120,9 +127,7 @@ def _next_log(base_open: pd.DataFrame, log: HistoryLog, changed: pd.DataFrame, a
     candidates = pd.concat([base_open["version_hash"], log.opened.loc[log.opened["valid_to"].isna(), "version_hash"]])
     if (~candidates.str.startswith(HASH_SCHEME).fillna(True).astype(bool)).any():
         return None
-    from_base = empty_history().reindex(range(len(base_open)))
-    from_base["stock_id"], from_base["version_hash"] = base_open["stock_id"].to_numpy(), base_open["version_hash"].to_numpy()
-    touched = pd.concat([from_base.astype(stock_history_dtypes()), log.opened], ignore_index=True)
+    touched = pd.concat([_partial(base_open[["stock_id", "version_hash"]]), log.opened], ignore_index=True)
     updated = update_history(touched, changed, at, changed_ids)
     in_base = updated.iloc[: len(base_open)]
     ended = in_base.loc[in_base["valid_to"].notna(), ["stock_id", "valid_to"]]

@@ -139,12 +139,17 @@ def write_stock(state_dir: Path, dealer_id: str, stock: pd.DataFrame, generation
     write_parquet_atomically(coerce_to_schema(stock), stock_path(state_dir, dealer_id), metadata)
 
 
+def among(stock_ids: pd.Series, wanted: pd.Series) -> np.ndarray:
+    """Per stock number of `stock_ids`, whether `wanted` holds it: Arrow hashes the (few) wanted ones and scans the many."""
+    value_set = pa.array(wanted.astype(str).unique().tolist(), pa.string())
+    return pc.is_in(pa.array(stock_ids.astype(str).array, pa.string()), value_set=value_set).to_numpy(zero_copy_only=False)
+
+
 def _rows_of(frame: pd.DataFrame, changed: pd.DataFrame) -> np.ndarray:
     """Per row of `frame`, whether `changed` holds its dealer and stock number: the few rows whose stock number is changed
     anywhere are found by Arrow first, then only those are matched on both keys."""
-    maybe = np.asarray(pc.is_in(pa.array(frame["stock_id"].astype(str).array), value_set=pa.array(changed["stock_id"].astype(str).unique().tolist(), pa.string())))
     found = np.zeros(len(frame), dtype=bool)
-    positions = np.flatnonzero(maybe)
+    positions = np.flatnonzero(among(frame["stock_id"], changed["stock_id"]))
     if len(positions):
         keys = pd.MultiIndex.from_frame(changed[["dealer_id", "stock_id"]].astype(str))
         found[positions] = pd.MultiIndex.from_frame(frame.iloc[positions][["dealer_id", "stock_id"]].astype(str)).isin(keys)

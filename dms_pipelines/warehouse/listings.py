@@ -4,15 +4,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dms_pipelines.marketplaces.base import Rendered, listing_rows
 from dms_pipelines.marketplaces.registry import SPECS
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.stock.changes import GENERATION_KEY, MIN_LOG_CAP, footer_generation
-from dms_pipelines.stock.store import write_parquet_atomically
+from dms_pipelines.stock.store import among, write_parquet_atomically
 from dms_pipelines.warehouse.tables import conform, link_into, table_file
 
 ROWS_KEY = b"dms_pipelines.rows"  # in a changes file's footer: the dealer's rows with the changes in place
@@ -122,8 +120,7 @@ def _applied(base: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
     """The base's rows of vehicles without changes, then the changed vehicles' rows that are not removals."""
     if not len(changes):
         return base.reset_index(drop=True)
-    changed = pa.array(changes["stock_id"].astype(str).tolist(), pa.string())
-    keep = ~pc.is_in(pa.array(base["stock_id"].astype(str).array), value_set=changed).to_numpy(zero_copy_only=False)
+    keep = ~among(base["stock_id"], changes["stock_id"])
     present = changes.loc[~changes["removed"].astype(bool), [c for c in base.columns if c in changes.columns]]
     return pd.concat([base[keep], present], ignore_index=True)
 
