@@ -150,8 +150,9 @@ def publish_stock(paths: DataPaths, dealer_id: str, base_file: Path, base_genera
     target = _base_copy(paths, "stock_current", dealer_id, base_file, base_generation, stock_current_empty)
     write_parquet_atomically(conform("stock_current_changes", changes), table_file(paths, "stock_current_changes", dealer_id))
     base_ids = pq.read_table(target, columns=["stock_id"])["stock_id"]
-    added = pc.sum(pc.invert(pc.is_in(pa.array(changes["stock_id"].astype(str).tolist(), pa.string()), value_set=base_ids.combine_chunks().cast(pa.string())))).as_py()
-    return base_ids.length() + (added or 0)
+    changed = pa.array(changes["stock_id"].astype(str).unique().tolist(), base_ids.type)  # the few are hashed, the many scanned
+    in_base = pc.sum(pc.is_in(base_ids, value_set=changed)).as_py() or 0  # the base holds each stock number once
+    return len(base_ids) + len(changed) - in_base
 
 
 def publish_history(paths: DataPaths, dealer_id: str, base_file: Path, log: HistoryLog) -> int:

@@ -323,6 +323,9 @@ def test_deltas_applied_alone_give_the_stock_the_whole_stock_path_gives(paths, s
         with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
             published = db.execute(f"SELECT count(*), count(*) FILTER (WHERE status = 'sold') FROM stock_current WHERE dealer_id = '{dealer.id}'").fetchall()[0]
         assert published == (len(alone[dealer.id]), int((alone[dealer.id]["status"] == "sold").sum()))
+        with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
+            counted = db.execute(f"SELECT vehicles FROM sync_runs WHERE dealer_id = '{dealer.id}' ORDER BY started_at DESC LIMIT 1").fetchall()
+        assert counted == [(len(alone[dealer.id]),)]  # the hourly run's count: the base's vehicles plus the new ones in the log
         history, log = read_history(paths.state, dealer.id), read_history_log(paths.state, dealer.id)
         assert len(log.opened) and len(log.closed)  # the deltas' versions went to the history's log, not a rewritten base
         with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
