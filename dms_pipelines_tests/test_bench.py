@@ -1,0 +1,37 @@
+"""The single-dealer benchmark runs every stage on a small export and reports what docs/benchmarks.md quotes."""
+
+import json
+
+from dms_pipelines.bench import run_benchmarks
+
+NIGHTLY_STAGES = [
+    "parse", "validate", "merge (full)", "store the stock (base file)",
+    "render google", "serialise + write google", "assemble the google account file",
+    "render website", "serialise + write website", "render meta", "serialise + write meta",
+    "render carsnip", "serialise + write carsnip", "render autotrader", "diff autotrader (hash items, compare with ledger)",
+    "history (versions compared, written as the base)", "warehouse publish + catalog",
+]
+
+
+def test_bench_reports_each_stage_with_wall_and_cpu_time_beside_the_duckdb_baseline(tmp_path):
+    printed: list[str] = []
+    document = run_benchmarks([1_000], tmp_path, echo=printed.append)
+
+    [written] = tmp_path.glob("bench-*.json")
+    assert json.loads(written.read_text()) == document
+    [result] = document["results"]
+    assert result["vehicles"] == 1_000 and result["rows_conserved"] is True
+    names = [stage["stage"] for stage in result["stages"]]
+    assert names[: len(NIGHTLY_STAGES)] == NIGHTLY_STAGES
+    assert names[len(NIGHTLY_STAGES)] == "baseline: duckdb read_csv -> parquet"
+    assert any(name.startswith("hourly: rebuild") for name in names) and any(name.startswith("limit: copy") for name in names)
+    for stage in result["stages"]:
+        assert stage["seconds"] > 0 and stage["cpu_seconds"] >= 0 and stage["peak_mb"] > 0, stage
+    nightly = result["stages"][: len(NIGHTLY_STAGES)]
+    assert result["nightly_path_seconds"] == round(sum(stage["seconds"] for stage in nightly), 3)
+    assert result["nightly_path_cpu_seconds"] == round(sum(stage["cpu_seconds"] for stage in nightly), 3)
+    assert result["ratio_to_duckdb"] == round(result["nightly_path_seconds"] / result["duckdb_baseline_seconds"], 1)
+    assert result["hourly_files_bytes"] > 0
+    summary = next(line for line in printed if "nightly path" in line)
+    assert f"{result['nightly_path_seconds']:.2f} s" in summary and "cores busy" in summary and "DuckDB baseline" in summary
+    assert not any(path.name.startswith("work-") for path in tmp_path.iterdir())  # the generated files are removed
