@@ -22,6 +22,12 @@ SPACE_CHARACTERS = " \t\r\n\u00a0"
 SPACE = f"[{SPACE_CHARACTERS}]"
 SPACE_FIRST_BYTES = [char.encode()[0] for char in SPACE_CHARACTERS]
 SPACE_LAST_BYTES = [char.encode()[-1] for char in SPACE_CHARACTERS]
+# Bytes that, next to a list separator, send the row to the regular expression: a whitespace character's first (after
+# the separator) or last (before it) byte, or another separator (already swapped to LIST_SEPARATOR's byte).
+_SPACE_LAST_OR_LIST = np.zeros(256, dtype=bool)
+_SPACE_LAST_OR_LIST[SPACE_LAST_BYTES + [ord(LIST_SEPARATOR)]] = True
+_SPACE_FIRST_OR_LIST = np.zeros(256, dtype=bool)
+_SPACE_FIRST_OR_LIST[SPACE_FIRST_BYTES + [ord(LIST_SEPARATOR)]] = True
 # Bytes that never begin or end whitespace (printable ASCII): a string with them at both ends needs no trimming.
 PRINTABLE_ASCII = np.zeros(256, dtype=bool)
 PRINTABLE_ASCII[0x21:0x7F] = True
@@ -64,10 +70,19 @@ def _strings(values: pa.ChunkedArray | pa.Array) -> pd.Series:
 
 
 def _mask(values: pa.ChunkedArray, hidden: np.ndarray) -> pa.ChunkedArray:
-    """`values` with nulls where `hidden` is true."""
+    """`values` with nulls where `hidden` is true: a new validity bitmap over the same offsets and data (no copy of the text)."""
     if not hidden.any():
         return values
-    return pc.if_else(pa.array(hidden), pa.scalar(None, values.type), values)
+    chunks, start = [], 0
+    for chunk in values.chunks:
+        valid = ~hidden[start : start + len(chunk)]
+        if chunk.null_count:
+            valid &= chunk.is_valid().to_numpy(zero_copy_only=False)
+        start += len(chunk)
+        # the bitmap is read from the chunk's own offset, so it starts with that many (unread) bits
+        bitmap = pa.array(np.concatenate([np.zeros(chunk.offset, dtype=bool), valid])).buffers()[1]
+        chunks.append(pa.Array.from_buffers(chunk.type, len(chunk), [bitmap, *chunk.buffers()[1:]], int((~valid).sum()), chunk.offset))
+    return pa.chunked_array(chunks, type=values.type)
 
 
 def _blank(text: pa.ChunkedArray) -> np.ndarray:
@@ -188,22 +203,35 @@ def _trim_chunks(values: pa.ChunkedArray, trim, untouched: np.ndarray) -> pa.Chu
     return pa.chunked_array([chunk if _edges_within(chunk, untouched) else trim(chunk) for chunk in values.chunks], type=values.type)
 
 
-def _swap_separator(chunk: pa.Array, separator: int) -> tuple[pa.Array, np.ndarray]:
-    """`chunk` with every `separator` byte made LIST_SEPARATOR's, and the rows where a separator touches whitespace
-    or another separator (judged by neighbouring bytes, so possibly a few more rows than that)."""
-    offsets, data = string_buffers(chunk)
-    if offsets[-1] == offsets[0]:
-        return chunk, np.zeros(0, dtype=np.int64)
-    found = np.flatnonzero(data[offsets[0] : offsets[-1]] == separator) + offsets[0]
-    swapped = data.copy()
-    swapped[found] = ord(LIST_SEPARATOR)
-    before = data[np.maximum(found - 1, 0)]
-    after = data[np.minimum(found + 1, len(data) - 1)]
-    touching = np.isin(before, SPACE_LAST_BYTES + [separator]) | np.isin(after, SPACE_FIRST_BYTES + [separator])
-    rows = np.unique(np.searchsorted(offsets, found[touching], side="right") - 1)
-    validity, offsets_buffer, _ = chunk.buffers()
-    result = pa.Array.from_buffers(chunk.type, len(chunk), [validity, offsets_buffer, pa.py_buffer(swapped)], chunk.null_count, chunk.offset)
-    return result, rows
+def _joined_swapping(text: pa.ChunkedArray, separator: int) -> tuple[pa.Array, np.ndarray]:
+    """The chunks joined into one array (the one copy of the text) with every `separator` byte made LIST_SEPARATOR's, and
+    the rows where a separator touches whitespace or another separator (judged by neighbouring bytes, so possibly a few
+    more rows than that). A chunk at a time, each scanned while it is still in cache."""
+    parts = [string_buffers(chunk) for chunk in text.chunks]
+    lengths = np.concatenate([np.diff(offsets) for offsets, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    joined = np.empty(int(offsets[-1]), dtype=np.uint8)
+    touching_rows, row, position = [], 0, 0
+    for chunk_offsets, chunk_data in parts:
+        data = joined[position : position + int(chunk_offsets[-1] - chunk_offsets[0])]
+        data[:] = chunk_data[chunk_offsets[0] : chunk_offsets[-1]]
+        found = np.flatnonzero(data == separator)
+        if found.size:
+            data[found] = ord(LIST_SEPARATOR)
+            touching = _SPACE_LAST_OR_LIST[data[np.maximum(found - 1, 0)]] | _SPACE_FIRST_OR_LIST[data[np.minimum(found + 1, len(data) - 1)]]
+            if touching.any():
+                touching_rows.append(row + np.searchsorted(chunk_offsets - chunk_offsets[0], found[touching], side="right") - 1)
+        row += len(chunk_offsets) - 1
+        position += len(data)
+    rows = np.unique(np.concatenate(touching_rows)) if touching_rows else np.zeros(0, dtype=np.int64)
+    large = pa.types.is_large_string(text.type) or len(joined) >= 2**31
+    valid = pa.array(pc.is_valid(text).to_numpy(zero_copy_only=False)).buffers()[1] if text.null_count else None
+    array = pa.Array.from_buffers(
+        pa.large_string() if large else pa.string(), len(lengths),
+        [valid, pa.py_buffer(offsets if large else offsets.astype(np.int32)), pa.py_buffer(joined)], text.null_count,
+    )
+    return array, rows
 
 
 def _list(text: pa.ChunkedArray, separator: str) -> pa.ChunkedArray:
@@ -214,14 +242,8 @@ def _list(text: pa.ChunkedArray, separator: str) -> pa.ChunkedArray:
     else:
         # Where no separator touches whitespace or another separator, each match of the pattern is the separator
         # alone: a byte swap does the work, and the pattern runs only on the other rows.
-        chunks, irregular, start = [], [], 0
-        for chunk in text.chunks:
-            swapped, rows = _swap_separator(chunk, ord(separator))
-            chunks.append(swapped)
-            irregular.append(rows + start)
-            start += len(chunk)
-        joined = pa.chunked_array(chunks, type=text.type)
-        rows = np.concatenate(irregular) if irregular else np.zeros(0, dtype=np.int64)
+        swapped, rows = _joined_swapping(text, ord(separator))
+        joined = pa.chunked_array([swapped])
         if rows.size:
             joined = _patch(joined, rows, pc.replace_substring_regex(text.take(pa.array(rows)), pattern, LIST_SEPARATOR).combine_chunks())
     # the trimmed characters are ASCII, so trimming bytes is trimming characters (and much faster)

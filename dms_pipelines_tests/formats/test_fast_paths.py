@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dms_pipelines.formats.profile import FieldMapping, find_profile
 from dms_pipelines.formats.reader import FIELD_END, read_export
-from dms_pipelines.formats.values import SPACE, _convert, _list
+from dms_pipelines.formats.values import SPACE, _convert, _list, _mask
 from dms_pipelines.paths import PROJECT_ROOT
 from dms_pipelines_tests.formats.test_reader import star_document, star_item
 
@@ -83,6 +83,36 @@ def test_lists_collapse_whitespace_and_empty_items_as_the_pattern_does():
     expected = text.str.replace(f"{SPACE}*(?:;{SPACE}*)+", "|", regex=True).str.strip("| ")
     got = _list(pa.chunked_array([pa.array(values[:5]), pa.array(values[5:])]), ";")
     assert got.to_pylist() == [None if v is pd.NA else v for v in expected]
+
+
+def _chunked(values: list, cuts: list[int], lead: int, large: bool) -> pa.ChunkedArray:
+    """`values` in chunks split at `cuts`, each chunk a slice `lead` rows into a longer array (a non-zero offset)."""
+    bounds = sorted({0, len(values), *(min(cut, len(values)) for cut in cuts)})
+    kind = pa.large_string() if large else pa.string()
+    chunks = [pa.array(["pad"] * lead + values[a:b], type=kind).slice(lead) for a, b in zip(bounds, bounds[1:])]
+    return pa.chunked_array(chunks, type=kind)
+
+
+LIST_CELLS = st.one_of(st.none(), st.lists(st.sampled_from(["a", "bc", ";", ";", " ", "|", "\u00a0", "é", "\t", "x;y"]), max_size=8).map("".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LIST_CELLS, max_size=20), st.lists(st.integers(0, 20), max_size=3), st.integers(0, 3), st.booleans())
+def test_lists_from_any_chunks_match_the_pattern(values, cuts, lead, large):
+    expected = pd.Series(values, dtype="string").str.replace(f"{SPACE}*(?:;{SPACE}*)+", "|", regex=True).str.strip("| ")
+    got = _list(_chunked(values, cuts, lead, large), ";")
+    assert got.to_pylist() == [None if v is pd.NA else v for v in expected]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.text(max_size=4)), st.booleans()), max_size=20), st.lists(st.integers(0, 20), max_size=3), st.integers(0, 3), st.booleans())
+def test_masking_sets_nulls_over_the_same_text(rows, cuts, lead, large):
+    values = [value for value, _ in rows]
+    hidden = np.array([hide for _, hide in rows], dtype=bool)
+    masked = _mask(_chunked(values, cuts, lead, large), hidden)
+    assert masked.to_pylist() == [None if hide else value for value, hide in rows]
+    assert masked.null_count == sum(1 for value, hide in rows if hide or value is None)
+    masked.validate(full=True)
 
 
 def test_star5_records_holding_the_field_marker_are_read_field_by_field(tmp_path: Path):
