@@ -227,25 +227,19 @@ def checked_dealer(accepted: pd.DataFrame, result: ParseResult) -> str:
     return str(result.rows["dealer_id"].iloc[0]) if len(result.rows) else str(accepted["dealer_id"].iloc[0]) if len(accepted) else ""
 
 
+def _python_values(values: pd.Series) -> list:
+    """The column as plain Python values, None where missing, converted column-wise (not a row at a time)."""
+    return values.astype("object").where(values.notna(), None).tolist()
+
+
 def record_quarantine(engine: Engine, dealer_id: str, file_id: int, file_name: str, issues: pd.DataFrame, export_kind: str) -> None:
     now = utc_now()
-    rows = [
-        {
-            "dealer_id": dealer_id,
-            "file_id": file_id,
-            "source_file": file_name,
-            "source_row": None if pd.isna(r.source_row) else int(r.source_row),
-            "stock_id": None if pd.isna(r.stock_id) else str(r.stock_id),
-            "field": None if pd.isna(r.field) else str(r.field),
-            "rule": str(r.rule),
-            "value": None if pd.isna(r.value) else str(r.value),
-            "severity": str(r.severity),
-            "message": str(r.message),
-            "first_seen": now,
-            "status": "open",
-        }
-        for r in issues.itertuples(index=False)
-    ]
+    varying = {
+        "source_row": _python_values(issues["source_row"].astype("Int64")),
+        **{name: _python_values(issues[name].astype("string")) for name in ("stock_id", "field", "rule", "value", "severity", "message")},
+    }
+    fixed = {"dealer_id": dealer_id, "file_id": file_id, "source_file": file_name, "first_seen": now, "status": "open"}
+    rows = [fixed | dict(zip(varying, values)) for values in zip(*varying.values())]
     with engine.begin() as connection:
         connection.execute(delete(quarantine).where(quarantine.c.file_id == file_id))
         if rows and dealer_id:
