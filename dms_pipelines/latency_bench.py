@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ def bench_sold_latency(work: Path, vehicles: int = 600, timeout: float = 180.0, 
     daemon = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
         cwd=PROJECT_ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its code server and the runs it launches share its process group, stopped together
     )
     daemon_seconds = None
     try:
@@ -70,15 +72,32 @@ def bench_sold_latency(work: Path, vehicles: int = 600, timeout: float = 180.0, 
                 break
             time.sleep(0.25)
     finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+        stop_process_group(daemon)
         simulator.stop()
     echo("sold-car fast path, end to end under the daemon (sensor, queued run, account feed): "
          + (f"{daemon_seconds:.1f} s ({stock_id})" if daemon_seconds is not None else f"not done within {timeout:.0f} s"))
     return {"vehicles": vehicles, "job_alone_seconds": round(job_seconds, 2), "daemon_end_to_end_seconds": round(daemon_seconds, 1) if daemon_seconds else None}
+
+
+def stop_process_group(leader: subprocess.Popen, grace: float = 30.0) -> None:
+    """Stop a process started with start_new_session and everything in its group: the Dagster daemon's code server and
+    run workers outlive the daemon itself, and would go on writing into its DAGSTER_HOME after the caller removed it."""
+    try:
+        os.killpg(leader.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    try:
+        leader.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    while True:
+        leader.poll()  # reaped, so that a leader killed below does not linger as a member of its group
+        try:
+            os.killpg(leader.pid, signal.SIGKILL if time.monotonic() > deadline else 0)
+        except ProcessLookupError:
+            return  # the group is empty
+        time.sleep(0.1)
 
 
 def _next_stamp(hours: int):

@@ -1,8 +1,13 @@
-"""The single-dealer benchmark runs every stage on a small export and reports what docs/benchmarks.md quotes."""
+"""The benchmarks: the single-dealer one runs every stage on a small export and reports what docs/benchmarks.md quotes;
+the sold-car one leaves no process of the daemon behind."""
 
 import json
+import os
+import subprocess
+import time
 
 from dms_pipelines.bench import run_benchmarks
+from dms_pipelines.latency_bench import stop_process_group
 
 NIGHTLY_STAGES = [
     "parse", "validate", "merge (full)", "store the stock (base file)",
@@ -35,3 +40,24 @@ def test_bench_reports_each_stage_with_wall_and_cpu_time_beside_the_duckdb_basel
     summary = next(line for line in printed if "nightly path" in line)
     assert f"{result['nightly_path_seconds']:.2f} s" in summary and "cores busy" in summary and "DuckDB baseline" in summary
     assert not any(path.name.startswith("work-") for path in tmp_path.iterdir())  # the generated files are removed
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stopping_the_daemons_group_stops_the_processes_it_started_too(tmp_path):
+    # a leader whose child outlives it, and a grandchild that ignores SIGTERM: as the daemon's code server and run workers
+    script = "trap '' TERM; sleep 60 & (trap '' TERM; sleep 60) & wait"
+    leader = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+    time.sleep(0.3)
+    assert _group_alive(leader.pid)
+    started = time.monotonic()
+    stop_process_group(leader, grace=1.0)
+    assert not _group_alive(leader.pid)
+    assert leader.returncode is not None
+    assert time.monotonic() - started < 10  # not the children's 60 s
