@@ -1,4 +1,4 @@
-"""Benchmarks: each stage's wall time, rows per second and peak memory, next to DuckDB reading the same file in the same run."""
+"""Benchmarks: each stage's wall time, CPU time, rows per second and peak memory, next to DuckDB reading the same file in the same run."""
 
 import json
 import multiprocessing
