@@ -1,5 +1,8 @@
 """The operational database's tables and engine: SQLite under state/ by default, PostgreSQL by URL."""
 
+import random
+import sqlite3
+import time
 from functools import lru_cache
 
 from sqlalchemy import (
@@ -156,12 +159,30 @@ sync_runs = Table(
 )
 
 
+WAL_SWITCH_SECONDS = 60
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=60000")  # parallel dealers wait for the lock instead of failing
+    _switch_to_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _switch_to_wal(cursor) -> None:
+    """Put the database in WAL mode (a no-op once it is). Processes opening a new database at once can each hold the
+    shared lock the switch must upgrade; SQLite then refuses one at once ("database is locked") instead of waiting, as
+    waiting would deadlock, so the refused one tries again."""
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.05))
 
 
 @lru_cache(maxsize=16)

@@ -1,6 +1,7 @@
 """The operational database: processes that start together on a new database all get their tables."""
 
 import multiprocessing
+import sqlite3
 
 from sqlalchemy import inspect, text
 
@@ -10,6 +11,39 @@ from dms_pipelines.operations.db import engine_for, metadata
 def _open_when_all_ready(url: str, together) -> None:
     together.wait(60)
     engine_for(url)
+
+
+def _open_each_when_all_ready(folder: str, trials: int, together, failures) -> None:
+    import sqlite3
+
+    from dms_pipelines.operations.db import _sqlite_pragmas
+
+    for trial in range(trials):
+        together.wait(60)
+        try:
+            connection = sqlite3.connect(f"{folder}/{trial}.sqlite", timeout=60)
+            _sqlite_pragmas(connection, None)
+            connection.close()
+        except sqlite3.Error as error:
+            failures.put(f"{trial}: {error}")
+
+
+def test_processes_opening_new_databases_at_once_all_switch_them_to_wal(tmp_path):
+    # Switching a new database to WAL from several processes at once used to fail one of them now and then with
+    # "database is locked" (SQLite refuses at once where waiting would deadlock): 14 of 480 connections in 60 trials.
+    context = multiprocessing.get_context("spawn")
+    processes, trials = 8, 40
+    together, failures = context.Barrier(processes), context.Queue()
+    workers = [context.Process(target=_open_each_when_all_ready, args=(str(tmp_path), trials, together, failures)) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(180)
+    assert [worker.exitcode for worker in workers] == [0] * processes
+    assert failures.empty(), failures.get()
+    for trial in range(trials):
+        with sqlite3.connect(tmp_path / f"{trial}.sqlite") as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_processes_creating_the_tables_at_once_all_succeed(tmp_path):
