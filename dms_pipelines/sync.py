@@ -227,17 +227,10 @@ def checked_dealer(accepted: pd.DataFrame, result: ParseResult) -> str:
     return str(result.rows["dealer_id"].iloc[0]) if len(result.rows) else str(accepted["dealer_id"].iloc[0]) if len(accepted) else ""
 
 
-def _python_values(values: pd.Series) -> list:
-    """The column as plain Python values, None where missing, converted column-wise (not a row at a time)."""
-    return values.astype("object").where(values.notna(), None).tolist()
-
-
 def record_quarantine(engine: Engine, dealer_id: str, file_id: int, file_name: str, issues: pd.DataFrame, export_kind: str) -> None:
     now = utc_now()
-    varying = {
-        "source_row": _python_values(issues["source_row"].astype("Int64")),
-        **{name: _python_values(issues[name].astype("string")) for name in ("stock_id", "field", "rule", "value", "severity", "message")},
-    }
+    dtypes = {"source_row": "Int64"} | {name: "string" for name in ("stock_id", "field", "rule", "value", "severity", "message")}
+    varying = {name: issues[name].astype(dtype).to_numpy(dtype=object, na_value=None).tolist() for name, dtype in dtypes.items()}  # a column at a time
     fixed = {"dealer_id": dealer_id, "file_id": file_id, "source_file": file_name, "first_seen": now, "status": "open"}
     rows = [fixed | dict(zip(varying, values)) for values in zip(*varying.values())]
     with engine.begin() as connection:

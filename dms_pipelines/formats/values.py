@@ -79,10 +79,14 @@ def _mask(values: pa.ChunkedArray, hidden: np.ndarray) -> pa.ChunkedArray:
         if chunk.null_count:
             valid &= chunk.is_valid().to_numpy(zero_copy_only=False)
         start += len(chunk)
-        # the bitmap is read from the chunk's own offset, so it starts with that many (unread) bits
-        bitmap = pa.array(np.concatenate([np.zeros(chunk.offset, dtype=bool), valid])).buffers()[1]
+        bitmap = _validity_bitmap(valid, chunk.offset)
         chunks.append(pa.Array.from_buffers(chunk.type, len(chunk), [bitmap, *chunk.buffers()[1:]], int((~valid).sum()), chunk.offset))
     return pa.chunked_array(chunks, type=values.type)
+
+
+def _validity_bitmap(valid: np.ndarray, offset: int = 0) -> pa.Buffer:
+    """Arrow's validity bitmap for `valid`, after `offset` unread bits (an array is read from its own offset)."""
+    return pa.array(np.concatenate([np.zeros(offset, dtype=bool), valid])).buffers()[1]
 
 
 def _blank(text: pa.ChunkedArray) -> np.ndarray:
@@ -226,7 +230,7 @@ def _joined_swapping(text: pa.ChunkedArray, separator: int) -> tuple[pa.Array, n
         position += len(data)
     rows = np.unique(np.concatenate(touching_rows)) if touching_rows else np.zeros(0, dtype=np.int64)
     large = pa.types.is_large_string(text.type) or len(joined) >= 2**31
-    valid = pa.array(pc.is_valid(text).to_numpy(zero_copy_only=False)).buffers()[1] if text.null_count else None
+    valid = _validity_bitmap(pc.is_valid(text).to_numpy(zero_copy_only=False)) if text.null_count else None
     array = pa.Array.from_buffers(
         pa.large_string() if large else pa.string(), len(lengths),
         [valid, pa.py_buffer(offsets if large else offsets.astype(np.int32)), pa.py_buffer(joined)], text.null_count,
