@@ -33,8 +33,13 @@ class ApiDeliveryReport:
     errors: list[str] = field(default_factory=list)
 
 
-def idempotency_key(marketplace: str, dealer_id: str, stock_id: str, digest: str, action: str) -> str:
-    return hashlib.sha256(f"{marketplace}|{dealer_id}|{stock_id}|{digest}|{action}".encode()).hexdigest()[:40]
+def idempotency_key(marketplace: str, dealer_id: str, stock_id: str, change_seq: int, action: str, target: str) -> str:
+    """One attempt at one change: the vehicle, the ledger's sequence number of the change and what it sets. A retry of the
+    same change repeats it; the same content sent again later as a new change (a price back to an earlier one) does not."""
+    return hashlib.sha256(f"{marketplace}|{dealer_id}|{stock_id}|{change_seq}|{action}|{target}".encode()).hexdigest()[:40]
+
+
+WITHDRAWN = "withdrawn"  # the pending content of a removal
 
 
 HASH_SCHEME = "r1:"  # row hashes; an acknowledgement under another scheme is re-checked against its stored content
@@ -86,12 +91,12 @@ def deliver(
         )
 
     def attempt(key: str, action: str, digest: str | None, payload: dict, call) -> dict | None:
+        """Mark the change pending, then `call(idempotency_key)`; record the outcome."""
         started = ledger.now()
         before = client.calls
-        if digest is not None:
-            ledger.mark_pending(engine, marketplace, dealer_id, key, digest)
+        seq = ledger.mark_pending(engine, marketplace, dealer_id, key, digest or WITHDRAWN)
         try:
-            answer = call()
+            answer = call(idempotency_key(marketplace, dealer_id, key, seq, action, digest or WITHDRAWN))
         except ApiError as error:
             calls = client.calls - before
             if error.transient:
@@ -112,21 +117,20 @@ def deliver(
         item, digest = desired[key], hashes[key]
         row = rows.get(key) or {}
         external_id = row.get("external_id")
-        if not external_id and row and row.get("state") not in GONE_STATES:  # sent, never acknowledged: a crash may have created it
+        if not external_id and row and row.get("status") != "withdrawn" and row.get("state") not in GONE_STATES:  # sent, never acknowledged: a crash may have created it
             found = [i for i in _search(client, advertiser_id, key) if i["metadata"]["lifecycleState"] not in GONE_STATES]
             external_id = found[0]["metadata"]["stockId"] if found else None
         if external_id:
             previous = json.loads(row["content"]) if row.get("content") and row.get("status") == "acknowledged" else None
             payload = autotrader.patch_payload(previous, item)
             action = "sold" if item["lifecycle_state"] == "SOLD" else "update"
-            answer = attempt(key, action, digest, payload, lambda: client.patch(advertiser_id, external_id, payload, idempotency_key(marketplace, dealer_id, key, digest, "patch")))
+            answer = attempt(key, action, digest, payload, lambda idempotency: client.patch(advertiser_id, external_id, payload, idempotency))
             if answer is not None:
                 report.updated += 1
                 ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest, external_id, item["lifecycle_state"], json.dumps(item, sort_keys=True))
         else:
             payload = autotrader.create_payload(item)
-            create_key = idempotency_key(marketplace, dealer_id, key, digest, f"create-{row.get('generation') or 0}")
-            answer = attempt(key, "create", digest, payload, lambda: client.create(advertiser_id, payload, create_key))
+            answer = attempt(key, "create", digest, payload, lambda idempotency: client.create(advertiser_id, payload, idempotency))
             if answer is not None:
                 report.created += 1
                 ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest, answer["metadata"]["stockId"], item["lifecycle_state"], json.dumps(item, sort_keys=True))
@@ -134,13 +138,13 @@ def deliver(
     for key in changes.deletes:
         row = rows[key]
         if not row.get("external_id") or row.get("state") in ("SOLD",) + GONE_STATES:
-            ledger.forget(engine, marketplace, dealer_id, key)  # sold stays sold on the marketplace; nothing to withdraw
+            ledger.mark_withdrawn(engine, marketplace, dealer_id, key, row.get("state") or "DELETED")  # sold stays sold there; nothing to withdraw
             continue
         payload = autotrader.delete_payload()
-        answer = attempt(key, "delete", None, payload, lambda: client.patch(advertiser_id, row["external_id"], payload, idempotency_key(marketplace, dealer_id, key, "deleted", "delete")))
+        answer = attempt(key, "delete", None, payload, lambda idempotency: client.patch(advertiser_id, row["external_id"], payload, idempotency))
         if answer is not None:
             report.deleted += 1
-            ledger.forget(engine, marketplace, dealer_id, key)
+            ledger.mark_withdrawn(engine, marketplace, dealer_id, key, "DELETED")
     report.calls = client.calls - calls_before
     return report
 

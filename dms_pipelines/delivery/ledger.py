@@ -3,7 +3,7 @@
 import json
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Engine
 
 from dms_pipelines.operations.db import dead_letters, deliveries, listing_ledger
@@ -41,16 +41,18 @@ def ledger_hashes(engine: Engine, marketplace: str, dealer_id: str, keys: set[st
 
 def unsettled(engine: Engine, marketplace: str, dealer_id: str) -> bool:
     """Whether any of the dealer's items was sent and neither acknowledged nor refused for good (it is to be sent again)."""
-    where = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status.notin_(["acknowledged", "dead"]))
+    where = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status.notin_(["acknowledged", "dead", "withdrawn"]))
     with engine.connect() as connection:
         return connection.execute(select(listing_ledger.c.item_key).where(where).limit(1)).first() is not None
 
 
 def acknowledged_hashes(rows: dict[str, dict]) -> dict[str, str]:
     """Item key -> the hash to diff against: the acknowledged one; for a dead letter the refused content (not resent
-    until it changes); '' for anything sent but not acknowledged, so it is sent again."""
+    until it changes); '' for anything sent but not acknowledged, so it is sent again; nothing for a withdrawn item."""
     hashes = {}
     for key, row in rows.items():
+        if row["status"] == "withdrawn":
+            continue  # not on the marketplace (or left there as sold): created anew if it comes back
         if row["status"] == "acknowledged":
             hashes[key] = row["content_hash"] or ""
         elif row["status"] == "dead":
@@ -60,16 +62,30 @@ def acknowledged_hashes(rows: dict[str, dict]) -> dict[str, str]:
     return hashes
 
 
+def _key(marketplace: str, dealer_id: str, item_key: str):
+    return and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
+
+
 def _upsert(connection, marketplace: str, dealer_id: str, item_key: str, values: dict) -> None:
-    key = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
-    if connection.execute(update(listing_ledger).where(key).values(**values)).rowcount == 0:
-        connection.execute(insert(listing_ledger).values(marketplace=marketplace, dealer_id=dealer_id, item_key=item_key, attempts=0, **values))
+    if connection.execute(update(listing_ledger).where(_key(marketplace, dealer_id, item_key)).values(**values)).rowcount == 0:
+        connection.execute(insert(listing_ledger).values({"attempts": 0, **values, "marketplace": marketplace, "dealer_id": dealer_id, "item_key": item_key}))
 
 
-def mark_pending(engine: Engine, marketplace: str, dealer_id: str, item_key: str, content_hash: str) -> None:
-    """Written before sending: a crash between sending and recording leaves this trace for the next run to check."""
+def mark_pending(engine: Engine, marketplace: str, dealer_id: str, item_key: str, content_hash: str) -> int:
+    """Written before sending: a crash between sending and recording leaves this trace for the next run to check.
+
+    Returns the change's sequence number, which its idempotency key carries: a new change (anything but a retry of the
+    same unacknowledged content) gets the next number, so going back to an earlier content is a new call the marketplace
+    applies, while a retry after a lost answer repeats the key and is answered, not applied twice.
+    """
     with engine.begin() as connection:
-        _upsert(connection, marketplace, dealer_id, item_key, {"pending_hash": content_hash, "status": "pending", "updated_at": now()})
+        row = connection.execute(
+            select(listing_ledger.c.status, listing_ledger.c.pending_hash, listing_ledger.c.change_seq).where(_key(marketplace, dealer_id, item_key))
+        ).first()
+        retry = row is not None and row.status in ("pending", "failed") and row.pending_hash == content_hash
+        seq = (row.change_seq or 0) if retry else (row.change_seq or 0) + 1 if row is not None else 1
+        _upsert(connection, marketplace, dealer_id, item_key, {"pending_hash": content_hash, "status": "pending", "change_seq": seq, "updated_at": now()})
+    return seq
 
 
 def mark_acknowledged(engine: Engine, marketplace: str, dealer_id: str, item_key: str, content_hash: str | None, external_id: str | None = None, state: str | None = None, content: str | None = None) -> None:
@@ -83,24 +99,19 @@ def mark_acknowledged(engine: Engine, marketplace: str, dealer_id: str, item_key
 def mark_failed(engine: Engine, marketplace: str, dealer_id: str, item_key: str, error: str, dead: bool = False, content_hash: str | None = None) -> None:
     """A transient failure stays unacknowledged (sent again next run); a permanent one is dead until the content changes."""
     with engine.begin() as connection:
-        current = connection.execute(
-            select(listing_ledger.c.attempts).where(
-                and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
-            )
-        ).scalar()
+        current = connection.execute(select(listing_ledger.c.attempts).where(_key(marketplace, dealer_id, item_key))).scalar()
         values = {"status": "dead" if dead else "failed", "last_error": error[:2000], "attempts": (current or 0) + 1, "updated_at": now()}
         if dead:
             values["pending_hash"] = content_hash
         _upsert(connection, marketplace, dealer_id, item_key, values)
 
 
-def forget(engine: Engine, marketplace: str, dealer_id: str, item_key: str) -> None:
+def mark_withdrawn(engine: Engine, marketplace: str, dealer_id: str, item_key: str, state: str) -> None:
+    """The item is off the marketplace for good (withdrawn, or left there as sold): no longer ours to diff or touch. The
+    row stays, so that the vehicle coming back is a new change with a new idempotency key, never the first one's."""
+    values = {"external_id": None, "content": None, "content_hash": None, "pending_hash": None, "status": "withdrawn", "state": state, "last_error": None, "updated_at": now()}
     with engine.begin() as connection:
-        connection.execute(
-            delete(listing_ledger).where(
-                and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
-            )
-        )
+        _upsert(connection, marketplace, dealer_id, item_key, values)
 
 
 def log_delivery(engine: Engine, **values) -> None:
@@ -123,11 +134,10 @@ def add_dead_letter(engine: Engine, marketplace: str, dealer_id: str, item_key: 
 
 def mark_lost(engine: Engine, marketplace: str, dealer_id: str, item_key: str) -> None:
     """The marketplace no longer lists an item we had acknowledged: send it again, as a new listing."""
-    key = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
     with engine.begin() as connection:
         connection.execute(
-            update(listing_ledger).where(key).values(
-                external_id=None, content_hash=None, content=None, status="failed", state="DELETED",
+            update(listing_ledger).where(_key(marketplace, dealer_id, item_key)).values(
+                external_id=None, content_hash=None, pending_hash=None, content=None, status="failed", state="DELETED",
                 last_error="missing from the marketplace's own listing; re-creating", generation=listing_ledger.c.generation + 1, updated_at=now(),
             )
         )
@@ -136,7 +146,7 @@ def mark_lost(engine: Engine, marketplace: str, dealer_id: str, item_key: str) -
 def replay_dead_letters(engine: Engine, marketplace: str | None = None) -> int:
     """Mark unreplayed dead letters replayed and their ledger entries unacknowledged, so the next run resends them.
 
-    Safe to repeat: a resend uses the same idempotency key for the same content, and a listing that now exists is patched.
+    Safe to repeat: a letter already replayed is not queued again, and a listing that now exists is patched, not created.
     """
     with engine.begin() as connection:
         query = select(dead_letters).where(dead_letters.c.replayed_at.is_(None))

@@ -93,7 +93,8 @@ listing_ledger = Table(
     Column("content_hash", String(64)),  # what the marketplace last acknowledged
     Column("pending_hash", String(64)),  # what was last sent and not yet acknowledged (a crash in between shows here)
     Column("external_id", Text),  # the marketplace's own id, e.g. Auto Trader's stockId
-    Column("generation", Integer, nullable=False, default=0),  # bumped when the marketplace lost the listing, so a re-create gets a new idempotency key
+    Column("generation", Integer, nullable=False, default=0),  # bumped when the marketplace lost the listing
+    Column("change_seq", Integer, nullable=False, default=0),  # bumped for each new change sent; one change's retries keep it (its idempotency key)
     Column("content", Text),  # the acknowledged item as JSON, so the next change can be sent as a minimal patch
     Column("state", String(32)),  # the marketplace-side state last acknowledged, e.g. FORECOURT, SOLD, DELETED
     Column("status", String(16), nullable=False),  # acknowledged | pending | failed | dead
@@ -203,10 +204,25 @@ def _create_tables(engine: Engine, attempts: int = 5) -> None:
         try:
             metadata.create_all(engine)
             _key_sync_runs_by_dealer(engine)
+            _add_missing_columns(engine)
             return
         except (OperationalError, ProgrammingError) as error:
-            if attempt == attempts or not any(race in str(error) for race in ("already exists", "no such table", "does not exist")):
+            if attempt == attempts or not any(race in str(error) for race in ("already exists", "duplicate column", "no such table", "does not exist")):
                 raise
+
+
+ADDED_COLUMNS = {"listing_ledger": {"change_seq": "INTEGER NOT NULL DEFAULT 0"}}  # columns newer than the table's first version
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Databases made by an earlier version get the columns added since, with their defaults."""
+    inspector = inspect(engine)
+    for table, columns in ADDED_COLUMNS.items():
+        present = {column["name"] for column in inspector.get_columns(table)}
+        for name, definition in columns.items():
+            if name not in present:
+                with engine.begin() as connection:
+                    connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {definition}"))
 
 
 def _key_sync_runs_by_dealer(engine: Engine) -> None:

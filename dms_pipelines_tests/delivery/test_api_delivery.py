@@ -240,3 +240,68 @@ def test_diff_then_apply_reaches_the_target():
     changes = diff(desired, acknowledged)
     assert (changes.creates, changes.updates, changes.deletes) == (["e"], ["b", "d"], ["c"])
     assert apply(acknowledged, desired, changes) == desired
+
+
+def live_price(simulator, reference: str) -> int:
+    return by_reference(simulator)[reference][0]["adverts"]["retailAdverts"]["suppliedPrice"]["amountGBP"]
+
+
+def test_a_price_that_goes_up_and_back_reaches_the_marketplace_each_time(simulator, engine):
+    client = client_for(simulator)
+    stock = fixed_stock()
+    original = float(stock.loc[stock["stock_id"] == "A0001", "price"].iloc[0])
+    for price in (original, original + 500, original, original + 500, original):
+        stock.loc[stock["stock_id"] == "A0001", "price"] = price
+        report = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+        assert report.failed == report.dead_lettered == 0
+        assert live_price(simulator, "A0001") == int(price + 0.5)  # the API applied it, not answered from its idempotency cache
+
+
+def test_a_sale_cancelled_and_made_again_is_sold_on_the_marketplace(simulator, engine):
+    client = client_for(simulator)
+    stock = fixed_stock()
+    for status in ("available", "sold", "available", "sold"):
+        stock.loc[stock["stock_id"] == "A0003", "status"] = status
+        api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+        live = by_reference(simulator)["A0003"]
+        assert len(live) == 1 and live[0]["metadata"]["lifecycleState"] == ("SOLD" if status == "sold" else "FORECOURT"), status
+
+
+def test_a_vehicle_removed_added_and_removed_again_is_withdrawn_each_time(simulator, engine):
+    client = client_for(simulator)
+    stock = fixed_stock()
+    for present in (True, False, True, False):
+        current = stock if present else stock[stock["stock_id"] != "A0005"]
+        api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(current))
+        assert ("A0005" in by_reference(simulator)) is present, present
+
+
+def test_a_retry_of_the_same_unacknowledged_change_reuses_its_idempotency_key(simulator, engine):
+    client = client_for(simulator)
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    stock = fixed_stock()
+    stock.loc[stock["stock_id"] == "A0001", "price"] = 4321.0
+    simulator.drop_next(10)  # every attempt of this run is lost: the change stays unacknowledged
+    STATS["faults injected"] += 1
+    first = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+    assert first.failed == 1
+    seq = ledger.ledger_rows(engine, "autotrader", "leeds", {"A0001"})["A0001"]["change_seq"]
+    simulator.reset_failures()
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+    row = ledger.ledger_rows(engine, "autotrader", "leeds", {"A0001"})["A0001"]
+    assert row["change_seq"] == seq and row["status"] == "acknowledged" and live_price(simulator, "A0001") == 4321
+
+
+def test_reconciliation_adopts_a_listing_the_ledger_does_not_know_and_withdraws_a_stray_one(simulator, engine):
+    client = client_for(simulator)
+    wanted = items()
+    known = wanted[wanted["external_reference"] != "A0002"]
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, known)
+    item = api_delivery.desired_items(wanted)["A0002"]
+    client.create(ADVERTISER, autotrader.create_payload(item), "made-by-another-system")  # live, never in our ledger
+    stray = dict(item, external_reference="Z9999")
+    client.create(ADVERTISER, autotrader.create_payload(stray), "a-stray-listing")  # a car we do not have
+    STATS["faults injected"] += 1
+    assert api_delivery.reconcile(engine, client, "leeds", ADVERTISER, wanted) == 2
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    assert consistent(simulator, wanted)  # adopted, not duplicated; the stray one withdrawn

@@ -83,3 +83,23 @@ def test_a_database_from_before_group_runs_keeps_its_sync_runs_and_takes_one_row
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT run_id, dealer_id, vehicles FROM sync_runs ORDER BY run_id, dealer_id")).fetchall()
     assert [tuple(r) for r in rows] == [("group-1", "leeds", 10), ("group-1", "sheffield", 10), ("group-1", "york", 11), ("r0", "leeds", 5)]
+
+
+def test_a_database_from_before_change_sequences_gets_the_column(tmp_path):
+    import sqlite3
+
+    from dms_pipelines.operations import db
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as connection:  # the ledger as an earlier version created it
+        connection.execute(
+            "CREATE TABLE listing_ledger (marketplace VARCHAR(32), dealer_id VARCHAR(64), item_key TEXT, content_hash VARCHAR(64), pending_hash VARCHAR(64), "
+            "external_id TEXT, generation INTEGER NOT NULL, content TEXT, state VARCHAR(32), status VARCHAR(16) NOT NULL, attempts INTEGER NOT NULL, "
+            "last_error TEXT, updated_at DATETIME NOT NULL, acknowledged_at DATETIME, PRIMARY KEY (marketplace, dealer_id, item_key))"
+        )
+        connection.execute("INSERT INTO listing_ledger VALUES ('autotrader', 'leeds', 'A1', 'h', NULL, 'x', 0, NULL, 'FORECOURT', 'acknowledged', 0, NULL, '2026-01-01', NULL)")
+    engine = db.engine_for(f"sqlite:///{path}")
+    from dms_pipelines.delivery import ledger
+
+    assert ledger.ledger_rows(engine, "autotrader", "leeds")["A1"]["change_seq"] == 0
+    assert ledger.mark_pending(engine, "autotrader", "leeds", "A1", "h2") == 1
