@@ -60,6 +60,31 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_dated(name: str) -> bool:
+    """Whether the name carries the export's own timestamp (its place in the sequence), as export_timestamp reads it."""
+    return 12 <= len("".join(DIGITS.findall(name))) <= 14
+
+
+def redelivered(connection, dealer_id: str, name: str, digest: str):
+    """The manifest row of which this file is a redelivery, or None when it is new data.
+
+    A redelivery is the same file again: the same dated name with the same bytes (a name with its own timestamp is one
+    place in the sequence), or an undated name whose bytes are those of the last file the dealer sent under that name,
+    with nothing landed since. Anything else is a new file in the sequence, whatever its bytes: a price back to an
+    earlier value, a car sold again, the last good full export re-sent after a bad one.
+    """
+    mine = and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status.in_(DONE_STATES))
+    same = and_(mine, ingested_files.c.file_name == name, ingested_files.c.sha256 == digest)
+    if is_dated(name):
+        return connection.execute(select(ingested_files.c.id, ingested_files.c.file_name).where(same).order_by(ingested_files.c.id)).first()
+    last = connection.execute(
+        select(ingested_files.c.id, ingested_files.c.file_name, ingested_files.c.sha256, ingested_files.c.status)
+        .where(and_(mine, ingested_files.c.status != "duplicate"))
+        .order_by(ingested_files.c.id.desc())
+    ).first()
+    return last if last is not None and last.file_name == name and last.sha256 == digest else None
+
+
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(BACKOFF_BASE_SECONDS * 2 ** (attempts - 1), 3600))
 
@@ -74,7 +99,7 @@ def land_files(
     run_id: str | None = None,
     now: datetime | None = None,
 ) -> LandingReport:
-    """Land every ready file not landed before; the same content twice is recorded as a duplicate."""
+    """Land every ready file not landed before; a redelivery of a file already landed is recorded as a duplicate."""
     now = now or utc_now()
     report = LandingReport()
     folder = landing_root / dealer_id
@@ -115,15 +140,7 @@ def land_files(
             report.failed.append(f"{remote.name}: {error}")
             continue
         with engine.begin() as connection:
-            same_content = connection.execute(
-                select(ingested_files.c.id, ingested_files.c.file_name).where(
-                    and_(
-                        ingested_files.c.dealer_id == dealer_id,
-                        ingested_files.c.sha256 == digest,
-                        ingested_files.c.status.in_(DONE_STATES + ("failed",)),
-                    )
-                )
-            ).first()
+            same_content = redelivered(connection, dealer_id, remote.name, digest)
             values = dict(
                 dealer_id=dealer_id,
                 source_path=remote.path,

@@ -88,16 +88,20 @@ def test_running_twice_gives_the_same_stock_and_sends_nothing_new(paths, setting
         assert db.execute("SELECT count(*) FROM ingested_files").fetchall()[0][0] == files_before
 
 
-def test_same_content_under_a_new_name_is_a_duplicate(paths, settings, generated):
+def test_the_same_content_under_a_new_name_is_new_data_and_a_redelivery_is_a_duplicate(paths, settings, generated):
+    import os
+
     instance = dg.DagsterInstance.ephemeral()
     run_everything(settings, paths, instance)
     full = sorted((paths.inbox / "york").glob("inventory_full_*.xml"))[0]
-    (paths.inbox / "york" / "inventory_full_202611220200.xml").write_bytes(full.read_bytes())
+    (paths.inbox / "york" / "inventory_full_202611220200.xml").write_bytes(full.read_bytes())  # the last good full export, re-sent
+    os.utime(full, (full.stat().st_atime, full.stat().st_mtime + 60))  # and the first one touched: listed again, same file
     run_everything(settings, paths, instance)
     with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
-        rows = db.execute("SELECT file_name, status, error FROM ingested_files WHERE status = 'duplicate'").fetchall()
-    assert [(r[0], r[1]) for r in rows] == [("inventory_full_202611220200.xml", "duplicate")]
-    assert "same content as file" in rows[0][2]
+        rows = dict(db.execute("SELECT file_name, status FROM ingested_files WHERE file_name LIKE 'inventory_full_%' AND status <> 'superseded'").fetchall())
+        redelivered = db.execute("SELECT error FROM ingested_files WHERE status = 'duplicate'").fetchall()
+    assert rows == {"inventory_full_202611220200.xml": "processed", full.name: "duplicate"}
+    assert len(redelivered) == 1 and "same content as file" in redelivered[0][0]
 
 
 def test_a_truncated_full_export_is_held_and_the_stock_stays(paths, settings, generated):

@@ -153,3 +153,53 @@ def test_a_connection_cut_mid_transfer_leaves_nothing_and_the_next_attempt_succe
     [landed] = list((tmp_path / "landing" / "leeds").iterdir())
     assert landed.read_bytes() == (remote_dir / "stock_full_20261121_0200.csv").read_bytes()
     assert [r["status"] for r in manifest(engine)] == ["landed"]
+
+
+class BytesSource:
+    """A source whose files hold the bytes given per name (the content a DMS wrote)."""
+
+    def __init__(self, content: dict[str, bytes]):
+        self.content = content
+
+    def fetch(self, remote, destination):
+        destination.write_bytes(self.content[remote.path])
+
+    def finish(self, remote):
+        pass
+
+
+def land_one(engine, tmp_path, path: str, data: bytes, mtime: float):
+    profile = find_profile("navigator_csv", PROFILES)
+    remote = RemoteFile(path, path.rsplit("/", 1)[-1], len(data), mtime)
+    land_files(BytesSource({path: data}), [remote], "leeds", profile, tmp_path / "landing", engine)
+    return manifest(engine)[-1]
+
+
+def test_a_new_file_in_sequence_is_new_data_whatever_its_bytes(tmp_path):
+    engine = engine_for(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    sold, back = b"sold", b"back on sale"
+    statuses = [
+        land_one(engine, tmp_path, f"/r/stock_delta_20261121_{hour:02d}00.csv", data, float(hour))["status"]
+        for hour, data in ((9, sold), (10, back), (11, sold))  # sold, back on sale, sold again: byte-identical to 09:00
+    ]
+    assert statuses == ["landed", "landed", "landed"]
+    resent_full = land_one(engine, tmp_path, "/r/stock_full_20261122_0200.csv", sold, 20.0)  # the same bytes re-sent under a new name
+    assert resent_full["status"] == "landed"
+
+
+def test_a_redelivery_of_the_same_file_is_a_duplicate(tmp_path):
+    engine = engine_for(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    first = land_one(engine, tmp_path, "/r/stock_delta_20261121_0900.csv", b"rows", 1.0)
+    land_one(engine, tmp_path, "/r/stock_delta_20261121_1000.csv", b"other rows", 2.0)
+    again = land_one(engine, tmp_path, "/r/stock_delta_20261121_0900.csv", b"rows", 3.0)  # touched and listed again later
+    assert (first["status"], again["status"]) == ("landed", "duplicate") and f"#{first['id']}" in again["error"]
+    corrected = land_one(engine, tmp_path, "/r/stock_delta_20261121_0900.csv", b"corrected rows", 4.0)  # same name, new bytes
+    assert corrected["status"] == "landed"
+
+
+def test_an_undated_name_is_a_duplicate_only_of_the_last_file_the_dealer_sent(tmp_path):
+    engine = engine_for(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    assert land_one(engine, tmp_path, "/r/stock_delta_latest.csv", b"sold", 1.0)["status"] == "landed"
+    assert land_one(engine, tmp_path, "/r/stock_delta_latest.csv", b"sold", 2.0)["status"] == "duplicate"  # rewritten, same bytes, nothing between
+    assert land_one(engine, tmp_path, "/r/stock_delta_latest.csv", b"back on sale", 3.0)["status"] == "landed"
+    assert land_one(engine, tmp_path, "/r/stock_delta_latest.csv", b"sold", 4.0)["status"] == "landed"  # sold again: new data

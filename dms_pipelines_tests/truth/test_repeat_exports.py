@@ -1,0 +1,71 @@
+"""Exports that go back to an earlier state, byte for byte: every marketplace shows what the DMS says after each run."""
+
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from dms_pipelines.definitions import build_definitions
+from dms_pipelines.sample.generator import SampleDealer, export_name, generate_group, render_export
+from dms_pipelines.stock.store import read_stock
+
+
+@pytest.fixture
+def synced(paths, settings):
+    generate_group(paths.inbox, [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers if d.id == "leeds"], vehicles=120, seed=5, deltas=0)
+    defs = build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml")
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("dealer_sync")
+    assert job.execute_in_process(instance=instance, partition_key="leeds").success
+
+    def run() -> None:
+        result = job.execute_in_process(instance=instance, partition_key="leeds", raise_on_error=False)
+        assert result.success
+
+    return run
+
+
+def write_delta(paths, car, hour: int) -> bytes:
+    content = render_export(car.reset_index(drop=True), "navigator_csv")
+    path = paths.inbox / "leeds" / export_name("navigator_csv", "delta", datetime(2026, 11, 22, hour, 0, tzinfo=timezone.utc).replace(tzinfo=None))
+    path.write_bytes(content)
+    return content
+
+
+def shown(paths, stock_api, stock_id: str) -> tuple[bool, str, int | None]:
+    """On the website (listed?), on Auto Trader (lifecycle state and price)."""
+    website = json.loads((paths.outbox / "website" / "leeds.json").read_text(encoding="utf-8"))
+    on_website = any(v["stock_id"] == stock_id for v in website["vehicles"])
+    live = [i for i in stock_api.live_items("10001") if i["metadata"]["externalStockReference"] == stock_id]
+    assert len(live) == 1, live
+    return on_website, live[0]["metadata"]["lifecycleState"], live[0]["adverts"]["retailAdverts"]["suppliedPrice"].get("amountGBP")
+
+
+def test_a_sale_cancelled_and_made_again_in_a_byte_identical_file_reaches_every_marketplace(paths, stock_api, synced):
+    stock = read_stock(paths.state, "leeds")
+    car = stock[stock["status"] == "available"].head(1).copy()
+    stock_id = str(car["stock_id"].iloc[0])
+    sold, back = car.assign(status="sold", location="Forecourt"), car.assign(location="Forecourt")
+    first = write_delta(paths, sold, 9)
+    synced()
+    assert shown(paths, stock_api, stock_id)[:2] == (False, "SOLD")
+    write_delta(paths, back, 10)
+    synced()
+    assert shown(paths, stock_api, stock_id)[:2] == (True, "FORECOURT")
+    assert write_delta(paths, sold, 11) == first  # sold again: the very bytes of 09:00, under its own name
+    synced()
+    assert shown(paths, stock_api, stock_id)[:2] == (False, "SOLD")
+
+
+def test_a_price_that_goes_up_and_back_reaches_every_marketplace(paths, stock_api, synced):
+    stock = read_stock(paths.state, "leeds")
+    car = stock[stock["status"] == "available"].head(1).copy()
+    stock_id, price = str(car["stock_id"].iloc[0]), float(car["price"].iloc[0])
+    for hour, new_price in ((9, price + 1000), (10, price), (11, price + 1000), (12, price)):
+        write_delta(paths, car.assign(price=new_price, location="Forecourt"), hour)
+        synced()
+        website = json.loads((paths.outbox / "website" / "leeds.json").read_text(encoding="utf-8"))
+        on_website = [v for v in website["vehicles"] if v["stock_id"] == stock_id]
+        assert shown(paths, stock_api, stock_id)[2] == int(new_price + 0.5), hour
+        assert on_website and float(on_website[0]["price_gbp"]) == new_price, hour
