@@ -15,7 +15,7 @@ from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError, ParseResult
 from dms_pipelines.operations.db import ingested_files, quarantine
 from dms_pipelines.paths import DataPaths
-from dms_pipelines.sources.base import RemoteFile, Source
+from dms_pipelines.sources.base import RemoteFile, Source, shown
 from dms_pipelines.sources.landing import LandingReport, land_files, utc_now
 from dms_pipelines.sources.local_inbox import LocalInboxSource as LocalInbox
 from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
@@ -109,8 +109,11 @@ def open_source(dealer: Dealer, paths: DataPaths) -> Source:
 
 
 def ready_files(source: Source, dealer: Dealer, engine: Engine, now: float) -> list[RemoteFile]:
-    """Files complete enough to take: per the dealer's marker or stability rule (see sources.readiness)."""
-    listing = source.list_files()
+    """Files complete enough to take: per the dealer's marker or stability rule (see sources.readiness).
+
+    What the source refused (links, empty files) is ready by the same rule, so each is reported once, when it is stable.
+    """
+    listing = source.list_files() + list(getattr(source, "refused", []))
     stability = dealer.source.stability_seconds
     marker = dealer.source.marker_pattern
     if not stability and not marker:
@@ -164,7 +167,7 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompre
         except MappingError as error:
             item.error = str(error)
         except OSError as error:
-            item.error = f"{row.file_name}: cannot read the landed copy {row.landed_path}: {error.strerror}"
+            item.error = f"{shown(row.file_name)}: cannot read the landed copy {row.landed_path}: {error.strerror}"
         if item.error:
             _set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())
             log.error("%s", item.error)

@@ -18,6 +18,7 @@ from dms_pipelines.formats.decoding import BLOCK, DecodingError, decode, detect_
 from dms_pipelines.formats.profile import MappingProfile
 from dms_pipelines.formats.safe_xml import UnsafeXmlError, iter_records
 from dms_pipelines.formats.values import MappingError, ParseResult, map_to_canonical
+from dms_pipelines.sources.base import shown
 from dms_pipelines.sources.compressed import CompressedFileError, decompress, is_compressed
 
 
@@ -36,10 +37,11 @@ def read_export(path: Path, profile: MappingProfile, dealer_id: str, file_name: 
     if is_compressed(path.name):
         with tempfile.TemporaryDirectory(prefix="dms-expand-", dir=path.parent) as folder:
             try:
-                expanded = decompress(path, Path(folder) / "export", max_uncompressed_bytes, label=file_name)
+                expanded = decompress(path, Path(folder) / "export", max_uncompressed_bytes, label=shown(file_name))
             except CompressedFileError as error:
                 raise MappingError(str(error)) from None
             return read_export(expanded, profile, dealer_id, file_name, max_uncompressed_bytes)
+    file_name = shown(file_name)  # it starts every message: no control character may forge a line
     if profile.format == "csv":
         return _read_csv(path, profile, dealer_id, file_name)
     return _read_xml(path, profile, dealer_id, file_name)

@@ -6,6 +6,7 @@ import dagster as dg
 
 from dms_pipelines import sync
 from dms_pipelines.alerts import notify
+from dms_pipelines.sources.base import shown
 from dms_pipelines.orchestration.resources import PipelineResource
 
 TRIGGER_TAG = "dms_pipelines/trigger"
@@ -34,7 +35,7 @@ def build_sensors(dealer_sync, account_feeds) -> list:
                 dg.RunRequest(
                     run_key=f"{dealer.id}-{fingerprint}",
                     partition_key=dealer.id,
-                    tags={TRIGGER_TAG: "delta_sensor" if only_deltas else "file_sensor", "dms_pipelines/files": ",".join(f.name for f in waiting)[:200]},
+                    tags={TRIGGER_TAG: "delta_sensor" if only_deltas else "file_sensor", "dms_pipelines/files": ",".join(shown(f.name) for f in waiting)[:200]},
                 )
             )
         if not requests:

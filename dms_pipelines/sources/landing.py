@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from dms_pipelines.formats.profile import MappingProfile
 from dms_pipelines.operations.db import ingested_files
-from dms_pipelines.sources.base import RemoteFile, Source, SourceError
+from dms_pipelines.sources.base import RemoteFile, Source, SourceError, name_problem, shown
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE_SECONDS = 60.0
@@ -107,7 +107,7 @@ def land_files(
     for remote in files:
         kind = profile.export_kind(remote.name)
         if kind is None:
-            report.skipped_unmatched.append(remote.name)
+            report.skipped_unmatched.append(shown(remote.name))
             continue
         with engine.begin() as connection:
             previous = connection.execute(
@@ -130,14 +130,20 @@ def land_files(
             if due > now:
                 report.already_seen += 1
                 continue
+        problem = remote.problem or name_problem(remote.name)
+        if problem is not None:  # a link, an empty file, a name that would forge what it is shown in: never fetched
+            message = shown(f"{remote.name}: {problem}")
+            _record_fetch_failure(engine, previous, remote, dealer_id, kind, message, False, now, run_id)
+            report.failed.append(message)
+            continue
         temporary = folder / f".incoming-{uuid.uuid4().hex}.part"
         try:
             source.fetch(remote, temporary)
             digest = sha256_of(temporary)
         except SourceError as error:
             temporary.unlink(missing_ok=True)
-            _record_fetch_failure(engine, previous, remote, dealer_id, kind, str(error), error.transient, now, run_id)
-            report.failed.append(f"{remote.name}: {error}")
+            _record_fetch_failure(engine, previous, remote, dealer_id, kind, shown(str(error)), error.transient, now, run_id)
+            report.failed.append(shown(f"{remote.name}: {error}"))
             continue
         with engine.begin() as connection:
             same_content = redelivered(connection, dealer_id, remote.name, digest)
@@ -172,7 +178,7 @@ def land_files(
         try:
             source.finish(remote)
         except SourceError as error:
-            report.failed.append(f"{remote.name}: landed, but the after-fetch action failed: {error}")
+            report.failed.append(shown(f"{remote.name}: landed, but the after-fetch action failed: {error}"))
     return report
 
 
@@ -194,7 +200,7 @@ def _record_fetch_failure(engine, previous, remote, dealer_id, kind, message, tr
                 insert(ingested_files).values(
                     dealer_id=dealer_id,
                     source_path=remote.path,
-                    file_name=remote.name,
+                    file_name=shown(remote.name),  # what every report shows; source_path keeps the name as the source has it
                     size_bytes=remote.size,
                     source_mtime=remote.mtime,
                     sha256="",

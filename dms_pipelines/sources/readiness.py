@@ -26,8 +26,8 @@ def ready_files(
     """The files ready to take, and the observations to keep for the next listing (state per file, never a watermark)."""
     ready, observations = [], {}
     for remote in listing:
-        if remote.size == 0 or is_in_progress_name(remote.name):
-            continue
+        if (remote.size == 0 and remote.problem is None) or is_in_progress_name(remote.name):
+            continue  # an empty file a source refused (remote.problem) waits to be stable like any other, then is reported
         seen = previous.get(remote.path)
         unchanged = seen is not None and seen.size == remote.size and seen.mtime == remote.mtime
         first_seen = seen.first_seen if unchanged else now

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 import paramiko
 from paramiko.buffered_pipe import BufferedPipe
 
-from dms_pipelines.sources.base import RemoteFile, SourceError, is_in_progress_name, matches_any
+from dms_pipelines.sources.base import EMPTY_FILE, RemoteFile, SourceError, is_in_progress_name, matches_any
 
 KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 PREFETCH_REQUESTS = 1024  # bounded (x 32 KiB requests = at most ~32 MiB in flight); 64 starved the pipe to ~5 MB/s
@@ -131,6 +131,7 @@ class SftpSource:
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self.markers: set[str] = set()
+        self.refused: list[RemoteFile] = []
 
     def __repr__(self) -> str:
         return f"SftpSource({self.settings.username}@{self.settings.endpoint}:{self.settings.remote_dir})"
@@ -187,23 +188,37 @@ class SftpSource:
             entries = sftp.listdir_attr(str(folder))
         except (OSError, paramiko.SSHException) as error:
             raise SourceError(f"cannot list {folder} on {self.settings.endpoint}: {error}", transient=True) from None
-        files, markers = [], set()
+        files, markers, refused = [], set(), []
         for entry in entries:
             name = entry.filename
-            if not stat.S_ISREG(entry.st_mode or 0) or "/" in name or name in (".", ".."):
+            link = stat.S_ISLNK(entry.st_mode or 0)  # the server lists entries as lstat sees them: a link is not followed
+            if not (link or stat.S_ISREG(entry.st_mode or 0)) or "/" in name or name in (".", ".."):
                 continue
             if self.settings.marker_pattern and _is_marker(name, self.settings.marker_pattern):
-                markers.add(name)
+                if not link:
+                    markers.add(name)
                 continue
-            if is_in_progress_name(name) or not matches_any(name, list(self.settings.patterns)) or not entry.st_size:
+            if is_in_progress_name(name) or not matches_any(name, list(self.settings.patterns)):
                 continue
-            files.append(RemoteFile(path=str(folder / name), name=name, size=int(entry.st_size), mtime=float(entry.st_mtime or 0)))
-        self.markers = markers
+            remote = RemoteFile(path=str(folder / name), name=name, size=int(entry.st_size or 0), mtime=float(entry.st_mtime or 0))
+            if link:
+                refused.append(RemoteFile(remote.path, name, remote.size, remote.mtime, "is a symbolic link on the server; refused (exports are never links)"))
+            elif not remote.size:
+                refused.append(RemoteFile(remote.path, name, 0, remote.mtime, EMPTY_FILE))
+            else:
+                files.append(remote)
+        self.markers, self.refused = markers, refused
         return sorted(files, key=lambda f: (f.mtime, f.name))
 
     def fetch(self, remote: RemoteFile, destination: Path) -> None:
         """Download with an outer wall-clock watchdog: paramiko does not always honour its timeout when a server stalls."""
         sftp = self._connect()
+        try:
+            linked = stat.S_ISLNK(sftp.lstat(remote.path).st_mode or 0)
+        except (OSError, paramiko.SSHException) as error:
+            raise SourceError(f"cannot stat {remote.path} on {self.settings.endpoint}: {error}", transient=True) from None
+        if linked:  # swapped for a link since the listing: opening it would follow the link
+            raise SourceError(f"{remote.path} is a symbolic link on the server; refused (exports are never links)", transient=False)
         timed_out = threading.Event()
 
         def stop_stalled_transfer() -> None:

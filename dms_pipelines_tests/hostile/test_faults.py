@@ -36,8 +36,8 @@ def test_hostile_files_in_an_inbox_break_nothing_else(paths, settings):
         hostile_statuses = dict(db.execute("SELECT file_name, status FROM ingested_files WHERE file_name LIKE 'stock_full_20261122_%' OR file_name LIKE 'inventory_full_20261122%'").fetchall())
         lost = db.execute("SELECT coalesce(sum(rows_total - rows_accepted - rows_quarantined), 0) FROM ingested_files WHERE status = 'processed'").fetchall()[0][0]
     # several unreadable full exports at once: each is tried, newest first, and each fails with its own error
-    never_taken = sum(1 for h in hostile if not h.content)  # empty files are never taken from a source
-    assert len(hostile_statuses) == len(hostile) - never_taken + 1 and set(hostile_statuses.values()) == {"failed"}
+    # the empty one too: it is never landed, but recorded as failed ("empty file") instead of passed over in silence
+    assert len(hostile_statuses) == len(hostile) + 1 and set(hostile_statuses.values()) == {"failed"}
     assert len(failed) == len(hostile_statuses) and all(name in error for name, error in failed)
     STATS["rows lost"] += int(lost)
     assert lost == 0
