@@ -55,7 +55,7 @@ def _encoding_of(head: bytes) -> tuple[str, int]:
 def _known(name: str) -> str:
     try:
         codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a name no codec can have (a NUL in it)
         raise UnsafeXmlError(f"declares encoding {name!r}, which cannot be decoded to check it; refused") from None
     return name
 

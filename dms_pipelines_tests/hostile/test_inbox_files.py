@@ -340,3 +340,12 @@ def test_a_file_swapped_for_a_link_on_the_sftp_server_after_the_listing_is_refus
         report = land_files(source, [listed], "leeds", find_profile("navigator_csv", PROFILES), tmp_path / "landing", engine)
     assert report.landed == [] and len(report.failed) == 1 and "symbolic link" in report.failed[0]
     assert [p for p in (tmp_path / "landing").rglob("*") if p.is_file()] == []
+
+
+def test_an_encoding_name_with_a_nul_byte_is_refused_not_a_crash(tmp_path):
+    from dms_pipelines.formats.safe_xml import UnsafeXmlError, check_prolog
+
+    path = tmp_path / "inventory_full_nul.xml"
+    path.write_bytes(b'<?xml version="1.0" encoding="\x00UTF-8"?><Inventory/>')  # found by test_xml_with_bytes_spliced_in
+    with pytest.raises(UnsafeXmlError, match="declares encoding"):
+        check_prolog(path)
