@@ -28,9 +28,15 @@ test: $(STAMP)
 dev: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp data/config/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	@echo "starting the Auto Trader-style stock API simulator on 127.0.0.1:8765 (the demo configuration points there)"
-	DMS_AUTOTRADER_TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token} $(BIN)/python -m dms_pipelines.delivery.simulator --port 8765 --token $${DMS_AUTOTRADER_TOKEN:-demo-token} & SIM=$$!; \
-	  trap "kill $$SIM" EXIT; DMS_AUTOTRADER_TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token} $(BIN)/dagster dev -w workspace.yaml
+	@# The stock API simulator gets a free port (never another process's listener); dagster dev is pointed at it
+	@# through DMS_AUTOTRADER_BASE_URL (base_url_env in the demo configuration).
+	@TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token}; URLFILE=$$(mktemp -u "$${TMPDIR:-/tmp}/dms-simulator-url.XXXXXX"); \
+	  $(BIN)/python -m dms_pipelines.delivery.simulator --port 0 --token "$$TOKEN" --url-file "$$URLFILE" & SIM=$$!; \
+	  trap 'kill $$SIM 2>/dev/null; wait $$SIM 2>/dev/null; rm -f "$$URLFILE"' EXIT; trap 'exit 130' INT TERM HUP; \
+	  for i in $$(seq 200); do test -s "$$URLFILE" && break; kill -0 $$SIM 2>/dev/null || break; sleep 0.1; done; \
+	  test -s "$$URLFILE" || { echo "make dev: the stock API simulator did not start (see above); not starting dagster dev" >&2; exit 1; }; \
+	  URL=$$(cat "$$URLFILE"); echo "stock API simulator on $$URL; dagster dev uses it (DMS_AUTOTRADER_BASE_URL=$$URL)"; \
+	  DMS_AUTOTRADER_TOKEN=$$TOKEN DMS_AUTOTRADER_BASE_URL=$$URL $(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
 	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100 --sold-latency --hourly-job 1000000

@@ -12,9 +12,10 @@ from dms_pipelines.config import Settings
 log = logging.getLogger(__name__)
 
 
-def notify(settings: Settings, kind: str, message: str, logger=None, environ=None) -> bool:
-    """Log the alert; post it to the webhook and e-mail it when configured. True when any channel accepted it."""
-    (logger or log).error(f"ALERT {kind}: {message}")
+def notify(settings: Settings, kind: str, message: str, logger=None, environ=None, level: str = "error") -> bool:
+    """Log the alert (at `level`: a resolved incident is news, not an error); post it to the webhook and e-mail it when
+    configured. True when any channel accepted it."""
+    getattr(logger or log, level)(f"ALERT {kind}: {message}")
     environ = os.environ if environ is None else environ
     emailed = _email(settings, kind, message, logger or log, environ) if settings.alerts.smtp_host else False
     variable = settings.alerts.webhook_url_env
@@ -49,22 +50,3 @@ def _email(settings: Settings, kind: str, message: str, logger, environ) -> bool
     except (OSError, smtplib.SMTPException) as error:
         logger.error(f"alert e-mail failed ({type(error).__name__}); the alert is in the log above")
         return False
-
-
-def alert_if_failing(settings: Settings, engine, marketplace: str, dealer_id: str, logger=None) -> bool:
-    """Alert when the marketplace's last N deliveries for the dealer all failed (N = alerts.marketplace_failure_threshold)."""
-    from sqlalchemy import and_, select
-
-    from dms_pipelines.operations.db import deliveries
-
-    threshold = settings.alerts.marketplace_failure_threshold
-    with engine.connect() as connection:
-        outcomes = connection.execute(
-            select(deliveries.c.outcome)
-            .where(and_(deliveries.c.marketplace == marketplace, deliveries.c.dealer_id == dealer_id))
-            .order_by(deliveries.c.id.desc())
-            .limit(threshold)
-        ).scalars().all()
-    if len(outcomes) == threshold and all(o != "ok" for o in outcomes):
-        return notify(settings, "marketplace_failing", f"{marketplace} has failed the last {threshold} deliveries for {dealer_id}", logger) or True
-    return False

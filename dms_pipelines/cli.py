@@ -29,12 +29,17 @@ def _ensure_dagster_home(paths: DataPaths) -> Path:
 
 
 def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, echo=print, trigger: str = "manual") -> dict[str, bool]:
-    """Run the dealer_sync job for each dealer, then the account-wide feeds, through Dagster on the persistent instance."""
+    """Run the dealer_sync job for each dealer, then the account-wide feeds, through Dagster on the persistent instance.
+
+    A dealer is ok only when its run succeeded and nothing is wrong for it afterwards (run_health.current_problems: a held
+    export, a failed file, an undelivered feed, a change not acknowledged or refused, drift); each problem is printed.
+    """
     import dagster as dg
 
     from dms_pipelines.definitions import build_definitions
     from dms_pipelines.operations.db import engine_for
     from dms_pipelines.orchestration.assets import CHANGE_SEEN_TAG, TRIGGER_TAG
+    from dms_pipelines.run_health import current_problems, in_scope_of_account_run, in_scope_of_dealer_run
     from dms_pipelines.sync import change_seen_at
 
     paths = DataPaths(data_root())
@@ -47,29 +52,58 @@ def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, ec
     run_config = dict(QUIET_LOGS) | ({"ops": {"landed_exports": {"config": {"release_held": True}}}} if release_held else {})
     engine = engine_for(operations_db_url(settings, paths))
     seen = []
-    for dealer_id in dealer_ids or [d.id for d in settings.dealers]:
+    chosen = dealer_ids or [d.id for d in settings.dealers]
+    for dealer_id in chosen:
         started = time.monotonic()
         result = job.execute_in_process(
             instance=instance, partition_key=dealer_id, run_config=run_config, raise_on_error=False, tags={TRIGGER_TAG: trigger}
         )
-        outcomes[dealer_id] = result.success
+        problems = [p for p in current_problems(engine, dealer_id) if in_scope_of_dealer_run(p.key)]
+        outcomes[dealer_id] = result.success and not problems
         seen.append(change_seen_at(engine, result.run_id))
-        echo(f"  {dealer_id:<12} {'ok' if result.success else 'FAILED'} in {time.monotonic() - started:.1f}s  (run {result.run_id[:8]})")
+        state = "ok" if outcomes[dealer_id] else "FAILED" if not result.success else f"{len(problems)} PROBLEM(S)"
+        echo(f"  {dealer_id:<12} {state} in {time.monotonic() - started:.1f}s  (run {result.run_id[:8]})")
+        _echo_problems(echo, problems, None if result.success else _failure_of(result))
     tags = {TRIGGER_TAG: trigger}
     if any(seen):
         tags[CHANGE_SEEN_TAG] = min(s for s in seen if s).isoformat()
     feeds = defs.resolve_job_def("account_feeds").execute_in_process(instance=instance, raise_on_error=False, tags=tags, run_config=QUIET_LOGS)
-    outcomes["account_feeds"] = feeds.success
-    echo(f"  {'google feed':<12} {'ok' if feeds.success else 'FAILED'}  (run {feeds.run_id[:8]})")
+    account = [p for d in [*chosen, "*"] for p in current_problems(engine, d) if d == "*" or in_scope_of_account_run(p.key)]
+    outcomes["account_feeds"] = feeds.success and not account
+    state = "ok" if outcomes["account_feeds"] else "FAILED" if not feeds.success else f"{len(account)} PROBLEM(S)"
+    echo(f"  {'google feed':<12} {state}  (run {feeds.run_id[:8]})")
+    _echo_problems(echo, account, None if feeds.success else _failure_of(feeds))
     return outcomes
 
 
+def _failure_of(result) -> str:
+    """The first step failure's message of a failed in-process run."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            return event.event_specific_data.error.message.strip().splitlines()[0]
+    return "the run failed"
+
+
+def _echo_problems(echo, problems: list, failure: str | None) -> None:
+    if failure:
+        echo(f"      ! {failure}")
+    for problem in problems:
+        echo(f"      ! {problem.dealer_id}: {problem.message}" if problem.dealer_id == "*" else f"      ! {problem.message}")
+
+
 def run_group_sync(echo=print) -> dict[str, bool]:
-    """The nightly job as the schedule runs it: one group_sync run, a step per batch of dealers on the multiprocess executor."""
+    """The nightly job as the schedule runs it: one group_sync run, a step per batch of dealers on the multiprocess executor.
+
+    Every configured dealer is reported, a dealer whose sync crashed included, with what is wrong for it after the run.
+    """
     import dagster as dg
-    import duckdb
+    from sqlalchemy import select
+
+    from dms_pipelines.operations.db import engine_for, sync_runs
+    from dms_pipelines.run_health import current_problems
 
     paths = DataPaths(data_root())
+    settings = load_settings()
     _ensure_dagster_home(paths)
     os.environ.setdefault("DMS_PIPELINES_DATA", str(paths.root))  # the executor's processes load the same configuration
     from dms_pipelines.definitions import group_sync_job
@@ -79,13 +113,21 @@ def run_group_sync(echo=print) -> dict[str, bool]:
         result = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config=QUIET_LOGS, tags={"dms_pipelines/trigger": "nightly"})
         seconds = time.monotonic() - started
         steps = sorted({e.step_key for e in result.all_events if e.step_key and e.step_key.startswith("sync_dealers[")})
-    with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
-        rows = db.execute("SELECT dealer_id, outcome, vehicles FROM sync_runs WHERE run_id = ? ORDER BY dealer_id", [result.run_id]).fetchall()
-    for dealer_id, outcome, vehicles in rows:
-        echo(f"  {dealer_id:<12} {outcome:<9} {vehicles:>6} vehicles")
-    echo(f"  group_sync run {result.run_id[:8]}: {'ok' if result.success else 'FAILED'} in {seconds:.1f}s, {len(rows)} dealers in {len(steps)} step(s) on the multiprocess executor")
-    outcomes = {dealer_id: outcome in ("ok", "no_change") for dealer_id, outcome, _ in rows}
-    outcomes["group_sync"] = result.success
+    engine = engine_for(operations_db_url(settings, paths))
+    with engine.connect() as connection:
+        recorded = {row.dealer_id: row for row in connection.execute(select(sync_runs).where(sync_runs.c.run_id == result.run_id))}
+    outcomes = {}
+    for dealer in settings.dealers:
+        row = recorded.get(dealer.id)
+        problems = current_problems(engine, dealer.id)
+        outcomes[dealer.id] = row is not None and not problems
+        state = "CRASHED" if row is None else row.outcome if not problems else f"{len(problems)} PROBLEM(S)"
+        echo(f"  {dealer.id:<12} {state:<13} {row.vehicles if row is not None else 0:>6} vehicles")
+        _echo_problems(echo, problems, None if row is not None else "its sync did not finish: see the run's log")
+    account = current_problems(engine, "*")
+    _echo_problems(echo, account, None)
+    echo(f"  group_sync run {result.run_id[:8]}: {'ok' if result.success else 'FAILED'} in {seconds:.1f}s, {len(settings.dealers)} dealers in {len(steps)} step(s) on the multiprocess executor")
+    outcomes["group_sync"] = result.success and not account
     return outcomes
 
 
@@ -128,8 +170,15 @@ def cmd_demo(args) -> int:
 
 
 def start_demo_simulator(settings):
-    """For the demo, the Auto Trader-style API is the local simulator at the configured URL (started unless one is running)."""
-    from urllib.parse import urlparse
+    """For the demo, the Auto Trader-style API is a simulator of its own on a free loopback port, never someone else's.
+
+    When the destination's URL is on loopback, a simulator is started on a port the OS chooses and the destination's
+    base_url_env variable (DMS_AUTOTRADER_BASE_URL in the demo configuration) is set to its URL before anything runs:
+    the run's step processes inherit the environment, so every call goes to this simulator, and a second demo (or
+    `make dev`) on the same machine has its own. A destination elsewhere (a real API) is left alone.
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
 
     from dms_pipelines.config import HttpApiDestination
     from dms_pipelines.delivery.simulator import StockApiSimulator
@@ -137,16 +186,28 @@ def start_demo_simulator(settings):
     market = settings.marketplaces.get("autotrader")
     if market is None or not isinstance(market.destination, HttpApiDestination):
         return None
-    url = urlparse(market.destination.base_url)
-    if url.hostname not in ("127.0.0.1", "localhost"):
-        return None
-    token = os.environ.setdefault(market.destination.token_env, "demo-token")
+    target = market.destination
+    url = urlsplit(target.resolved_base_url())
     try:
-        simulator = StockApiSimulator(token=token, host=url.hostname, port=url.port or 80).start()
-    except OSError:
-        print(f"   (a stock API is already listening on {market.destination.base_url}; using it)")
+        loopback = url.hostname == "localhost" or ipaddress.ip_address(url.hostname or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
         return None
-    print(f"   Auto Trader-style stock API simulator on {simulator.base_url}")
+    token = os.environ.setdefault(target.token_env, "demo-token")
+    if target.base_url_env is None:  # nothing to point the runs elsewhere with: the configured port or nothing
+        try:
+            simulator = StockApiSimulator(token=token, host=url.hostname, port=url.port or 80).start()
+        except OSError as error:
+            raise ConfigError(
+                f"marketplaces.autotrader.destination: {target.base_url} is taken ({error.strerror}), maybe by another demo's "
+                "simulator; the demo will not send the dealers' listings to it. Add base_url_env: DMS_AUTOTRADER_BASE_URL "
+                "to that destination so that the demo can use a free port."
+            ) from None
+    else:
+        simulator = StockApiSimulator(token=token, host="127.0.0.1", port=0).start()
+        os.environ[target.base_url_env] = simulator.base_url
+    print(f"   Auto Trader-style stock API simulator of this demo on {simulator.base_url}" + (f" ({target.base_url_env})" if target.base_url_env else ""))
     return simulator
 
 
@@ -156,11 +217,18 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from dms_pipelines.report import kpis, render_json, render_table
+    """KPIs and drift; exits 1 when a marketplace does not show what the DMS says (so a script can tell)."""
+    from dms_pipelines.report import drift, kpis, render_drift, render_json, render_table
 
-    rows = kpis(DataPaths(data_root()).warehouse_db)
-    print(render_json(rows) if args.format == "json" else render_table(rows))
-    return 0
+    warehouse = DataPaths(data_root()).warehouse_db
+    rows, drift_rows = kpis(warehouse), drift(warehouse)
+    if args.format == "json":
+        print(render_json(rows, drift_rows))
+    else:
+        print(render_table(rows))
+        print("\ndrift (what each marketplace shows against what the DMS says, as last checked):")
+        print(render_drift(drift_rows))
+    return 1 if any(r["missing"] or r["extra"] or r["stale"] or r["sold_live"] or r["error"] for r in drift_rows) else 0
 
 
 def cmd_bench(args) -> int:

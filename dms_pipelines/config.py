@@ -130,12 +130,34 @@ class LocalDestination(Strict):
 class HttpApiDestination(Strict):
     kind: Literal["http_api"]
     base_url: str
+    base_url_env: str | None = None  # name of a variable that, when set (non-empty), gives the base URL instead of base_url
     token_env: str  # name of the variable holding the API token
     timeout_seconds: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
     max_retry_delay_seconds: float = Field(default=30.0, gt=0)
 
-    _check_token_env = field_validator("token_env")(_env_name)
+    _check_env = field_validator("token_env", "base_url_env")(_env_name)
+
+    def resolved_base_url(self, environ=None) -> str:
+        """The URL to call: the value of base_url_env when that variable is set and non-empty, else base_url."""
+        environ = os.environ if environ is None else environ
+        value = environ.get(self.base_url_env) if self.base_url_env else None
+        if not value:
+            return self.base_url
+        from urllib.parse import urlsplit
+
+        try:
+            parsed = urlsplit(value)
+            parsed.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment or "@" in parsed.netloc:
+            shown = "a value carrying credentials" if parsed is not None and "@" in parsed.netloc else repr(value)
+            raise ConfigError(
+                f"marketplaces.*.destination.base_url_env: environment variable {self.base_url_env} must hold an http(s) URL "
+                f"like http://127.0.0.1:8765 (no query, fragment or credentials); got {shown}"
+            )
+        return value
 
 
 class SftpUploadDestination(SftpConnection):
@@ -166,7 +188,7 @@ class Validation(Strict):
 class Alerts(Strict):
     webhook_url_env: str | None = None  # env var holding a webhook URL (Slack-compatible JSON body {"text": ...})
     timeout_seconds: float = Field(default=5.0, gt=0)
-    marketplace_failure_threshold: int = Field(default=3, ge=1)  # consecutive failed deliveries before an alert
+    marketplace_failure_threshold: int = Field(default=3, ge=1)  # no longer used (every incident alerts once); accepted so older files load
     smtp_host: str | None = None  # e-mail alerts when set
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_starttls: bool = True

@@ -13,20 +13,22 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from dms_pipelines import sync
-from dms_pipelines.alerts import alert_if_failing
 from dms_pipelines.config import Dealer, Settings
 from dms_pipelines.delivery.api_delivery import ApiDeliveryReport, reconcile
 from dms_pipelines.delivery.api_delivery import deliver as deliver_api
 from dms_pipelines.delivery.destinations import api_client_for, destination_for
 from dms_pipelines.delivery import feed_cache, ledger
-from dms_pipelines.delivery.snapshot import ACCOUNT, Destination, SnapshotOutcome, acknowledged, deliver_file
-from dms_pipelines.delivery.staging import stage
+from dms_pipelines.delivery.drift import Drift, api_drift, file_drift
+from dms_pipelines.delivery.snapshot import ACCOUNT, Destination, SnapshotOutcome, deliver_file, record_verified, verified
+from dms_pipelines.delivery.staging import StagedFile, stage
 from dms_pipelines.delivery.stock_api import ApiError
 from dms_pipelines.marketplaces import carsnip, google, meta, website
 from dms_pipelines.marketplaces.base import Rendered
-from dms_pipelines.marketplaces.registry import render_dealer
+from dms_pipelines.marketplaces.registry import SPECS, render_dealer
+from dms_pipelines.operations.drift_state import record_drift
 from dms_pipelines.marketplaces.row_files import Built, RowFile, merged, spliced, whole
 from dms_pipelines.paths import DataPaths
+from dms_pipelines.run_health import Problem, current_problems, in_scope_of_account_run, in_scope_of_dealer_run, report_incidents
 from dms_pipelines.sources.landing import LandingReport
 from dms_pipelines.stock.changes import ChangeLog
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, empty_stock
@@ -39,6 +41,7 @@ from dms_pipelines.warehouse.tables import ensure_catalog, publish, publish_hist
 log = logging.getLogger(__name__)
 
 SNAPSHOT_MARKETPLACES = ("website", "meta", "carsnip")
+HEAL_ROUNDS = 1  # after a delivery that left drift, what differs is sent again this many times before the run reports it
 
 
 PREVIEW_ROWS = 10
@@ -61,6 +64,7 @@ class FeedOutcome:
     api: ApiDeliveryReport | None = None
     reconciled: int = 0
     errors: list[str] = field(default_factory=list)
+    drift: Drift | None = None  # what the marketplace holds against what the stock renders, after the delivery (None: not checked here)
 
     rows_changed: int | None = None  # rebuilt from the last files: the vehicles rendered (None: the whole stock was)
 
@@ -90,16 +94,19 @@ class DealerRun:
     dealer_id: str
     landing: LandingReport
     files_parsed: int
-    files_unreadable: int
+    unreadable: dict[str, str]  # file name -> why it could not be read
     records: int
     accepted: int
+    validated: list[sync.ValidationSummary]
     stock: sync.StockUpdate
     feeds: dict[str, FeedOutcome]
     warehouse_rows: dict[str, int]
+    problems: list[Problem] = field(default_factory=list)  # what is wrong for the dealer after the run (run_health)
+    hours_since_last_export: float | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.landing.failed and not self.files_unreadable and not self.stock.held and not any(f.errors for f in self.feeds.values())
+        return not self.problems
 
 
 def google_rows(dealer: Dealer, stock: StockView | pd.DataFrame, settings: Settings, paths: DataPaths, logger=log) -> FeedOutcome:
@@ -111,7 +118,7 @@ def google_rows(dealer: Dealer, stock: StockView | pd.DataFrame, settings: Setti
         return FeedOutcome.of("google", None)
     files, rendered, outcome = _feed_files("google", dealer, view, settings, paths, delivered=lambda name, digest: True)
     for name, pieces in files.items():
-        if pieces is not None:
+        if not isinstance(pieces, feed_cache.CachedFile):  # the kept rows are already these rows
             staged = stage(paths.state / "staging" / "google", name, pieces)
             feed_cache.keep(paths.state, "google", dealer.id, name, staged, pieces.index, view.generation, _feed_fingerprint("google", name, dealer, settings))
     for row in rendered.held.itertuples(index=False):
@@ -154,15 +161,19 @@ def deliver_pieces(
     keep_as: tuple[int, str] | None = None, **delivery,
 ) -> SnapshotOutcome:
     """Write the file to the staging folder as it is built, then deliver it if its bytes changed. The staged copy never outlives
-    the call, unless `keep_as` (stock generation, fingerprint) asks to keep a row file as the base of the next rebuild."""
+    the call, unless `keep_as` (stock generation, fingerprint) asks to keep it: a row file as the base of the next rebuild, and
+    any file as what the destination should hold, for the drift oracle."""
     staged = stage(paths.state / "staging" / marketplace, name, pieces)
     try:
-        return deliver_file(engine, destination, marketplace, dealer_id, name, staged, **delivery)
+        outcome = deliver_file(engine, destination, marketplace, dealer_id, name, staged, **delivery)
     finally:
         if keep_as is None:
             staged.discard()
         else:
-            feed_cache.keep(paths.state, marketplace, dealer_id, name, staged, getattr(pieces, "index", None), *keep_as)
+            feed_cache.keep(paths.state, marketplace, dealer_id, name, staged, pieces.index if isinstance(pieces, Built) else None, *keep_as)
+    if keep_as is not None:
+        outcome.expected = feed_cache.kept_path(paths.state, marketplace, dealer_id, name)
+    return outcome
 
 
 def _feed_fingerprint(marketplace: str, name: str, dealer: Dealer, settings: Settings) -> str:
@@ -173,7 +184,7 @@ def _spliced_files(
     marketplace: str, dealer: Dealer, view: StockView, settings: Settings, paths: DataPaths, delivered: Callable[[str, str], bool],
 ) -> tuple[dict[str, Iterable | None], Rendered, set[str]] | None:
     """The dealer's files rebuilt from the last ones built, when every one is kept and only deltas changed the stock since
-    (None for a file that did not change and is `delivered(name, sha256)` already)."""
+    (the kept file itself for one that did not change and is `delivered(name, sha256)` already)."""
     layouts = row_files(marketplace, dealer, settings.marketplaces[marketplace].file_format)
     kept = {name: feed_cache.load(paths.state, marketplace, dealer.id, name, _feed_fingerprint(marketplace, name, dealer, settings)) for name, layout in layouts.items() if layout}
     generations = {cached.generation for cached in kept.values() if cached is not None}
@@ -190,7 +201,7 @@ def _spliced_files(
             files[name] = [carsnip.serialise_dealer(dealer, dealer.marketplaces["carsnip"])]
             continue
         if not changed_ids and delivered(name, kept[name].sha256):
-            files[name] = None  # nothing changed since it was built, and the marketplace has it: not even copied
+            files[name] = kept[name]  # nothing changed since it was built, and the marketplace has it: not even copied
             continue
         built = spliced(layout, kept[name].path, kept[name].index, changed_ids, rendered.items)
         if built is None:
@@ -238,24 +249,77 @@ def snapshot_feed(
     market = settings.marketplaces[marketplace]
     destination = destination_for(market, paths)
     files, rendered, outcome = _feed_files(
-        marketplace, dealer, view, settings, paths, lambda name, digest: acknowledged(engine, destination, marketplace, dealer.id, name, digest),
+        marketplace, dealer, view, settings, paths, lambda name, digest: verified(engine, destination, marketplace, dealer.id, name, digest),
     )
     for name, pieces in files.items():
-        if pieces is None:
-            outcome.files.append(SnapshotOutcome(destination.describe(name), sent=False))
+        if isinstance(pieces, feed_cache.CachedFile):
+            outcome.files.append(SnapshotOutcome(destination.describe(name), sent=False, sha256=pieces.sha256, expected=pieces.path, name=name))
             continue
-        keep_as = (view.generation, _feed_fingerprint(marketplace, name, dealer, settings)) if isinstance(pieces, Built) else None
-        delivered = deliver_pieces(
+        keep_as = (view.generation, _feed_fingerprint(marketplace, name, dealer, settings))
+        outcome.files.append(deliver_pieces(
             engine, destination, paths, marketplace, dealer.id, name, pieces, keep_as, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
-        )
-        outcome.files.append(delivered)
-        if delivered.error:
-            outcome.errors.append(f"{marketplace} file for {dealer.id} not delivered: {delivered.error}")
+        ))
+    outcome.drift = snapshot_drift(
+        marketplace, dealer, view, destination, outcome.files, engine, outcome.listed, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
+    )
+    outcome.errors += [f"{marketplace} file for {dealer.id} not delivered: {f.error}" for f in outcome.files if f.error]
     for error in outcome.errors:
         logger.error(error)
+    if not outcome.drift.clean:
+        logger.error(f"drift after delivery: {outcome.drift.describe()}")
     for row in rendered.held.itertuples(index=False):
         logger.warning(f"{marketplace}: {row.stock_id} held back: {row.reasons}")
     return outcome
+
+
+def snapshot_drift(
+    marketplace: str, dealer: Dealer, view: StockView, destination: Destination, files: list[SnapshotOutcome], engine: Engine, vehicles: int,
+    heal_rounds: int = HEAL_ROUNDS, **delivery,
+) -> Drift:
+    """The dealer's files at their destination against the files built from its stock; a file that differs is sent again
+    (up to `heal_rounds` times) before the drift is recorded and returned."""
+    spec = SPECS[marketplace]
+    for round_number in range(heal_rounds + 1):
+        drift = Drift(dealer.id, marketplace, checked=vehicles)
+        differing = []
+        for file in files:
+            if file.sha256 is None or verified(engine, destination, marketplace, dealer.id, file.name, file.sha256):
+                continue
+            expected = file.expected.read_bytes()
+            actual = _read_back(destination, file.name)
+            if isinstance(actual, str):
+                drift.add(Drift(dealer.id, marketplace, error=f"{file.name}: {actual}"))
+                differing.append(file)
+                continue
+            found = file_drift(dealer.id, marketplace, file.name, expected, actual, spec.read_back, lambda ids: _statuses(view, ids))
+            if found.clean:
+                record_verified(engine, destination, marketplace, dealer.id, file.name, file.sha256)
+            else:
+                differing.append(file)
+            drift.add(found)
+        if drift.clean or round_number == heal_rounds:
+            break
+        for file in differing:  # sent again from the copy kept of what it should hold
+            staged = StagedFile(file.expected, file.sha256, file.expected.stat().st_size)
+            resent = deliver_file(engine, destination, marketplace, dealer.id, file.name, staged, **delivery)
+            file.error, file.sent = resent.error, file.sent or resent.sent
+    record_drift(engine, dealer.id, marketplace, delivery.get("run_id"), drift.checked, drift.items(), drift.error)
+    return drift
+
+
+def _read_back(destination: Destination, name: str) -> bytes | None | str:
+    """The file's bytes at the destination (None when absent), or why it could not be read."""
+    try:
+        return destination.read(name)
+    except Exception as error:  # an unreachable destination: its state is unknown, which the oracle reports
+        return f"cannot read it back: {type(error).__name__}: {error}"
+
+
+def _statuses(view: StockView, stock_ids: list[str]) -> dict[str, str]:
+    """The stock's status of each stock id (those it does not hold are absent)."""
+    stock = view.whole()
+    found = stock.loc[stock["stock_id"].isin(stock_ids), ["stock_id", "status"]]
+    return dict(zip(found["stock_id"].astype(str), found["status"].astype(str)))
 
 
 def autotrader_feed(
@@ -290,14 +354,46 @@ def autotrader_feed(
             outcome.reconciled = reconcile(engine, client, dealer.id, advertiser, rendered.items)
         except ApiError as error:
             logger.error(f"autotrader reconciliation for {dealer.id} failed: {error}; delivering from the ledger alone")
-    outcome.api = deliver_api(engine, client, dealer.id, advertiser, rendered.items, run_id=run_id, trigger=trigger, change_seen_at=change_seen_at, scope=scope)
+    delivery = dict(run_id=run_id, trigger=trigger, change_seen_at=change_seen_at)
+    outcome.api = deliver_api(engine, client, dealer.id, advertiser, rendered.items, scope=scope, **delivery)
     feed_cache.record_delivered(paths.state, "autotrader", dealer.id, view.generation, fingerprint)  # what failed stays unsettled in the ledger
+    whole_items = rendered.items if scope is None else render_dealer(dealer, view.whole(), "autotrader").items
+    outcome.drift = api_feed_drift(dealer, view, client, advertiser, whole_items, engine, outcome.api, **delivery)
     outcome.errors = [f"autotrader: {error}" for error in outcome.api.errors]
     for error in outcome.errors:
         logger.error(error)
-    if outcome.api.failed or outcome.api.dead_lettered:
-        alert_if_failing(settings, engine, "autotrader", dealer.id, logger)
+    if not outcome.drift.clean:
+        logger.error(f"drift after delivery: {outcome.drift.describe()}")
     return outcome
+
+
+def api_feed_drift(
+    dealer: Dealer, view: StockView, client, advertiser: str, items: pd.DataFrame, engine: Engine, report: ApiDeliveryReport,
+    heal_rounds: int = HEAL_ROUNDS, **delivery,
+) -> Drift:
+    """The marketplace's own stock search against every vehicle the stock renders for it. What differs is healed (the ledger
+    repaired from the search, the drifting vehicles sent again in full) up to `heal_rounds` times; the rest is recorded."""
+    marketplace = "autotrader"
+    for round_number in range(heal_rounds + 1):
+        try:
+            drift = api_drift(dealer.id, marketplace, items, client.search(advertiser), lambda ids: _statuses(view, ids))
+        except ApiError as error:
+            drift = Drift(dealer.id, marketplace, checked=len(items), error=f"the stock search failed: {error}")
+            break
+        if drift.clean or round_number == heal_rounds:
+            break
+        try:
+            reconcile(engine, client, dealer.id, advertiser, items)
+        except ApiError as error:
+            drift.error = f"reconciliation failed: {error}"
+            break
+        ledger.mark_unsettled(engine, marketplace, dealer.id, set(drift.stale) | set(drift.sold_live) | set(drift.missing))
+        healed = deliver_api(engine, client, dealer.id, advertiser, items, **delivery)
+        for name in ("created", "updated", "deleted", "failed", "dead_lettered", "calls", "repaired"):
+            setattr(report, name, getattr(report, name) + getattr(healed, name))
+        report.errors += healed.errors
+    record_drift(engine, dealer.id, marketplace, delivery.get("run_id"), drift.checked, drift.items(), drift.error)
+    return drift
 
 
 def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, run_id: str, trigger: str) -> dict[str, int]:
@@ -309,9 +405,11 @@ def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, r
     base_generation, log = stored(paths.state, dealer_id)
     changes = ChangeLog.latest(log.rows) if log is not None and len(log.rows) else empty_stock()
     vehicles = publish_stock(paths, dealer_id, stock_path(paths.state, dealer_id), base_generation, changes.drop(columns=PRIVATE_COLUMNS))
-    sync.record_sync_run(engine, run_id, dealer_id, trigger, vehicles)
+    problems = [p for p in current_problems(engine, dealer_id) if in_scope_of_dealer_run(p.key)]
+    sync.record_sync_run(engine, run_id, dealer_id, trigger, vehicles, len(problems))
     counts = publish(paths, dealer_id, operational_rows(engine, dealer_id))
     counts["deliveries"] = publish_appended(paths, engine, "deliveries", dealer_id)
+    counts["marketplace_drift"] = publish_appended(paths, engine, "marketplace_drift", dealer_id)
     counts["stock_history"] = publish_history(paths, dealer_id, history_path(paths.state, dealer_id), read_history_log(paths.state, dealer_id))
     counts["stock_current"] = vehicles
     counts["marketplace_listings"] = publish_listings(paths, dealer_id)
@@ -334,10 +432,11 @@ def sync_dealer(
     for failure in landing.failed:
         logger.error(failure)
     parsed = sync.parse_pending(dealer, paths, engine, settings.validation.max_uncompressed_mb)
-    files_parsed, files_unreadable = len(parsed), sum(1 for p in parsed if p.error)
+    files_parsed, unreadable = len(parsed), {p.file_name: p.error for p in parsed if p.error}
     validated = sync.validate_parsed(parsed, settings, paths, engine, price_reference=price_reference)
     del parsed  # the rows live on in `validated`; holding both would double the peak for a big export
     records, accepted = sum(v.records_total for v in validated), sum(len(v.accepted) for v in validated)
+    summaries = [sync.ValidationSummary.of(v) for v in validated]
     update = sync.update_stock(dealer, validated, settings, paths, engine, run_id=run_id)
     del validated
     for name, reason in update.held.items():
@@ -349,41 +448,126 @@ def sync_dealer(
         feeds[marketplace] = snapshot_feed(marketplace, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger)
     feeds["autotrader"] = autotrader_feed(dealer, stock, settings, paths, engine, run_id, trigger, trigger == "nightly", seen, logger)
     rows = publish_dealer_warehouse(dealer.id, paths, engine, run_id, trigger)
-    return DealerRun(dealer.id, landing, files_parsed, files_unreadable, records, accepted, update, feeds, rows)
+    problems = finish_dealer_run(settings, engine, dealer.id, run_id, logger)
+    return DealerRun(
+        dealer.id, landing, files_parsed, unreadable, records, accepted, summaries, update, feeds, rows, problems, sync.hours_since_last_export(engine, dealer.id),
+    )
+
+
+def finish_dealer_run(settings: Settings, engine: Engine, dealer_id: str, run_id: str | None, logger=log, crashed: str | None = None) -> list[Problem]:
+    """The dealer's problems after its run (all but the account-wide Google file's), each logged as an error, and its
+    incidents opened and resolved with one alert each. `crashed`: why the run's own code failed, a problem too."""
+    problems = [p for p in current_problems(engine, dealer_id) if in_scope_of_dealer_run(p.key)]
+    if crashed:
+        problems.append(Problem(dealer_id, "sync_failed", "", f"the sync failed: {crashed}"))
+    for problem in problems:
+        logger.error(f"{dealer_id}: {problem.message}")
+    report_incidents(settings, engine, dealer_id, problems, in_scope_of_dealer_run, run_id, logger)
+    return problems
+
+
+def finish_account_run(settings: Settings, engine: Engine, run_id: str | None, logger=log) -> dict[str, list[Problem]]:
+    """After the account-wide files: per dealer its Google problems, and the account's own ("*": the file not delivered),
+    logged and reported as incidents."""
+    found = {}
+    for dealer_id in [d.id for d in settings.dealers if "google" in d.marketplaces] + [ACCOUNT]:
+        problems = [p for p in current_problems(engine, dealer_id) if dealer_id == ACCOUNT or in_scope_of_account_run(p.key)]
+        for problem in problems:
+            logger.error(f"{dealer_id}: {problem.message}")
+        report_incidents(settings, engine, dealer_id, problems, (lambda key: True) if dealer_id == ACCOUNT else in_scope_of_account_run, run_id, logger)
+        found[dealer_id] = problems
+    return found
 
 
 @dataclass
 class AccountFile:
-    """The account-wide Google file as assembled: how many rows, from how many dealers, a few of its rows, and its delivery."""
+    """The account-wide Google file as assembled: how many rows, from how many dealers, a few of its rows, its delivery and drift."""
 
     listed: int
     dealers: int
     preview: pd.DataFrame
     outcome: SnapshotOutcome
+    drift: dict[str, Drift] = field(default_factory=dict)  # per dealer, its rows in the file at the destination against its rows as built
 
 
 def google_account_file(settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, trigger: str, change_seen_at: datetime | None = None) -> AccountFile:
-    """Assemble every dealer's last good Google rows into the one account file (their bytes, copied) and deliver it if its
-    bytes changed."""
+    """Assemble every dealer's last good Google rows into the one account file (their bytes, copied), deliver it if its
+    bytes changed, then check the file at its destination against each dealer's rows (the drift oracle)."""
     marketplace = settings.marketplaces["google"]
     file_format = marketplace.file_format or "csv"
-    name = f"rows.{file_format}"
+    name, account_name = f"rows.{file_format}", f"vehicle_listings.{file_format}"
+    destination = destination_for(marketplace, paths)
+    delivery = dict(run_id=run_id, trigger=trigger, change_seen_at=change_seen_at)
     with ExitStack() as opened:
-        parts = []  # each part opened with its index read for that very file: a dealer's run may replace it meanwhile
+        parts = {}  # each part opened with its index read for that very file: a dealer's run may replace it meanwhile
         for dealer in settings.dealers:
             part = feed_cache.open_kept(paths.state, "google", dealer.id, name) if "google" in dealer.marketplaces else None
             if part is not None:
-                parts.append((opened.enter_context(part[0]), part[1]))
-        outcome = deliver_pieces(
-            engine, destination_for(marketplace, paths), paths, "google", ACCOUNT, f"vehicle_listings.{file_format}",
-            merged(google.header(file_format), parts), run_id=run_id, trigger=trigger, change_seen_at=change_seen_at,
-        )
-        listed = sum(len(index) if index is not None else _rows_in(handle, file_format) for handle, index in parts)
-        preview = _first_rows(parts, file_format)
+                parts[dealer.id] = (opened.enter_context(part[0]), part[1])
+        staged = stage(paths.state / "staging" / "google", account_name, merged(google.header(file_format), list(parts.values())))
+        try:
+            outcome = deliver_file(engine, destination, "google", ACCOUNT, account_name, staged, **delivery)
+            drift = account_drift(settings, paths, engine, destination, account_name, staged, parts, **delivery)
+        finally:
+            staged.discard()
+        listed = sum(len(index) if index is not None else _rows_in(handle, file_format) for handle, index in parts.values())
+        preview = _first_rows(list(parts.values()), file_format)
     publish(paths, "account", operational_rows(engine, ACCOUNT, ("dead_letters",)))
     publish_appended(paths, engine, "deliveries", ACCOUNT, file_key="account")
+    publish(paths, "account_drift", operational_rows(engine, None, ("drift_items",)))  # every dealer's Google drift, at once
+    publish_appended(paths, engine, "marketplace_drift", None, file_key="account_drift")
     ensure_catalog(paths)
-    return AccountFile(listed, len(parts), preview, outcome)
+    return AccountFile(listed, len(parts), preview, outcome, drift)
+
+
+def account_drift(
+    settings: Settings, paths: DataPaths, engine: Engine, destination: Destination, name: str, staged: StagedFile, parts: dict,
+    heal_rounds: int = HEAL_ROUNDS, **delivery,
+) -> dict[str, Drift]:
+    """Per dealer, its rows in the account file at the destination against its rows as built; a file that differs is sent
+    again (up to `heal_rounds` times) before each dealer's drift is recorded."""
+    file_format = settings.marketplaces["google"].file_format or "csv"
+    header = google.header(file_format)
+    read_back = SPECS["google"].read_back
+    for round_number in range(heal_rounds + 1):
+        drifts = {dealer_id: Drift(dealer_id, "google", checked=_part_rows(part, file_format)) for dealer_id, part in parts.items()}
+        if verified(engine, destination, "google", ACCOUNT, name, staged.sha256):
+            break
+        actual = _read_back(destination, name)
+        if actual == staged.path.read_bytes():
+            record_verified(engine, destination, "google", ACCOUNT, name, staged.sha256)
+            break
+        for dealer_id, (handle, _) in parts.items():
+            if isinstance(actual, str):
+                drifts[dealer_id].error = f"{name}: {actual}"
+                continue
+            store = settings.dealer(dealer_id).marketplaces["google"].store_code or dealer_id
+            view = StockView(paths.state, dealer_id)
+
+            def mine(rows: dict[str, str], prefix: str = f"{store}|") -> dict[str, str]:
+                return {key[len(prefix):]: row for key, row in rows.items() if key.startswith(prefix)}
+
+            drifts[dealer_id] = file_drift(dealer_id, "google", name, header + _part_bytes(handle), actual, read_back, lambda ids, v=view: _statuses(v, ids), select=mine)
+            if drifts[dealer_id].stale == [f"(file) {name}"]:  # this dealer's rows are right; what differs is another's or the header
+                drifts[dealer_id].stale = []
+        if round_number == heal_rounds or all(d.clean for d in drifts.values()):
+            break
+        deliver_file(engine, destination, "google", ACCOUNT, name, staged, **delivery)
+    for dealer_id, drift in drifts.items():
+        record_drift(engine, dealer_id, "google", delivery.get("run_id"), drift.checked, drift.items(), drift.error)
+    return drifts
+
+
+def _part_bytes(handle: BinaryIO) -> bytes:
+    """The whole part, read through a second descriptor so `handle` stays where it is."""
+    with open(os.dup(handle.fileno()), "rb") as part:
+        part.seek(0)
+        return part.read()
+
+
+def _part_rows(part: tuple, file_format: str) -> int:
+    handle, index = part
+    return len(index) if index is not None else _rows_in(handle, file_format)
 
 
 def _csv_rows(handle: BinaryIO, file_format: str, rows: int | None = None) -> list[list[str]]:

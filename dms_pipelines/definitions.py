@@ -6,7 +6,7 @@ import dagster as dg
 
 from dms_pipelines.config import Settings, load_settings
 from dms_pipelines.orchestration.assets import dealer_assets, google_feed
-from dms_pipelines.orchestration.checks import CHECKS
+from dms_pipelines.orchestration.checks import CHECKS, google_drift_check
 from dms_pipelines.orchestration.group import group_sync
 from dms_pipelines.orchestration.io_manager import FrameFilesystemIOManager
 from dms_pipelines.orchestration.resources import PipelineResource
@@ -22,7 +22,7 @@ def build_definitions(settings: Settings, paths: DataPaths, config_file: Path | 
     dealer_sync, account_feeds = build_jobs(partitions)
     return dg.Definitions(
         assets=[*dealer_assets(partitions), google_feed],
-        asset_checks=CHECKS,
+        asset_checks=[*CHECKS, google_drift_check(partitions)],
         jobs=[dealer_sync, account_feeds, group_sync],
         schedules=build_schedules(dealer_sync, account_feeds, group_sync, dealer_ids),
         sensors=build_sensors(dealer_sync, account_feeds),

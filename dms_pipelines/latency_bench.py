@@ -40,6 +40,7 @@ def bench_sold_latency(work: Path, vehicles: int = 600, timeout: float = 180.0, 
     simulator = StockApiSimulator(token=TOKEN).start()
     raw = yaml.safe_load((PROJECT_ROOT / "data" / "config" / "dms_pipelines.yaml").read_text())
     raw["marketplaces"]["autotrader"]["destination"]["base_url"] = simulator.base_url
+    raw["marketplaces"]["autotrader"]["destination"].pop("base_url_env", None)  # this simulator, whatever the environment says
     (root / "config" / "dms_pipelines.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {"DMS_PIPELINES_DATA": str(root), "DAGSTER_HOME": str(home), "DMS_AUTOTRADER_TOKEN": TOKEN}
     os.environ.update(env)

@@ -1,4 +1,4 @@
-"""KPIs per dealer and marketplace from the warehouse: success rate, latency, completeness, call efficiency, open quarantine."""
+"""KPIs per dealer and marketplace from the warehouse (success rate, latency, completeness, call efficiency, open quarantine) and drift."""
 
 import json
 from pathlib import Path
@@ -21,8 +21,8 @@ delivery_kpis AS (
     FROM d GROUP BY ALL
 ),
 listing_kpis AS (
-    SELECT dealer_id, marketplace, count(*) FILTER (WHERE listed) AS listed, count(*) FILTER (WHERE NOT listed) AS held_back,
-           avg(completeness) FILTER (WHERE listed) AS mean_completeness
+    SELECT dealer_id, marketplace, count(*) FILTER (WHERE listed) AS listed, count(*) FILTER (WHERE NOT in_feed AND drift IS NULL) AS held_back,
+           avg(completeness) FILTER (WHERE in_feed) AS mean_completeness
     FROM marketplace_listings GROUP BY ALL
 ),
 quarantine_kpis AS (
@@ -40,13 +40,45 @@ ORDER BY dealer_id, marketplace
 """
 
 
-def kpis(warehouse_db: Path) -> list[dict]:
+DRIFT_SQL = """
+SELECT dealer_id, marketplace, checked_at, vehicles_checked, missing, extra, stale, sold_live, error, stock_ids
+FROM marketplace_drift_current ORDER BY (missing + extra + stale + sold_live > 0 OR error IS NOT NULL) DESC, dealer_id, marketplace
+"""
+
+
+def _query(warehouse_db: Path, sql: str) -> list[dict]:
     if not warehouse_db.exists():
         raise FileNotFoundError(f"{warehouse_db}: no warehouse yet; run `make demo` or `dms-pipelines run` first")
     with duckdb.connect(str(warehouse_db), read_only=True) as connection:
-        cursor = connection.execute(KPI_SQL)
+        cursor = connection.execute(sql)
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def kpis(warehouse_db: Path) -> list[dict]:
+    return _query(warehouse_db, KPI_SQL)
+
+
+def drift(warehouse_db: Path) -> list[dict]:
+    """Per dealer and marketplace, the last drift check: what the marketplace shows that the DMS does not say, by kind."""
+    rows = _query(warehouse_db, DRIFT_SQL)
+    for row in rows:
+        row["stock_ids"] = json.loads(row["stock_ids"] or "{}")
+    return rows
+
+
+def render_drift(rows: list[dict]) -> str:
+    """One line per dealer and marketplace: in sync, or the counts with the first stock ids of each kind."""
+    lines = []
+    for row in rows:
+        kinds = [(kind, row[kind]) for kind in ("sold_live", "missing", "stale", "extra") if row[kind]]
+        if not kinds and not row["error"]:
+            lines.append(f"{row['dealer_id']:<12} {row['marketplace']:<11} in sync ({row['vehicles_checked']} vehicles checked)")
+            continue
+        text = "; ".join(f"{count} {kind.replace('_', ' but ')} ({', '.join(row['stock_ids'].get(kind, [])[:5])})" for kind, count in kinds)
+        error = f"cannot be read back: {row['error']}" if row["error"] else ""
+        lines.append(f"{row['dealer_id']:<12} {row['marketplace']:<11} DRIFT: {'; '.join(p for p in (text, error) if p)}")
+    return "\n".join(lines) if lines else "no drift check recorded yet"
 
 
 def render_table(rows: list[dict]) -> str:
@@ -64,5 +96,5 @@ def render_table(rows: list[dict]) -> str:
     return "\n".join("  ".join(value.ljust(widths[i]) for i, value in enumerate(r)) for r in table)
 
 
-def render_json(rows: list[dict]) -> str:
-    return json.dumps({"kpis": rows}, indent=2, default=str)
+def render_json(rows: list[dict], drift_rows: list[dict] | None = None) -> str:
+    return json.dumps({"kpis": rows, "drift": drift_rows or []}, indent=2, default=str)

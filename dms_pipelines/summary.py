@@ -44,7 +44,7 @@ def print_summary(settings: Settings, paths: DataPaths, echo=print) -> None:
     echo("   feed files:")
     for marketplace, market in settings.marketplaces.items():
         if market.destination.kind != "local":
-            echo(f"     {marketplace}: {market.destination.kind} ({getattr(market.destination, 'base_url', '') or getattr(market.destination, 'host', '')})")
+            echo(f"     {marketplace}: {market.destination.kind} ({market.destination.resolved_base_url() if market.destination.kind == 'http_api' else getattr(market.destination, 'host', '')})")
             continue
         folder = paths.resolve(market.destination.path)
         for path in sorted(folder.glob("*")) if folder.exists() else []:

@@ -60,6 +60,29 @@ class ValidatedExport:
     sold_in_quarantine: set[str] = field(default_factory=set)  # a quarantined row that still says "sold" is believed
 
 
+@dataclass(frozen=True)
+class ValidationSummary:
+    """What the checks and the UI show of one validated export, without its rows: counts, issues per rule, the first issues."""
+
+    file_name: str
+    records_total: int
+    accepted_rows: int
+    quarantined_rows: int
+    issues_per_rule: dict[str, int]  # "severity:rule" -> issues
+    first_issues: list[dict]  # source_row, stock_id, field, rule, value, severity: the first SHOWN_ISSUES, errors first
+
+    @classmethod
+    def of(cls, item: ValidatedExport) -> "ValidationSummary":
+        issues = item.issues
+        per_rule = {f"{severity}:{rule}": int(n) for (severity, rule), n in issues.groupby(["severity", "rule"]).size().items()} if len(issues) else {}
+        ordered = issues.sort_values(["severity", "source_row"], kind="stable").head(SHOWN_ISSUES) if len(issues) else issues
+        first = ordered[["source_row", "stock_id", "field", "rule", "value", "severity"]].astype("string").fillna("").to_dict(orient="records") if len(issues) else []
+        return cls(item.file_name, item.records_total, len(item.accepted), item.quarantined_rows, per_rule, first)
+
+
+SHOWN_ISSUES = 20
+
+
 @dataclass
 class StockUpdate:
     """What applying a dealer's validated exports did to its stock (the whole stock is read only when asked for)."""
@@ -297,19 +320,27 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
         outcome.removed += merged.removed
         outcome.kept_last_good += merged.kept_last_good
         outcome.applied.append(item.file_name)
-        _processed(engine, item, run_id)
+        _processed(engine, dealer.id, item, run_id)
     outcome.whole = stock
     if outcome.applied:
         _store(paths, dealer.id, outcome, stock, changed_ids)
     return outcome
 
 
-def _processed(engine: Engine, item: ValidatedExport, run_id: str | None) -> None:
+def _processed(engine: Engine, dealer_id: str, item: ValidatedExport, run_id: str | None) -> None:
+    """The export is applied; a full one supersedes the dealer's older exports still held (nothing is left to release)."""
     _set_status(
         engine, item.file_id, status="processed", rows_total=item.records_total, rows_accepted=len(item.accepted),
         rows_quarantined=item.quarantined_rows, encoding=item.encoding, processed_at=utc_now(), error=None, run_id=run_id,
         warnings="\n".join(item.warnings) or None,
     )
+    if item.export_kind == "full":
+        with engine.begin() as connection:
+            connection.execute(
+                update(ingested_files)
+                .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "held", ingested_files.c.export_timestamp < item.export_timestamp))
+                .values(status="superseded", error=f"superseded by the newer full export {item.file_name}, applied", processed_at=utc_now())
+            )
 
 
 def _store(paths: DataPaths, dealer_id: str, outcome: StockUpdate, stock: pd.DataFrame, changed_ids: set[str] | None, stock_size: int | None = None) -> None:
@@ -347,7 +378,7 @@ def _apply_deltas(dealer: Dealer, validated: list[ValidatedExport], paths: DataP
         outcome.added += added
         outcome.updated += len(new_ids) - added
         outcome.applied.append(item.file_name)
-        _processed(engine, item, run_id)
+        _processed(engine, dealer.id, item, run_id)
     if outcome.applied:
         _store(paths, dealer.id, outcome, changed, set(changed["stock_id"].astype(str)), stock_size=vehicles + outcome.added)
     return outcome
@@ -396,8 +427,9 @@ def files_waiting(dealer: Dealer, paths: DataPaths, engine: Engine) -> list[Remo
     return waiting
 
 
-def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, vehicles: int) -> None:
-    """One row per dealer run for the sync_runs table, from the files the run applied or held (replaced if re-executed)."""
+def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, vehicles: int, problems: int = 0) -> None:
+    """One row per dealer run for the sync_runs table, from the files the run applied or held (replaced if re-executed);
+    `problems`: how many things are wrong for the dealer after it (run_health)."""
     from sqlalchemy import func
 
     from dms_pipelines.operations.db import sync_runs
@@ -414,8 +446,8 @@ def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, v
     values = dict(
         run_id=run_id, dealer_id=dealer_id, trigger=trigger, started_at=started, finished_at=utc_now(), files=len(files),
         records=sum(f.rows_total or 0 for f in files), accepted=sum(f.rows_accepted or 0 for f in files),
-        quarantined=sum(f.rows_quarantined or 0 for f in files), held=held, vehicles=vehicles,
-        outcome="held" if held else "ok" if files else "no_change",
+        quarantined=sum(f.rows_quarantined or 0 for f in files), held=held, vehicles=vehicles, problems=problems,
+        outcome="held" if held else "problems" if problems else "ok" if files else "no_change",
     )
     with engine.begin() as connection:
         connection.execute(delete(sync_runs).where(and_(sync_runs.c.run_id == run_id, sync_runs.c.dealer_id == dealer_id)))

@@ -53,6 +53,7 @@ def data_root(tmp_path: Path, monkeypatch, stock_api) -> Path:
     monkeypatch.setenv("DMS_AUTOTRADER_TOKEN", TEST_TOKEN)
     monkeypatch.setenv("DMS_PIPELINES_DATA", str(root))
     monkeypatch.delenv("DMS_PIPELINES_CONFIG", raising=False)
+    monkeypatch.delenv("DMS_AUTOTRADER_BASE_URL", raising=False)  # the config names it (base_url_env): the simulator above, not an exported URL
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir()
     return root

@@ -96,3 +96,28 @@ def test_operations_database_url_from_a_named_variable(raw, tmp_path):
     with pytest.raises(ConfigError, match="DMS_OPS_DB is not set"):
         operations_db_url(settings, DataPaths(tmp_path), environ={})
     assert operations_db_url(settings, DataPaths(tmp_path), environ={"DMS_OPS_DB": "postgresql://x/y"}) == "postgresql://x/y"
+
+
+def test_api_base_url_from_a_named_variable(raw):
+    destination = raw["marketplaces"]["autotrader"]["destination"]
+    assert destination["base_url_env"] == "DMS_AUTOTRADER_BASE_URL"  # the committed demo configuration names it
+    api = parse_settings(raw).marketplaces["autotrader"].destination
+    assert api.resolved_base_url(environ={}) == destination["base_url"]  # unset: base_url
+    assert api.resolved_base_url(environ={"DMS_AUTOTRADER_BASE_URL": ""}) == destination["base_url"]  # empty counts as unset
+    assert api.resolved_base_url(environ={"DMS_AUTOTRADER_BASE_URL": "https://api.example/v1/"}) == "https://api.example/v1/"
+    for bad in ("api.example", "ftp://api.example", "http://", "https://api.example/?x=1"):
+        with pytest.raises(ConfigError, match="DMS_AUTOTRADER_BASE_URL") as caught:
+            api.resolved_base_url(environ={"DMS_AUTOTRADER_BASE_URL": bad})
+        assert "http(s) URL" in str(caught.value)
+    with pytest.raises(ConfigError, match="DMS_AUTOTRADER_BASE_URL") as caught:
+        api.resolved_base_url(environ={"DMS_AUTOTRADER_BASE_URL": "https://user:s3cret@api.example"})
+    assert "s3cret" not in str(caught.value)
+
+
+def test_api_base_url_env_must_name_a_variable(raw):
+    raw["marketplaces"]["autotrader"]["destination"]["base_url_env"] = "http://127.0.0.1:8765"
+    assert "marketplaces.autotrader.destination.base_url_env: must be the NAME of an environment variable" in errors_of(raw)
+    del raw["marketplaces"]["autotrader"]["destination"]["base_url_env"]
+    api = parse_settings(raw).marketplaces["autotrader"].destination
+    assert api.base_url_env is None
+    assert api.resolved_base_url(environ={"DMS_AUTOTRADER_BASE_URL": "https://elsewhere.example"}) == "http://127.0.0.1:8765"

@@ -30,4 +30,4 @@ def api_client_for(marketplace: Marketplace, environ=None) -> StockApiClient:
     if not token:
         raise ConfigError(f"marketplaces.*.destination.token_env: environment variable {target.token_env} is not set")
     policy = RetryPolicy(max_attempts=target.max_attempts, max_delay=target.max_retry_delay_seconds)
-    return StockApiClient(target.base_url, token, timeout=target.timeout_seconds, policy=policy)
+    return StockApiClient(target.resolved_base_url(environ), token, timeout=target.timeout_seconds, policy=policy)

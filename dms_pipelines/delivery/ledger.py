@@ -106,6 +106,22 @@ def mark_failed(engine: Engine, marketplace: str, dealer_id: str, item_key: str,
         _upsert(connection, marketplace, dealer_id, item_key, values)
 
 
+def mark_unsettled(engine: Engine, marketplace: str, dealer_id: str, item_keys: set[str]) -> None:
+    """The marketplace does not show what was acknowledged for these items: they are sent again, whole, by the next delivery."""
+    if not item_keys:
+        return
+    where = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status == "acknowledged")
+    ordered = sorted(item_keys)
+    with engine.begin() as connection:
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            connection.execute(
+                update(listing_ledger).where(and_(where, listing_ledger.c.item_key.in_(chunk))).values(
+                    status="failed", last_error="the marketplace does not show what was acknowledged; sending again", updated_at=now(),
+                )
+            )
+
+
 def mark_withdrawn(engine: Engine, marketplace: str, dealer_id: str, item_key: str, state: str) -> None:
     """The item is off the marketplace for good (withdrawn, or left there as sold): no longer ours to diff or touch. The
     row stays, so that the vehicle coming back is a new change with a new idempotency key, never the first one's."""

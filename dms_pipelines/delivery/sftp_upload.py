@@ -50,6 +50,24 @@ class SftpDestination:
             except FileNotFoundError:
                 return False
 
+    def identity(self, name: str) -> dict | None:
+        """Size and mtime (whole seconds: what SFTP gives)."""
+        with SftpSource(self.settings) as connection:
+            try:
+                status = connection._connect().stat(str(PurePosixPath(self.settings.remote_dir) / name))
+            except FileNotFoundError:
+                return None
+            return {"size": status.st_size, "mtime": int(status.st_mtime or 0)}
+
+    def read(self, name: str) -> bytes | None:
+        with SftpSource(self.settings) as connection:
+            buffer = io.BytesIO()
+            try:
+                connection._connect().getfo(str(PurePosixPath(self.settings.remote_dir) / name), buffer)
+            except FileNotFoundError:
+                return None
+            return buffer.getvalue()
+
     def describe(self, name: str) -> str:
         return f"sftp://{self.settings.username}@{self.settings.endpoint}{PurePosixPath(self.settings.remote_dir) / name}"
 

@@ -4,6 +4,7 @@ import argparse
 import copy
 import hmac
 import json
+import os
 import signal
 import sys
 import threading
@@ -11,6 +12,7 @@ import time
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 LIFECYCLE_STATES = frozenset({"DUE_IN", "FORECOURT", "SALE_IN_PROGRESS", "SOLD", "DELETED", "WASTEBIN"})
 GONE_STATES = frozenset({"DELETED", "WASTEBIN"})
@@ -91,7 +93,7 @@ class StockApiSimulator:
         self._lock = threading.Lock()
         self._items: dict[str, dict] = {}  # stockId -> item, creation order kept by dict order
         self._idempotent: dict[tuple[str, str], tuple[int, dict]] = {}  # (advertiserId, key) -> first answer
-        self._failures: list[tuple[str, float | int | None]] = []
+        self._failures: list[tuple[str, float | int | None, tuple[str, ...] | None]] = []
         self._rejects: dict[str, tuple[int, str]] = {}
         self.request_log: list[tuple[str, str, int]] = []
         self.writes = 0
@@ -132,23 +134,24 @@ class StockApiSimulator:
 
     # failure knobs: each queued failure is used by the next request, in the order queued
 
-    def fail_next(self, count: int, status: int = 500) -> None:
+    def fail_next(self, count: int, status: int = 500, methods: tuple[str, ...] | None = None) -> None:
+        """The next `count` requests (of `methods` only, when given: ("POST", "PATCH") fails writes while searches answer)."""
         with self._lock:
-            self._failures += [("status", status)] * count
+            self._failures += [("status", status, methods)] * count
 
     def rate_limit_next(self, count: int, retry_after: float = 1) -> None:
         with self._lock:
-            self._failures += [("rate", retry_after)] * count
+            self._failures += [("rate", retry_after, None)] * count
 
     def slow_next(self, count: int, seconds: float) -> None:
         """The next requests are answered (and applied) only after `seconds`, as a slow server would."""
         with self._lock:
-            self._failures += [("slow", seconds)] * count
+            self._failures += [("slow", seconds, None)] * count
 
     def drop_next(self, count: int) -> None:
         """The next requests are read, then the connection is closed without an answer (and nothing is applied)."""
         with self._lock:
-            self._failures += [("drop", None)] * count
+            self._failures += [("drop", None, None)] * count
 
     def reject(self, external_reference: str, status: int = 400, message: str = "rejected by the marketplace") -> None:
         """Refuse every create or patch of this vehicle, permanently, with this status and message."""
@@ -180,9 +183,14 @@ class StockApiSimulator:
 
     # request handling
 
-    def _next_failure(self):
+    def _next_failure(self, method: str):
+        """The first queued failure that applies to a request of `method`, taken off the queue."""
         with self._lock:
-            return self._failures.pop(0) if self._failures else None
+            for position, (kind, value, methods) in enumerate(self._failures):
+                if methods is None or method in methods:
+                    del self._failures[position]
+                    return kind, value
+            return None
 
     def _log(self, method: str, path: str, status: int) -> None:
         with self._lock:
@@ -324,7 +332,7 @@ class StockApiSimulator:
                     self.close_connection = True
                     return self._reply(path, 413 if length > 0 else 400, {"message": "bad or too large Content-Length"})
                 raw = self.rfile.read(length) if length else b""
-                failure = simulator._next_failure()
+                failure = simulator._next_failure(self.command)
                 if failure is not None:
                     kind, value = failure
                     if kind == "drop":
@@ -356,19 +364,32 @@ def _interrupt(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the Auto Trader Connect-style stock API simulator in the foreground.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=8765, help="0: a free port chosen by the OS (see --url-file)")
     parser.add_argument("--token", default="demo-token", help="the Bearer token clients must send")
+    parser.add_argument("--url-file", default=None, help="write the URL it listens on to this file once it is listening (removed on exit)")
     args = parser.parse_args(argv)
-    simulator = StockApiSimulator(token=args.token, host=args.host, port=args.port).start()
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` (or a container stop) shuts down as cleanly as Ctrl-C
-    print(f"stock API simulator on {simulator.base_url} (Bearer token as given by --token); Ctrl-C stops it", flush=True)
     try:
+        simulator = StockApiSimulator(token=args.token, host=args.host, port=args.port).start()
+    except OSError as error:
+        print(f"stock API simulator: cannot listen on {args.host}:{args.port}: {error.strerror} (already in use by another process?); "
+              "use --port 0 for a free port", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` (or a container stop) shuts down as cleanly as Ctrl-C
+    url_file = Path(args.url_file) if args.url_file else None
+    try:
+        if url_file is not None:  # written whole, then renamed into place: a reader never sees half a URL
+            partial = url_file.with_name(f".{url_file.name}.{os.getpid()}.part")
+            partial.write_text(simulator.base_url + "\n")
+            os.replace(partial, url_file)
+        print(f"stock API simulator on {simulator.base_url} (Bearer token as given by --token); Ctrl-C stops it", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
         simulator.stop()
+        if url_file is not None:
+            url_file.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ SPEC = MarketplaceSpec(
     extra_rules=_rules,
     min_images=6,
     image_count=lambda items: list_lengths(items["images"]),
+    offered=lambda items: items["advert_status"] == "PUBLISHED",
 )
 
 

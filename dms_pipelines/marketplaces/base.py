@@ -47,6 +47,10 @@ class MarketplaceSpec:
     extra_rules: Callable[[pd.DataFrame], pd.Series] | None = None  # per item: '' or '; '-joined reasons
     min_images: int = 0
     image_count: Callable[[pd.DataFrame], pd.Series] | None = None
+    # a snapshot file read back (its name, its bytes) into what it shows per vehicle (see read_back.py); None: no vehicle rows in it
+    read_back: Callable[[str, bytes], dict[str, str] | None] | None = None
+    # per rendered item, whether it asks the marketplace to offer the car for sale (an API item may instead mark it SOLD); None: all
+    offered: Callable[[pd.DataFrame], pd.Series] | None = None
 
 
 def clean_text(values: pd.Series, max_length: int | None = None) -> pd.Series:
@@ -310,10 +314,16 @@ def sort_order(items: pd.DataFrame, keys: list[str]) -> np.ndarray | None:
     return in_place_order(order.to_numpy())
 
 
-def listing_rows(rendered: Rendered) -> pd.DataFrame:
-    """What this marketplace shows per vehicle (listed with completeness, or held back with reasons), for the warehouse."""
-    listed = rendered.completeness.rename(columns={"missing": "missing"}).assign(listed=True, held_reasons=pd.NA)
-    held = rendered.held.rename(columns={"reasons": "held_reasons"}).assign(listed=False, completeness=pd.NA, missing=pd.NA)
+def listing_rows(rendered: Rendered, offered: pd.Series | None = None) -> pd.DataFrame:
+    """What the feed asks this marketplace to show per vehicle (in the feed with completeness, or held back with reasons;
+    `offered`: per item, whether it is offered for sale rather than marked sold), for the warehouse."""
+    listed = rendered.completeness.assign(listed=True, held_reasons=pd.NA)
+    if offered is not None:
+        by_id = pd.Series(offered.to_numpy(dtype=bool), index=rendered.items[KEY].astype(str).to_numpy())
+        listed = listed.assign(offered=listed["stock_id"].astype(str).map(by_id).fillna(True).astype(bool).to_numpy())
+    else:
+        listed = listed.assign(offered=True)
+    held = rendered.held.rename(columns={"reasons": "held_reasons"}).assign(listed=False, offered=False, completeness=pd.NA, missing=pd.NA)
     frames = [f for f in (listed, held) if len(f)]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["stock_id", "listed", "completeness", "missing", "held_reasons"])
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["stock_id", "listed", "offered", "completeness", "missing", "held_reasons"])
     return rows.assign(dealer_id=rendered.dealer_id, marketplace=rendered.marketplace)

@@ -9,6 +9,7 @@ from dms_pipelines.formats.arrow_text import arrow_strings, byte_counts
 from dms_pipelines.marketplaces.base import (
     KEY, SLICE_ROWS, MarketplaceSpec, clean_text, list_joined, list_parts, listable, map_text, to_delimited,
 )
+from dms_pipelines.marketplaces import read_back
 from dms_pipelines.marketplaces.row_files import delimited, whole
 
 DEALER_COLUMNS = ["Dealer_Id", "DealerName", "Postcode", "BuildingName", "BuildingNumber", "StreetName", "Locality", "Town", "Phone", "EmailAddress", "WebsiteURL"]
@@ -51,6 +52,7 @@ def _image_count(picture_refs: pd.Series) -> pd.Series:
 
 
 SPEC = MarketplaceSpec(
+    read_back=lambda name, content: read_back.delimited(content, ",", ("Vehicle_Id",)) if name.endswith("_vehicles.csv") else None,  # the dealer file: compared whole
     name="carsnip",
     mode="snapshot",
     render=render,

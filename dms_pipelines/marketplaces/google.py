@@ -12,6 +12,7 @@ from dms_pipelines.formats.arrow_text import arrow_strings, nonempty_fields
 from dms_pipelines.marketplaces.base import (
     KEY, SLICE_ROWS, MarketplaceSpec, clean_text, format_numbers, list_item, list_joined, list_parts, listable, map_text,
 )
+from dms_pipelines.marketplaces import read_back
 from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
 
 COLUMNS = [
@@ -81,6 +82,7 @@ def _rules(items: pd.DataFrame) -> pd.Series:
 
 
 SPEC = MarketplaceSpec(
+    read_back=lambda name, content: read_back.delimited(content, "\t" if name.endswith(".tsv") else ",", ("store_code", "id")),
     name="google",
     mode="snapshot",
     render=render,

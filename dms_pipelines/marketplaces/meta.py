@@ -10,6 +10,7 @@ from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.marketplaces.base import (
     KEY, SLICE_ROWS, MarketplaceSpec, clean_text, format_numbers, list_item, list_parts, listable, map_text,
 )
+from dms_pipelines.marketplaces import read_back
 from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
 
 MAX_IMAGES = 20
@@ -82,6 +83,7 @@ def _rules(items: pd.DataFrame) -> pd.Series:
 
 
 SPEC = MarketplaceSpec(
+    read_back=lambda name, content: read_back.xml_listings(content, "listing", "vehicle_id") if name.endswith(".xml") else read_back.delimited(content, "\t" if name.endswith(".tsv") else ",", ("vehicle_id",)),
     name="meta",
     mode="snapshot",
     render=render,

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte, one_array
 from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts
+from dms_pipelines.marketplaces import read_back
 from dms_pipelines.marketplaces.row_files import RowFile, whole
 from dms_pipelines.parallel import SLICE_ROWS
 
@@ -41,6 +42,7 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
 
 
 SPEC = MarketplaceSpec(
+    read_back=lambda name, content: read_back.json_vehicles(content, "stock_id"),
     name="website",
     mode="snapshot",
     render=render,

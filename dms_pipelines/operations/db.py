@@ -156,7 +156,52 @@ sync_runs = Table(
     Column("quarantined", Integer),
     Column("held", Integer),
     Column("vehicles", Integer),
-    Column("outcome", String(16), nullable=False),  # ok | held | no_change
+    Column("problems", Integer),  # what was wrong for the dealer after the run (run_health), held exports included
+    Column("outcome", String(16), nullable=False),  # ok | held | problems | no_change
+)
+
+
+marketplace_drift = Table(
+    "marketplace_drift",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64)),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("marketplace", String(32), nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+    Column("vehicles_checked", Integer, nullable=False),
+    Column("missing", Integer, nullable=False),
+    Column("extra", Integer, nullable=False),
+    Column("stale", Integer, nullable=False),
+    Column("sold_live", Integer, nullable=False),
+    Column("error", Text),  # the marketplace could not be read back
+    Column("stock_ids", Text),  # JSON: kind -> the first stock ids (the whole list is in drift_items)
+)
+
+drift_items = Table(
+    "drift_items",
+    metadata,
+    Column("dealer_id", String(64), primary_key=True),
+    Column("marketplace", String(32), primary_key=True),
+    Column("stock_id", Text, primary_key=True),
+    Column("kind", String(16), nullable=False),  # missing | extra | stale | sold_live, as of the last check
+    Column("checked_at", DateTime(timezone=True), nullable=False),
+)
+
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),  # "*" for the account-wide files
+    Column("key", Text, nullable=False),  # kind:scope, e.g. sold_live:autotrader, held_export:stock_full_20261122_0200.csv
+    Column("kind", String(32), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("message", Text, nullable=False),  # as first seen
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),  # NULL while open
+    Column("run_id", String(64)),  # the run that opened it
 )
 
 
@@ -211,7 +256,7 @@ def _create_tables(engine: Engine, attempts: int = 5) -> None:
                 raise
 
 
-ADDED_COLUMNS = {"listing_ledger": {"change_seq": "INTEGER NOT NULL DEFAULT 0"}}  # columns newer than the table's first version
+ADDED_COLUMNS = {"listing_ledger": {"change_seq": "INTEGER NOT NULL DEFAULT 0"}, "sync_runs": {"problems": "INTEGER"}}  # columns newer than the table's first version
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -227,9 +272,11 @@ def _add_missing_columns(engine: Engine) -> None:
 
 def _key_sync_runs_by_dealer(engine: Engine) -> None:
     """Databases made before group runs keyed sync_runs by run alone; rebuild the table keyed by run and dealer, rows kept."""
-    if inspect(engine).get_pk_constraint("sync_runs")["constrained_columns"] != ["run_id"]:
+    inspector = inspect(engine)
+    if inspector.get_pk_constraint("sync_runs")["constrained_columns"] != ["run_id"]:
         return
-    names = ", ".join(column.name for column in sync_runs.columns)
+    present = {column["name"] for column in inspector.get_columns("sync_runs")}
+    names = ", ".join(column.name for column in sync_runs.columns if column.name in present)  # columns added since keep their defaults
     with engine.begin() as connection:
         connection.execute(text("ALTER TABLE sync_runs RENAME TO sync_runs_keyed_by_run"))
         for index in sync_runs.indexes:

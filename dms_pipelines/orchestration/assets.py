@@ -3,12 +3,11 @@
 from datetime import datetime
 
 import dagster as dg
-import pandas as pd
 
 from dms_pipelines import dealer_run, sync
 from dms_pipelines.orchestration import checks
 from dms_pipelines.marketplaces.base import KEY
-from dms_pipelines.orchestration.metadata import preview, top_reasons
+from dms_pipelines.orchestration.metadata import preview
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.stock.store import StockView
 
@@ -30,9 +29,10 @@ class LandingConfig(dg.Config):
 
 
 def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
-    """The per-dealer assets over `partitions` (the configured dealer ids)."""
+    """The per-dealer assets over `partitions` (the configured dealer ids), each with its checks on the dealer's partition."""
+    specs = checks.dealer_check_specs(partitions)
 
-    @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"python", "file"}, check_specs=[checks.FRESHNESS])
+    @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"python", "file"}, check_specs=specs["landed_exports"])
     def landed_exports(context: dg.AssetExecutionContext, config: LandingConfig, pipeline: PipelineResource) -> dict:
         """New DMS export files copied from the dealer's source into landing/<dealer>/, each with a sha256 and a manifest row."""
         dealer = pipeline.settings().dealer(context.partition_key)
@@ -55,8 +55,9 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
             },
         )
         yield checks.export_freshness(sync.hours_since_last_export(engine, dealer.id), pipeline.settings().validation.freshness_hours)
+        yield checks.files_landed(report.failed)
 
-    @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"pandas"}, check_specs=[checks.FILES_READABLE])
+    @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"pandas"}, check_specs=specs["parsed_exports"])
     def parsed_exports(context: dg.AssetExecutionContext, landed_exports: dict, pipeline: PipelineResource) -> list:
         """The dealer's landed files read through its mapping profile into canonical columns, oldest first."""
         dealer = pipeline.settings().dealer(context.partition_key)
@@ -76,31 +77,18 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
                 "encodings": dg.MetadataValue.json({p.file_name: p.result.encoding for p in parsed if p.result}),
             },
         )
-        yield checks.files_readable(parsed)
+        yield checks.files_readable({p.file_name: p.error for p in parsed if p.error})
 
-    @dg.asset(partitions_def=partitions, group_name="quality", kinds={"pandera"}, check_specs=[checks.ROWS_CONSERVED, checks.PASS_RATE])
+    @dg.asset(partitions_def=partitions, group_name="quality", kinds={"pandera"}, check_specs=specs["validated_exports"])
     def validated_exports(context: dg.AssetExecutionContext, parsed_exports: list, pipeline: PipelineResource) -> list:
         """Every row checked by the canonical Pandera model and the row rules; errors quarantined with reasons."""
         validated = sync.validate_parsed(parsed_exports, pipeline.settings(), pipeline.paths(), pipeline.engine())
-        issues = pd.concat([v.issues for v in validated], ignore_index=True) if validated else pd.DataFrame(columns=["severity", "field", "rule"])
-        total = sum(v.records_total for v in validated)
-        accepted = sum(len(v.accepted) for v in validated)
-        yield dg.Output(
-            validated,
-            metadata={
-                "records": total,
-                "accepted": accepted,
-                "quarantined": total - accepted,
-                "warnings": int((issues["severity"] == "warning").sum()),
-                "pass_rate": round(accepted / total, 4) if total else 1.0,
-                "top_reasons": dg.MetadataValue.md(top_reasons(issues)),
-                "top_warnings": dg.MetadataValue.md(top_reasons(issues, "warning")),
-            },
-        )
-        yield checks.rows_conserved(validated)
-        yield checks.pass_rate(validated, pipeline.settings().validation.pass_rate_warning)
+        summaries = [sync.ValidationSummary.of(v) for v in validated]
+        yield dg.Output(validated, metadata=validation_metadata(summaries))
+        yield checks.rows_conserved(summaries)
+        yield checks.pass_rate(summaries, pipeline.settings().validation.pass_rate_warning)
 
-    @dg.asset(partitions_def=partitions, group_name="stock", kinds={"parquet"}, check_specs=[checks.STOCK_PRESENT, checks.NOT_HELD])
+    @dg.asset(partitions_def=partitions, group_name="stock", kinds={"parquet"}, check_specs=specs["dealer_stock"])
     def dealer_stock(context: dg.AssetExecutionContext, validated_exports: list, pipeline: PipelineResource) -> dg.MaterializeResult:
         """The dealer's current stock (state/stock/<dealer>.parquet): a full export replaces it, deltas patch it, a held export leaves it as it was."""
         dealer = pipeline.settings().dealer(context.partition_key)
@@ -118,11 +106,11 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         outcome = dealer_run.google_rows(dealer, StockView(paths.state, dealer.id), pipeline.settings(), paths, context.log)
         return dg.MaterializeResult(metadata=feed_metadata(outcome))
 
-    website_feed = snapshot_feed_asset("website", partitions, "json", dealer_stock)
-    meta_feed = snapshot_feed_asset("meta", partitions, "csv", dealer_stock)
-    carsnip_feed = snapshot_feed_asset("carsnip", partitions, "csv", dealer_stock)
+    website_feed = snapshot_feed_asset("website", partitions, "json", dealer_stock, specs["website_feed"])
+    meta_feed = snapshot_feed_asset("meta", partitions, "csv", dealer_stock, specs["meta_feed"])
+    carsnip_feed = snapshot_feed_asset("carsnip", partitions, "csv", dealer_stock, specs["carsnip_feed"])
 
-    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"api"}, deps=[dealer_stock])
+    @dg.asset(partitions_def=partitions, group_name="feeds", kinds={"api"}, deps=[dealer_stock], check_specs=specs["autotrader_listings"])
     def autotrader_listings(context: dg.AssetExecutionContext, config: ApiDeliveryConfig, pipeline: PipelineResource) -> dg.MaterializeResult:
         """The dealer's stock on the Auto Trader-style API: only changed vehicles sent; the nightly run reconciles first."""
         settings, paths, engine = pipeline.settings(), pipeline.paths(), pipeline.engine()
@@ -132,7 +120,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
             dealer, StockView(paths.state, dealer.id), settings, paths, engine, context.run_id, trigger,
             reconcile_first=config.reconcile or trigger == "nightly", change_seen_at=sync.change_seen_at(engine, context.run_id), logger=context.log,
         )
-        return dg.MaterializeResult(metadata=feed_metadata(outcome))
+        return dg.MaterializeResult(metadata=feed_metadata(outcome), check_results=feed_checks(outcome))
 
     @dg.asset(partitions_def=partitions, group_name="warehouse", kinds={"duckdb", "parquet"}, deps=[dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings])
     def warehouse_tables(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
@@ -140,7 +128,8 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         paths = pipeline.paths()
         dealer_id = context.partition_key
         counts = dealer_run.publish_dealer_warehouse(dealer_id, paths, pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "manual"))
-        return dg.MaterializeResult(metadata=warehouse_metadata(counts, paths))
+        problems = dealer_run.finish_dealer_run(pipeline.settings(), pipeline.engine(), dealer_id, context.run_id, context.log)
+        return dg.MaterializeResult(metadata=warehouse_metadata(counts, paths) | problems_metadata(problems))
 
     return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings, warehouse_tables]
 
@@ -193,11 +182,11 @@ def warehouse_metadata(counts: dict[str, int], paths) -> dict:
     return {f"{table}_rows": count for table, count in counts.items()} | {"database": dg.MetadataValue.path(str(paths.warehouse_db))}
 
 
-def snapshot_feed_asset(marketplace: str, partitions: dg.PartitionsDefinition, kind: str, dealer_stock):
+def snapshot_feed_asset(marketplace: str, partitions: dg.PartitionsDefinition, kind: str, dealer_stock, check_specs: list):
     """A per-dealer feed file for `marketplace`, delivered only when its bytes changed; its listing rows go to the warehouse."""
 
     @dg.asset(
-        name=f"{marketplace}_feed", partitions_def=partitions, group_name="feeds", kinds={kind}, deps=[dealer_stock],
+        name=f"{marketplace}_feed", partitions_def=partitions, group_name="feeds", kinds={kind}, deps=[dealer_stock], check_specs=check_specs,
         description=f"The dealer's {marketplace} feed file(s), delivered only when their bytes changed; listing rows kept for the warehouse.",
     )
     def feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
@@ -207,21 +196,49 @@ def snapshot_feed_asset(marketplace: str, partitions: dg.PartitionsDefinition, k
             marketplace, dealer, StockView(paths.state, dealer.id), settings, paths, engine, context.run_id,
             context.run.tags.get(TRIGGER_TAG, "manual"), sync.change_seen_at(engine, context.run_id), context.log,
         )
-        return dg.MaterializeResult(metadata=feed_metadata(outcome))
+        return dg.MaterializeResult(metadata=feed_metadata(outcome), check_results=feed_checks(outcome))
 
     return feed
 
 
-@dg.asset(group_name="feeds", kinds={"csv"}, deps=[dg.AssetKey("google_listings")], automation_condition=dg.AutomationCondition.eager())
+def feed_checks(outcome: dealer_run.FeedOutcome) -> list[dg.AssetCheckResult]:
+    return [checks.delivered(outcome), checks.drift_free(outcome.drift)]
+
+
+def validation_metadata(summaries: list) -> dict:
+    """The validated exports' figures, and their first quarantined or flagged rows as a table."""
+    total = sum(v.records_total for v in summaries)
+    accepted = sum(v.accepted_rows for v in summaries)
+    warnings = sum(n for v in summaries for key, n in v.issues_per_rule.items() if key.startswith("warning:"))
+    return {
+        "records": total, "accepted": accepted, "quarantined": total - accepted, "warnings": warnings,
+        "pass_rate_percent": round(100 * accepted / total, 2) if total else 100.0,
+        "issues": checks.quarantine_table(summaries),
+    }
+
+
+def problems_metadata(problems: list) -> dict:
+    """What is wrong for the dealer after the run (each also an open incident, alerted once)."""
+    return {"problems": len(problems), "problem_list": dg.MetadataValue.json([p.message for p in problems][:50])}
+
+
+@dg.asset(
+    group_name="feeds", kinds={"csv"}, deps=[dg.AssetKey("google_listings")], automation_condition=dg.AutomationCondition.eager(), check_specs=[checks.GOOGLE_DELIVERED],
+)
 def google_feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-    """The one Google Vehicle Listings file for the whole account: every dealer's last good rows, rewritten only when changed."""
+    """The one Google Vehicle Listings file for the whole account: every dealer's last good rows, rewritten only when changed,
+    then read back for each dealer (its drift_free check on google_listings)."""
+    settings, engine = pipeline.settings(), pipeline.engine()
     account = dealer_run.google_account_file(
-        pipeline.settings(), pipeline.paths(), pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "manual"),
-        _tagged_time(context.run.tags.get(CHANGE_SEEN_TAG)),
+        settings, pipeline.paths(), engine, context.run_id, context.run.tags.get(TRIGGER_TAG, "manual"), _tagged_time(context.run.tags.get(CHANGE_SEEN_TAG)),
     )
-    if account.outcome.error:
-        raise dg.Failure(f"Google feed not delivered: {account.outcome.error}")
-    return dg.MaterializeResult(metadata=google_file_metadata(account))
+    for dealer_id, drift in account.drift.items():
+        context.log_event(checks.as_evaluation(checks.drift_free(drift), "google_listings", dealer_id))
+    problems = dealer_run.finish_account_run(settings, engine, context.run_id, context.log)
+    return dg.MaterializeResult(
+        metadata=google_file_metadata(account) | problems_metadata([p for found in problems.values() for p in found]),
+        check_results=[checks.google_account_delivered(account.outcome)],
+    )
 
 
 def google_file_metadata(account: "dealer_run.AccountFile") -> dict:

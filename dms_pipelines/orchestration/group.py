@@ -6,10 +6,14 @@ import re
 import dagster as dg
 
 from dms_pipelines import dealer_run
-from dms_pipelines.orchestration.assets import TRIGGER_TAG, feed_metadata, google_file_metadata, stock_metadata, warehouse_metadata
+from dms_pipelines.orchestration import checks
+from dms_pipelines.orchestration.assets import (
+    TRIGGER_TAG, feed_checks, feed_metadata, google_file_metadata, problems_metadata, stock_metadata, validation_metadata, warehouse_metadata,
+)
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.stock.store import read_price_reference
 
+PROBLEMS_REPORTED = "group sync incomplete"  # starts the last step's failure: each problem has alerted as an incident already
 DEALER_ASSET_FOR_FEED = {"google": "google_listings", "website": "website_feed", "meta": "meta_feed", "carsnip": "carsnip_feed", "autotrader": "autotrader_listings"}
 
 
@@ -41,10 +45,11 @@ def dealers_to_sync(config: BatchConfig, pipeline: PipelineResource):
 
 @dg.op
 def sync_dealers(context: dg.OpExecutionContext, dealer_ids: list, pipeline: PipelineResource) -> list:
-    """Every stage for each dealer of the batch (the functions the per-dealer assets call), recorded as those assets' materialisations.
+    """Every stage for each dealer of the batch (the functions the per-dealer assets call), recorded as those assets'
+    materialisations and check results on the dealer's partition.
 
-    A dealer whose sync fails is reported and returned as failed rather than raised, so that the other dealers and the
-    account file still run; the last step fails the run if any dealer failed.
+    A dealer whose sync raises is reported (a problem of its own, alerted once) and returned as failed rather than raised,
+    so that the other dealers and the account file still run; the last step fails the run if any dealer has a problem.
     """
     trigger = context.run.tags.get(TRIGGER_TAG, "nightly")
     settings, paths, engine = pipeline.settings(), pipeline.paths(), pipeline.engine()
@@ -56,41 +61,68 @@ def sync_dealers(context: dg.OpExecutionContext, dealer_ids: list, pipeline: Pip
             run = dealer_run.sync_dealer(dealer_id, settings, paths, engine, context.run_id, trigger, logger=context.log, price_reference=reference)
         except Exception as error:  # reported with the dealer's name; the run fails at the end
             context.log.exception(f"{dealer_id}: sync failed: {type(error).__name__}: {error}")
-            results.append({"dealer_id": dealer_id, "ok": False, "vehicles": 0, "error": f"{type(error).__name__}: {error}"})
+            problems = dealer_run.finish_dealer_run(settings, engine, dealer_id, context.run_id, context.log, crashed=f"{type(error).__name__}: {error}")
+            results.append({"dealer_id": dealer_id, "vehicles": 0, "problems": [p.message for p in problems], "crashed": True})
             continue
         for asset, metadata in materialisations(run, paths).items():
             context.log_event(dg.AssetMaterialization(asset_key=asset, partition=dealer_id, metadata=metadata))
-        results.append({"dealer_id": dealer_id, "ok": run.ok, "vehicles": run.stock.status_counts()["vehicles"], "error": None})
+        for asset, results_of_asset in check_results(run, settings).items():
+            for result in results_of_asset:
+                context.log_event(checks.as_evaluation(result, asset, dealer_id))
+        results.append({"dealer_id": dealer_id, "vehicles": run.stock.status_counts()["vehicles"], "problems": [p.message for p in run.problems], "crashed": False})
     return results
 
 
 def materialisations(run: dealer_run.DealerRun, paths) -> dict[str, dict]:
     """Per per-dealer asset, the metadata its own materialisation would carry."""
     events = {
-        "landed_exports": {"files_landed": len(run.landing.landed), "duplicates": len(run.landing.duplicates), "failed": len(run.landing.failed)},
-        "parsed_exports": {"files": run.files_parsed, "unreadable_files": run.files_unreadable},
-        "validated_exports": {"records": run.records, "accepted": run.accepted},
+        "landed_exports": {"files_landed": len(run.landing.landed), "duplicates": len(run.landing.duplicates), "failed": len(run.landing.failed), "released": 0},
+        "parsed_exports": {"files": run.files_parsed, "unreadable_files": len(run.unreadable), "records": run.records},
+        "validated_exports": validation_metadata(run.validated),
         "dealer_stock": stock_metadata(run.stock),
     }
     events |= {DEALER_ASSET_FOR_FEED[marketplace]: feed_metadata(outcome) for marketplace, outcome in run.feeds.items()}
-    events["warehouse_tables"] = warehouse_metadata(run.warehouse_rows, paths)
+    events["warehouse_tables"] = warehouse_metadata(run.warehouse_rows, paths) | problems_metadata(run.problems)
     return events
+
+
+def check_results(run: dealer_run.DealerRun, settings) -> dict[str, list[dg.AssetCheckResult]]:
+    """Per per-dealer asset, the check results its own materialisation would yield (the same functions)."""
+    results = {
+        "landed_exports": [checks.export_freshness(run.hours_since_last_export, settings.validation.freshness_hours), checks.files_landed(run.landing.failed)],
+        "parsed_exports": [checks.files_readable(run.unreadable)],
+        "validated_exports": [checks.rows_conserved(run.validated), checks.pass_rate(run.validated, settings.validation.pass_rate_warning)],
+        "dealer_stock": [checks.stock_present(run.stock.status_counts()["vehicles"]), checks.not_held(run.stock.held)],
+    }
+    for marketplace, outcome in run.feeds.items():
+        if marketplace != "google":  # Google's are the account file's run's
+            results[DEALER_ASSET_FOR_FEED[marketplace]] = feed_checks(outcome)
+    return results
 
 
 @dg.op
 def account_files(context: dg.OpExecutionContext, batch_results: list, pipeline: PipelineResource) -> None:
-    """The account-wide Google file from every dealer's last good rows; then the run fails if any dealer's sync failed."""
+    """The account-wide Google file from every dealer's last good rows, read back per dealer; then the run fails if any
+    dealer has a problem (a crashed sync, a held export, a failed file, an undelivered feed, drift), naming each."""
     results = [result for batch in batch_results for result in batch]
-    account = dealer_run.google_account_file(pipeline.settings(), pipeline.paths(), pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "nightly"))
+    settings, engine = pipeline.settings(), pipeline.engine()
+    account = dealer_run.google_account_file(settings, pipeline.paths(), engine, context.run_id, context.run.tags.get(TRIGGER_TAG, "nightly"))
     context.log_event(dg.AssetMaterialization(asset_key="google_feed", metadata=google_file_metadata(account)))
-    failed = {r["dealer_id"]: r["error"] for r in results if r["error"]}
-    troubled = sorted(r["dealer_id"] for r in results if not r["ok"] and not r["error"])
-    context.log.info(f"{len(results)} dealers synced, {sum(r.get('vehicles', 0) for r in results)} vehicles, {len(failed)} failed")
-    if troubled:  # held exports, unreadable files, undelivered feeds: each already logged as an error by its dealer's step
-        context.log.warning(f"{len(troubled)} dealer(s) synced with problems: {', '.join(troubled)}")
-    if account.outcome.error or failed:
-        problems = ([f"Google file not delivered: {account.outcome.error}"] if account.outcome.error else []) + [f"{d}: {e}" for d, e in failed.items()]
-        raise dg.Failure("group sync incomplete: " + "; ".join(problems), metadata={"failed_dealers": dg.MetadataValue.json(failed)})
+    context.log_event(checks.as_evaluation(checks.google_account_delivered(account.outcome), "google_feed", None))
+    for dealer_id, drift in account.drift.items():
+        context.log_event(checks.as_evaluation(checks.drift_free(drift), "google_listings", dealer_id))
+    account_problems = dealer_run.finish_account_run(settings, engine, context.run_id, context.log)
+    problems = {r["dealer_id"]: list(r["problems"]) for r in results}
+    for dealer_id, found in account_problems.items():
+        problems.setdefault(dealer_id, []).extend(p.message for p in found)
+    troubled = {dealer_id: found for dealer_id, found in problems.items() if found}
+    crashed = sorted(r["dealer_id"] for r in results if r["crashed"])
+    context.log.info(f"{len(results)} dealers synced, {sum(r['vehicles'] for r in results)} vehicles, {len(crashed)} crashed, {len(troubled)} with problems")
+    if troubled:
+        raise dg.Failure(
+            f"{PROBLEMS_REPORTED}: {len(troubled)} dealer(s) with problems: " + "; ".join(f"{d}: {' | '.join(found)}" for d, found in sorted(troubled.items())),
+            metadata={"problems": dg.MetadataValue.json(troubled), "crashed": dg.MetadataValue.json(crashed)},
+        )
 
 
 @dg.configured(

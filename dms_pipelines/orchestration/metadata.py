@@ -1,15 +1,7 @@
-"""Materialisation metadata for the Dagster UI: numbers it can plot, top reasons, markdown previews."""
+"""Materialisation metadata for the Dagster UI: markdown previews of a feed's first rows."""
 
 import dagster as dg
 import pandas as pd
-
-
-def top_reasons(issues: pd.DataFrame, severity: str = "error", limit: int = 5) -> str:
-    chosen = issues[issues["severity"] == severity]
-    if chosen.empty:
-        return "none"
-    counts = (chosen["field"].fillna("(row)") + ": " + chosen["rule"]).value_counts().head(limit)
-    return "\n".join(f"- {reason}: {count}" for reason, count in counts.items())
 
 
 def preview(frame: pd.DataFrame, columns: list[str] | None = None, rows: int = 5) -> dg.MetadataValue:

@@ -5,9 +5,10 @@ import hashlib
 import dagster as dg
 
 from dms_pipelines import sync
-from dms_pipelines.alerts import notify
-from dms_pipelines.sources.base import shown
+from dms_pipelines.orchestration.group import PROBLEMS_REPORTED
+from dms_pipelines.run_health import Problem, report_incidents
 from dms_pipelines.orchestration.resources import PipelineResource
+from dms_pipelines.sources.base import shown
 
 TRIGGER_TAG = "dms_pipelines/trigger"
 CHANGE_SEEN_TAG = "dms_pipelines/change_seen_at"
@@ -57,10 +58,15 @@ def build_sensors(dealer_sync, account_feeds) -> list:
 
     @dg.run_failure_sensor(name="alert_on_run_failure", minimum_interval_seconds=10, default_status=dg.DefaultSensorStatus.RUNNING)
     def alert_on_run_failure(context: dg.RunFailureSensorContext, pipeline: PipelineResource):
-        """Every failed run is reported through the configured alert channel (always the log)."""
+        """A failed run is an incident of its dealer ("*" for the group and account runs): alerted once through the
+        configured channels (always the log), resolved (and said so) by the dealer's next run that completes."""
         run = context.dagster_run
-        partition = run.tags.get("dagster/partition", "")
-        message = f"run {run.run_id[:8]} of {run.job_name} {partition} failed: {context.failure_event.message or ''}"
-        notify(pipeline.settings(), "run_failed", message, context.log)
+        failures = [event.event_specific_data.error.message for event in context.get_step_failure_events() if event.event_specific_data.error]
+        if failures and all(PROBLEMS_REPORTED in message for message in failures):
+            return dg.SkipReason(f"run {run.run_id[:8]} failed on problems each alerted once as an incident")
+        dealer_id = run.tags.get("dagster/partition") or "*"
+        detail = failures[0].strip().splitlines()[0] if failures else (context.failure_event.message or "")
+        problem = Problem(dealer_id, "run_failed", run.job_name, f"run {run.run_id[:8]} of {run.job_name} failed: {detail}")
+        report_incidents(pipeline.settings(), pipeline.engine(), dealer_id, [problem], lambda key: False, run.run_id, context.log)
 
     return [new_exports, account_feeds_after_dealer_run, alert_on_run_failure]

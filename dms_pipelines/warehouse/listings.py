@@ -8,6 +8,12 @@ import pyarrow.parquet as pq
 
 from dms_pipelines.marketplaces.base import Rendered, listing_rows
 from dms_pipelines.marketplaces.registry import SPECS
+
+
+def _rows(rendered: Rendered) -> pd.DataFrame:
+    spec = SPECS[rendered.marketplace]
+    offered = spec.offered(rendered.items) if spec.offered is not None else None
+    return conform("marketplace_listings", listing_rows(rendered, offered))
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.stock.changes import GENERATION_KEY, MIN_LOG_CAP, footer_generation
 from dms_pipelines.stock.store import among, write_parquet_atomically
@@ -40,7 +46,7 @@ def save_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered: 
         base.unlink(missing_ok=True)
         changes.unlink(missing_ok=True)
         return ListingCounts(0, 0, 0.0)
-    rows = conform("marketplace_listings", listing_rows(rendered))
+    rows = _rows(rendered)
     generation = footer_generation(base) + 1  # a changes file left on the old base no longer matches it
     write_parquet_atomically(rows, base, {GENERATION_KEY: str(generation).encode()})
     changes.unlink(missing_ok=True)
@@ -53,7 +59,7 @@ def patch_listings(paths: DataPaths, marketplace: str, dealer_id: str, rendered:
     MIN_LOG_CAP rows), the changes become part of a new base."""
     base_file = listings_path(paths, marketplace, dealer_id)
     generation = footer_generation(base_file)
-    fresh = conform("marketplace_listings", listing_rows(rendered)).assign(removed=False)
+    fresh = _rows(rendered).assign(removed=False)
     gone = sorted(changed_ids - set(fresh["stock_id"].astype(str)))
     removals = conform("marketplace_listings", pd.DataFrame({"stock_id": gone, "dealer_id": dealer_id, "marketplace": marketplace})).assign(removed=True)
     earlier = _changes(paths, marketplace, dealer_id, generation)

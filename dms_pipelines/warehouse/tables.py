@@ -20,9 +20,9 @@ from dms_pipelines.stock.store import write_parquet_atomically
 
 EMPTY_FILE = "_empty.parquet"
 LISTING_DTYPES = {
-    "dealer_id": "string", "marketplace": "string", "stock_id": "string", "listed": "boolean", "completeness": "Float64", "missing": "string",
-    "held_reasons": "string",
-}
+    "dealer_id": "string", "marketplace": "string", "stock_id": "string", "listed": "boolean", "offered": "boolean", "completeness": "Float64",
+    "missing": "string", "held_reasons": "string",
+}  # as kept: `listed` says the vehicle is in the feed; the view of the same name says what the marketplace shows
 
 
 def _typed(columns: dict[str, str]) -> pd.DataFrame:
@@ -75,11 +75,19 @@ TABLE_SCHEMAS |= {
             "created_at": "datetime64[us, UTC]", "replayed_at": "datetime64[us, UTC]", "replay_outcome": "string",
         }
     ),
+    "marketplace_drift": _typed(
+        {
+            "id": "Int64", "run_id": "string", "dealer_id": "string", "marketplace": "string", "checked_at": "datetime64[us, UTC]",
+            "vehicles_checked": "Int64", "missing": "Int64", "extra": "Int64", "stale": "Int64", "sold_live": "Int64", "error": "string",
+            "stock_ids": "string",
+        }
+    ),
+    "drift_items": _typed({"dealer_id": "string", "marketplace": "string", "stock_id": "string", "kind": "string", "checked_at": "datetime64[us, UTC]"}),
     "sync_runs": _typed(
         {
             "run_id": "string", "dealer_id": "string", "trigger": "string", "started_at": "datetime64[us, UTC]",
             "finished_at": "datetime64[us, UTC]", "files": "Int64", "records": "Int64", "accepted": "Int64",
-            "quarantined": "Int64", "held": "Int64", "vehicles": "Int64", "outcome": "string",
+            "quarantined": "Int64", "held": "Int64", "vehicles": "Int64", "problems": "Int64", "outcome": "string",
         }
     ),
 }
@@ -96,11 +104,25 @@ VIEWS: dict[str, str] = {
         LEFT JOIN stock_history_closed c ON c.dealer_id = b.dealer_id AND c.stock_id = b.stock_id AND b.valid_to IS NULL
         UNION ALL BY NAME SELECT * FROM stock_history_opened""",
     "marketplace_listings": """
-        SELECT * FROM marketplace_listings_base b
-        WHERE NOT EXISTS (
-            SELECT 1 FROM marketplace_listings_changes c WHERE c.dealer_id = b.dealer_id AND c.marketplace = b.marketplace AND c.stock_id = b.stock_id
+        WITH kept AS (
+            SELECT * FROM marketplace_listings_base b
+            WHERE NOT EXISTS (
+                SELECT 1 FROM marketplace_listings_changes c WHERE c.dealer_id = b.dealer_id AND c.marketplace = b.marketplace AND c.stock_id = b.stock_id
+            )
+            UNION ALL BY NAME SELECT * EXCLUDE (removed) FROM marketplace_listings_changes WHERE NOT removed
         )
-        UNION ALL BY NAME SELECT * EXCLUDE (removed) FROM marketplace_listings_changes WHERE NOT removed""",
+        SELECT k.dealer_id, k.marketplace, k.stock_id,
+               CASE d.kind WHEN 'missing' THEN false WHEN 'sold_live' THEN true WHEN 'extra' THEN true ELSE coalesce(k.offered, k.listed) END AS listed,
+               k.listed AS in_feed, coalesce(k.offered, k.listed) AS offered, d.kind AS drift, d.checked_at AS drift_checked_at,
+               k.completeness, k.missing, k.held_reasons
+        FROM kept k LEFT JOIN drift_items d ON d.dealer_id = k.dealer_id AND d.marketplace = k.marketplace AND d.stock_id = k.stock_id
+        UNION ALL BY NAME
+        SELECT d.dealer_id, d.marketplace, d.stock_id, true AS listed, false AS in_feed, false AS offered, d.kind AS drift, d.checked_at AS drift_checked_at
+        FROM drift_items d
+        WHERE d.kind IN ('extra', 'sold_live')
+          AND NOT EXISTS (SELECT 1 FROM kept k WHERE k.dealer_id = d.dealer_id AND k.marketplace = d.marketplace AND k.stock_id = d.stock_id)""",
+    "marketplace_drift_current": """
+        SELECT * FROM marketplace_drift QUALIFY row_number() OVER (PARTITION BY dealer_id, marketplace ORDER BY id DESC) = 1""",
     "price_changes": """
         SELECT dealer_id, stock_id, make, model, valid_from AS changed_at, previous_price AS old_price, price AS new_price,
                price - previous_price AS change
@@ -111,8 +133,8 @@ VIEWS: dict[str, str] = {
                date_diff('day', CAST(date_in_stock AS DATE), current_date) AS days_in_stock
         FROM stock_current WHERE date_in_stock IS NOT NULL""",
     "listing_completeness": """
-        SELECT dealer_id, marketplace, count(*) FILTER (WHERE listed) AS listed, count(*) FILTER (WHERE NOT listed) AS held_back,
-               round(avg(completeness) FILTER (WHERE listed), 4) AS mean_completeness
+        SELECT dealer_id, marketplace, count(*) FILTER (WHERE in_feed) AS listed, count(*) FILTER (WHERE NOT in_feed AND drift IS NULL) AS held_back,
+               round(avg(completeness) FILTER (WHERE in_feed), 4) AS mean_completeness
         FROM marketplace_listings GROUP BY dealer_id, marketplace""",
     "sync_success_rate": """
         SELECT dealer_id, marketplace, count(*) AS deliveries, count(*) FILTER (WHERE outcome = 'ok') AS succeeded,

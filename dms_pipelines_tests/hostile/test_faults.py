@@ -29,7 +29,7 @@ def test_hostile_files_in_an_inbox_break_nothing_else(paths, settings):
     (paths.inbox / "york" / "inventory_full_202611220300.xml").write_bytes(next(h for h in corpus() if h.name == "inventory_full_xxe.xml").content)
     outcomes = run_sync(echo=lambda line: None)
     STATS["faults injected"] += len(hostile) + 1
-    assert all(outcomes.values())  # the runs succeed; the unreadable files fail on their own
+    assert outcomes == {"leeds": False, "york": False, "sheffield": True, "account_feeds": True}  # the unreadable files fail their dealers' runs, and no one else's
     assert counts(paths) == before  # no partial replacement of anyone's stock
     with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
         failed = db.execute("SELECT file_name, error FROM ingested_files WHERE status = 'failed'").fetchall()

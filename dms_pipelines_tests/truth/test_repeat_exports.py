@@ -69,3 +69,23 @@ def test_a_price_that_goes_up_and_back_reaches_every_marketplace(paths, stock_ap
         on_website = [v for v in website["vehicles"] if v["stock_id"] == stock_id]
         assert shown(paths, stock_api, stock_id)[2] == int(new_price + 0.5), hour
         assert on_website and float(on_website[0]["price_gbp"]) == new_price, hour
+
+
+def test_a_held_full_export_is_superseded_by_the_next_good_one(paths, synced):
+    from sqlalchemy import select
+
+    from dms_pipelines.operations.db import engine_for, ingested_files
+    from dms_pipelines.run_health import current_problems
+
+    stock = read_stock(paths.state, "leeds")
+    at = lambda hour: datetime(2026, 11, 23, hour, 0, tzinfo=timezone.utc).replace(tzinfo=None)  # noqa: E731
+    (paths.inbox / "leeds" / export_name("navigator_csv", "full", at(2))).write_bytes(render_export(stock.head(5).assign(location="Forecourt"), "navigator_csv"))
+    synced()
+    engine = engine_for(paths.operations_db_url)
+    assert [p.kind for p in current_problems(engine, "leeds")] == ["held_export"]  # the operator is told, until...
+    (paths.inbox / "leeds" / export_name("navigator_csv", "full", at(3))).write_bytes(render_export(stock.assign(location="Forecourt"), "navigator_csv"))
+    synced()  # ...a newer good full export arrives: applied, and nothing is left to release
+    with engine.connect() as connection:
+        statuses = dict(connection.execute(select(ingested_files.c.file_name, ingested_files.c.status).where(ingested_files.c.file_name.like("stock_full_20261123%"))).fetchall())
+    assert sorted(statuses.values()) == ["processed", "superseded"]
+    assert current_problems(engine, "leeds") == []

@@ -1,0 +1,136 @@
+"""What is wrong for a dealer now, read from the operational state, and incidents opened and resolved once each, with one alert each."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from dms_pipelines.alerts import notify
+from dms_pipelines.config import Settings
+from dms_pipelines.operations.db import incidents, ingested_files, listing_ledger
+from dms_pipelines.operations.drift_state import latest_drift
+
+SHOWN_IDS = 5
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing the operator must know of: `kind` (what), `scope` (a marketplace or a file; '' for the dealer), and the message."""
+
+    dealer_id: str
+    kind: str  # held_export | file_failed | file_retrying | sync_failed | undelivered | changes_failed | dead_lettered | drift | sold_live
+    scope: str
+    message: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.scope}"
+
+
+def _ids(ids: list[str]) -> str:
+    return ", ".join(sorted(ids)[:SHOWN_IDS]) + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+
+
+def current_problems(engine: Engine, dealer_id: str) -> list[Problem]:
+    """Everything wrong for the dealer as the state stands: a held export, a file that failed with nothing processed since,
+    a file still being retried, a feed file or API change not acknowledged, a refused change, and drift as last checked."""
+    problems: list[Problem] = []
+    with engine.connect() as connection:
+        files = connection.execute(
+            select(ingested_files.c.id, ingested_files.c.file_name, ingested_files.c.status, ingested_files.c.error).where(
+                and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status.in_(["held", "failed", "retry"]))
+            )
+        ).fetchall()
+        last_processed = connection.execute(
+            select(func.max(ingested_files.c.id)).where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "processed"))
+        ).scalar() or 0
+        unsettled = connection.execute(
+            select(listing_ledger.c.marketplace, listing_ledger.c.item_key, listing_ledger.c.status, listing_ledger.c.last_error).where(
+                and_(listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status.in_(["pending", "failed", "dead"]))
+            )
+        ).fetchall()
+    for file in files:
+        if file.status == "held":
+            problems.append(Problem(dealer_id, "held_export", file.file_name, f"{file.file_name} held: {file.error}"))
+        elif file.status == "retry":
+            problems.append(Problem(dealer_id, "file_retrying", file.file_name, f"{file.file_name} not landed yet, retrying: {file.error}"))
+        elif file.id > last_processed:
+            problems.append(Problem(dealer_id, "file_failed", file.file_name, f"{file.file_name} failed: {file.error}"))
+    by_marketplace: dict[tuple[str, str], list] = {}
+    for row in unsettled:
+        kind = "dead_lettered" if row.status == "dead" else "undelivered" if row.item_key.startswith("file:") else "changes_failed"
+        by_marketplace.setdefault((row.marketplace, kind), []).append(row)
+    for (marketplace, kind), rows in sorted(by_marketplace.items()):
+        keys = [r.item_key.removeprefix("file:") for r in rows]
+        what = {"dead_lettered": "refused by the marketplace", "undelivered": "file(s) not delivered", "changes_failed": "change(s) not acknowledged"}[kind]
+        last_error = next((r.last_error for r in rows if r.last_error), "")
+        problems.append(Problem(dealer_id, kind, marketplace, f"{marketplace}: {len(rows)} {what} ({_ids(keys)}){': ' + last_error if last_error else ''}"))
+    for check in latest_drift(engine, dealer_id):
+        stock_ids = json.loads(check["stock_ids"] or "{}")
+        if check["sold_live"]:
+            problems.append(Problem(dealer_id, "sold_live", check["marketplace"], f"{check['marketplace']}: {check['sold_live']} sold car(s) still offered ({_ids(stock_ids.get('sold_live', []))})"))
+        others = {kind: check[kind] for kind in ("missing", "stale", "extra") if check[kind]}
+        if others or check["error"]:
+            text = ", ".join(f"{count} {kind} ({_ids(stock_ids.get(kind, []))})" for kind, count in others.items())
+            error = f"cannot be read back: {check['error']}" if check["error"] else ""
+            problems.append(Problem(dealer_id, "drift", check["marketplace"], f"{check['marketplace']} does not show what the DMS says: {'; '.join(p for p in (text, error) if p)}"))
+    return problems
+
+
+def in_scope_of_dealer_run(problem_key: str) -> bool:
+    """A dealer's run evaluates everything but the account-wide Google file, which the account run evaluates."""
+    return not problem_key.endswith(":google")
+
+
+def in_scope_of_account_run(problem_key: str) -> bool:
+    return problem_key.endswith(":google")
+
+
+@dataclass
+class IncidentChanges:
+    opened: list[Problem]
+    resolved: list[dict]  # the incidents' rows
+
+
+def update_incidents(engine: Engine, dealer_id: str, problems: list[Problem], covers: Callable[[str], bool], run_id: str | None = None) -> IncidentChanges:
+    """Open an incident for each problem not already open; resolve each open one this evaluation `covers` that is gone."""
+    now = datetime.now(timezone.utc)
+    current = {p.key: p for p in problems if covers(p.key)}
+    with engine.begin() as connection:
+        open_rows = {row["key"]: dict(row) for row in connection.execute(
+            select(incidents).where(and_(incidents.c.dealer_id == dealer_id, incidents.c.resolved_at.is_(None)))
+        ).mappings()}
+        opened = [p for key, p in current.items() if key not in open_rows]
+        for problem in opened:
+            connection.execute(insert(incidents).values(
+                dealer_id=dealer_id, key=problem.key, kind=problem.kind, scope=problem.scope, message=problem.message[:2000],
+                opened_at=now, last_seen_at=now, run_id=run_id,
+            ))
+        still = [row["id"] for key, row in open_rows.items() if key in current]
+        if still:
+            connection.execute(update(incidents).where(incidents.c.id.in_(still)).values(last_seen_at=now))
+        resolved = [row for key, row in open_rows.items() if key not in current and covers(key)]
+        if resolved:
+            connection.execute(update(incidents).where(incidents.c.id.in_([r["id"] for r in resolved])).values(resolved_at=now))
+    return IncidentChanges(opened, resolved)
+
+
+def report_incidents(settings: Settings, engine: Engine, dealer_id: str, problems: list[Problem], covers: Callable[[str], bool], run_id: str | None = None, logger=None) -> IncidentChanges:
+    """Update the dealer's incidents and send one alert per incident opened and one when it is resolved."""
+    changes = update_incidents(engine, dealer_id, problems, covers, run_id)
+    for problem in changes.opened:
+        notify(settings, problem.kind, f"{dealer_id}: {problem.message}", logger)
+    for row in changes.resolved:
+        notify(settings, "resolved", f"{dealer_id}: resolved: {row['message']}", logger, level="info")
+    return changes
+
+
+def open_incidents(engine: Engine, dealer_id: str | None = None) -> list[dict]:
+    query = select(incidents).where(incidents.c.resolved_at.is_(None)).order_by(incidents.c.dealer_id, incidents.c.opened_at)
+    if dealer_id is not None:
+        query = query.where(incidents.c.dealer_id == dealer_id)
+    with engine.connect() as connection:
+        return [dict(row) for row in connection.execute(query).mappings()]
