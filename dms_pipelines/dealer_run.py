@@ -28,7 +28,7 @@ from dms_pipelines.marketplaces.registry import SPECS, render_dealer
 from dms_pipelines.operations.drift_state import record_drift
 from dms_pipelines.marketplaces.row_files import Built, RowFile, merged, spliced, whole
 from dms_pipelines.paths import DataPaths
-from dms_pipelines.run_health import Problem, current_problems, in_scope_of_account_run, in_scope_of_dealer_run, report_incidents
+from dms_pipelines.run_health import Problem, current_problems, in_scope_of_account_run, in_scope_of_dealer_run, open_incidents, report_incidents
 from dms_pipelines.sources.landing import LandingReport
 from dms_pipelines.stock.changes import ChangeLog
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, empty_stock
@@ -396,8 +396,9 @@ def api_feed_drift(
     return drift
 
 
-def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, run_id: str, trigger: str) -> dict[str, int]:
-    """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs).
+def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, run_id: str, trigger: str, problems: int = 0) -> dict[str, int]:
+    """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, drift, runs);
+    `problems`: how many finish_dealer_run found, for sync_runs.
 
     The stock and the history go as they are kept (a base copied only after a full export, and what deltas changed since),
     the listing rows are linked from where the feeds keep them, so a delta's publish costs what its changes cost.
@@ -405,8 +406,7 @@ def publish_dealer_warehouse(dealer_id: str, paths: DataPaths, engine: Engine, r
     base_generation, log = stored(paths.state, dealer_id)
     changes = ChangeLog.latest(log.rows) if log is not None and len(log.rows) else empty_stock()
     vehicles = publish_stock(paths, dealer_id, stock_path(paths.state, dealer_id), base_generation, changes.drop(columns=PRIVATE_COLUMNS))
-    problems = [p for p in current_problems(engine, dealer_id) if in_scope_of_dealer_run(p.key)]
-    sync.record_sync_run(engine, run_id, dealer_id, trigger, vehicles, len(problems))
+    sync.record_sync_run(engine, run_id, dealer_id, trigger, vehicles, problems)
     counts = publish(paths, dealer_id, operational_rows(engine, dealer_id))
     counts["deliveries"] = publish_appended(paths, engine, "deliveries", dealer_id)
     counts["marketplace_drift"] = publish_appended(paths, engine, "marketplace_drift", dealer_id)
@@ -447,8 +447,8 @@ def sync_dealer(
     for marketplace in SNAPSHOT_MARKETPLACES:
         feeds[marketplace] = snapshot_feed(marketplace, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger)
     feeds["autotrader"] = autotrader_feed(dealer, stock, settings, paths, engine, run_id, trigger, trigger == "nightly", seen, logger)
-    rows = publish_dealer_warehouse(dealer.id, paths, engine, run_id, trigger)
     problems = finish_dealer_run(settings, engine, dealer.id, run_id, logger)
+    rows = publish_dealer_warehouse(dealer.id, paths, engine, run_id, trigger, len(problems))
     return DealerRun(
         dealer.id, landing, files_parsed, unreadable, records, accepted, summaries, update, feeds, rows, problems, sync.hours_since_last_export(engine, dealer.id),
     )
@@ -466,11 +466,16 @@ def finish_dealer_run(settings: Settings, engine: Engine, dealer_id: str, run_id
     return problems
 
 
-def finish_account_run(settings: Settings, engine: Engine, run_id: str | None, logger=log) -> dict[str, list[Problem]]:
+def finish_account_run(settings: Settings, engine: Engine, run_id: str | None, logger=log, drift: dict[str, Drift] | None = None) -> dict[str, list[Problem]]:
     """After the account-wide files: per dealer its Google problems, and the account's own ("*": the file not delivered),
-    logged and reported as incidents."""
+    logged and reported as incidents. With this run's `drift`, a dealer in sync with no Google incident open is skipped
+    (nothing to open, nothing to resolve), so a good night costs no query per dealer."""
     found = {}
-    for dealer_id in [d.id for d in settings.dealers if "google" in d.marketplaces] + [ACCOUNT]:
+    dealers = [d.id for d in settings.dealers if "google" in d.marketplaces]
+    if drift is not None:
+        troubled = {row["dealer_id"] for row in open_incidents(engine) if in_scope_of_account_run(row["key"])}
+        dealers = [d for d in dealers if d in troubled or d not in drift or not drift[d].clean]
+    for dealer_id in dealers + [ACCOUNT]:
         problems = [p for p in current_problems(engine, dealer_id) if dealer_id == ACCOUNT or in_scope_of_account_run(p.key)]
         for problem in problems:
             logger.error(f"{dealer_id}: {problem.message}")

@@ -174,10 +174,12 @@ def _set_status(engine: Engine, file_id: int, **values) -> None:
 
 
 def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompressed_mb: int = 2048) -> list[ParsedExport]:
-    """Parse the dealer's landed files in export order, starting from the newest readable full export.
+    """Parse the dealer's landed files in export order: the newest readable full export, and every delta.
 
-    Exports older than that full one are superseded; a newer full export that cannot be read is marked failed and
-    never hides the good one before it.
+    Full exports older than that full one are superseded; a newer full export that cannot be read is marked failed and
+    never hides the good one before it. Deltas older than it are parsed too and come before it: if the full export is
+    applied they are superseded by it (update_stock), but if a guard holds it they still apply (a held export must not
+    take the changes before it down with it).
     """
     profile = profile_for(dealer, paths)
     pending = pending_files(engine, dealer.id)
@@ -207,14 +209,12 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompre
     failed_ids = {item.file_id for item in parsed if item.error}
     if base is not None:
         for row in pending:
-            older = row.export_timestamp < base.export_timestamp or (row.export_kind == "full" and row.export_timestamp <= base.export_timestamp)
-            if older and row.id != base.id and row.id not in failed_ids:
+            if row.export_kind == "full" and row.export_timestamp <= base.export_timestamp and row.id != base.id and row.id not in failed_ids:
                 _set_status(engine, row.id, status="superseded", processed_at=utc_now(), error=f"superseded by the newer full export {base.file_name}")
-        rest = [r for r in pending if r.export_kind == "delta" and r.export_timestamp >= base.export_timestamp]
-    else:
-        rest = [r for r in pending if r.export_kind == "delta"]
-    ordered = [item for item in parsed if item.result is not None] + [parse(row) for row in rest]
-    return [item for item in parsed if item.error] + ordered
+    deltas = {row.id: parse(row) for row in pending if row.export_kind == "delta"}
+    readable = [row for row in pending if (row.id in deltas and deltas[row.id].result is not None) or (base is not None and row.id == base.id)]
+    ordered = [deltas.get(row.id) or next(item for item in parsed if item.file_id == row.id) for row in readable]  # pending is in export order
+    return [item for item in parsed if item.error] + [item for item in deltas.values() if item.error] + ordered
 
 
 def validate_parsed(
@@ -289,6 +289,7 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
     stock = read_stock(paths.state, dealer.id)
     outcome = StockUpdate(dealer.id, paths.state, stock)
     holding = False
+    applied_deltas: list[ValidatedExport] = []  # the deltas before a full export of this batch: superseded once it applies
     changed_ids: set[str] | None = set()  # None once a full export is applied: every vehicle may have changed
     for item in validated:
         if holding:
@@ -307,8 +308,14 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
             quarantined_ids = set(item.issues.loc[item.issues["severity"] == "error", "stock_id"].dropna().astype(str))
             merged = apply_full(stock, item.accepted, quarantined_ids)
             changed_ids = None
+            for earlier in applied_deltas:
+                _set_status(engine, earlier.file_id, status="superseded", error=f"superseded by the newer full export {item.file_name}")
+                outcome.applied.remove(earlier.file_name)
+                outcome.superseded.append(earlier.file_name)
+            applied_deltas = []
         else:
             merged = apply_delta(stock, item.accepted)
+            applied_deltas.append(item)
             if changed_ids is not None:
                 changed_ids |= set(item.accepted["stock_id"].dropna().astype(str)) | item.sold_in_quarantine
         stock = merged.stock

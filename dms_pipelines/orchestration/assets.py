@@ -127,8 +127,8 @@ def dealer_assets(partitions: dg.PartitionsDefinition) -> list:
         """The dealer's rows of every analysts' table (stock, history, quarantine, files, listings, deliveries, runs) in data/warehouse.duckdb."""
         paths = pipeline.paths()
         dealer_id = context.partition_key
-        counts = dealer_run.publish_dealer_warehouse(dealer_id, paths, pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "manual"))
         problems = dealer_run.finish_dealer_run(pipeline.settings(), pipeline.engine(), dealer_id, context.run_id, context.log)
+        counts = dealer_run.publish_dealer_warehouse(dealer_id, paths, pipeline.engine(), context.run_id, context.run.tags.get(TRIGGER_TAG, "manual"), len(problems))
         return dg.MaterializeResult(metadata=warehouse_metadata(counts, paths) | problems_metadata(problems))
 
     return [landed_exports, parsed_exports, validated_exports, dealer_stock, google_listings, website_feed, meta_feed, carsnip_feed, autotrader_listings, warehouse_tables]
@@ -234,7 +234,7 @@ def google_feed(context: dg.AssetExecutionContext, pipeline: PipelineResource) -
     )
     for dealer_id, drift in account.drift.items():
         context.log_event(checks.as_evaluation(checks.drift_free(drift), "google_listings", dealer_id))
-    problems = dealer_run.finish_account_run(settings, engine, context.run_id, context.log)
+    problems = dealer_run.finish_account_run(settings, engine, context.run_id, context.log, account.drift)
     return dg.MaterializeResult(
         metadata=google_file_metadata(account) | problems_metadata([p for found in problems.values() for p in found]),
         check_results=[checks.google_account_delivered(account.outcome)],

@@ -111,7 +111,7 @@ def account_files(context: dg.OpExecutionContext, batch_results: list, pipeline:
     context.log_event(checks.as_evaluation(checks.google_account_delivered(account.outcome), "google_feed", None))
     for dealer_id, drift in account.drift.items():
         context.log_event(checks.as_evaluation(checks.drift_free(drift), "google_listings", dealer_id))
-    account_problems = dealer_run.finish_account_run(settings, engine, context.run_id, context.log)
+    account_problems = dealer_run.finish_account_run(settings, engine, context.run_id, context.log, account.drift)
     problems = {r["dealer_id"]: list(r["problems"]) for r in results}
     for dealer_id, found in account_problems.items():
         problems.setdefault(dealer_id, []).extend(p.message for p in found)

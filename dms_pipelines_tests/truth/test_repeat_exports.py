@@ -89,3 +89,17 @@ def test_a_held_full_export_is_superseded_by_the_next_good_one(paths, synced):
         statuses = dict(connection.execute(select(ingested_files.c.file_name, ingested_files.c.status).where(ingested_files.c.file_name.like("stock_full_20261123%"))).fetchall())
     assert sorted(statuses.values()) == ["processed", "superseded"]
     assert current_problems(engine, "leeds") == []
+
+
+def test_a_held_full_export_does_not_take_the_delta_before_it_down(paths, stock_api, synced):
+    """Found by the stateful test: a price change, then a truncated full export, in one run: the full export superseded
+    the delta, then was held, and the new price never reached any marketplace."""
+    stock = read_stock(paths.state, "leeds")
+    car = stock[stock["status"] == "available"].head(1).copy().assign(location="Forecourt")
+    stock_id, price = str(car["stock_id"].iloc[0]), float(car["price"].iloc[0]) - 500
+    write_delta(paths, car.assign(price=price), 9)
+    at = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc).replace(tzinfo=None)
+    (paths.inbox / "leeds" / export_name("navigator_csv", "full", at)).write_bytes(render_export(stock.head(3).assign(location="Forecourt"), "navigator_csv"))
+    synced()
+    assert read_stock(paths.state, "leeds").set_index("stock_id").loc[stock_id, "price"] == price
+    assert shown(paths, stock_api, stock_id)[2] == int(price + 0.5)
