@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the sync through Dagster for some or all dealers")
     run.add_argument("--dealer", action="append", help="a dealer id (repeatable); default every dealer")
-    run.add_argument("--release-held", action="store_true", help="apply held full exports despite the delisting guard")
+    run.add_argument("--release-held", action="store_true", help="apply held full exports despite the guards (delisting, distribution)")
     run.set_defaults(handler=cmd_run)
 
     bench = commands.add_parser("bench", help="benchmark the nightly path against DuckDB reading the same file")

@@ -183,6 +183,23 @@ class Validation(Strict):
     price_outlier_min_peers: int = Field(default=5, ge=2)
     max_uncompressed_mb: int = Field(default=2048, ge=1)  # cap on a .gz/.zip export's expanded size
     freshness_hours: float = Field(default=26.0, gt=0)  # a dealer with no export for longer is flagged
+    max_price: float | None = Field(default=2_000_000, ge=0)  # a higher price is an error (price_too_high); 0 or null: no bound
+    max_mileage: int | None = Field(default=1_000_000, ge=0)  # a higher mileage is an error (mileage_too_high); 0 or null: no bound
+    # the distribution guard (stock/guards.py): a full export whose values jump against the last accepted stock is held;
+    # each signal is judged on the vehicles in both, with 0 or null turning it off
+    guard_min_vehicles: int = Field(default=20, ge=1)  # fewer vehicles in both: not judged (a first export, a tiny dealer)
+    guard_median_price_factor: float | None = Field(default=1.5, ge=0)  # their median price moved by more than this factor, either way
+    guard_repriced_share: float | None = Field(default=0.5, ge=0, le=1)  # more than this share of them changed price by more than:
+    guard_repriced_by: float = Field(default=0.25, ge=0)  # ... this share of the old price
+    guard_mileage_down_share: float | None = Field(default=0.2, ge=0, le=1)  # more than this share of them went down in mileage
+    guard_price_year_correlation: float | None = Field(default=0.3, ge=0, le=1)  # price-year rank correlation from >= +x to <= -x
+
+    @field_validator("guard_median_price_factor")
+    @classmethod
+    def _factor_above_one(cls, value: float | None) -> float | None:
+        if value and value <= 1:
+            raise ValueError("a factor must be above 1 (0 or null turns the signal off)")
+        return value
 
 
 class Alerts(Strict):

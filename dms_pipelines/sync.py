@@ -18,7 +18,8 @@ from dms_pipelines.paths import DataPaths
 from dms_pipelines.sources.base import RemoteFile, Source, shown
 from dms_pipelines.sources.landing import LandingReport, land_files, utc_now
 from dms_pipelines.sources.local_inbox import LocalInboxSource as LocalInbox
-from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
+from dms_pipelines.stock.guards import delisting_guard, distribution_guard
+from dms_pipelines.stock.merge import apply_delta, apply_full
 from dms_pipelines.stock.history import update_history
 from dms_pipelines.stock.changes import next_log, write_log
 from dms_pipelines.stock.schema import empty_stock
@@ -279,7 +280,7 @@ def last_full_rows(engine: Engine, dealer_id: str) -> int | None:
 
 
 def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None = None) -> StockUpdate:
-    """Apply exports in order: a full one replaces the stock (unless the delisting guard holds it), deltas patch it.
+    """Apply exports in order: a full one replaces the stock (unless the delisting or distribution guard holds it), deltas patch it.
 
     When every export is a delta (an hourly run, a sale), only the stock numbers are read and only the changed vehicles
     are written (to the stock's log): the cost follows the delta, not the stock.
@@ -297,7 +298,9 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
             _set_status(engine, item.file_id, status="held", error="waits for the held full export before it", run_id=run_id)
             continue
         if item.export_kind == "full":
-            reason = delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share)
+            reason = delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share) or distribution_guard(
+                item.accepted, stock, settings.validation
+            )
             if reason and item.released_by:
                 log.warning("%s: applied although %s (released by %s)", item.file_name, reason, item.released_by)
             elif reason:
@@ -392,7 +395,7 @@ def _apply_deltas(dealer: Dealer, validated: list[ValidatedExport], paths: DataP
 
 
 def release_held_files(engine: Engine, dealer_id: str, released_by: str) -> int:
-    """Put a dealer's held exports back in the queue, marked so that the delisting guard lets them through once."""
+    """Put a dealer's held exports back in the queue, marked so that the guards (delisting, distribution) let them through once."""
     with engine.begin() as connection:
         result = connection.execute(
             update(ingested_files)

@@ -25,7 +25,7 @@ class ApiDeliveryConfig(dg.Config):
 
 
 class LandingConfig(dg.Config):
-    release_held: bool = False  # apply held full exports despite the delisting guard (an operator's deliberate choice)
+    release_held: bool = False  # apply held full exports despite the guards: delisting, distribution (an operator's deliberate choice)
 
 
 def dealer_assets(partitions: dg.PartitionsDefinition) -> list:

@@ -85,14 +85,3 @@ def _sorted(stock: pd.DataFrame) -> pd.DataFrame:
         return stock.reset_index(drop=True)
     return stock.take(order).reset_index(drop=True)
 
-
-def delisting_guard(rows_in_export: int, last_full_rows: int | None, min_share: float) -> str | None:
-    """Why a full export must be held instead of applied, or None when it may go ahead."""
-    if rows_in_export == 0:
-        return "the full export has no vehicles; applying it would delist the whole dealer"
-    if last_full_rows and rows_in_export < min_share * last_full_rows:
-        return (
-            f"the full export has {rows_in_export} vehicles, fewer than {min_share:.0%} of the last accepted full export "
-            f"({last_full_rows}); held so that a truncated export cannot delist the dealer"
-        )
-    return None

@@ -143,15 +143,19 @@ def validate_stock(
 
         mileage = frame["mileage"]
         issues.add(mileage < 0, "mileage", "mileage_negative", "error", "mileage is negative")
+        if rules.max_mileage:  # a price in the mileage column (swapped headers), a slipped digit
+            issues.add(mileage > rules.max_mileage, "mileage", "mileage_too_high", "error", f"mileage above {rules.max_mileage:,}")
         age_years = ((today_ts - first_reg).dt.days / 365.25).clip(lower=0).fillna(0)
         implausible = mileage.notna() & (mileage.astype("Float64") > (age_years + 1) * MAX_MILES_PER_YEAR)
         issues.add(implausible, "mileage", "mileage_implausible", "warning", f"more than {MAX_MILES_PER_YEAR:,} miles a year")
 
         price = frame["price"]
         issues.add(price.notna() & (price <= 0), "price", "price_not_positive", "error", "price must be above zero")
+        too_high = (price > (rules.max_price or np.inf)).fillna(False)  # a placeholder such as 99,999,999, or a swapped column
+        issues.add(too_high, "price", "price_too_high", "error", f"price above {rules.max_price or 0:,.0f}")
         placeholder = price.isin(rules.placeholder_prices).fillna(False)
         issues.add(placeholder, "price", "placeholder_price", "error", "placeholder price (" + ", ".join(f"{p:g}" for p in rules.placeholder_prices) + ")")
-        _price_outliers(frame, issues, rules, today_ts, price_reference, exclude=placeholder)
+        _price_outliers(frame, issues, rules, today_ts, price_reference, exclude=placeholder | too_high)
 
         image_count, bad_url_rows = image_checks.result()
     issues.add(frame["status"].isin(["available", "reserved"]).fillna(False) & (image_count < rules.min_images), "image_urls", "too_few_images", "warning", f"fewer than {rules.min_images} images", image_count.astype("string"))

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from dms_pipelines.config import Validation
-from dms_pipelines.stock.merge import apply_delta, apply_full, delisting_guard
+from dms_pipelines.stock.guards import delisting_guard
+from dms_pipelines.stock.merge import apply_delta, apply_full
 from dms_pipelines.stock.plates import age_identifier_for, plate_style
 from dms_pipelines.stock.schema import coerce_to_schema
 from dms_pipelines.stock.validate import validate_stock
@@ -52,6 +53,9 @@ def test_clean_rows_pass_and_terms_are_normalised():
         ({"make": None}, "required"),
         ({"price": 99999.0}, "placeholder_price"),
         ({"price": 0.0}, "price_not_positive"),
+        ({"price": 99999999.0}, "price_too_high"),
+        ({"price": 2000000.01}, "price_too_high"),
+        ({"mileage": 1000001}, "mileage_too_high"),
         ({"registration": "ABC12345"}, "plate_format"),
         ({"registration": "AB72CDE"}, "plate_age"),
         ({"year": 1850}, "year_range"),
@@ -68,6 +72,16 @@ def test_each_error_quarantines_only_its_row(changes, rule):
     assert rule in rules_by_stock(result, "error")["S002"]
     message = result.issues.loc[result.issues["rule"] == rule, "message"].iloc[0]
     assert message.startswith("stock_full_x.csv: row 2: ")
+
+
+def test_price_and_mileage_upper_bounds_are_configurable():
+    at_the_limit = run(vehicle("S001", price=2_000_000.0, mileage=1_000_000))
+    assert at_the_limit.quarantined_rows == 0
+    message = run(vehicle("S001", price=99_999_999.0)).issues.set_index("rule").loc["price_too_high", "message"]
+    assert "price above 2,000,000" in message
+    unbounded = run(vehicle("S001", price=99_999_999.0, mileage=5_000_000), rules=Validation(max_price=None, max_mileage=0))
+    assert unbounded.quarantined_rows == 0
+    assert run(vehicle("S001", price=60_000.0), rules=Validation(max_price=50_000)).quarantined_rows == 1
 
 
 def test_duplicate_stock_numbers_and_vins_quarantine_every_copy():
