@@ -100,17 +100,18 @@ def check_results(run: dealer_run.DealerRun, settings) -> dict[str, list[dg.Asse
     return results
 
 
-@dg.op
-def account_files(context: dg.OpExecutionContext, batch_results: list, pipeline: PipelineResource) -> None:
+@dg.op(out={})
+def account_files(context: dg.OpExecutionContext, batch_results: list, pipeline: PipelineResource):
     """The account-wide Google file from every dealer's last good rows, read back per dealer; then the run fails if any
     dealer has a problem (a crashed sync, a held export, a failed file, an undelivered feed, drift), naming each."""
     results = [result for batch in batch_results for result in batch]
     settings, engine = pipeline.settings(), pipeline.engine()
     account = dealer_run.google_account_file(settings, pipeline.paths(), engine, context.run_id, context.run.tags.get(TRIGGER_TAG, "nightly"))
-    context.log_event(dg.AssetMaterialization(asset_key="google_feed", metadata=google_file_metadata(account)))
-    context.log_event(checks.as_evaluation(checks.google_account_delivered(account.outcome), "google_feed", None))
+    # yielded, not logged: the events must be in the run before the step fails on the problems below
+    yield dg.AssetMaterialization(asset_key="google_feed", metadata=google_file_metadata(account))
+    yield checks.as_evaluation(checks.google_account_delivered(account.outcome), "google_feed", None)
     for dealer_id, drift in account.drift.items():
-        context.log_event(checks.as_evaluation(checks.drift_free(drift), "google_listings", dealer_id))
+        yield checks.as_evaluation(checks.drift_free(drift), "google_listings", dealer_id)
     account_problems = dealer_run.finish_account_run(settings, engine, context.run_id, context.log, account.drift)
     problems = {r["dealer_id"]: list(r["problems"]) for r in results}
     for dealer_id, found in account_problems.items():

@@ -80,3 +80,38 @@ def test_a_failing_dealer_fails_the_run_but_not_the_other_dealers(paths, setting
     assert synced == {"leeds", "sheffield"}
     assert len(read_stock(paths.state, "leeds")) > 10 and len(read_stock(paths.state, "sheffield")) > 10
     assert (paths.outbox / "google" / "vehicle_listings.csv").exists()  # the account file was still assembled
+
+
+def test_after_a_bad_night_the_failing_dealer_and_marketplace_show_in_its_partition_checks(paths, settings, stock_api, capsys):
+    """One dealer's Auto Trader deliveries all fail: the nightly run fails naming it, that dealer's partition of
+    autotrader_listings fails `delivered` and `drift_free`, the other dealers' partitions pass, and the report lists the drift."""
+    import yaml
+
+    from dms_pipelines.cli import main
+
+    config_file = paths.root / "config" / "dms_pipelines.yaml"
+    raw = yaml.safe_load(config_file.read_text())
+    raw["marketplaces"]["autotrader"]["destination"]["max_attempts"] = 1
+    config_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers]
+    generate_group(paths.inbox, dealers, vehicles=90, seed=8, deltas=0)
+    for reference in [f"LEE{n:05d}" for n in range(1, 60)]:
+        stock_api.reject(reference, status=503, message="service unavailable")  # every call for leeds' cars fails
+    with dg.instance_for_test() as instance:
+        result = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config={"execution": {"config": SPAWNED}})
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        message = failure.event_specific_data.error.message
+        assert failure.step_key == "account_files" and "leeds" in message and "autotrader" in message and "sheffield:" not in message
+        checks = {
+            (e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name, e.asset_check_evaluation_data.partition): e.asset_check_evaluation_data.passed
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
+    assert checks[("autotrader_listings", "delivered", "leeds")] is False and checks[("autotrader_listings", "drift_free", "leeds")] is False
+    assert checks[("autotrader_listings", "delivered", "sheffield")] is True and checks[("autotrader_listings", "drift_free", "sheffield")] is True
+    assert checks[("website_feed", "drift_free", "leeds")] is True  # the marketplace that is wrong is named, not the dealer's others
+    assert checks[("validated_exports", "rows_conserved", "york")] is True  # the nightly run evaluates every check, per dealer
+    assert ("google_listings", "drift_free", "york") in checks
+    capsys.readouterr()
+    assert main(["report"]) == 1
+    assert "leeds        autotrader  DRIFT" in capsys.readouterr().out
