@@ -1,12 +1,11 @@
 """Alerts reach a real local webhook and a real local SMTP server; without them they are still logged."""
 
-import json
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from dms_pipelines.alerts import notify
 from dms_pipelines.config import parse_settings
+from dms_pipelines_tests.operations.alert_hook import AlertHook
 from dms_pipelines_tests.conftest import COMMITTED_CONFIG
 
 import yaml
@@ -19,23 +18,13 @@ def settings_with(alerts: dict):
 
 
 def test_webhook_receives_the_alert():
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.handle_request, daemon=True).start()
+    hook = AlertHook()
     settings = settings_with({"webhook_url_env": "DMS_ALERT_HOOK"})
-    assert notify(settings, "run_failed", "run 1234 failed", environ={"DMS_ALERT_HOOK": f"http://127.0.0.1:{server.server_port}/hook"})
-    assert received == [{"kind": "run_failed", "group": "Aire Valley Motors", "text": "run 1234 failed"}]
-    server.server_close()
+    try:
+        assert notify(settings, "run_failed", "run 1234 failed", environ={"DMS_ALERT_HOOK": hook.url})
+        assert hook.received == [{"kind": "run_failed", "group": "Aire Valley Motors", "text": "run 1234 failed"}]
+    finally:
+        hook.close()
 
 
 def test_smtp_receives_the_alert():

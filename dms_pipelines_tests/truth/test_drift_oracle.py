@@ -2,9 +2,7 @@
 exit status and the dealer's partition checks, alerts once, and the next run heals it and says so."""
 
 import json
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
 import duckdb
@@ -14,32 +12,7 @@ import yaml
 from dms_pipelines.cli import main, run_sync
 from dms_pipelines.sample.generator import SampleDealer, export_name, generate_group, render_export
 from dms_pipelines.stock.store import read_stock
-
-
-class AlertHook:
-    """A real local webhook that records every alert posted to it."""
-
-    def __init__(self):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def kinds(self) -> list[str]:
-        return [alert["kind"] for alert in self.received]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+from dms_pipelines_tests.operations.alert_hook import AlertHook
 
 
 @pytest.fixture
@@ -49,7 +22,7 @@ def alerts(data_root, monkeypatch):
     raw = yaml.safe_load(config.read_text())
     raw["alerts"] = {"webhook_url_env": "DMS_TEST_ALERT_HOOK"}
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    monkeypatch.setenv("DMS_TEST_ALERT_HOOK", f"http://127.0.0.1:{hook.server.server_port}/hook")
+    monkeypatch.setenv("DMS_TEST_ALERT_HOOK", hook.url)
     yield hook
     hook.close()
 
@@ -79,7 +52,6 @@ def sell(paths, dealer_id: str, hour: int, **changes) -> str:
 def check_results(instance, dealer_id: str) -> dict[tuple[str, str], tuple[bool, str]]:
     """The latest evaluation of every check on the dealer's partition: (asset, check) -> (passed, severity)."""
     found = {}
-    records = instance.get_records_for_run  # noqa: F841 (the instance's event log is read below)
     for record in instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), ascending=True):
         evaluation = record.event_log_entry.dagster_event.event_specific_data
         if evaluation.partition == dealer_id:
