@@ -99,9 +99,12 @@ def file_drift(
 
 
 def _differs(sent, held) -> bool:
-    """Whether the marketplace's item differs from what was sent, on what was sent (it adds ids, versions and its own fields)."""
+    """Whether the marketplace's item differs from what was sent, on what was sent (it adds ids, versions and its own
+    fields, also to the objects of a list such as images): a list must hold as many items, in order."""
     if isinstance(sent, dict):
         return not isinstance(held, dict) or any(_differs(value, held.get(key)) for key, value in sent.items())
+    if isinstance(sent, list):
+        return not isinstance(held, list) or len(sent) != len(held) or any(_differs(a, b) for a, b in zip(sent, held))
     return sent != held
 
 

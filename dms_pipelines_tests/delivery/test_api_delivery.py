@@ -305,3 +305,25 @@ def test_reconciliation_adopts_a_listing_the_ledger_does_not_know_and_withdraws_
     assert api_delivery.reconcile(engine, client, "leeds", ADVERTISER, wanted) == 2
     api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
     assert consistent(simulator, wanted)  # adopted, not duplicated; the stray one withdrawn
+
+
+def test_the_drift_oracle_reads_what_the_stock_api_shows(simulator, engine):
+    from dms_pipelines.delivery.drift import api_drift
+
+    client = client_for(simulator)
+    stock = fixed_stock()
+    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+    statuses = lambda ids: dict(zip(stock["stock_id"], stock["status"]))  # noqa: E731
+    assert api_drift("leeds", "autotrader", items(stock), client.search(ADVERTISER), statuses).clean
+    listed = client.search(ADVERTISER)
+    for item in listed:  # the marketplace adds its own fields, also inside list items: not drift
+        item["media"]["images"] = [dict(image, imageId="x1") for image in item["media"]["images"]]
+    assert api_drift("leeds", "autotrader", items(stock), listed, statuses).clean
+    sold = stock.assign(status=stock["status"].where(stock["stock_id"] != "A0001", "sold"))
+    repriced = sold.assign(price=sold["price"].where(sold["stock_id"] != "A0002", 1234.0))
+    drift = api_drift("leeds", "autotrader", items(repriced), listed, statuses)
+    assert (drift.sold_live, drift.stale, drift.missing, drift.extra) == (["A0001"], ["A0002"], [], [])
+    twice = listed[0]["metadata"]["externalStockReference"]
+    drift = api_drift("leeds", "autotrader", items(stock[~stock["stock_id"].isin(["A0003", "A0004"])]), listed + listed[:1], statuses)
+    assert sorted(drift.extra) == sorted({twice, "A0004"})  # listed twice; offered although the feed no longer has it
+    assert drift.sold_live == []  # A0003 is there as SOLD: left as sold is not drift
