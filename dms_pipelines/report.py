@@ -5,6 +5,8 @@ from pathlib import Path
 
 import duckdb
 
+from dms_pipelines.operations.drift_state import KINDS, describe_drift
+
 KPI_SQL = """
 WITH d AS (
     SELECT dealer_id, marketplace, outcome, calls, item_key,
@@ -71,13 +73,9 @@ def render_drift(rows: list[dict]) -> str:
     """One line per dealer and marketplace: in sync, or the counts with the first stock ids of each kind."""
     lines = []
     for row in rows:
-        kinds = [(kind, row[kind]) for kind in ("sold_live", "missing", "stale", "extra") if row[kind]]
-        if not kinds and not row["error"]:
-            lines.append(f"{row['dealer_id']:<12} {row['marketplace']:<11} in sync ({row['vehicles_checked']} vehicles checked)")
-            continue
-        text = "; ".join(f"{count} {kind.replace('_', ' but ')} ({', '.join(row['stock_ids'].get(kind, [])[:5])})" for kind, count in kinds)
-        error = f"cannot be read back: {row['error']}" if row["error"] else ""
-        lines.append(f"{row['dealer_id']:<12} {row['marketplace']:<11} DRIFT: {'; '.join(p for p in (text, error) if p)}")
+        told = describe_drift({kind: row[kind] for kind in KINDS}, row["stock_ids"], row["error"])
+        state = f"DRIFT: {told}" if told else f"in sync ({row['vehicles_checked']} vehicles checked)"
+        lines.append(f"{row['dealer_id']:<12} {row['marketplace']:<11} {state}")
     return "\n".join(lines) if lines else "no drift check recorded yet"
 
 

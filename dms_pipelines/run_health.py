@@ -11,10 +11,7 @@ from sqlalchemy.engine import Engine
 from dms_pipelines.alerts import notify
 from dms_pipelines.config import Settings
 from dms_pipelines.operations.db import incidents, ingested_files, listing_ledger
-from dms_pipelines.operations.drift_state import latest_drift
-
-SHOWN_IDS = 5
-
+from dms_pipelines.operations.drift_state import KINDS, describe_drift, ids_text, latest_drift
 
 @dataclass(frozen=True)
 class Problem:
@@ -28,10 +25,6 @@ class Problem:
     @property
     def key(self) -> str:
         return f"{self.kind}:{self.scope}"
-
-
-def _ids(ids: list[str]) -> str:
-    return ", ".join(sorted(ids)[:SHOWN_IDS]) + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
 
 
 def current_problems(engine: Engine, dealer_id: str) -> list[Problem]:
@@ -67,16 +60,15 @@ def current_problems(engine: Engine, dealer_id: str) -> list[Problem]:
         keys = [r.item_key.removeprefix("file:") for r in rows]
         what = {"dead_lettered": "refused by the marketplace", "undelivered": "file(s) not delivered", "changes_failed": "change(s) not acknowledged"}[kind]
         last_error = next((r.last_error for r in rows if r.last_error), "")
-        problems.append(Problem(dealer_id, kind, marketplace, f"{marketplace}: {len(rows)} {what} ({_ids(keys)}){': ' + last_error if last_error else ''}"))
+        problems.append(Problem(dealer_id, kind, marketplace, f"{marketplace}: {len(rows)} {what} ({ids_text(keys)}){': ' + last_error if last_error else ''}"))
     for check in latest_drift(engine, dealer_id):
         stock_ids = json.loads(check["stock_ids"] or "{}")
         if check["sold_live"]:
-            problems.append(Problem(dealer_id, "sold_live", check["marketplace"], f"{check['marketplace']}: {check['sold_live']} sold car(s) still offered ({_ids(stock_ids.get('sold_live', []))})"))
-        others = {kind: check[kind] for kind in ("missing", "stale", "extra") if check[kind]}
-        if others or check["error"]:
-            text = ", ".join(f"{count} {kind} ({_ids(stock_ids.get(kind, []))})" for kind, count in others.items())
-            error = f"cannot be read back: {check['error']}" if check["error"] else ""
-            problems.append(Problem(dealer_id, "drift", check["marketplace"], f"{check['marketplace']} does not show what the DMS says: {'; '.join(p for p in (text, error) if p)}"))
+            sold = ids_text(stock_ids.get("sold_live", []), check["sold_live"])
+            problems.append(Problem(dealer_id, "sold_live", check["marketplace"], f"{check['marketplace']}: {check['sold_live']} sold car(s) still offered ({sold})"))
+        others = describe_drift({kind: check[kind] for kind in KINDS if kind != "sold_live"}, stock_ids, check["error"])
+        if others:
+            problems.append(Problem(dealer_id, "drift", check["marketplace"], f"{check['marketplace']} does not show what the DMS says: {others}"))
     return problems
 
 

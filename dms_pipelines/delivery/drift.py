@@ -7,8 +7,8 @@ import pandas as pd
 
 from dms_pipelines.marketplaces import autotrader
 from dms_pipelines.marketplaces.read_back import UnreadableFeed
+from dms_pipelines.operations.drift_state import KINDS, describe_drift
 
-KINDS = ("sold_live", "missing", "stale", "extra")
 LIVE_STATES = ("FORECOURT", "SALE_IN_PROGRESS", "DUE_IN")  # an API listing in these states offers the car
 GONE_STATES = ("DELETED", "WASTEBIN")
 WHOLE_FILE = "(file)"  # the id drift is recorded under when a file differs in what is not a vehicle's row (its header, a dealer file)
@@ -46,15 +46,10 @@ class Drift:
         self.error = "; ".join(e for e in (self.error, other.error) if e) or None
         return self
 
-    def describe(self, shown: int = 5) -> str:
-        """'autotrader for leeds: 1 sold but live (LEE00012), 2 stale (LEE00001, LEE00007)' or '... in sync'."""
-        parts = [f"could not be read back: {self.error}"] if self.error else []
-        for kind in KINDS:
-            ids = getattr(self, kind)
-            if ids:
-                more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
-                parts.append(f"{len(ids)} {kind.replace('_', ' but ')} ({', '.join(sorted(ids)[:shown])}{more})")
-        return f"{self.marketplace} for {self.dealer_id}: " + ("; ".join(parts) if parts else f"in sync ({self.checked} vehicles)")
+    def describe(self) -> str:
+        """'autotrader for leeds: 1 sold but live (LEE00012); 2 stale (LEE00001, LEE00007)' or '... in sync'."""
+        told = describe_drift(self.counts(), {kind: getattr(self, kind) for kind in KINDS}, self.error)
+        return f"{self.marketplace} for {self.dealer_id}: " + (told or f"in sync ({self.checked} vehicles)")
 
 
 def compare_shown(

@@ -18,15 +18,23 @@ def ledger_rows(engine: Engine, marketplace: str, dealer_id: str, keys: set[str]
     return _rows(engine, marketplace, dealer_id, [listing_ledger], keys)
 
 
+def _dealer(marketplace: str, dealer_id: str):
+    return and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id)
+
+
+def _chunks(keys: set[str], size: int = 500):
+    """The keys in order, as bounded IN lists."""
+    ordered = sorted(keys)
+    return (ordered[start : start + size] for start in range(0, len(ordered), size))
+
+
 def _rows(engine: Engine, marketplace: str, dealer_id: str, columns: list, keys: set[str] | None) -> dict[str, dict]:
-    where = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id)
+    where = _dealer(marketplace, dealer_id)
     with engine.connect() as connection:
         if keys is None:
             return {row["item_key"]: dict(row) for row in connection.execute(select(*columns).where(where)).mappings()}
         found = {}
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), 500):  # bounded IN lists
-            chunk = ordered[start : start + 500]
+        for chunk in _chunks(keys):
             for row in connection.execute(select(*columns).where(and_(where, listing_ledger.c.item_key.in_(chunk)))).mappings():
                 found[row["item_key"]] = dict(row)
         return found
@@ -41,7 +49,7 @@ def ledger_hashes(engine: Engine, marketplace: str, dealer_id: str, keys: set[st
 
 def unsettled(engine: Engine, marketplace: str, dealer_id: str) -> bool:
     """Whether any of the dealer's items was sent and neither acknowledged nor refused for good (it is to be sent again)."""
-    where = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status.notin_(["acknowledged", "dead", "withdrawn"]))
+    where = and_(_dealer(marketplace, dealer_id), listing_ledger.c.status.notin_(["acknowledged", "dead", "withdrawn"]))
     with engine.connect() as connection:
         return connection.execute(select(listing_ledger.c.item_key).where(where).limit(1)).first() is not None
 
@@ -63,7 +71,7 @@ def acknowledged_hashes(rows: dict[str, dict]) -> dict[str, str]:
 
 
 def _key(marketplace: str, dealer_id: str, item_key: str):
-    return and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.item_key == item_key)
+    return and_(_dealer(marketplace, dealer_id), listing_ledger.c.item_key == item_key)
 
 
 def _upsert(connection, marketplace: str, dealer_id: str, item_key: str, values: dict) -> None:
@@ -110,11 +118,9 @@ def mark_unsettled(engine: Engine, marketplace: str, dealer_id: str, item_keys: 
     """The marketplace does not show what was acknowledged for these items: they are sent again, whole, by the next delivery."""
     if not item_keys:
         return
-    where = and_(listing_ledger.c.marketplace == marketplace, listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status == "acknowledged")
-    ordered = sorted(item_keys)
+    where = and_(_dealer(marketplace, dealer_id), listing_ledger.c.status == "acknowledged")
     with engine.begin() as connection:
-        for start in range(0, len(ordered), 500):
-            chunk = ordered[start : start + 500]
+        for chunk in _chunks(item_keys):
             connection.execute(
                 update(listing_ledger).where(and_(where, listing_ledger.c.item_key.in_(chunk))).values(
                     status="failed", last_error="the marketplace does not show what was acknowledged; sending again", updated_at=now(),

@@ -8,8 +8,23 @@ from sqlalchemy.engine import Engine
 
 from dms_pipelines.operations.db import drift_items, marketplace_drift
 
-KINDS = ("sold_live", "missing", "stale", "extra")
+KINDS = ("sold_live", "missing", "stale", "extra")  # the order drift is told in: a sold car still offered first
 SAMPLE_IDS = 50
+SHOWN_IDS = 5
+
+
+def ids_text(ids: list[str], count: int | None = None, shown: int = SHOWN_IDS) -> str:
+    """'LEE00001, LEE00007' or 'LEE00001, ... and 12 more' (`count`: how many there are, when `ids` is a sample)."""
+    count = len(ids) if count is None else count
+    return ", ".join(sorted(ids)[:shown]) + (f" and {count - shown} more" if count > shown else "")
+
+
+def describe_drift(counts: dict[str, int], stock_ids: dict[str, list[str]], error: str | None = None) -> str:
+    """'1 sold but live (LEE00012); 2 stale (LEE00001, LEE00007)', then why it could not be read; '' when in sync."""
+    parts = [f"{counts[kind]} {kind.replace('_', ' but ')} ({ids_text(stock_ids.get(kind, []), counts[kind])})" for kind in KINDS if counts.get(kind)]
+    if error:
+        parts.append(f"cannot be read back: {error}")
+    return "; ".join(parts)
 
 
 def record_drift(engine: Engine, dealer_id: str, marketplace: str, run_id: str | None, checked: int, items: list[tuple[str, str]], error: str | None) -> None:
