@@ -39,7 +39,7 @@ def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, ec
     from dms_pipelines.definitions import build_definitions
     from dms_pipelines.operations.db import engine_for
     from dms_pipelines.orchestration.assets import CHANGE_SEEN_TAG, TRIGGER_TAG
-    from dms_pipelines.run_health import current_problems, in_scope_of_account_run, in_scope_of_dealer_run
+    from dms_pipelines.operations.run_health import current_problems, in_scope_of_account_run, in_scope_of_dealer_run
     from dms_pipelines.sync import change_seen_at
 
     paths = DataPaths(data_root())
@@ -100,7 +100,7 @@ def run_group_sync(echo=print) -> dict[str, bool]:
     from sqlalchemy import select
 
     from dms_pipelines.operations.db import engine_for, sync_runs
-    from dms_pipelines.run_health import current_problems
+    from dms_pipelines.operations.run_health import current_problems
 
     paths = DataPaths(data_root())
     settings = load_settings()
@@ -153,7 +153,7 @@ def cmd_demo(args) -> int:
     print("2. nightly sync through Dagster (the group_sync job the nightly schedule runs):")
     outcomes = run_group_sync(echo=print)
     print("3. summary")
-    from dms_pipelines.summary import print_summary
+    from dms_pipelines.warehouse.summary import print_summary
 
     print_summary(settings, paths)
     sellable = [d for d in settings.dealers if d.profile in SAMPLE_LAYOUTS]
@@ -218,7 +218,7 @@ def cmd_run(args) -> int:
 
 def cmd_report(args) -> int:
     """KPIs and drift; exits 1 when a marketplace does not show what the DMS says (so a script can tell)."""
-    from dms_pipelines.report import drift, kpis, render_drift, render_json, render_table
+    from dms_pipelines.warehouse.report import drift, kpis, render_drift, render_json, render_table
 
     warehouse = DataPaths(data_root()).warehouse_db
     rows, drift_rows = kpis(warehouse), drift(warehouse)

@@ -94,14 +94,18 @@ class SftpSource(SftpConnection):
 SourceConfig = Annotated[Union[LocalInboxSource, SftpSource], Field(discriminator="kind")]
 
 
-class DealerMarketplace(Strict):
-    """A dealer's account on one marketplace."""
+class DealerMarketplace(BaseModel):
+    """A dealer's account on one marketplace: whether a reserved car stays listed where the marketplace cannot say
+    'pending', and the keys that marketplace declares as its own (MarketplaceSpec.account_settings), checked against it."""
 
-    store_code: str | None = None  # Google
-    advertiser_id: str | None = None  # Auto Trader
-    feed_id: str | None = None  # Carsnip
-    catalog_id: str | None = None  # Meta
-    list_reserved: bool = True  # snapshot feeds without a 'pending' state: keep a reserved car listed?
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    list_reserved: bool = True
+
+    def setting(self, name: str, default: str | None = None) -> str | None:
+        """One of the marketplace's own keys, or `default` when the dealer's account does not set it."""
+        value = (self.model_extra or {}).get(name)
+        return default if value is None else str(value)
 
 
 class Dealer(Strict):

@@ -28,7 +28,7 @@ from dms_pipelines.marketplaces.registry import SPECS, render_dealer
 from dms_pipelines.operations.drift_state import record_drift
 from dms_pipelines.marketplaces.row_files import Built, RowFile, merged, spliced, whole
 from dms_pipelines.paths import DataPaths
-from dms_pipelines.run_health import Problem, current_problems, in_scope_of_account_run, in_scope_of_dealer_run, open_incidents, report_incidents
+from dms_pipelines.operations.run_health import Problem, current_problems, in_scope_of_account_run, in_scope_of_dealer_run, open_incidents, report_incidents
 from dms_pipelines.sources.landing import LandingReport
 from dms_pipelines.stock.changes import ChangeLog
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, empty_stock
@@ -348,7 +348,7 @@ def autotrader_feed(
         save_listings(paths, "autotrader", dealer.id, rendered)
         outcome = FeedOutcome.of("autotrader", rendered)
     client = api_client_for(settings.marketplaces["autotrader"])
-    advertiser = dealer.marketplaces["autotrader"].advertiser_id or dealer.id
+    advertiser = dealer.marketplaces["autotrader"].setting("advertiser_id") or dealer.id
     if reconcile_first:
         try:
             outcome.reconciled = reconcile(engine, client, dealer.id, advertiser, rendered.items)
@@ -546,7 +546,7 @@ def account_drift(
             if isinstance(actual, str):
                 drifts[dealer_id].error = f"{name}: {actual}"
                 continue
-            store = settings.dealer(dealer_id).marketplaces["google"].store_code or dealer_id
+            store = settings.dealer(dealer_id).marketplaces["google"].setting("store_code") or dealer_id
             view = StockView(paths.state, dealer_id)
 
             def mine(rows: dict[str, str], prefix: str = f"{store}|") -> dict[str, str]:

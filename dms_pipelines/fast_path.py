@@ -48,7 +48,7 @@ def still_listed(paths: DataPaths, settings: Settings, dealer_id: str, stock_id:
         folder = paths.resolve(getattr(destination, "path", "")) if getattr(destination, "kind", "") == "local" else None
         if marketplace == "google":
             rows = csv.DictReader(io.StringIO((folder / "vehicle_listings.csv").read_text(encoding="utf-8")))
-            result[marketplace] = any(r["id"] == stock_id and r["store_code"] == dealer.marketplaces["google"].store_code for r in rows)
+            result[marketplace] = any(r["id"] == stock_id and r["store_code"] == dealer.marketplaces["google"].setting("store_code") for r in rows)
         elif marketplace == "website":
             document = json.loads((folder / f"{dealer_id}.json").read_text(encoding="utf-8"))
             result[marketplace] = any(v["stock_id"] == stock_id for v in document["vehicles"])

@@ -25,7 +25,7 @@ def test_committed_configuration_loads_three_dealers_on_three_layouts():
     settings = load_settings(COMMITTED_CONFIG)
     assert [d.id for d in settings.dealers] == ["leeds", "york", "sheffield"]
     assert {d.profile for d in settings.dealers} == {"navigator_csv", "star5_xml", "pipe_cp1252_csv"}
-    assert settings.dealer("leeds").marketplaces["google"].store_code == "AVM-LEEDS"
+    assert settings.dealer("leeds").marketplaces["google"].setting("store_code") == "AVM-LEEDS"
 
 
 def test_unknown_key_is_named_with_its_path(raw):

@@ -8,9 +8,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dms_pipelines.formats.arrow_text import string_buffers
+from dms_pipelines.kernels.arrow_text import string_buffers
 from dms_pipelines.formats.profile import FieldMapping, MappingProfile
-from dms_pipelines.parallel import ordered_map, threads_for
+from dms_pipelines.kernels.parallel import ordered_map, threads_for
 from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR, coerce_to_schema
 
 ISSUE_COLUMNS = ["source_row", "stock_id", "field", "rule", "value", "severity", "message"]

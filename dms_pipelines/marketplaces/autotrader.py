@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.arrow_text import arrow_strings
+from dms_pipelines.kernels.arrow_text import arrow_strings
 from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, map_text, text_series
 
 LIFECYCLE = {"available": "FORECOURT", "reserved": "SALE_IN_PROGRESS", "in_transit": "DUE_IN", "in_preparation": "DUE_IN", "sold": "SOLD"}

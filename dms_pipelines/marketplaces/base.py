@@ -2,7 +2,7 @@
 
 import html
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable, Iterable, Literal
 
 import numpy as np
 import pandas as pd
@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.arrow_text import arrow_strings, byte_table, edge_bytes, one_array, rows_with_any, string_buffers, valid_rows
-from dms_pipelines.formats.csv_writer import FORMULA_START, delimited_bytes, in_place_order
-from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
+from dms_pipelines.kernels.arrow_text import arrow_strings, byte_table, edge_bytes, one_array, rows_with_any, string_buffers, valid_rows
+from dms_pipelines.kernels.csv_bytes import FORMULA_START, delimited_bytes, in_place_order
+from dms_pipelines.marketplaces.layout import RowFile
+from dms_pipelines.kernels.parallel import SLICE_ROWS, ordered_map, slice_bounds
 from dms_pipelines.stock.schema import LIST_SEPARATOR
 
 KEY = "_stock_id"  # every rendered frame carries the stock number under this column; never serialised
@@ -34,8 +35,55 @@ class Rendered:
 
 
 @dataclass(frozen=True)
+class FeedFile:
+    """One file a snapshot marketplace receives from a dealer: its name and how its bytes are built.
+
+    `rows`: one row per listed vehicle (so the file can be rebuilt from the changed vehicles alone); otherwise `build` makes
+    the whole file's pieces from the rendered items and the dealer (`uses_items=False`: from the dealer alone).
+    """
+
+    name: str
+    rows: RowFile | None = None
+    build: Callable[[pd.DataFrame, Dealer, DealerMarketplace], Iterable] | None = None
+    uses_items: bool = True
+
+
+@dataclass(frozen=True)
+class AccountFeed:
+    """A file for a whole account of several dealers: the header, then each dealer's part (its FeedFile rows, headless)."""
+
+    name: Callable[[str], str]  # file format -> the account file's name
+    header: Callable[[str], bytes]
+    columns: tuple[str, ...]  # the file's columns: nothing else may be in it
+    delimiter: Callable[[str], str]
+    part_key: Callable[[Dealer, DealerMarketplace], str]  # the prefix of the dealer's rows' keys in what the file shows (read_back)
+
+
+@dataclass(frozen=True)
+class ApiFace:
+    """How an incremental marketplace's API is spoken: the item per vehicle, its payloads, and how to read its listings."""
+
+    reference: str  # the rendered column that names the vehicle there (our stock number)
+    state: str  # the rendered column holding the lifecycle state sent
+    sold_state: str
+    gone_states: tuple[str, ...]  # listings in these states are no longer there
+    live_states: tuple[str, ...]  # listings in these states offer the car for sale
+    account_id: Callable[[Dealer, DealerMarketplace], str]  # the dealer's account (advertiser) there
+    item: Callable[[dict], dict]  # a rendered row as plain values: what the ledger keeps and hashes
+    create_payload: Callable[[dict], dict]
+    patch_payload: Callable[[dict | None, dict], dict]
+    delete_payload: Callable[[], dict]
+    listed_reference: Callable[[dict], str]  # a listing from the search: our stock number
+    listed_state: Callable[[dict], str]
+    listed_id: Callable[[dict], str]  # the marketplace's own id of a listing (also of a create's answer)
+    listed_published: Callable[[dict], bool]  # the advert is shown to buyers
+    base_url_env: str = ""  # the environment variable the demo points at its own simulator
+
+
+@dataclass(frozen=True)
 class MarketplaceSpec:
-    """What a marketplace module declares: how it is delivered, how stock becomes its rows, which rules they must meet."""
+    """What a marketplace declares: how it is delivered, how stock becomes its rows, which rules they must meet, the files
+    it receives or the API it is spoken to through, and the settings a dealer's account there may carry."""
 
     name: str
     mode: Literal["snapshot", "api"]
@@ -51,6 +99,30 @@ class MarketplaceSpec:
     read_back: Callable[[str, bytes], dict[str, str] | None] | None = None
     # per rendered item, whether it asks the marketplace to offer the car for sale (an API item may instead mark it SOLD); None: all
     offered: Callable[[pd.DataFrame], pd.Series] | None = None
+    # snapshot marketplaces: the files a dealer's feed is (dealer, its account, the file format); the whole account's file
+    files: Callable[[Dealer, DealerMarketplace, str], list[FeedFile]] | None = None
+    account_file: AccountFeed | None = None  # set: one file for the whole account, `files` giving each dealer's part
+    api: ApiFace | None = None  # api marketplaces
+    formats: tuple[str, ...] = ("csv",)  # the file formats it takes, the first the default
+    account_settings: tuple[str, ...] = ()  # the keys a dealer's account there may set (config: dealers[].marketplaces.<name>)
+    preview_columns: tuple[str, ...] | None = None  # the columns a materialisation's preview shows (None: the first few)
+    description: str = ""
+
+    @property
+    def scope(self) -> Literal["dealer", "account"]:
+        return "account" if self.account_file is not None else "dealer"
+
+    @property
+    def dealer_asset(self) -> str:
+        """The per-dealer asset: `<name>_feed` for a dealer's own files, `<name>_listings` for API items or account-file rows."""
+        return f"{self.name}_feed" if self.mode == "snapshot" and self.account_file is None else f"{self.name}_listings"
+
+    @property
+    def account_asset(self) -> str | None:
+        return f"{self.name}_feed" if self.account_file is not None else None
+
+    def file_format(self, configured: str | None) -> str:
+        return configured or self.formats[0]
 
 
 def clean_text(values: pd.Series, max_length: int | None = None) -> pd.Series:

@@ -5,7 +5,7 @@ from typing import Iterator
 import pandas as pd
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.arrow_text import arrow_strings, byte_counts
+from dms_pipelines.kernels.arrow_text import arrow_strings, byte_counts
 from dms_pipelines.marketplaces.base import (
     KEY, SLICE_ROWS, MarketplaceSpec, clean_text, list_joined, list_parts, listable, map_text, to_delimited,
 )
@@ -19,7 +19,7 @@ BODY = {"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv":
 
 
 def feed_id(dealer: Dealer, account: DealerMarketplace) -> str:
-    return account.feed_id or dealer.id
+    return account.setting("feed_id") or dealer.id
 
 
 def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:

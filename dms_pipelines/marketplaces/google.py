@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.arrow_text import arrow_strings, nonempty_fields
+from dms_pipelines.kernels.arrow_text import arrow_strings, nonempty_fields
 from dms_pipelines.marketplaces.base import (
     KEY, SLICE_ROWS, MarketplaceSpec, clean_text, format_numbers, list_item, list_joined, list_parts, listable, map_text,
 )
@@ -38,7 +38,7 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
         {
             KEY: cars["stock_id"],
             "id": cars["stock_id"],
-            "store_code": account.store_code,
+            "store_code": account.setting("store_code"),
             "vin": cars["vin"],
             "dealership_name": dealer.name,
             "dealership_address": dealer.address.one_line(),

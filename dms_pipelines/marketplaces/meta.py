@@ -57,7 +57,7 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "vin": cars["vin"],
             "trim": clean_text(cars["trim"]),
             "date_first_on_lot": cars["date_in_stock"].dt.strftime("%Y-%m-%d").astype("string"),
-            "dealer_id": account.catalog_id or dealer.id,
+            "dealer_id": account.setting("catalog_id") or dealer.id,
             "dealer_name": dealer.name,
             "dealer_phone": dealer.phone,
             "address.addr1": dealer.address.street,

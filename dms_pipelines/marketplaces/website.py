@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte, one_array
+from dms_pipelines.kernels.arrow_text import arrow_strings, holds_any_byte, one_array
 from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts
 from dms_pipelines.marketplaces import read_back
 from dms_pipelines.marketplaces.row_files import RowFile, whole
-from dms_pipelines.parallel import SLICE_ROWS
+from dms_pipelines.kernels.parallel import SLICE_ROWS
 
 ESCAPED = r'[\x00-\x1f"\\]'  # what JSON escapes (ensure_ascii=False): control characters, quote, backslash
 PUBLIC_FIELDS = [

@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 from upath import UPath
 
-from dms_pipelines.frame_files import read_frames_file, write_frames_file
+from dms_pipelines.kernels.frame_files import read_frames_file, write_frames_file
 
 
 class FrameFilesIOManager(dg.UPathIOManager):

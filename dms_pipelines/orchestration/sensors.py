@@ -6,7 +6,7 @@ import dagster as dg
 
 from dms_pipelines import sync
 from dms_pipelines.orchestration.group import PROBLEMS_REPORTED
-from dms_pipelines.run_health import Problem, report_incidents
+from dms_pipelines.operations.run_health import Problem, report_incidents
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.sources.base import shown
 

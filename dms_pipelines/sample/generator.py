@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dms_pipelines.formats.csv_writer import delimited_text
+from dms_pipelines.kernels.csv_bytes import delimited_text
 from dms_pipelines.sample.catalogue import (
     COLOURS, FEATURE_SHORTHAND, FEATURES, INITIALS, LOCATIONS, MODELS, SELLING_POINTS, SURNAMES, TITLES,
 )

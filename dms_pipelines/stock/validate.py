@@ -11,9 +11,9 @@ import pyarrow
 import pyarrow.compute as pc
 
 from dms_pipelines.config import Validation
-from dms_pipelines.formats.arrow_text import string_buffers
+from dms_pipelines.kernels.arrow_text import string_buffers
 from dms_pipelines.formats.values import ISSUE_COLUMNS, empty_issues
-from dms_pipelines.parallel import Background, threads_for
+from dms_pipelines.kernels.parallel import Background, threads_for
 from dms_pipelines.stock.plates import age_identifier_for, age_identifier_start, plate_style
 from dms_pipelines.stock.schema import CANONICAL_SCHEMA, LIST_SEPARATOR
 from dms_pipelines.stock.terminology import normalise_description, normalise_features

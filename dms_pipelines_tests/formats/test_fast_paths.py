@@ -182,7 +182,7 @@ def test_columns_converted_on_threads_give_what_one_thread_gives(layout, tmp_pat
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(st.sampled_from([",", ",,", "a", "é", "https://x/1.jpg", " "]), max_size=8).map("".join) | st.none(), max_size=30))
 def test_nonempty_fields_count_as_the_pattern_counts(values):
-    from dms_pipelines.formats.arrow_text import nonempty_fields
+    from dms_pipelines.kernels.arrow_text import nonempty_fields
 
     expected = ("," + pd.Series(values, dtype="string").fillna("")).str.count(",[^,]").astype(int).tolist()
     expected = [0 if value is None else count for value, count in zip(values, expected)]

@@ -14,7 +14,7 @@ from dms_pipelines.marketplaces import carsnip, google, meta, website
 from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.marketplaces.registry import SPECS
 from dms_pipelines.operations.db import engine_for
-from dms_pipelines.parallel import ordered_map
+from dms_pipelines.kernels.parallel import ordered_map
 from dms_pipelines.paths import DataPaths
 from dms_pipelines_tests.marketplaces.fixtures import fixed_dealer, fixed_stock
 from dms_pipelines_tests.marketplaces.test_feeds import GOLDEN

@@ -3,7 +3,7 @@
 import socket
 import threading
 
-from dms_pipelines.alerts import notify
+from dms_pipelines.operations.alerts import notify
 from dms_pipelines.config import parse_settings
 from dms_pipelines_tests.operations.alert_hook import AlertHook
 from dms_pipelines_tests.conftest import COMMITTED_CONFIG

@@ -51,7 +51,7 @@ def test_group_sync_runs_every_dealer_in_its_own_process(paths, settings):
     assert all(trigger == "nightly" and outcome == "ok" and files == 1 for _, trigger, outcome, files, _ in runs)
     assert {r[0]: r[4] for r in runs} == vehicles
     google_rows = list(csv.DictReader(open(paths.outbox / "google" / "vehicle_listings.csv", encoding="utf-8")))
-    stores = {d.marketplaces["google"].store_code for d in settings.dealers if "google" in d.marketplaces}
+    stores = {d.marketplaces["google"].setting("store_code") for d in settings.dealers if "google" in d.marketplaces}
     assert {r["store_code"] for r in google_rows} == stores
 
 

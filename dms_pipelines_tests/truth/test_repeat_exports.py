@@ -75,7 +75,7 @@ def test_a_held_full_export_is_superseded_by_the_next_good_one(paths, synced):
     from sqlalchemy import select
 
     from dms_pipelines.operations.db import engine_for, ingested_files
-    from dms_pipelines.run_health import current_problems
+    from dms_pipelines.operations.run_health import current_problems
 
     stock = read_stock(paths.state, "leeds")
     at = lambda hour: datetime(2026, 11, 23, hour, 0, tzinfo=timezone.utc).replace(tzinfo=None)  # noqa: E731

@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dms_pipelines.formats.csv_writer import delimited_text
+from dms_pipelines.kernels.csv_bytes import delimited_text
 from dms_pipelines.marketplaces.base import defuse_formula
 
 CELL = st.text(alphabet=st.sampled_from(list('ab ,"\r\n\t=+-@é|;') + ["🚗"]), max_size=8) | st.none()

@@ -8,7 +8,7 @@ from typing import Callable
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from dms_pipelines.alerts import notify
+from dms_pipelines.operations.alerts import notify
 from dms_pipelines.config import Settings
 from dms_pipelines.operations.db import incidents, ingested_files, listing_ledger
 from dms_pipelines.operations.drift_state import KINDS, describe_drift, ids_text, latest_drift

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dms_pipelines.frame_files import MAGIC, read_frames_file, write_frames_file
+from dms_pipelines.kernels.frame_files import MAGIC, read_frames_file, write_frames_file
 from dms_pipelines.orchestration.io_manager import FrameFilesystemIOManager
 
 

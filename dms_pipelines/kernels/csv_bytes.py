@@ -7,8 +7,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dms_pipelines.formats.arrow_text import arrow_strings, holds_any_byte, rows_holding, rows_starting_with
-from dms_pipelines.parallel import SLICE_ROWS, ordered_map, slice_bounds
+from dms_pipelines.kernels.arrow_text import arrow_strings, holds_any_byte, rows_holding, rows_starting_with
+from dms_pipelines.kernels.parallel import SLICE_ROWS, ordered_map, slice_bounds
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
