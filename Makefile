@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(DATA)/dagster_home
+# The demo's sample configuration, in the package; the repository's data/config gets a copy when it has none
+# (`dms-pipelines demo` writes it itself; the rule below is for `make test`, `make dev` and `make validate`).
+SAMPLE_CONFIG := dms_pipelines/devtools/demo/dms_pipelines.yaml
+CONFIG := data/config/dms_pipelines.yaml
 
-.PHONY: demo test dev bench validate clean
+.PHONY: demo test lint format dev bench validate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,24 +18,39 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(CONFIG):
+	mkdir -p $(@D)
+	cp $(SAMPLE_CONFIG) $@
+	@echo "wrote the demo's sample configuration to $@"
+
 demo: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dms-pipelines demo
 
-test: $(STAMP)
+test: $(STAMP) | $(CONFIG)
 	@command -v /usr/sbin/sshd >/dev/null 2>&1 || { \
 	  echo "openssh-server is missing; installing it for the SFTP tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; }
 	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
-dev: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+dev: $(STAMP) | $(CONFIG)
 	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp data/config/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp dms_pipelines/orchestration/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	@# The stock API simulator gets a free port (never another process's listener); dagster dev is pointed at it
 	@# through DMS_AUTOTRADER_BASE_URL (base_url_env in the demo configuration).
 	@TOKEN=$${DMS_AUTOTRADER_TOKEN:-demo-token}; URLFILE=$$(mktemp -u "$${TMPDIR:-/tmp}/dms-simulator-url.XXXXXX"); \
-	  $(BIN)/python -m dms_pipelines.delivery.simulator --port 0 --token "$$TOKEN" --url-file "$$URLFILE" & SIM=$$!; \
+	  $(BIN)/python -m dms_pipelines.devtools.simulator --port 0 --token "$$TOKEN" --url-file "$$URLFILE" & SIM=$$!; \
 	  trap 'kill $$SIM 2>/dev/null; wait $$SIM 2>/dev/null; rm -f "$$URLFILE"' EXIT; trap 'exit 130' INT TERM HUP; \
 	  for i in $$(seq 200); do test -s "$$URLFILE" && break; kill -0 $$SIM 2>/dev/null || break; sleep 0.1; done; \
 	  test -s "$$URLFILE" || { echo "make dev: the stock API simulator did not start (see above); not starting dagster dev" >&2; exit 1; }; \
@@ -44,7 +63,7 @@ bench: $(STAMP)
 	@echo "the stateful test of exports, faults and runs, at length (make test runs 12 sequences):"
 	DMS_STATEFUL_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider -o addopts="" --timeout 3000 dms_pipelines_tests/truth/test_stateful.py
 
-validate: $(STAMP)
+validate: $(STAMP) | $(CONFIG)
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 

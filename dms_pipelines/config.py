@@ -12,7 +12,6 @@ from dms_pipelines.paths import DataPaths, config_path, data_root
 
 IDENTIFIER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-MARKETPLACES = ("google", "website", "meta", "autotrader", "carsnip")
 
 
 class ConfigError(Exception):
@@ -25,9 +24,7 @@ class Strict(BaseModel):
 
 def _env_name(value: str | None) -> str | None:
     if value is not None and not ENV_NAME.match(value):
-        raise ValueError(
-            f"must be the NAME of an environment variable (like DMS_LEEDS_SFTP_KEY), not a secret itself; got a value of {len(value)} characters"
-        )
+        raise ValueError(f"must be the NAME of an environment variable (like DMS_LEEDS_SFTP_KEY), not a secret itself; got a value of {len(value)} characters")
     return value
 
 
@@ -231,14 +228,6 @@ class Settings(Strict):
 
     _check_db_env = field_validator("operations_db_url_env")(_env_name)
 
-    @field_validator("marketplaces")
-    @classmethod
-    def _known_marketplaces(cls, value: dict[str, Marketplace]) -> dict[str, Marketplace]:
-        unknown = sorted(set(value) - set(MARKETPLACES))
-        if unknown:
-            raise ValueError(f"unknown marketplace {unknown}; known: {list(MARKETPLACES)}")
-        return value
-
     @model_validator(mode="after")
     def _cross_references(self):
         seen: set[str] = set()
@@ -248,9 +237,7 @@ class Settings(Strict):
             seen.add(dealer.id)
             for name in dealer.marketplaces:
                 if name not in self.marketplaces:
-                    raise ValueError(
-                        f"dealers[{index}].marketplaces.{name}: not declared under the top-level 'marketplaces'"
-                    )
+                    raise ValueError(f"dealers[{index}].marketplaces.{name}: not declared under the top-level 'marketplaces'")
         if not self.dealers:
             raise ValueError("dealers: at least one dealer is needed")
         return self
@@ -292,9 +279,7 @@ def parse_settings(raw: object, source_name: str = "configuration") -> Settings:
 def load_settings(path: Path | None = None) -> Settings:
     path = path or config_path()
     if not path.exists():
-        raise ConfigError(
-            f"{path}: configuration file not found (set DMS_PIPELINES_CONFIG, or DMS_PIPELINES_DATA to a folder holding config/dms_pipelines.yaml)"
-        )
+        raise ConfigError(f"{path}: configuration file not found (set DMS_PIPELINES_CONFIG, or DMS_PIPELINES_DATA to a folder holding config/dms_pipelines.yaml)")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:

@@ -4,7 +4,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUILTIN_PROFILES = PACKAGE_DIR / "formats" / "profiles"  # the mapping profiles shipped in the package (package data)
+PROJECT_ROOT = PACKAGE_DIR.parent  # the source tree's root, for the tests (docs/ files); the product never uses it
 DATA_ENV = "DMS_PIPELINES_DATA"
 CONFIG_ENV = "DMS_PIPELINES_CONFIG"
 
@@ -58,8 +60,8 @@ class DataPaths:
         return f"sqlite:///{self.state / 'operations.sqlite'}"
 
     def profile_dirs(self) -> list[Path]:
-        """The data root's own profiles first, then the ones shipped in the repository."""
-        dirs = [self.root / "profiles", PROJECT_ROOT / "data" / "profiles"]
+        """The data root's own profiles first, then the ones shipped in the package."""
+        dirs = [self.root / "profiles", BUILTIN_PROFILES]
         return list(dict.fromkeys(d.resolve() for d in dirs))
 
     def resolve(self, path: str | Path) -> Path:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh data root with the committed configuration, the stock API simulator, a real sshd."""
+"""Shared fixtures: a fresh data root with the demo's sample configuration, the stock API simulator, a real sshd."""
 
 import uuid
 from pathlib import Path
@@ -7,12 +7,19 @@ import pytest
 import yaml
 
 from dms_pipelines.config import load_settings
-from dms_pipelines.delivery.simulator import StockApiSimulator
+from dms_pipelines.devtools.demo import SAMPLE_CONFIG, ensure_sample_config
+from dms_pipelines.devtools.simulator import StockApiSimulator
+from dms_pipelines.devtools.sshd_harness import SshServer, find_sshd
 from dms_pipelines.paths import PROJECT_ROOT, DataPaths
-from dms_pipelines.sources.sshd_harness import SshServer, find_sshd
 
-COMMITTED_CONFIG = PROJECT_ROOT / "data" / "config" / "dms_pipelines.yaml"
+COMMITTED_CONFIG = SAMPLE_CONFIG  # the packaged sample configuration (the one copy; `make demo` writes it into data/config)
 TEST_TOKEN = "test-token-not-a-secret"
+
+
+def pytest_sessionstart(session):
+    """The repository's own data root gets the sample configuration when it has none, as `make demo` and `make test` do:
+    the tests that load the real workspace (dagster definitions validate, the webserver) read it from ./data/config."""
+    ensure_sample_config(DataPaths(PROJECT_ROOT / "data"), environ={})
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +50,7 @@ def stock_api():
 
 @pytest.fixture
 def data_root(tmp_path: Path, monkeypatch, stock_api) -> Path:
-    """A data root in a temporary folder holding the committed configuration (API pointed at the simulator), as DMS_PIPELINES_DATA."""
+    """A data root in a temporary folder holding the sample configuration (API pointed at the simulator), as DMS_PIPELINES_DATA."""
     root = tmp_path / "data"
     (root / "config").mkdir(parents=True)
     raw = yaml.safe_load(COMMITTED_CONFIG.read_text())

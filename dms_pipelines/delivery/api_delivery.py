@@ -12,12 +12,10 @@ from sqlalchemy.engine import Engine
 from dms_pipelines.delivery import ledger
 from dms_pipelines.delivery.diff import diff
 from dms_pipelines.delivery.stock_api import ApiError, StockApiClient
-from dms_pipelines.marketplaces import autotrader
-from dms_pipelines.marketplaces.base import KEY
+from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec
 from dms_pipelines.stock.hashing import row_digests
 
 log = logging.getLogger(__name__)
-GONE_STATES = ("DELETED", "WASTEBIN")
 
 
 @dataclass
@@ -45,33 +43,43 @@ WITHDRAWN = "withdrawn"  # the pending content of a removal
 HASH_SCHEME = "r1:"  # row hashes; an acknowledgement under another scheme is re-checked against its stored content
 
 
-def desired_items(items: pd.DataFrame) -> dict[str, dict]:
-    return {row["external_reference"]: autotrader.item_dict(row) for row in items.to_dict(orient="records")}
+def desired_items(spec: MarketplaceSpec, items: pd.DataFrame) -> dict[str, dict]:
+    """Each rendered item as the plain values the ledger keeps, by the marketplace's reference (our stock number)."""
+    return {row[spec.api.reference]: spec.api.item(row) for row in items.to_dict(orient="records")}
 
 
-def item_hashes(items: pd.DataFrame) -> dict[str, str]:
+def item_hashes(spec: MarketplaceSpec, items: pd.DataFrame) -> dict[str, str]:
     """A content hash per rendered item, by external reference, computed by DuckDB for all rows at once (stock/hashing.py)."""
     if items.empty:
         return {}
     digests = row_digests(items, sorted(c for c in items.columns if c != KEY))
-    return dict(zip(items["external_reference"].astype(str), (HASH_SCHEME + d for d in digests)))
+    return dict(zip(items[spec.api.reference].astype(str), (HASH_SCHEME + d for d in digests)))
 
 
 def deliver(
-    engine: Engine, client: StockApiClient, dealer_id: str, advertiser_id: str, items: pd.DataFrame, marketplace: str = "autotrader",
-    run_id: str | None = None, trigger: str | None = None, change_seen_at: datetime | None = None, scope: set[str] | None = None,
+    engine: Engine,
+    client: StockApiClient,
+    spec: MarketplaceSpec,
+    dealer_id: str,
+    advertiser_id: str,
+    items: pd.DataFrame,
+    run_id: str | None = None,
+    trigger: str | None = None,
+    change_seen_at: datetime | None = None,
+    scope: set[str] | None = None,
 ) -> ApiDeliveryReport:
     """Send creates, updates and removals for what changed since the marketplace's last acknowledgement.
 
     `scope`: the only vehicles (external references) that may have changed; `items` then holds those of them still
     listed, and only their ledger rows are read, so an item of the scope that is not in `items` is removed.
     """
+    api, marketplace = spec.api, spec.name
     report = ApiDeliveryReport()
-    hashes = item_hashes(items)
+    hashes = item_hashes(spec, items)
     changes = diff(hashes, ledger.ledger_hashes(engine, marketplace, dealer_id, keys=scope))
     changed = set(changes.creates) | set(changes.updates)
     rows = ledger.ledger_rows(engine, marketplace, dealer_id, keys=changed | set(changes.deletes))  # the unchanged are never read
-    desired = desired_items(items[items["external_reference"].astype(str).isin(changed)]) if changed else {}
+    desired = desired_items(spec, items[items[api.reference].astype(str).isin(changed)]) if changed else {}
     report.unchanged = len(changes.unchanged)
     calls_before = client.calls
     for key in list(changes.updates):
@@ -85,9 +93,20 @@ def deliver(
 
     def record(key: str, action: str, outcome: str, started, calls: int, error: ApiError | None = None, digest: str | None = None) -> None:
         ledger.log_delivery(
-            engine, run_id=run_id, marketplace=marketplace, dealer_id=dealer_id, item_key=key, action=action, content_hash=digest,
-            outcome=outcome, http_status=error.status if error else None, calls=calls, error=str(error) if error else None,
-            trigger=trigger, change_seen_at=change_seen_at, started_at=started,
+            engine,
+            run_id=run_id,
+            marketplace=marketplace,
+            dealer_id=dealer_id,
+            item_key=key,
+            action=action,
+            content_hash=digest,
+            outcome=outcome,
+            http_status=error.status if error else None,
+            calls=calls,
+            error=str(error) if error else None,
+            trigger=trigger,
+            change_seen_at=change_seen_at,
+            started_at=started,
         )
 
     def attempt(key: str, action: str, digest: str | None, payload: dict, call) -> dict | None:
@@ -117,30 +136,30 @@ def deliver(
         item, digest = desired[key], hashes[key]
         row = rows.get(key) or {}
         external_id = row.get("external_id")
-        if not external_id and row and row.get("status") != "withdrawn" and row.get("state") not in GONE_STATES:  # sent, never acknowledged: a crash may have created it
-            found = [i for i in _search(client, advertiser_id, key) if i["metadata"]["lifecycleState"] not in GONE_STATES]
-            external_id = found[0]["metadata"]["stockId"] if found else None
+        if not external_id and row and row.get("status") != "withdrawn" and row.get("state") not in api.gone_states:  # sent, never acknowledged: a crash may have created it
+            found = [i for i in _search(client, advertiser_id, key) if api.listed_state(i) not in api.gone_states]
+            external_id = api.listed_id(found[0]) if found else None
         if external_id:
             previous = json.loads(row["content"]) if row.get("content") and row.get("status") == "acknowledged" else None
-            payload = autotrader.patch_payload(previous, item)
-            action = "sold" if item["lifecycle_state"] == "SOLD" else "update"
+            payload = api.patch_payload(previous, item)
+            action = "sold" if item[api.state] == api.sold_state else "update"
             answer = attempt(key, action, digest, payload, lambda idempotency: client.patch(advertiser_id, external_id, payload, idempotency))
             if answer is not None:
                 report.updated += 1
-                ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest, external_id, item["lifecycle_state"], json.dumps(item, sort_keys=True))
+                ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest, external_id, item[api.state], json.dumps(item, sort_keys=True))
         else:
-            payload = autotrader.create_payload(item)
+            payload = api.create_payload(item)
             answer = attempt(key, "create", digest, payload, lambda idempotency: client.create(advertiser_id, payload, idempotency))
             if answer is not None:
                 report.created += 1
-                ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest, answer["metadata"]["stockId"], item["lifecycle_state"], json.dumps(item, sort_keys=True))
+                ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest, api.listed_id(answer), item[api.state], json.dumps(item, sort_keys=True))
 
     for key in changes.deletes:
         row = rows[key]
-        if not row.get("external_id") or row.get("state") in ("SOLD",) + GONE_STATES:
+        if not row.get("external_id") or row.get("state") in (api.sold_state, *api.gone_states):
             ledger.mark_withdrawn(engine, marketplace, dealer_id, key, row.get("state") or "DELETED")  # sold stays sold there; nothing to withdraw
             continue
-        payload = autotrader.delete_payload()
+        payload = api.delete_payload()
         answer = attempt(key, "delete", None, payload, lambda idempotency: client.patch(advertiser_id, row["external_id"], payload, idempotency))
         if answer is not None:
             report.deleted += 1
@@ -157,31 +176,32 @@ def _search(client: StockApiClient, advertiser_id: str, reference: str) -> list[
         return []
 
 
-def reconcile(engine: Engine, client: StockApiClient, dealer_id: str, advertiser_id: str, items: pd.DataFrame, marketplace: str = "autotrader") -> int:
+def reconcile(engine: Engine, client: StockApiClient, spec: MarketplaceSpec, dealer_id: str, advertiser_id: str, items: pd.DataFrame) -> int:
     """Compare what the marketplace lists with the ledger and repair the ledger, so the next delivery puts things right.
 
     A listing deleted by hand is forgotten (so it is created again); a listing we never recorded is adopted (so it is
     patched, not duplicated); a live listing for a vehicle we no longer have is marked for removal.
     """
-    states = dict(zip(items["external_reference"].astype(str), items["lifecycle_state"])) if len(items) else {}
+    api, marketplace = spec.api, spec.name
+    states = dict(zip(items[api.reference].astype(str), items[api.state])) if len(items) else {}
     rows = ledger.ledger_rows(engine, marketplace, dealer_id)
     listed = client.search(advertiser_id)
     by_reference: dict[str, dict] = {}
     for entry in listed:
-        by_reference.setdefault(entry["metadata"]["externalStockReference"], entry)
-        if entry["metadata"]["lifecycleState"] not in GONE_STATES:
-            by_reference[entry["metadata"]["externalStockReference"]] = entry
+        by_reference.setdefault(api.listed_reference(entry), entry)
+        if api.listed_state(entry) not in api.gone_states:
+            by_reference[api.listed_reference(entry)] = entry
     repaired = 0
     for key, row in rows.items():
         entry = by_reference.get(key)
-        live = entry is not None and entry["metadata"]["lifecycleState"] not in GONE_STATES
-        if row.get("external_id") and not live and key in states and states[key] != "SOLD":
+        live = entry is not None and api.listed_state(entry) not in api.gone_states
+        if row.get("external_id") and not live and key in states and states[key] != api.sold_state:
             ledger.mark_lost(engine, marketplace, dealer_id, key)
             repaired += 1
     for key, entry in by_reference.items():
-        live = entry["metadata"]["lifecycleState"] not in GONE_STATES
+        live = api.listed_state(entry) not in api.gone_states
         row = rows.get(key)
         if live and (row is None or not row.get("external_id")):
-            ledger.mark_acknowledged(engine, marketplace, dealer_id, key, "", entry["metadata"]["stockId"], entry["metadata"]["lifecycleState"])
+            ledger.mark_acknowledged(engine, marketplace, dealer_id, key, "", api.listed_id(entry), api.listed_state(entry))
             repaired += 1
     return repaired

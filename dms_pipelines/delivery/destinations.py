@@ -4,8 +4,8 @@ import os
 
 from dms_pipelines.config import ConfigError, HttpApiDestination, LocalDestination, Marketplace, SftpUploadDestination
 from dms_pipelines.delivery.retry import RetryPolicy
-from dms_pipelines.delivery.stock_api import StockApiClient
 from dms_pipelines.delivery.snapshot import Destination, LocalFolder
+from dms_pipelines.delivery.stock_api import StockApiClient
 from dms_pipelines.paths import DataPaths
 
 

@@ -5,12 +5,10 @@ from typing import Callable
 
 import pandas as pd
 
-from dms_pipelines.marketplaces import autotrader
+from dms_pipelines.marketplaces.base import MarketplaceSpec
 from dms_pipelines.marketplaces.read_back import UnreadableFeed
 from dms_pipelines.operations.drift_state import KINDS, describe_drift
 
-LIVE_STATES = ("FORECOURT", "SALE_IN_PROGRESS", "DUE_IN")  # an API listing in these states offers the car
-GONE_STATES = ("DELETED", "WASTEBIN")
 WHOLE_FILE = "(file)"  # the id drift is recorded under when a file differs in what is not a vehicle's row (its header, a dealer file)
 
 
@@ -47,13 +45,17 @@ class Drift:
         return self
 
     def describe(self) -> str:
-        """'autotrader for leeds: 1 sold but live (LEE00012); 2 stale (LEE00001, LEE00007)' or '... in sync'."""
+        """'stockapi for leeds: 1 sold but live (LEE00012); 2 stale (LEE00001, LEE00007)' or '... in sync'."""
         told = describe_drift(self.counts(), {kind: getattr(self, kind) for kind in KINDS}, self.error)
         return f"{self.marketplace} for {self.dealer_id}: " + (told or f"in sync ({self.checked} vehicles)")
 
 
 def compare_shown(
-    dealer_id: str, marketplace: str, expected: dict[str, str], actual: dict[str, str], status_of: Callable[[list[str]], dict[str, str]],
+    dealer_id: str,
+    marketplace: str,
+    expected: dict[str, str],
+    actual: dict[str, str],
+    status_of: Callable[[list[str]], dict[str, str]],
 ) -> Drift:
     """Per vehicle key, what the file should show against what it shows; a vehicle shown that the stock has sold is sold but live."""
     drift = Drift(dealer_id, marketplace, checked=len(expected))
@@ -67,8 +69,14 @@ def compare_shown(
 
 
 def file_drift(
-    dealer_id: str, marketplace: str, name: str, expected: bytes, actual: bytes | None, read_back: Callable[[str, bytes], dict[str, str] | None],
-    status_of: Callable[[list[str]], dict[str, str]], select: Callable[[dict[str, str]], dict[str, str]] = lambda rows: rows,
+    dealer_id: str,
+    marketplace: str,
+    name: str,
+    expected: bytes,
+    actual: bytes | None,
+    read_back: Callable[[str, bytes], dict[str, str] | None],
+    status_of: Callable[[list[str]], dict[str, str]],
+    select: Callable[[dict[str, str]], dict[str, str]] = lambda rows: rows,
 ) -> Drift:
     """A delivered file against the file the stock renders. `select` keeps the dealer's rows (and turns keys into stock
     ids) where the file holds other dealers' too (Google's account file)."""
@@ -103,33 +111,29 @@ def _differs(sent, held) -> bool:
     return sent != held
 
 
-def api_drift(dealer_id: str, marketplace: str, items: pd.DataFrame, listed: list[dict], status_of: Callable[[list[str]], dict[str, str]]) -> Drift:
-    """The marketplace's own stock search against every vehicle the stock renders for it (sold ones as SOLD)."""
+def api_drift(dealer_id: str, spec: MarketplaceSpec, items: pd.DataFrame, listed: list[dict], status_of: Callable[[list[str]], dict[str, str]]) -> Drift:
+    """The marketplace's own stock search against every vehicle the stock renders for it (sold ones in its sold state)."""
+    api = spec.api
     live: dict[str, list[dict]] = {}
     for entry in listed:
-        metadata = entry.get("metadata") or {}
-        if metadata.get("lifecycleState") not in GONE_STATES:
-            live.setdefault(str(metadata.get("externalStockReference")), []).append(entry)
-    desired = {row["external_reference"]: autotrader.item_dict(row) for row in items.to_dict(orient="records")} if len(items) else {}
-    drift = Drift(dealer_id, marketplace, checked=len(desired))
+        if api.listed_state(entry) not in api.gone_states:
+            live.setdefault(api.listed_reference(entry), []).append(entry)
+    desired = {row[api.reference]: api.item(row) for row in items.to_dict(orient="records")} if len(items) else {}
+    drift = Drift(dealer_id, spec.name, checked=len(desired))
     for reference, item in sorted(desired.items()):
         entries = live.get(reference, [])
         if len(entries) > 1:
             drift.extra.append(reference)  # listed twice
         if not entries:
-            if item["lifecycle_state"] != "SOLD":  # a sold car nowhere to be seen is not offered: nothing wrong for a buyer
+            if item[api.state] != api.sold_state:  # a sold car nowhere to be seen is not offered: nothing wrong for a buyer
                 drift.missing.append(reference)
             continue
         shown = entries[0]
-        offered = (shown.get("metadata") or {}).get("lifecycleState") in LIVE_STATES
-        published = ((shown.get("adverts") or {}).get("retailAdverts") or {}).get("autotraderAdvert", {}).get("status") == "PUBLISHED"
-        if item["lifecycle_state"] == "SOLD" and (offered or published):
+        if item[api.state] == api.sold_state and (api.listed_state(shown) in api.live_states or api.listed_published(shown)):
             drift.sold_live.append(reference)
-        elif _differs(autotrader.create_payload(item), shown):
+        elif _differs(api.create_payload(item), shown):
             drift.stale.append(reference)
-    strays = sorted(reference for reference, entries in live.items() if reference not in desired and any(
-        (e.get("metadata") or {}).get("lifecycleState") in LIVE_STATES for e in entries
-    ))
+    strays = sorted(reference for reference, entries in live.items() if reference not in desired and any(api.listed_state(e) in api.live_states for e in entries))
     sold = status_of(strays) if strays else {}
     drift.sold_live += [reference for reference in strays if sold.get(reference) == "sold"]
     drift.extra += [reference for reference in strays if sold.get(reference) != "sold"]

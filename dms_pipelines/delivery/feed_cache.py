@@ -4,7 +4,6 @@ delta rebuilds or sends only what changed."""
 import hashlib
 import json
 import os
-import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import BinaryIO
 import pyarrow as pa
 
 from dms_pipelines.delivery.staging import StagedFile
+from dms_pipelines.kernels.atomic import rename_into_place, replace_with, write_bytes_atomically
 from dms_pipelines.marketplaces.row_files import RowIndex
 
 # The modules whose code decides a feed's bytes: a file built by other code is never spliced into.
@@ -88,15 +88,17 @@ def keep(state_dir: Path, marketplace: str, dealer_id: str, name: str, staged: S
     index_file.unlink(missing_ok=True)  # first: an index must never describe another file's bytes
     file.with_name(f"{file.name}.index.parquet").unlink(missing_ok=True)  # where earlier versions kept it
     identity = _identity(staged.path)  # before the move (which keeps inode and mtime): another run's file moved in later does not match
-    os.replace(staged.path, file)
+    rename_into_place(staged.path, file, durable=True)
     if index is None:
         return
     facts = {"fingerprint": file_fingerprint, "generation": generation, "sha256": staged.sha256, "head_length": index.head_length, "width": index.width, "identity": identity}
-    temporary = index_file.with_name(f".{index_file.name}.{uuid.uuid4().hex}.tmp")
     table = index.table.replace_schema_metadata({b"dms_pipelines.feed_cache": json.dumps(facts).encode()})
-    with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    os.replace(temporary, index_file)
+
+    def write(temporary: Path) -> None:
+        with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+    replace_with(index_file, write)
 
 
 def open_kept(state_dir: Path, marketplace: str, dealer_id: str, name: str, attempts: int = 3) -> tuple[BinaryIO, RowIndex | None] | None:
@@ -131,10 +133,7 @@ def delivered_generation(state_dir: Path, marketplace: str, dealer_id: str, expe
 
 def record_delivered(state_dir: Path, marketplace: str, dealer_id: str, generation: int, file_fingerprint: str) -> None:
     marker = _marker(state_dir, marketplace, dealer_id)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    temporary = marker.with_name(f".{marker.name}.{uuid.uuid4().hex}.tmp")
-    temporary.write_text(json.dumps({"generation": generation, "fingerprint": file_fingerprint}))
-    os.replace(temporary, marker)
+    write_bytes_atomically(marker, json.dumps({"generation": generation, "fingerprint": file_fingerprint}).encode())
 
 
 def forget(state_dir: Path, marketplace: str, dealer_id: str) -> None:

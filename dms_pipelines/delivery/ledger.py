@@ -7,6 +7,7 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Engine
 
 from dms_pipelines.operations.db import dead_letters, deliveries, listing_ledger
+from dms_pipelines.operations.statuses import SETTLED_LISTING_STATUSES, ListingStatus
 
 
 def now() -> datetime:
@@ -49,7 +50,7 @@ def ledger_hashes(engine: Engine, marketplace: str, dealer_id: str, keys: set[st
 
 def unsettled(engine: Engine, marketplace: str, dealer_id: str) -> bool:
     """Whether any of the dealer's items was sent and neither acknowledged nor refused for good (it is to be sent again)."""
-    where = and_(_dealer(marketplace, dealer_id), listing_ledger.c.status.notin_(["acknowledged", "dead", "withdrawn"]))
+    where = and_(_dealer(marketplace, dealer_id), listing_ledger.c.status.notin_(SETTLED_LISTING_STATUSES))
     with engine.connect() as connection:
         return connection.execute(select(listing_ledger.c.item_key).where(where).limit(1)).first() is not None
 
@@ -59,11 +60,11 @@ def acknowledged_hashes(rows: dict[str, dict]) -> dict[str, str]:
     until it changes); '' for anything sent but not acknowledged, so it is sent again; nothing for a withdrawn item."""
     hashes = {}
     for key, row in rows.items():
-        if row["status"] == "withdrawn":
+        if row["status"] == ListingStatus.WITHDRAWN:
             continue  # not on the marketplace (or left there as sold): created anew if it comes back
-        if row["status"] == "acknowledged":
+        if row["status"] == ListingStatus.ACKNOWLEDGED:
             hashes[key] = row["content_hash"] or ""
-        elif row["status"] == "dead":
+        elif row["status"] == ListingStatus.DEAD:
             hashes[key] = row["pending_hash"] or ""
         else:
             hashes[key] = ""
@@ -87,17 +88,27 @@ def mark_pending(engine: Engine, marketplace: str, dealer_id: str, item_key: str
     applies, while a retry after a lost answer repeats the key and is answered, not applied twice.
     """
     with engine.begin() as connection:
-        row = connection.execute(
-            select(listing_ledger.c.status, listing_ledger.c.pending_hash, listing_ledger.c.change_seq).where(_key(marketplace, dealer_id, item_key))
-        ).first()
-        retry = row is not None and row.status in ("pending", "failed") and row.pending_hash == content_hash
+        row = connection.execute(select(listing_ledger.c.status, listing_ledger.c.pending_hash, listing_ledger.c.change_seq).where(_key(marketplace, dealer_id, item_key))).first()
+        retry = row is not None and row.status in (ListingStatus.PENDING, ListingStatus.FAILED) and row.pending_hash == content_hash
         seq = (row.change_seq or 0) if retry else (row.change_seq or 0) + 1 if row is not None else 1
-        _upsert(connection, marketplace, dealer_id, item_key, {"pending_hash": content_hash, "status": "pending", "change_seq": seq, "updated_at": now()})
+        _upsert(connection, marketplace, dealer_id, item_key, {"pending_hash": content_hash, "status": ListingStatus.PENDING, "change_seq": seq, "updated_at": now()})
     return seq
 
 
-def mark_acknowledged(engine: Engine, marketplace: str, dealer_id: str, item_key: str, content_hash: str | None, external_id: str | None = None, state: str | None = None, content: str | None = None) -> None:
-    values = {"content": content, "content_hash": content_hash, "pending_hash": None, "status": "acknowledged", "attempts": 0, "last_error": None, "updated_at": now(), "acknowledged_at": now(), "state": state}
+def mark_acknowledged(
+    engine: Engine, marketplace: str, dealer_id: str, item_key: str, content_hash: str | None, external_id: str | None = None, state: str | None = None, content: str | None = None
+) -> None:
+    values = {
+        "content": content,
+        "content_hash": content_hash,
+        "pending_hash": None,
+        "status": ListingStatus.ACKNOWLEDGED,
+        "attempts": 0,
+        "last_error": None,
+        "updated_at": now(),
+        "acknowledged_at": now(),
+        "state": state,
+    }
     if external_id is not None:
         values["external_id"] = external_id
     with engine.begin() as connection:
@@ -108,7 +119,7 @@ def mark_failed(engine: Engine, marketplace: str, dealer_id: str, item_key: str,
     """A transient failure stays unacknowledged (sent again next run); a permanent one is dead until the content changes."""
     with engine.begin() as connection:
         current = connection.execute(select(listing_ledger.c.attempts).where(_key(marketplace, dealer_id, item_key))).scalar()
-        values = {"status": "dead" if dead else "failed", "last_error": error[:2000], "attempts": (current or 0) + 1, "updated_at": now()}
+        values = {"status": ListingStatus.DEAD if dead else ListingStatus.FAILED, "last_error": error[:2000], "attempts": (current or 0) + 1, "updated_at": now()}
         if dead:
             values["pending_hash"] = content_hash
         _upsert(connection, marketplace, dealer_id, item_key, values)
@@ -118,12 +129,16 @@ def mark_unsettled(engine: Engine, marketplace: str, dealer_id: str, item_keys: 
     """The marketplace does not show what was acknowledged for these items: they are sent again, whole, by the next delivery."""
     if not item_keys:
         return
-    where = and_(_dealer(marketplace, dealer_id), listing_ledger.c.status == "acknowledged")
+    where = and_(_dealer(marketplace, dealer_id), listing_ledger.c.status == ListingStatus.ACKNOWLEDGED)
     with engine.begin() as connection:
         for chunk in _chunks(item_keys):
             connection.execute(
-                update(listing_ledger).where(and_(where, listing_ledger.c.item_key.in_(chunk))).values(
-                    status="failed", last_error="the marketplace does not show what was acknowledged; sending again", updated_at=now(),
+                update(listing_ledger)
+                .where(and_(where, listing_ledger.c.item_key.in_(chunk)))
+                .values(
+                    status=ListingStatus.FAILED,
+                    last_error="the marketplace does not show what was acknowledged; sending again",
+                    updated_at=now(),
                 )
             )
 
@@ -131,7 +146,7 @@ def mark_unsettled(engine: Engine, marketplace: str, dealer_id: str, item_keys: 
 def mark_withdrawn(engine: Engine, marketplace: str, dealer_id: str, item_key: str, state: str) -> None:
     """The item is off the marketplace for good (withdrawn, or left there as sold): no longer ours to diff or touch. The
     row stays, so that the vehicle coming back is a new change with a new idempotency key, never the first one's."""
-    values = {"external_id": None, "content": None, "content_hash": None, "pending_hash": None, "status": "withdrawn", "state": state, "last_error": None, "updated_at": now()}
+    values = {"external_id": None, "content": None, "content_hash": None, "pending_hash": None, "status": ListingStatus.WITHDRAWN, "state": state, "last_error": None, "updated_at": now()}
     with engine.begin() as connection:
         _upsert(connection, marketplace, dealer_id, item_key, values)
 
@@ -147,9 +162,15 @@ def add_dead_letter(engine: Engine, marketplace: str, dealer_id: str, item_key: 
     with engine.begin() as connection:
         connection.execute(
             insert(dead_letters).values(
-                marketplace=marketplace, dealer_id=dealer_id, item_key=item_key, action=action, content_hash=content_hash,
-                payload=json.dumps(payload, sort_keys=True) if payload is not None else None, http_status=http_status,
-                message=message[:2000], created_at=now(),
+                marketplace=marketplace,
+                dealer_id=dealer_id,
+                item_key=item_key,
+                action=action,
+                content_hash=content_hash,
+                payload=json.dumps(payload, sort_keys=True) if payload is not None else None,
+                http_status=http_status,
+                message=message[:2000],
+                created_at=now(),
             )
         )
 
@@ -158,9 +179,18 @@ def mark_lost(engine: Engine, marketplace: str, dealer_id: str, item_key: str) -
     """The marketplace no longer lists an item we had acknowledged: send it again, as a new listing."""
     with engine.begin() as connection:
         connection.execute(
-            update(listing_ledger).where(_key(marketplace, dealer_id, item_key)).values(
-                external_id=None, content_hash=None, pending_hash=None, content=None, status="failed", state="DELETED",
-                last_error="missing from the marketplace's own listing; re-creating", generation=listing_ledger.c.generation + 1, updated_at=now(),
+            update(listing_ledger)
+            .where(_key(marketplace, dealer_id, item_key))
+            .values(
+                external_id=None,
+                content_hash=None,
+                pending_hash=None,
+                content=None,
+                status=ListingStatus.FAILED,
+                state="DELETED",
+                last_error="missing from the marketplace's own listing; re-creating",
+                generation=listing_ledger.c.generation + 1,
+                updated_at=now(),
             )
         )
 
@@ -177,6 +207,6 @@ def replay_dead_letters(engine: Engine, marketplace: str | None = None) -> int:
         letters = connection.execute(query).mappings().all()
         for letter in letters:
             key = and_(listing_ledger.c.marketplace == letter["marketplace"], listing_ledger.c.dealer_id == letter["dealer_id"], listing_ledger.c.item_key == letter["item_key"])
-            connection.execute(update(listing_ledger).where(and_(key, listing_ledger.c.status == "dead")).values(status="failed", pending_hash=None, updated_at=now()))
+            connection.execute(update(listing_ledger).where(and_(key, listing_ledger.c.status == ListingStatus.DEAD)).values(status=ListingStatus.FAILED, pending_hash=None, updated_at=now()))
             connection.execute(update(dead_letters).where(dead_letters.c.id == letter["id"]).values(replayed_at=now(), replay_outcome="queued"))
     return len(letters)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from dms_pipelines.delivery import ledger
 from dms_pipelines.delivery.local import write_if_changed
 from dms_pipelines.delivery.staging import StagedFile
+from dms_pipelines.operations.statuses import ListingStatus
 
 ACCOUNT = "*"  # dealer id used in the ledger for an account-wide file such as Google's
 
@@ -83,7 +84,7 @@ def verified(engine: Engine, destination: Destination, marketplace: str, dealer_
     """Whether the destination holds exactly these bytes, known without reading them: acknowledged as these bytes, and the
     file untouched since (same identity as when it was written or last read back)."""
     row = ledger.ledger_rows(engine, marketplace, dealer_id, {f"file:{name}"}).get(f"file:{name}")
-    if not row or row["status"] != "acknowledged" or row["content_hash"] != digest or not row.get("content"):
+    if not row or row["status"] != ListingStatus.ACKNOWLEDGED or row["content_hash"] != digest or not row.get("content"):
         return False
     identity = destination.identity(name)
     return identity is not None and json.loads(row["content"]).get("identity") == identity
@@ -95,8 +96,15 @@ def record_verified(engine: Engine, destination: Destination, marketplace: str, 
 
 
 def deliver_file(
-    engine: Engine, destination: Destination, marketplace: str, dealer_id: str, name: str, content: bytes | StagedFile,
-    run_id: str | None = None, trigger: str | None = None, change_seen_at=None,
+    engine: Engine,
+    destination: Destination,
+    marketplace: str,
+    dealer_id: str,
+    name: str,
+    content: bytes | StagedFile,
+    run_id: str | None = None,
+    trigger: str | None = None,
+    change_seen_at=None,
 ) -> SnapshotOutcome:
     """Send `content` as `name` unless the destination holds these exact bytes, untouched since they were written (`verified`)."""
     digest = content.sha256 if isinstance(content, StagedFile) else hashlib.sha256(content).hexdigest()
@@ -110,9 +118,35 @@ def deliver_file(
     except Exception as error:  # any destination fault: recorded, retried on the next run
         message = f"{type(error).__name__}: {error}"
         ledger.mark_failed(engine, marketplace, dealer_id, key, message)
-        ledger.log_delivery(engine, run_id=run_id, marketplace=marketplace, dealer_id=dealer_id, item_key=key, action="file", content_hash=digest, outcome="failed", calls=1, error=message, trigger=trigger, started_at=started, change_seen_at=change_seen_at)
+        ledger.log_delivery(
+            engine,
+            run_id=run_id,
+            marketplace=marketplace,
+            dealer_id=dealer_id,
+            item_key=key,
+            action="file",
+            content_hash=digest,
+            outcome="failed",
+            calls=1,
+            error=message,
+            trigger=trigger,
+            started_at=started,
+            change_seen_at=change_seen_at,
+        )
         return SnapshotOutcome(destination.describe(name), sent=False, error=message, sha256=digest, name=name)
     ledger.mark_acknowledged(engine, marketplace, dealer_id, key, digest, content=_identity_text(destination, name))
-    ledger.log_delivery(engine, run_id=run_id, marketplace=marketplace, dealer_id=dealer_id, item_key=key, action="file", content_hash=digest, outcome="ok", calls=1, trigger=trigger, started_at=started, change_seen_at=change_seen_at)
+    ledger.log_delivery(
+        engine,
+        run_id=run_id,
+        marketplace=marketplace,
+        dealer_id=dealer_id,
+        item_key=key,
+        action="file",
+        content_hash=digest,
+        outcome="ok",
+        calls=1,
+        trigger=trigger,
+        started_at=started,
+        change_seen_at=change_seen_at,
+    )
     return SnapshotOutcome(destination.describe(name), sent=True, sha256=digest, name=name)
-

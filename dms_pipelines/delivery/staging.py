@@ -2,13 +2,13 @@
 
 import glob
 import hashlib
-import os
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from dms_pipelines.kernels.atomic import sync_file, temporary_sibling
 
 HASH_BLOCK = 1 << 20
 STALE_SECONDS = 6 * 3600  # a staged file this old was left by a run that died while writing it
@@ -16,7 +16,8 @@ STALE_SECONDS = 6 * 3600  # a staged file this old was left by a run that died w
 
 @dataclass(frozen=True)
 class StagedFile:
-    """A complete feed file on local disk (flushed to it), with its SHA-256 and size, waiting for delivery."""
+    """A complete feed file on local disk (fsynced: durable, to be moved or linked into place as it is), with its SHA-256
+    and size, waiting for delivery."""
 
     path: Path
     sha256: str
@@ -27,10 +28,11 @@ class StagedFile:
 
 
 def stage(folder: Path, name: str, pieces: Iterable) -> StagedFile:
-    """Write the pieces (bytes or buffers) in order to a new file under `folder`; nothing is left behind if building them fails."""
+    """Write the pieces (bytes or buffers) in order to a new hidden file under `folder` and fsync it (the first half of
+    kernels.atomic's policy: the destination renames or links it into place); nothing is left behind if building them fails."""
     folder.mkdir(parents=True, exist_ok=True)
     _remove_stale(folder, name)
-    target = folder / f".{name}.{uuid.uuid4().hex}.staged"
+    target = temporary_sibling(folder / name, ".staged")
     digest, size = hashlib.sha256(), 0
     try:
         # Each piece is hashed on a second thread while it is written (both let go of the GIL): a rebuilt file copied from
@@ -45,8 +47,7 @@ def stage(folder: Path, name: str, pieces: Iterable) -> StagedFile:
                 size += memoryview(piece).nbytes
             if hashed is not None:
                 hashed.result()
-            handle.flush()
-            os.fsync(handle.fileno())
+            sync_file(handle)
     except BaseException:
         target.unlink(missing_ok=True)
         raise

@@ -143,14 +143,22 @@ class StockApiClient:
         return self._call("PATCH", path, {"advertiserId": self._advertiser(advertiser_id)}, payload, self._key(idempotency_key))
 
     def search(
-        self, advertiser_id: str, *, external_reference: str | None = None, lifecycle_state: str | None = None, registration: str | None = None,
+        self,
+        advertiser_id: str,
+        *,
+        external_reference: str | None = None,
+        lifecycle_state: str | None = None,
+        registration: str | None = None,
     ) -> list[dict]:
         """GET /stock with the given filters, every page (pageSize 200) until a short page or totalResults is reached."""
         if "" in (external_reference, lifecycle_state, registration):
             raise ValueError("a search filter must be None (not filtered) or a non-empty value")  # "" would match everything
         query = {
-            "advertiserId": self._advertiser(advertiser_id), "externalStockReference": external_reference,
-            "lifecycleState": lifecycle_state, "registration": registration, "pageSize": PAGE_SIZE,
+            "advertiserId": self._advertiser(advertiser_id),
+            "externalStockReference": external_reference,
+            "lifecycleState": lifecycle_state,
+            "registration": registration,
+            "pageSize": PAGE_SIZE,
         }
         results: list[dict] = []
         seen: set[str] = set()
@@ -192,10 +200,12 @@ class StockApiClient:
             log.warning("%s failed (attempt %d of %d): %s; retrying in %.2fs", request, attempt, self.policy.max_attempts, error, wait)
 
         return call_with_retries(
-            lambda: self._send(method, path, query, body, idempotency_key), self.policy,
+            lambda: self._send(method, path, query, body, idempotency_key),
+            self.policy,
             is_transient=lambda error: isinstance(error, ApiError) and error.transient,
             retry_after=lambda error: getattr(error, "retry_after", None),
-            sleep=self.sleep, on_retry=log_retry,
+            sleep=self.sleep,
+            on_retry=log_retry,
         )
 
     def _send(self, method: str, path: str, query: dict, body: dict | None, idempotency_key: str | None) -> dict:
@@ -246,7 +256,11 @@ class StockApiClient:
         else:
             message, transient = _marketplace_message(raw, str(error.reason or "")), is_transient_status(status)
         return ApiError(
-            self._redact(message), status=status, transient=transient, retry_after=parse_retry_after(headers.get("Retry-After")), request=request_name,
+            self._redact(message),
+            status=status,
+            transient=transient,
+            retry_after=parse_retry_after(headers.get("Retry-After")),
+            request=request_name,
         )
 
     def _redact(self, text: str) -> str:

@@ -32,9 +32,7 @@ def detect_encoding(data: bytes) -> str:
         data.decode("cp1252", errors="strict")
         return "cp1252"
     except UnicodeDecodeError as error:
-        raise DecodingError(
-            f"neither UTF-8 nor cp1252: byte 0x{data[error.start]:02x} at offset {error.start} is undefined in cp1252"
-        ) from None
+        raise DecodingError(f"neither UTF-8 nor cp1252: byte 0x{data[error.start]:02x} at offset {error.start} is undefined in cp1252") from None
 
 
 def decode(data: bytes, declared: str = "auto") -> tuple[str, str]:

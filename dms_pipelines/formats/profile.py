@@ -110,10 +110,7 @@ def _load_profile(path_text: str, mtime_ns: int, size: int) -> MappingProfile:
     except yaml.YAMLError as error:
         raise ProfileError(f"{path}: not valid YAML: {error}") from None
     except ValidationError as error:
-        problems = [
-            f"  {'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg'].removeprefix('Value error, ')}"
-            for item in error.errors()
-        ]
+        problems = [f"  {'.'.join(str(p) for p in item['loc']) or '(top level)'}: {item['msg'].removeprefix('Value error, ')}" for item in error.errors()]
         raise ProfileError(f"{path} is not a valid mapping profile:\n" + "\n".join(problems)) from None
 
 

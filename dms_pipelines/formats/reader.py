@@ -21,7 +21,6 @@ from dms_pipelines.formats.values import MappingError, ParseResult, map_to_canon
 from dms_pipelines.sources.base import shown
 from dms_pipelines.sources.compressed import CompressedFileError, decompress, is_compressed
 
-
 DEFAULT_MAX_UNCOMPRESSED = 2 << 30
 # Ends each scalar field in a record's joined text (XPath literals cannot hold control characters). Latin-1, so the
 # joined text of a Latin-1 record stays one byte a character; a record whose text holds it is read field by field.
@@ -101,9 +100,7 @@ def _read_csv_source(source: pa.NativeFile, head: bytes, encoding: str, profile:
         raise MappingError(f"{file_name}: row 1 (header): duplicated column names {duplicated}")
     missing = [name for name in profile.required_columns() if name not in header]
     if missing:
-        raise MappingError(
-            f"{file_name}: row 1 (header): required columns missing {missing} (profile '{profile.name}'; the file has {len(header)} columns)"
-        )
+        raise MappingError(f"{file_name}: row 1 (header): required columns missing {missing} (profile '{profile.name}'; the file has {len(header)} columns)")
     known = {m.column for m in profile.fields.values()} | set(profile.ignored_columns)
     warnings = []
     unknown = [name for name in header if name not in known]
@@ -171,22 +168,18 @@ def _read_xml(path: Path, profile: MappingProfile, dealer_id: str, file_name: st
     layout = profile.xml
     prefix, _, local = layout.record.rpartition(":")
     tag = f"{{{layout.namespaces[prefix]}}}{local}" if prefix else local
-    scalar = {
-        canonical: etree.XPath(f"string({m.xpath})", namespaces=layout.namespaces, smart_strings=False)
-        for canonical, m in profile.fields.items()
-        if m.type != "list"
-    }
+    scalar = {canonical: etree.XPath(f"string({m.xpath})", namespaces=layout.namespaces, smart_strings=False) for canonical, m in profile.fields.items() if m.type != "list"}
     # One XPath call per record for every scalar field (each one's string() followed by FIELD_END) instead of one each.
-    record_text = etree.XPath(
-        "concat(" + ", ".join(f"string({m.xpath}), '{FIELD_END}'" for m in profile.fields.values() if m.type != "list") + ", '')",
-        namespaces=layout.namespaces,
-        smart_strings=False,
-    ) if scalar else None
-    multiple = {
-        canonical: (etree.XPath(_item_texts(m.xpath), namespaces=layout.namespaces, smart_strings=False), m.separator or ",")
-        for canonical, m in profile.fields.items()
-        if m.type == "list"
-    }
+    record_text = (
+        etree.XPath(
+            "concat(" + ", ".join(f"string({m.xpath}), '{FIELD_END}'" for m in profile.fields.values() if m.type != "list") + ", '')",
+            namespaces=layout.namespaces,
+            smart_strings=False,
+        )
+        if scalar
+        else None
+    )
+    multiple = {canonical: (etree.XPath(_item_texts(m.xpath), namespaces=layout.namespaces, smart_strings=False), m.separator or ",") for canonical, m in profile.fields.items() if m.type == "list"}
     records: list[str] = []
     read_alone: dict[int, list[str]] = {}  # records whose text holds FIELD_END, read field by field
     lists: dict[str, list] = {name: [] for name in multiple}

@@ -11,8 +11,11 @@ ROOT_START = re.compile(r"<[A-Za-z_:]|<[^\x00-\x7f]")
 DANGEROUS = re.compile(r"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 # XML 1.0 Appendix F: a byte-order mark, else the bytes of "<?" in each encoding (UTF-32 before UTF-16: FF FE 00 00 starts both).
 BYTE_ORDER_MARKS = (
-    (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
 )
 SIGNATURES = ((b"\x00\x00\x00<", "utf-32-be"), (b"<\x00\x00\x00", "utf-32-le"), (b"\x00<\x00?", "utf-16-be"), (b"<\x00?\x00", "utf-16-le"))
 EBCDIC_SIGNATURE = b"\x4c\x6f\xa7\x94"  # "<?xm" in EBCDIC

@@ -8,12 +8,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dms_pipelines.kernels.arrow_text import string_buffers
 from dms_pipelines.formats.profile import FieldMapping, MappingProfile
+from dms_pipelines.kernels.arrow_text import string_buffers
 from dms_pipelines.kernels.parallel import ordered_map, threads_for
-from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR, coerce_to_schema
+from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR, coerce_to_schema, empty_issues
 
-ISSUE_COLUMNS = ["source_row", "stock_id", "field", "rule", "value", "severity", "message"]
 TRUE_WORDS = {"1", "y", "yes", "true", "t"}
 FALSE_WORDS = {"0", "n", "no", "false", "f"}
 # Patterns for Arrow's RE2 engine, written with literal characters (no \s, no \u escapes) so that they match exactly
@@ -59,10 +58,6 @@ class ParseResult:
     records_total: int
     encoding: str
     warnings: list[str] = field(default_factory=list)
-
-
-def empty_issues() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="Int64" if c == "source_row" else "string") for c in ISSUE_COLUMNS})
 
 
 def _strings(values: pa.ChunkedArray | pa.Array) -> pd.Series:
@@ -232,8 +227,10 @@ def _joined_swapping(text: pa.ChunkedArray, separator: int) -> tuple[pa.Array, n
     large = pa.types.is_large_string(text.type) or len(joined) >= 2**31
     valid = _validity_bitmap(pc.is_valid(text).to_numpy(zero_copy_only=False)) if text.null_count else None
     array = pa.Array.from_buffers(
-        pa.large_string() if large else pa.string(), len(lengths),
-        [valid, pa.py_buffer(offsets if large else offsets.astype(np.int32)), pa.py_buffer(joined)], text.null_count,
+        pa.large_string() if large else pa.string(),
+        len(lengths),
+        [valid, pa.py_buffer(offsets if large else offsets.astype(np.int32)), pa.py_buffer(joined)],
+        text.null_count,
     )
     return array, rows
 
@@ -310,9 +307,7 @@ def contiguous(values: pd.Series) -> pd.Series:
     return pd.Series(pd.array(arrow.combine_chunks(), dtype=values.dtype), index=values.index, name=values.name)
 
 
-def map_to_canonical(
-    raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, profile: MappingProfile, dealer_id: str, file_name: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, profile: MappingProfile, dealer_id: str, file_name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Canonical rows and value-level issues from raw strings (Arrow arrays) keyed by canonical field name.
 
     `raw` is emptied as its columns are converted, so that a big export's raw text goes as soon as each column is done
@@ -327,6 +322,7 @@ def map_to_canonical(
     columns: dict[str, pd.Series] = {}
     problems = []
     fields = [(canonical, mapping) for canonical, mapping in profile.fields.items() if canonical in raw]
+
     def convert(field: tuple[str, FieldMapping]) -> tuple[pd.Series, np.ndarray, str]:
         converted, failed, rule = _convert(raw[field[0]], field[1], field[0])
         return contiguous(converted), failed, rule

@@ -31,7 +31,7 @@ def holds_any_byte(text: pa.Array | pa.ChunkedArray, special: bytes, below: int 
     caller then checks per row)."""
     if any(byte >= 0x80 for byte in special):
         return True  # a multi-byte character's bytes may occur inside other characters
-    for chunk in (text.chunks if isinstance(text, pa.ChunkedArray) else [text]):
+    for chunk in text.chunks if isinstance(text, pa.ChunkedArray) else [text]:
         if len(chunk) == 0:
             continue
         offsets, data = string_buffers(chunk)

@@ -28,8 +28,12 @@ def delimited_bytes(columns: dict[str, pd.Series], delimiter: str = ",", line_en
 
 
 def delimited_parts(
-    columns: dict[str, pd.Series], delimiter: str = ",", line_end: str = "\r\n", defuse_formulas: bool = False,
-    order: np.ndarray | None = None, part_rows: int = SLICE_ROWS,
+    columns: dict[str, pd.Series],
+    delimiter: str = ",",
+    line_end: str = "\r\n",
+    defuse_formulas: bool = False,
+    order: np.ndarray | None = None,
+    part_rows: int = SLICE_ROWS,
 ) -> Iterator[pa.Buffer | bytes]:
     """`delimited_bytes` as consecutive pieces: the header, then the lines of `part_rows` rows at a time (built on parallel threads).
 

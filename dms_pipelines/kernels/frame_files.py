@@ -1,27 +1,39 @@
-"""Python objects written to one file with their DataFrames as Arrow IPC, which are memory-mapped (not copied) when read back."""
+"""DataFrames in files, replaced atomically: Parquet tables, and Python objects with their DataFrames as Arrow IPC (memory-mapped, not copied, when read back)."""
 
 import io
-import os
 import pickle
 import struct
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dms_pipelines.kernels.atomic import replace_with
 
 MAGIC = b"DMS-FRAMES-1\n"
 ALIGNMENT = 64  # Arrow's own buffer alignment: a frame read from the mapped file is used where it lies
 TRAILER = struct.Struct("<Q")  # where the pickle of the object (with the frames as references) starts
+# Row groups are what Arrow and DuckDB read in parallel: a big dealer's stock in one group of a million rows was read on
+# one thread (2.5 s at 1,000,000 vehicles, 0.7 s in groups of this size).
+ROW_GROUP_ROWS = 131_072
+
+
+def write_parquet_atomically(frame: pd.DataFrame, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    """Write `frame` (without its index) as Parquet through a temporary name, so a reader sees the old file or the new
+    one (kernels.atomic's policy); `metadata` goes into the file's footer."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    replace_with(path, lambda temporary: pq.write_table(table, temporary, row_group_size=ROW_GROUP_ROWS))
 
 
 def write_frames_file(value: Any, path: Path) -> None:
     """Write `value` to `path` (replaced atomically): pickled, except that every DataFrame Arrow can hold exactly is stored
     beside the pickle as an Arrow IPC stream, so reading it back costs a memory map instead of unpickling its rows."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+
+    def write(temporary: Path) -> None:
         with pa.OSFile(str(temporary), "wb") as handle:
             handle.write(MAGIC)
             pickled = io.BytesIO()
@@ -29,10 +41,8 @@ def write_frames_file(value: Any, path: Path) -> None:
             start = _pad(handle)
             handle.write(pickled.getbuffer())
             handle.write(TRAILER.pack(start))
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+
+    replace_with(path, write)
 
 
 def read_frames_file(path: Path) -> Any:
@@ -58,8 +68,10 @@ def _pad(handle) -> int:
 def _storable(frame: pd.DataFrame) -> bool:
     """Whether the frame comes back exactly from Arrow: unique text column names, a plain row index, no Python objects."""
     return (
-        isinstance(frame.index, pd.RangeIndex) and frame.columns.is_unique and all(isinstance(name, str) for name in frame.columns)
-        and not any(dtype == object for dtype in frame.dtypes)
+        isinstance(frame.index, pd.RangeIndex)
+        and frame.columns.is_unique
+        and all(isinstance(name, str) for name in frame.columns)
+        and not any(pd.api.types.is_object_dtype(dtype) for dtype in frame.dtypes)
     )
 
 

@@ -8,12 +8,25 @@ import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.kernels.arrow_text import arrow_strings
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, map_text, text_series
+from dms_pipelines.marketplaces.base import KEY, ApiFace, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, map_text, text_series
 
 LIFECYCLE = {"available": "FORECOURT", "reserved": "SALE_IN_PROGRESS", "in_transit": "DUE_IN", "in_preparation": "DUE_IN", "sold": "SOLD"}
 PUBLISHED_STATES = ("FORECOURT", "SALE_IN_PROGRESS")
+LIVE_STATES = ("FORECOURT", "SALE_IN_PROGRESS", "DUE_IN")  # a listing in these states offers the car
+GONE_STATES = ("DELETED", "WASTEBIN")  # a listing in these states is no longer there
 FUEL = {"petrol": "Petrol", "diesel": "Diesel", "electric": "Electric", "hybrid": "Petrol Hybrid", "plugin_hybrid": "Petrol Plug-in Hybrid", "other": "Other"}
-BODY = {"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv": "SUV", "coupe": "Coupe", "convertible": "Convertible", "mpv": "MPV", "pickup": "Pickup", "van": "Panel Van", "other": "Other"}
+BODY = {
+    "hatchback": "Hatchback",
+    "saloon": "Saloon",
+    "estate": "Estate",
+    "suv": "SUV",
+    "coupe": "Coupe",
+    "convertible": "Convertible",
+    "mpv": "MPV",
+    "pickup": "Pickup",
+    "van": "Panel Van",
+    "other": "Other",
+}
 TRANSMISSION = {"manual": "Manual", "automatic": "Automatic"}
 VEHICLE_TYPE = {"car": "Car", "van": "Van"}
 ATTENTION_GRABBER_LIMIT = 30
@@ -32,7 +45,9 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "advert_status": pd.Series(np.where(published, "PUBLISHED", "NOT_PUBLISHED"), index=cars.index, dtype="string"),
             "vehicle_type": map_text(cars["vehicle_type"].fillna("car"), VEHICLE_TYPE),
             "registration": cars["registration"],
-            "make": clean_text(cars["make"]), "model": clean_text(cars["model"]), "derivative": clean_text(cars["derivative"]),
+            "make": clean_text(cars["make"]),
+            "model": clean_text(cars["model"]),
+            "derivative": clean_text(cars["derivative"]),
             "fuel_type": map_text(cars["fuel_type"], FUEL),
             "body_type": map_text(cars["body_type"], BODY),
             "transmission_type": map_text(cars["transmission"], TRANSMISSION),
@@ -47,8 +62,24 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
     )
 
 
-COLUMNS = ("stock_id", "status", "vehicle_type", "registration", "make", "model", "derivative", "fuel_type", "body_type", "transmission",
-           "mileage", "first_registration_date", "price", "description", "image_urls", "features")
+COLUMNS = (
+    "stock_id",
+    "status",
+    "vehicle_type",
+    "registration",
+    "make",
+    "model",
+    "derivative",
+    "fuel_type",
+    "body_type",
+    "transmission",
+    "mileage",
+    "first_registration_date",
+    "price",
+    "description",
+    "image_urls",
+    "features",
+)
 
 
 def _whole_pounds(price: pd.Series) -> pd.Series:
@@ -72,20 +103,6 @@ def _rules(items: pd.DataFrame) -> pd.Series:
     return reasons.mask(unpriced.fillna(False).astype(bool), "amountGBP must be a positive whole number of pounds")
 
 
-SPEC = MarketplaceSpec(
-    name="autotrader",
-    mode="api",
-    render=render,
-    required=("external_reference", "lifecycle_state", "vehicle_type", "registration", "make", "model"),
-    recommended=("derivative", "fuel_type", "body_type", "transmission_type", "odometer_reading_miles", "first_registration_date", "description", "images", "features"),
-    enums={"lifecycle_state": tuple(LIFECYCLE.values()), "vehicle_type": ("Car", "Van"), "advert_status": ("PUBLISHED", "NOT_PUBLISHED")},
-    extra_rules=_rules,
-    min_images=6,
-    image_count=lambda items: list_lengths(items["images"]),
-    offered=lambda items: items["advert_status"] == "PUBLISHED",
-)
-
-
 def _plain(value):
     if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return None
@@ -100,9 +117,15 @@ def item_dict(row: dict) -> dict:
 def create_payload(item: dict) -> dict:
     """The documented create shape: vehicle, adverts.retailAdverts, metadata, media, features."""
     vehicle = {
-        "vehicleType": item["vehicle_type"], "registration": item["registration"], "make": item["make"], "model": item["model"],
-        "derivative": item["derivative"], "fuelType": item["fuel_type"], "bodyType": item["body_type"],
-        "transmissionType": item["transmission_type"], "odometerReadingMiles": item["odometer_reading_miles"],
+        "vehicleType": item["vehicle_type"],
+        "registration": item["registration"],
+        "make": item["make"],
+        "model": item["model"],
+        "derivative": item["derivative"],
+        "fuelType": item["fuel_type"],
+        "bodyType": item["body_type"],
+        "transmissionType": item["transmission_type"],
+        "odometerReadingMiles": item["odometer_reading_miles"],
         "firstRegistrationDate": item["first_registration_date"],
     }
     return {
@@ -159,3 +182,37 @@ def serialise(items: pd.DataFrame) -> bytes:
     """The create payloads as JSON lines, ordered by stock number (for inspection and golden files)."""
     rows = [item_dict(r) for r in items.sort_values("external_reference", kind="stable").to_dict(orient="records")]
     return "".join(json.dumps(create_payload(r), sort_keys=True, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+SPEC = MarketplaceSpec(
+    name="autotrader",
+    mode="api",
+    render=render,
+    required=("external_reference", "lifecycle_state", "vehicle_type", "registration", "make", "model"),
+    recommended=("derivative", "fuel_type", "body_type", "transmission_type", "odometer_reading_miles", "first_registration_date", "description", "images", "features"),
+    enums={"lifecycle_state": tuple(LIFECYCLE.values()), "vehicle_type": ("Car", "Van"), "advert_status": ("PUBLISHED", "NOT_PUBLISHED")},
+    extra_rules=_rules,
+    min_images=6,
+    image_count=lambda items: list_lengths(items["images"]),
+    offered=lambda items: items["advert_status"] == "PUBLISHED",
+    api=ApiFace(
+        reference="external_reference",
+        state="lifecycle_state",
+        sold_state="SOLD",
+        gone_states=GONE_STATES,
+        live_states=LIVE_STATES,
+        account_id=lambda dealer, account: account.setting("advertiser_id") or dealer.id,
+        item=item_dict,
+        create_payload=create_payload,
+        patch_payload=patch_payload,
+        delete_payload=delete_payload,
+        listed_reference=lambda entry: str((entry.get("metadata") or {}).get("externalStockReference")),
+        listed_state=lambda entry: (entry.get("metadata") or {}).get("lifecycleState"),
+        listed_id=lambda entry: (entry.get("metadata") or {}).get("stockId"),
+        listed_published=lambda entry: (((entry.get("adverts") or {}).get("retailAdverts") or {}).get("autotraderAdvert") or {}).get("status") == "PUBLISHED",
+        base_url_env="DMS_AUTOTRADER_BASE_URL",
+    ),
+    account_settings=("advertiser_id",),
+    preview_columns=("external_reference", "lifecycle_state", "make", "model", "amount_gbp"),
+    description="The dealer's stock on the Auto Trader-style API: only changed vehicles sent; the nightly run reconciles first.",
+)

@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.kernels.arrow_text import arrow_strings, byte_table, edge_bytes, one_array, rows_with_any, string_buffers, valid_rows
 from dms_pipelines.kernels.csv_bytes import FORMULA_START, delimited_bytes, in_place_order
-from dms_pipelines.marketplaces.layout import RowFile
 from dms_pipelines.kernels.parallel import SLICE_ROWS, ordered_map, slice_bounds
+from dms_pipelines.marketplaces.layout import RowFile
 from dms_pipelines.stock.schema import LIST_SEPARATOR
 
 KEY = "_stock_id"  # every rendered frame carries the stock number under this column; never serialised
@@ -107,6 +107,7 @@ class MarketplaceSpec:
     account_settings: tuple[str, ...] = ()  # the keys a dealer's account there may set (config: dealers[].marketplaces.<name>)
     preview_columns: tuple[str, ...] | None = None  # the columns a materialisation's preview shows (None: the first few)
     description: str = ""
+    fingerprint: str = ""  # what besides the code decides its files' bytes (a feed profile's own text); kept files built under another are rebuilt
 
     @property
     def scope(self) -> Literal["dealer", "account"]:

@@ -9,16 +9,43 @@ import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.kernels.arrow_text import arrow_strings, nonempty_fields
-from dms_pipelines.marketplaces.base import (
-    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, format_numbers, list_item, list_joined, list_parts, listable, map_text,
-)
 from dms_pipelines.marketplaces import read_back
+from dms_pipelines.marketplaces.base import (
+    KEY,
+    SLICE_ROWS,
+    AccountFeed,
+    FeedFile,
+    MarketplaceSpec,
+    clean_text,
+    format_numbers,
+    list_item,
+    list_joined,
+    list_parts,
+    listable,
+    map_text,
+)
 from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
 
 COLUMNS = [
-    "id", "store_code", "vin", "dealership_name", "dealership_address", "price", "condition", "make", "model", "trim",
-    "year", "mileage", "image_link", "additional_image_link", "link", "date_in_stock", "exterior_color",
-    "vehicle_option", "vehicle_fulfillment",
+    "id",
+    "store_code",
+    "vin",
+    "dealership_name",
+    "dealership_address",
+    "price",
+    "condition",
+    "make",
+    "model",
+    "trim",
+    "year",
+    "mileage",
+    "image_link",
+    "additional_image_link",
+    "link",
+    "date_in_stock",
+    "exterior_color",
+    "vehicle_option",
+    "vehicle_fulfillment",
 ]
 MAX_ADDITIONAL_IMAGES = 10
 MAX_OPTIONS = 200
@@ -93,6 +120,18 @@ SPEC = MarketplaceSpec(
     extra_rules=_rules,
     min_images=6,
     image_count=_image_count,
+    files=lambda dealer, account, file_format: [FeedFile(f"rows.{file_format}", rows=row_file(file_format, header=False))],
+    account_file=AccountFeed(
+        name=lambda file_format: f"vehicle_listings.{file_format}",
+        header=lambda file_format: header(file_format),
+        columns=tuple(COLUMNS),
+        delimiter=lambda file_format: _delimiter(file_format),
+        part_key=lambda dealer, account: f"{account.setting('store_code') or dealer.id}|",
+    ),
+    formats=("csv", "tsv"),
+    account_settings=("store_code",),
+    preview_columns=("id", "make", "model", "price", "mileage", "condition"),
+    description="Google Vehicle Listings: one file for the whole account, every dealer's rows, `id` and `store_code` per vehicle.",
 )
 
 

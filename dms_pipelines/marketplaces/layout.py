@@ -39,8 +39,11 @@ class RowFile:
 def delimited(sort_keys: tuple[str, ...], columns: Callable[[pd.DataFrame, int], list[str]], delimiter: str = ",", **extra) -> RowFile:
     """An RFC 4180 CSV (or TSV) file with a header line and formula-like cells defused, as `to_delimited` writes it."""
     return RowFile(
-        sort_keys, columns, lambda part: delimited_lines(part, delimiter, defuse_formulas=True),
-        lambda rows, names: (delimiter.join(names) + "\r\n").encode("utf-8"), b"\r\n", b"\r\n", **extra,
+        sort_keys,
+        columns,
+        lambda part: delimited_lines(part, delimiter, defuse_formulas=True),
+        lambda rows, names: (delimiter.join(names) + "\r\n").encode("utf-8"),
+        b"\r\n",
+        b"\r\n",
+        **extra,
     )
-
-

@@ -7,17 +7,34 @@ import pandas as pd
 from lxml import etree
 
 from dms_pipelines.config import Dealer, DealerMarketplace
-from dms_pipelines.marketplaces.base import (
-    KEY, SLICE_ROWS, MarketplaceSpec, clean_text, format_numbers, list_item, list_parts, listable, map_text,
-)
 from dms_pipelines.marketplaces import read_back
+from dms_pipelines.marketplaces.base import (
+    KEY,
+    SLICE_ROWS,
+    FeedFile,
+    MarketplaceSpec,
+    clean_text,
+    format_numbers,
+    list_item,
+    list_parts,
+    listable,
+    map_text,
+)
 from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
 
 MAX_IMAGES = 20
 DESCRIPTION_LIMIT = 5000
 BODY_STYLES = {
-    "hatchback": "HATCHBACK", "saloon": "SEDAN", "estate": "WAGON", "suv": "SUV", "coupe": "COUPE",
-    "convertible": "CONVERTIBLE", "mpv": "MINIVAN", "pickup": "TRUCK", "van": "VAN", "other": "OTHER",
+    "hatchback": "HATCHBACK",
+    "saloon": "SEDAN",
+    "estate": "WAGON",
+    "suv": "SUV",
+    "coupe": "COUPE",
+    "convertible": "CONVERTIBLE",
+    "mpv": "MINIVAN",
+    "pickup": "TRUCK",
+    "van": "VAN",
+    "other": "OTHER",
 }
 FUEL_TYPES = {"petrol": "PETROL", "diesel": "DIESEL", "electric": "ELECTRIC", "hybrid": "HYBRID", "plugin_hybrid": "PLUGIN_HYBRID", "other": "OTHER"}
 TRANSMISSIONS = {"manual": "MANUAL", "automatic": "AUTOMATIC"}
@@ -25,9 +42,29 @@ STATE_OF_VEHICLE = {"new": "NEW", "used": "USED", "demo": "USED"}
 AVAILABILITY = {"available": "AVAILABLE", "reserved": "PENDING"}
 ADDRESS_FIELDS = ["address.addr1", "address.city", "address.region", "address.postal_code", "address.country"]
 BASE_COLUMNS = [
-    "vehicle_id", "title", "description", "url", "make", "model", "year", "body_style", "exterior_color",
-    "state_of_vehicle", "fuel_type", "transmission", "mileage.value", "mileage.unit", "price", "availability", "vin",
-    "trim", "date_first_on_lot", "dealer_id", "dealer_name", "dealer_phone", *ADDRESS_FIELDS,
+    "vehicle_id",
+    "title",
+    "description",
+    "url",
+    "make",
+    "model",
+    "year",
+    "body_style",
+    "exterior_color",
+    "state_of_vehicle",
+    "fuel_type",
+    "transmission",
+    "mileage.value",
+    "mileage.unit",
+    "price",
+    "availability",
+    "vin",
+    "trim",
+    "date_first_on_lot",
+    "dealer_id",
+    "dealer_name",
+    "dealer_phone",
+    *ADDRESS_FIELDS,
 ]
 
 
@@ -43,7 +80,8 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "title": clean_text(title, 150),
             "description": clean_text(cars["description"].fillna(title), DESCRIPTION_LIMIT),
             "url": dealer.website.rstrip("/") + "/used-cars/" + cars["stock_id"].str.lower(),
-            "make": clean_text(cars["make"]), "model": clean_text(cars["model"]),
+            "make": clean_text(cars["make"]),
+            "model": clean_text(cars["model"]),
             "year": cars["year"].astype("Int64").astype("string"),
             "body_style": map_text(cars["body_type"], BODY_STYLES),
             "exterior_color": clean_text(cars["colour"]),
@@ -83,21 +121,52 @@ def _rules(items: pd.DataFrame) -> pd.Series:
 
 
 SPEC = MarketplaceSpec(
-    read_back=lambda name, content: read_back.xml_listings(content, "listing", "vehicle_id") if name.endswith(".xml") else read_back.delimited(content, "\t" if name.endswith(".tsv") else ",", ("vehicle_id",)),
+    read_back=lambda name, content: (
+        read_back.xml_listings(content, "listing", "vehicle_id") if name.endswith(".xml") else read_back.delimited(content, "\t" if name.endswith(".tsv") else ",", ("vehicle_id",))
+    ),
     name="meta",
     mode="snapshot",
     render=render,
-    required=("vehicle_id", "title", "description", "url", "make", "model", "year", "body_style", "exterior_color",
-              "image[0].url", "mileage.value", "mileage.unit", "price", "address.addr1", "address.city", "address.postal_code", "address.country"),
+    required=(
+        "vehicle_id",
+        "title",
+        "description",
+        "url",
+        "make",
+        "model",
+        "year",
+        "body_style",
+        "exterior_color",
+        "image[0].url",
+        "mileage.value",
+        "mileage.unit",
+        "price",
+        "address.addr1",
+        "address.city",
+        "address.postal_code",
+        "address.country",
+    ),
     recommended=("trim", "fuel_type", "transmission", "state_of_vehicle", "date_first_on_lot", "vin"),
     enums={
-        "body_style": tuple(BODY_STYLES.values()), "fuel_type": tuple(FUEL_TYPES.values()), "transmission": tuple(TRANSMISSIONS.values()),
-        "state_of_vehicle": ("NEW", "USED", "CPO"), "availability": ("AVAILABLE", "NOT_AVAILABLE", "PENDING", "UNKNOWN"), "mileage.unit": ("MILES", "KM"),
+        "body_style": tuple(BODY_STYLES.values()),
+        "fuel_type": tuple(FUEL_TYPES.values()),
+        "transmission": tuple(TRANSMISSIONS.values()),
+        "state_of_vehicle": ("NEW", "USED", "CPO"),
+        "availability": ("AVAILABLE", "NOT_AVAILABLE", "PENDING", "UNKNOWN"),
+        "mileage.unit": ("MILES", "KM"),
     },
     max_lengths={"vehicle_id": 100, "description": DESCRIPTION_LIMIT},
     extra_rules=_rules,
     min_images=6,
     image_count=lambda items: items[[c for c in items.columns if c.startswith("image[")]].notna().sum(axis=1),
+    files=lambda dealer, account, file_format: [
+        FeedFile(f"{dealer.id}.{file_format}", rows=row_file(file_format))
+        if row_file(file_format) is not None
+        else FeedFile(f"{dealer.id}.{file_format}", build=lambda items, dealer, account: serialise_parts(items, file_format))
+    ],
+    formats=("csv", "tsv", "xml"),
+    account_settings=("catalog_id",),
+    description="Meta automotive inventory feed per dealer (CSV, TSV or XML), flattened image and address columns.",
 )
 
 
@@ -118,8 +187,11 @@ def row_file(file_format: str = "csv") -> RowFile | None:
     if file_format not in ("csv", "tsv"):
         return None
     return delimited(
-        ("vehicle_id",), lambda items, width: BASE_COLUMNS + [f"image[{n}].url" for n in range(width)], "\t" if file_format == "tsv" else ",",
-        width=images_filled, min_width=1,
+        ("vehicle_id",),
+        lambda items, width: BASE_COLUMNS + [f"image[{n}].url" for n in range(width)],
+        "\t" if file_format == "tsv" else ",",
+        width=images_filled,
+        min_width=1,
     )
 
 

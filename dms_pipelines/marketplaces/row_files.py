@@ -12,10 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dms_pipelines.kernels.csv_bytes import delimited_lines, joined_lines, row_slice
-from dms_pipelines.marketplaces.base import KEY, sort_order
-from dms_pipelines.marketplaces.layout import RowFile, delimited
+from dms_pipelines.kernels.csv_bytes import joined_lines, row_slice
 from dms_pipelines.kernels.parallel import SLICE_ROWS, ordered_map, slice_bounds
+from dms_pipelines.marketplaces.base import KEY, sort_order
+from dms_pipelines.marketplaces.layout import RowFile
 
 KEY_SEPARATOR = "\x00"  # below every other character, so joined keys sort as the tuples they join
 
@@ -165,9 +165,18 @@ def spliced(row_file: RowFile, previous: Path, index: RowIndex, changed_ids: set
         combined_lengths = np.concatenate([lengths[kept], new_lengths])
         combined_widths = np.concatenate([old_widths[kept], new_widths])
         order = np.argsort(np.concatenate([np.arange(len(kept)) + np.searchsorted(places, np.arange(len(kept)), side="right"), places + np.arange(len(places))]), kind="stable")
-        return RowIndex(len(head), index.width, _index_table(
-            combined_ids.take(pa.array(order)), combined_keys.take(pa.array(order)), combined_lengths[order], combined_widths[order], len(head), len(separator),
-        ))
+        return RowIndex(
+            len(head),
+            index.width,
+            _index_table(
+                combined_ids.take(pa.array(order)),
+                combined_keys.take(pa.array(order)),
+                combined_lengths[order],
+                combined_widths[order],
+                len(head),
+                len(separator),
+            ),
+        )
 
     return Built(pieces(), finish)
 

@@ -10,15 +10,31 @@ import pyarrow.compute as pc
 
 from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.kernels.arrow_text import arrow_strings, holds_any_byte, one_array
-from dms_pipelines.marketplaces.base import KEY, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts
-from dms_pipelines.marketplaces import read_back
-from dms_pipelines.marketplaces.row_files import RowFile, whole
 from dms_pipelines.kernels.parallel import SLICE_ROWS
+from dms_pipelines.marketplaces import read_back
+from dms_pipelines.marketplaces.base import KEY, FeedFile, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts
+from dms_pipelines.marketplaces.row_files import RowFile, whole
 
 ESCAPED = r'[\x00-\x1f"\\]'  # what JSON escapes (ensure_ascii=False): control characters, quote, backslash
 PUBLIC_FIELDS = [
-    "registration", "make", "model", "derivative", "trim", "body_type", "fuel_type", "transmission", "colour", "doors",
-    "seats", "engine_size_cc", "co2_gkm", "euro_standard", "condition", "year", "mileage", "vehicle_type",
+    "registration",
+    "make",
+    "model",
+    "derivative",
+    "trim",
+    "body_type",
+    "fuel_type",
+    "transmission",
+    "colour",
+    "doors",
+    "seats",
+    "engine_size_cc",
+    "co2_gkm",
+    "euro_standard",
+    "condition",
+    "year",
+    "mileage",
+    "vehicle_type",
 ]
 
 
@@ -50,6 +66,9 @@ SPEC = MarketplaceSpec(
     recommended=("registration", "derivative", "mileage", "year", "description", "features", "images", "colour", "fuel_type", "transmission"),
     min_images=6,
     image_count=lambda items: list_lengths(items["images"]),
+    files=lambda dealer, account, file_format: [FeedFile(f"{dealer.id}.json", rows=row_file(dealer))],
+    formats=("json",),
+    description="The dealer website's stock feed: one JSON document per dealer.",
 )
 
 
@@ -66,18 +85,25 @@ def serialise_parts(items: pd.DataFrame, dealer: Dealer, part_rows: int = SLICE_
 def row_file(dealer: Dealer) -> RowFile:
     """The dealer's JSON document as a row file: its vehicles, written column-wise as JSON text, spliced into "vehicles":[]."""
     return RowFile(
-        sort_keys=("stock_id",), columns=lambda items, width: [name for name in items.columns if name != KEY], texts=vehicle_texts,
-        head=lambda rows, names: _document(dealer, rows)[: -len("]}")].encode("utf-8"), separator=b",", end=b"", tail=b"]}\n",
+        sort_keys=("stock_id",),
+        columns=lambda items, width: [name for name in items.columns if name != KEY],
+        texts=vehicle_texts,
+        head=lambda rows, names: _document(dealer, rows)[: -len("]}")].encode("utf-8"),
+        separator=b",",
+        end=b"",
+        tail=b"]}\n",
     )
 
 
 def _document(dealer: Dealer, vehicles: int) -> str:
     """The document without its vehicles (no indent: the feed is read by programs)."""
-    return _dumps({
-        "dealer": {"id": dealer.id, "name": dealer.name, "address": dealer.address.model_dump(), "phone": dealer.phone, "website": dealer.website},
-        "vehicle_count": vehicles,
-        "vehicles": [],
-    })
+    return _dumps(
+        {
+            "dealer": {"id": dealer.id, "name": dealer.name, "address": dealer.address.model_dump(), "phone": dealer.phone, "website": dealer.website},
+            "vehicle_count": vehicles,
+            "vehicles": [],
+        }
+    )
 
 
 def vehicle_texts(columns: dict[str, pd.Series]) -> pa.Array:

@@ -39,7 +39,7 @@ ingested_files = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("export_kind", String(16)),  # full | delta
     Column("export_timestamp", String(32)),  # sortable, from the file name (or its mtime)
-    # landed -> processed | failed | duplicate | superseded | held | retry
+    # landed -> processed | failed | duplicate | superseded | held | retry: operations.statuses.FileStatus
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime(timezone=True)),
@@ -70,7 +70,7 @@ quarantine = Table(
     Column("severity", String(16), nullable=False),  # error (row quarantined) | warning (row went through)
     Column("message", Text, nullable=False),
     Column("first_seen", DateTime(timezone=True), nullable=False),
-    Column("status", String(16), nullable=False),  # open | resolved
+    Column("status", String(16), nullable=False),  # open | resolved: operations.statuses.QuarantineStatus
 )
 
 file_observations = Table(
@@ -97,7 +97,7 @@ listing_ledger = Table(
     Column("change_seq", Integer, nullable=False, default=0),  # bumped for each new change sent; one change's retries keep it (its idempotency key)
     Column("content", Text),  # the acknowledged item as JSON, so the next change can be sent as a minimal patch
     Column("state", String(32)),  # the marketplace-side state last acknowledged, e.g. FORECOURT, SOLD, DELETED
-    Column("status", String(16), nullable=False),  # acknowledged | pending | failed | dead
+    Column("status", String(16), nullable=False),  # pending | acknowledged | failed | dead | withdrawn: operations.statuses.ListingStatus
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False),

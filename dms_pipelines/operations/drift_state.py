@@ -32,8 +32,14 @@ def record_drift(engine: Engine, dealer_id: str, marketplace: str, run_id: str |
     now = datetime.now(timezone.utc)
     by_kind = {kind: sorted(stock_id for stock_id, k in items if k == kind) for kind in KINDS}
     row = dict(
-        run_id=run_id, dealer_id=dealer_id, marketplace=marketplace, checked_at=now, vehicles_checked=checked, error=error,
-        stock_ids=json.dumps({kind: ids[:SAMPLE_IDS] for kind, ids in by_kind.items() if ids}), **{kind: len(ids) for kind, ids in by_kind.items()},
+        run_id=run_id,
+        dealer_id=dealer_id,
+        marketplace=marketplace,
+        checked_at=now,
+        vehicles_checked=checked,
+        error=error,
+        stock_ids=json.dumps({kind: ids[:SAMPLE_IDS] for kind, ids in by_kind.items() if ids}),
+        **{kind: len(ids) for kind, ids in by_kind.items()},
     )
     mine = and_(drift_items.c.dealer_id == dealer_id, drift_items.c.marketplace == marketplace)
     with engine.begin() as connection:
@@ -65,7 +71,5 @@ def last_drift_items(engine: Engine, dealer_id: str, marketplace: str) -> tuple[
             .where(and_(marketplace_drift.c.dealer_id == dealer_id, marketplace_drift.c.marketplace == marketplace))
             .order_by(marketplace_drift.c.id.desc())
         ).first()
-        items = connection.execute(
-            select(drift_items.c.stock_id, drift_items.c.kind).where(and_(drift_items.c.dealer_id == dealer_id, drift_items.c.marketplace == marketplace))
-        ).fetchall()
+        items = connection.execute(select(drift_items.c.stock_id, drift_items.c.kind).where(and_(drift_items.c.dealer_id == dealer_id, drift_items.c.marketplace == marketplace))).fetchall()
     return (last.vehicles_checked if last else 0), [(i.stock_id, i.kind) for i in items], (last.error if last else None)

@@ -8,10 +8,12 @@ from typing import Callable
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from dms_pipelines.operations.alerts import notify
 from dms_pipelines.config import Settings
+from dms_pipelines.operations.alerts import notify
 from dms_pipelines.operations.db import incidents, ingested_files, listing_ledger
 from dms_pipelines.operations.drift_state import KINDS, describe_drift, ids_text, latest_drift
+from dms_pipelines.operations.statuses import PROBLEM_FILE_STATUSES, PROBLEM_LISTING_STATUSES, FileStatus, ListingStatus
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -34,27 +36,25 @@ def current_problems(engine: Engine, dealer_id: str) -> list[Problem]:
     with engine.connect() as connection:
         files = connection.execute(
             select(ingested_files.c.id, ingested_files.c.file_name, ingested_files.c.status, ingested_files.c.error).where(
-                and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status.in_(["held", "failed", "retry"]))
+                and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status.in_(PROBLEM_FILE_STATUSES))
             )
         ).fetchall()
-        last_processed = connection.execute(
-            select(func.max(ingested_files.c.id)).where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "processed"))
-        ).scalar() or 0
+        last_processed = connection.execute(select(func.max(ingested_files.c.id)).where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == FileStatus.PROCESSED))).scalar() or 0
         unsettled = connection.execute(
             select(listing_ledger.c.marketplace, listing_ledger.c.item_key, listing_ledger.c.status, listing_ledger.c.last_error).where(
-                and_(listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status.in_(["pending", "failed", "dead"]))
+                and_(listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status.in_(PROBLEM_LISTING_STATUSES))
             )
         ).fetchall()
     for file in files:
-        if file.status == "held":
+        if file.status == FileStatus.HELD:
             problems.append(Problem(dealer_id, "held_export", file.file_name, f"{file.file_name} held: {file.error}"))
-        elif file.status == "retry":
+        elif file.status == FileStatus.RETRY:
             problems.append(Problem(dealer_id, "file_retrying", file.file_name, f"{file.file_name} not landed yet, retrying: {file.error}"))
         elif file.id > last_processed:
             problems.append(Problem(dealer_id, "file_failed", file.file_name, f"{file.file_name} failed: {file.error}"))
     by_marketplace: dict[tuple[str, str], list] = {}
     for row in unsettled:
-        kind = "dead_lettered" if row.status == "dead" else "undelivered" if row.item_key.startswith("file:") else "changes_failed"
+        kind = "dead_lettered" if row.status == ListingStatus.DEAD else "undelivered" if row.item_key.startswith("file:") else "changes_failed"
         by_marketplace.setdefault((row.marketplace, kind), []).append(row)
     for (marketplace, kind), rows in sorted(by_marketplace.items()):
         keys = [r.item_key.removeprefix("file:") for r in rows]
@@ -72,15 +72,6 @@ def current_problems(engine: Engine, dealer_id: str) -> list[Problem]:
     return problems
 
 
-def in_scope_of_dealer_run(problem_key: str) -> bool:
-    """A dealer's run evaluates everything but the account-wide Google file, which the account run evaluates."""
-    return not problem_key.endswith(":google")
-
-
-def in_scope_of_account_run(problem_key: str) -> bool:
-    return problem_key.endswith(":google")
-
-
 @dataclass
 class IncidentChanges:
     opened: list[Problem]
@@ -92,15 +83,21 @@ def update_incidents(engine: Engine, dealer_id: str, problems: list[Problem], co
     now = datetime.now(timezone.utc)
     current = {p.key: p for p in problems if covers(p.key)}
     with engine.begin() as connection:
-        open_rows = {row["key"]: dict(row) for row in connection.execute(
-            select(incidents).where(and_(incidents.c.dealer_id == dealer_id, incidents.c.resolved_at.is_(None)))
-        ).mappings()}
+        open_rows = {row["key"]: dict(row) for row in connection.execute(select(incidents).where(and_(incidents.c.dealer_id == dealer_id, incidents.c.resolved_at.is_(None)))).mappings()}
         opened = [p for key, p in current.items() if key not in open_rows]
         for problem in opened:
-            connection.execute(insert(incidents).values(
-                dealer_id=dealer_id, key=problem.key, kind=problem.kind, scope=problem.scope, message=problem.message[:2000],
-                opened_at=now, last_seen_at=now, run_id=run_id,
-            ))
+            connection.execute(
+                insert(incidents).values(
+                    dealer_id=dealer_id,
+                    key=problem.key,
+                    kind=problem.kind,
+                    scope=problem.scope,
+                    message=problem.message[:2000],
+                    opened_at=now,
+                    last_seen_at=now,
+                    run_id=run_id,
+                )
+            )
         still = [row["id"] for key, row in open_rows.items() if key in current]
         if still:
             connection.execute(update(incidents).where(incidents.c.id.in_(still)).values(last_seen_at=now))

@@ -5,16 +5,16 @@ import re
 
 import dagster as dg
 
-from dms_pipelines import dealer_run
-from dms_pipelines.orchestration import checks
-from dms_pipelines.orchestration.assets import (
-    TRIGGER_TAG, feed_checks, feed_metadata, google_file_metadata, problems_metadata, stock_metadata, validation_metadata, warehouse_metadata,
-)
+from dms_pipelines.orchestration import outcomes
+from dms_pipelines.orchestration.assets import TRIGGER_TAG
 from dms_pipelines.orchestration.resources import PipelineResource
+from dms_pipelines.pipeline.account import account_file
+from dms_pipelines.pipeline.dealer import sync_dealer
+from dms_pipelines.pipeline.publish import finish_account_run, finish_dealer_run
 from dms_pipelines.stock.store import read_price_reference
 
 PROBLEMS_REPORTED = "group sync incomplete"  # starts the last step's failure: each problem has alerted as an incident already
-DEALER_ASSET_FOR_FEED = {"google": "google_listings", "website": "website_feed", "meta": "meta_feed", "carsnip": "carsnip_feed", "autotrader": "autotrader_listings"}
+NIGHTLY = "nightly"
 
 
 def mapping_key(dealer_id: str) -> str:
@@ -45,77 +45,52 @@ def dealers_to_sync(config: BatchConfig, pipeline: PipelineResource):
 
 @dg.op
 def sync_dealers(context: dg.OpExecutionContext, dealer_ids: list, pipeline: PipelineResource) -> list:
-    """Every stage for each dealer of the batch (the functions the per-dealer assets call), recorded as those assets'
-    materialisations and check results on the dealer's partition.
+    """Every stage for each dealer of the batch (pipeline.dealer.sync_dealer, the stages the per-dealer assets run), logged
+    as those assets' materialisations and check evaluations on the dealer's partition, from the same outcome functions.
 
     A dealer whose sync raises is reported (a problem of its own, alerted once) and returned as failed rather than raised,
     so that the other dealers and the account file still run; the last step fails the run if any dealer has a problem.
     """
-    trigger = context.run.tags.get(TRIGGER_TAG, "nightly")
-    settings, paths, engine = pipeline.settings(), pipeline.paths(), pipeline.engine()
+    trigger = context.run.tags.get(TRIGGER_TAG, NIGHTLY)
+    settings, paths, engine, specs = pipeline.settings(), pipeline.paths(), pipeline.engine(), pipeline.specs()
     # Read once for the batch: other steps update their dealers meanwhile anyway, and the rule it serves only warns.
     reference = read_price_reference(paths.state, [d.id for d in settings.dealers])
     results = []
     for dealer_id in dealer_ids:
         try:
-            run = dealer_run.sync_dealer(dealer_id, settings, paths, engine, context.run_id, trigger, logger=context.log, price_reference=reference)
+            run = sync_dealer(dealer_id, settings, specs, paths, engine, context.run_id, trigger, logger=context.log, price_reference=reference)
         except Exception as error:  # reported with the dealer's name; the run fails at the end
             context.log.exception(f"{dealer_id}: sync failed: {type(error).__name__}: {error}")
-            problems = dealer_run.finish_dealer_run(settings, engine, dealer_id, context.run_id, context.log, crashed=f"{type(error).__name__}: {error}")
+            problems = finish_dealer_run(settings, specs, engine, dealer_id, context.run_id, context.log, crashed=f"{type(error).__name__}: {error}")
             results.append({"dealer_id": dealer_id, "vehicles": 0, "problems": [p.message for p in problems], "crashed": True})
             continue
-        for asset, metadata in materialisations(run, paths).items():
+        for asset, (metadata, check_results) in outcomes.dealer_events(run, settings, specs, paths).items():
             context.log_event(dg.AssetMaterialization(asset_key=asset, partition=dealer_id, metadata=metadata))
-        for asset, results_of_asset in check_results(run, settings).items():
-            for result in results_of_asset:
-                context.log_event(checks.as_evaluation(result, asset, dealer_id))
+            for result in check_results:
+                context.log_event(outcomes.as_evaluation(result, asset, dealer_id))
         results.append({"dealer_id": dealer_id, "vehicles": run.stock.status_counts()["vehicles"], "problems": [p.message for p in run.problems], "crashed": False})
-    return results
-
-
-def materialisations(run: dealer_run.DealerRun, paths) -> dict[str, dict]:
-    """Per per-dealer asset, the metadata its own materialisation would carry."""
-    events = {
-        "landed_exports": {"files_landed": len(run.landing.landed), "duplicates": len(run.landing.duplicates), "failed": len(run.landing.failed), "released": 0},
-        "parsed_exports": {"files": run.files_parsed, "unreadable_files": len(run.unreadable), "records": run.records},
-        "validated_exports": validation_metadata(run.validated),
-        "dealer_stock": stock_metadata(run.stock),
-    }
-    events |= {DEALER_ASSET_FOR_FEED[marketplace]: feed_metadata(outcome) for marketplace, outcome in run.feeds.items()}
-    events["warehouse_tables"] = warehouse_metadata(run.warehouse_rows, paths) | problems_metadata(run.problems)
-    return events
-
-
-def check_results(run: dealer_run.DealerRun, settings) -> dict[str, list[dg.AssetCheckResult]]:
-    """Per per-dealer asset, the check results its own materialisation would yield (the same functions)."""
-    results = {
-        "landed_exports": [checks.export_freshness(run.hours_since_last_export, settings.validation.freshness_hours), checks.files_landed(run.landing.failed)],
-        "parsed_exports": [checks.files_readable(run.unreadable)],
-        "validated_exports": [checks.rows_conserved(run.validated), checks.pass_rate(run.validated, settings.validation.pass_rate_warning)],
-        "dealer_stock": [checks.stock_present(run.stock.status_counts()["vehicles"]), checks.not_held(run.stock.held)],
-    }
-    for marketplace, outcome in run.feeds.items():
-        if marketplace != "google":  # Google's are the account file's run's
-            results[DEALER_ASSET_FOR_FEED[marketplace]] = feed_checks(outcome)
     return results
 
 
 @dg.op(out={})
 def account_files(context: dg.OpExecutionContext, batch_results: list, pipeline: PipelineResource):
-    """The account-wide Google file from every dealer's last good rows, read back per dealer; then the run fails if any
-    dealer has a problem (a crashed sync, a held export, a failed file, an undelivered feed, drift), naming each."""
+    """Each account-wide file from every dealer's last good part, read back per dealer; then the run fails if any dealer
+    has a problem (a crashed sync, a held export, a failed file, an undelivered feed, drift), naming each."""
     results = [result for batch in batch_results for result in batch]
-    settings, engine = pipeline.settings(), pipeline.engine()
-    account = dealer_run.google_account_file(settings, pipeline.paths(), engine, context.run_id, context.run.tags.get(TRIGGER_TAG, "nightly"))
-    # yielded, not logged: the events must be in the run before the step fails on the problems below
-    yield dg.AssetMaterialization(asset_key="google_feed", metadata=google_file_metadata(account))
-    yield checks.as_evaluation(checks.google_account_delivered(account.outcome), "google_feed", None)
-    for dealer_id, drift in account.drift.items():
-        yield checks.as_evaluation(checks.drift_free(drift), "google_listings", dealer_id)
-    account_problems = dealer_run.finish_account_run(settings, engine, context.run_id, context.log, account.drift)
+    settings, engine, specs = pipeline.settings(), pipeline.engine(), pipeline.specs()
     problems = {r["dealer_id"]: list(r["problems"]) for r in results}
-    for dealer_id, found in account_problems.items():
-        problems.setdefault(dealer_id, []).extend(p.message for p in found)
+    for spec in [s for s in specs if s.account_file is not None]:
+        assembled = account_file(spec, specs, settings, pipeline.paths(), engine, context.run_id, context.run.tags.get(TRIGGER_TAG, NIGHTLY))
+        found = finish_account_run(settings, spec, engine, context.run_id, context.log, assembled.drift)
+        # yielded, not logged: the events must be in the run before the step fails on the problems below
+        metadata = outcomes.account_file_metadata(spec, assembled) | outcomes.problems_metadata([p for listed in found.values() for p in listed])
+        yield dg.AssetMaterialization(asset_key=spec.account_asset, metadata=metadata)
+        yield outcomes.as_evaluation(outcomes.account_file_delivered(assembled), spec.account_asset, None)
+        yield outcomes.as_evaluation(outcomes.account_file_allowlisted(spec, settings, pipeline.paths()), spec.account_asset, None)
+        for dealer_id, drift in assembled.drift.items():
+            yield outcomes.as_evaluation(outcomes.drift_free(drift), spec.dealer_asset, dealer_id)
+        for dealer_id, listed in found.items():
+            problems.setdefault(dealer_id, []).extend(p.message for p in listed)
     troubled = {dealer_id: found for dealer_id, found in problems.items() if found}
     crashed = sorted(r["dealer_id"] for r in results if r["crashed"])
     context.log.info(f"{len(results)} dealers synced, {sum(r['vehicles'] for r in results)} vehicles, {len(crashed)} crashed, {len(troubled)} with problems")
@@ -131,7 +106,8 @@ def account_files(context: dg.OpExecutionContext, batch_results: list, pipeline:
     config_schema={
         "max_concurrent": dg.Field(int, default_value=multiprocessing.cpu_count(), description="processes at once"),
         "start_method": dg.Field(
-            dg.Enum("StartMethod", [dg.EnumValue("forkserver"), dg.EnumValue("spawn")]), default_value="forkserver",
+            dg.Enum("StartMethod", [dg.EnumValue("forkserver"), dg.EnumValue("spawn")]),
+            default_value="forkserver",
             description="forkserver: steps forked from a server that imported our code once (fast); spawn: each step a fresh interpreter",
         ),
     },
@@ -148,7 +124,7 @@ def group_executor(config: dict) -> dict:
 
 @dg.job(
     executor_def=group_executor,
-    tags={TRIGGER_TAG: "nightly"},
+    tags={TRIGGER_TAG: NIGHTLY},
     description="Every dealer's sync in one run, a step per batch of dealers over a bounded pool of processes, then the account-wide files.",
 )
 def group_sync():

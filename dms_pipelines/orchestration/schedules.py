@@ -2,25 +2,31 @@
 
 import dagster as dg
 
-DEALER_ASSETS = (
-    dg.AssetSelection.groups("ingest", "quality", "stock", "warehouse")
-    | dg.AssetSelection.assets("google_listings", "website_feed", "meta_feed", "carsnip_feed", "autotrader_listings")
-) - dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("google_listings"), "drift_free"))  # evaluated by the account file's run
+from dms_pipelines.marketplaces.base import MarketplaceSpec
+from dms_pipelines.orchestration.checks import ACCOUNT_DRIFT
 
 
-def build_jobs(partitions: dg.StaticPartitionsDefinition) -> tuple:
+def dealer_selection(specs: list[MarketplaceSpec]) -> dg.AssetSelection:
+    """Every per-dealer asset: the stages, each marketplace's dealer asset, the warehouse rows; not the checks of an
+    account-wide file's parts, which that file's run evaluates."""
+    parts = [dg.AssetCheckKey(dg.AssetKey(spec.dealer_asset), ACCOUNT_DRIFT) for spec in specs if spec.account_file is not None]
+    selection = dg.AssetSelection.groups("ingest", "quality", "stock", "warehouse") | dg.AssetSelection.assets(*[spec.dealer_asset for spec in specs])
+    return selection - dg.AssetSelection.checks(*parts) if parts else selection
+
+
+def build_jobs(partitions: dg.StaticPartitionsDefinition, specs: list[MarketplaceSpec]) -> tuple:
     dealer_sync = dg.define_asset_job(
         "dealer_sync",
-        selection=DEALER_ASSETS,
+        selection=dealer_selection(specs),
         partitions_def=partitions,
         executor_def=dg.in_process_executor,  # small per-dealer runs: no per-step process start-up; dealers run in parallel as separate runs
         description="Land, parse, validate and apply one dealer's new exports, render its feeds and publish its warehouse rows.",
     )
     account_feeds = dg.define_asset_job(
         "account_feeds",
-        selection=dg.AssetSelection.assets("google_feed"),
+        selection=dg.AssetSelection.assets(*[spec.account_asset for spec in specs if spec.account_file is not None]),
         executor_def=dg.in_process_executor,
-        description="Assemble the account-wide feed files (Google Vehicle Listings) from every dealer's last good rows.",
+        description="Assemble the account-wide feed files from every dealer's last good rows.",
     )
     return dealer_sync, account_feeds
 
@@ -40,7 +46,10 @@ def build_schedules(dealer_sync, account_feeds, group_sync, dealer_ids: list[str
             yield dg.RunRequest(run_key=f"hourly-{dealer_id}-{stamp}", partition_key=dealer_id, tags={"dms_pipelines/trigger": "hourly"})
 
     account_feeds_schedule = dg.ScheduleDefinition(
-        name="account_feeds_after_sync", job=account_feeds, cron_schedule="15 * * * *", execution_timezone="Europe/London",
+        name="account_feeds_after_sync",
+        job=account_feeds,
+        cron_schedule="15 * * * *",
+        execution_timezone="Europe/London",
         description="Re-assemble the account-wide files each hour (nothing is delivered when no dealer changed).",
     )
     return [nightly_sync, hourly_sync, account_feeds_schedule]

@@ -4,14 +4,13 @@ import hashlib
 
 import dagster as dg
 
-from dms_pipelines import sync
-from dms_pipelines.orchestration.group import PROBLEMS_REPORTED
+from dms_pipelines.operations.manifest import change_seen_at
 from dms_pipelines.operations.run_health import Problem, report_incidents
+from dms_pipelines.orchestration.assets import CHANGE_SEEN_TAG, TRIGGER_TAG
+from dms_pipelines.orchestration.group import PROBLEMS_REPORTED
 from dms_pipelines.orchestration.resources import PipelineResource
+from dms_pipelines.pipeline.ingest import files_waiting, profile_for
 from dms_pipelines.sources.base import shown
-
-TRIGGER_TAG = "dms_pipelines/trigger"
-CHANGE_SEEN_TAG = "dms_pipelines/change_seen_at"
 
 
 def build_sensors(dealer_sync, account_feeds) -> list:
@@ -24,14 +23,14 @@ def build_sensors(dealer_sync, account_feeds) -> list:
         requests = []
         for dealer in settings.dealers:
             try:
-                waiting = sync.files_waiting(dealer, paths, engine)
+                waiting = files_waiting(dealer, paths, engine)
             except Exception as error:  # one dealer's unreachable source must not stop the others' runs
                 context.log.error(f"{dealer.id}: cannot list the source: {error}")
                 continue
             if not waiting:
                 continue
             fingerprint = hashlib.sha256("\n".join(sorted(f.key for f in waiting)).encode()).hexdigest()[:16]
-            only_deltas = all(sync.profile_for(dealer, paths).export_kind(f.name) == "delta" for f in waiting)
+            only_deltas = all(profile_for(dealer, paths).export_kind(f.name) == "delta" for f in waiting)
             requests.append(
                 dg.RunRequest(
                     run_key=f"{dealer.id}-{fingerprint}",
@@ -44,14 +43,18 @@ def build_sensors(dealer_sync, account_feeds) -> list:
         return requests
 
     @dg.run_status_sensor(
-        run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[dealer_sync], request_job=account_feeds,
-        name="account_feeds_after_dealer_run", minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING,
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[dealer_sync],
+        request_job=account_feeds,
+        name="account_feeds_after_dealer_run",
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def account_feeds_after_dealer_run(context: dg.RunStatusSensorContext, pipeline: PipelineResource):
         """A dealer's finished run re-assembles the account-wide files, so a sold car leaves Google within seconds too."""
         trigger = context.dagster_run.tags.get(TRIGGER_TAG, "manual")
         tags = {TRIGGER_TAG: trigger}
-        seen = sync.change_seen_at(pipeline.engine(), context.dagster_run.run_id)
+        seen = change_seen_at(pipeline.engine(), context.dagster_run.run_id)
         if seen is not None:
             tags[CHANGE_SEEN_TAG] = seen.isoformat()
         return dg.RunRequest(run_key=f"after-{context.dagster_run.run_id}", tags=tags)

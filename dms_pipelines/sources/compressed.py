@@ -63,5 +63,3 @@ def decompress(path: Path, destination: Path, max_uncompressed_bytes: int, label
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile, gzip.BadGzipFile) as error:
         destination.unlink(missing_ok=True)
         raise CompressedFileError(f"{label}: not a readable {path.suffix} file: {error}") from None
-
-

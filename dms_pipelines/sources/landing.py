@@ -1,25 +1,32 @@
 """Landing: copy ready export files into data/landing/<dealer>/ with a checksum and one manifest row each."""
 
 import hashlib
-import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Engine
 
-from dms_pipelines.formats.profile import MappingProfile
+from dms_pipelines.kernels.atomic import rename_into_place, temporary_sibling
 from dms_pipelines.operations.db import ingested_files
+from dms_pipelines.operations.statuses import TAKEN_FILE_STATUSES, FileStatus
 from dms_pipelines.sources.base import RemoteFile, Source, SourceError, name_problem, shown
 
 MAX_ATTEMPTS = 5
 BACKOFF_BASE_SECONDS = 60.0
 DIGITS = re.compile(r"\d+")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-DONE_STATES = ("landed", "processed", "duplicate", "superseded", "held")
+
+
+class ExportKinds(Protocol):
+    """What landing needs of a dealer's mapping profile (formats.profile.MappingProfile): which kind of export a file name is."""
+
+    def export_kind(self, file_name: str) -> str | None:
+        """'full', 'delta', or None for a name that is not one of the dealer's exports."""
+        ...
 
 
 @dataclass
@@ -73,13 +80,13 @@ def redelivered(connection, dealer_id: str, name: str, digest: str):
     with nothing landed since. Anything else is a new file in the sequence, whatever its bytes: a price back to an
     earlier value, a car sold again, the last good full export re-sent after a bad one.
     """
-    mine = and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status.in_(DONE_STATES))
+    mine = and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status.in_(TAKEN_FILE_STATUSES))
     same = and_(mine, ingested_files.c.file_name == name, ingested_files.c.sha256 == digest)
     if is_dated(name):
         return connection.execute(select(ingested_files.c.id, ingested_files.c.file_name).where(same).order_by(ingested_files.c.id)).first()
     last = connection.execute(
         select(ingested_files.c.id, ingested_files.c.file_name, ingested_files.c.sha256, ingested_files.c.status)
-        .where(and_(mine, ingested_files.c.status != "duplicate"))
+        .where(and_(mine, ingested_files.c.status != FileStatus.DUPLICATE))
         .order_by(ingested_files.c.id.desc())
     ).first()
     return last if last is not None and last.file_name == name and last.sha256 == digest else None
@@ -93,7 +100,7 @@ def land_files(
     source: Source,
     files: list[RemoteFile],
     dealer_id: str,
-    profile: MappingProfile,
+    profile: ExportKinds,
     landing_root: Path,
     engine: Engine,
     run_id: str | None = None,
@@ -122,7 +129,7 @@ def land_files(
                 )
                 .order_by(ingested_files.c.id.desc())
             ).first()
-        if previous is not None and previous.status != "retry":
+        if previous is not None and previous.status != FileStatus.RETRY:
             report.already_seen += 1
             continue
         if previous is not None and previous.next_attempt_at is not None:
@@ -136,7 +143,7 @@ def land_files(
             _record_fetch_failure(engine, previous, remote, dealer_id, kind, message, False, now, run_id)
             report.failed.append(message)
             continue
-        temporary = folder / f".incoming-{uuid.uuid4().hex}.part"
+        temporary = temporary_sibling(folder / "incoming", ".part")
         try:
             source.fetch(remote, temporary)
             digest = sha256_of(temporary)
@@ -145,36 +152,16 @@ def land_files(
             _record_fetch_failure(engine, previous, remote, dealer_id, kind, shown(str(error)), error.transient, now, run_id)
             report.failed.append(shown(f"{remote.name}: {error}"))
             continue
-        with engine.begin() as connection:
-            same_content = redelivered(connection, dealer_id, remote.name, digest)
-            values = dict(
-                dealer_id=dealer_id,
-                source_path=remote.path,
-                file_name=remote.name,
-                size_bytes=remote.size,
-                source_mtime=remote.mtime,
-                sha256=digest,
-                received_at=now,
-                export_kind=kind,
-                export_timestamp=export_timestamp(remote.name, remote.mtime),
-                attempts=(previous.attempts if previous else 0) + 1,
-                run_id=run_id,
-            )
-            if same_content is not None:
-                temporary.unlink(missing_ok=True)
-                values.update(status="duplicate", error=f"same content as file #{same_content.id} ({same_content.file_name})")
-                report.duplicates.append(remote.name)
-            else:
-                landed_path = folder / f"{now.strftime('%Y%m%dT%H%M%S')}_{digest[:8]}_{safe_local_name(remote.name)}"
-                os.replace(temporary, landed_path)
-                values.update(status="landed", landed_path=str(landed_path), error=None)
-            if previous is not None:
-                connection.execute(update(ingested_files).where(ingested_files.c.id == previous.id).values(**values))
-                file_id = previous.id
-            else:
-                file_id = connection.execute(insert(ingested_files).values(**values)).inserted_primary_key[0]
-            if values["status"] == "landed":
-                report.landed.append(file_id)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        try:
+            file_id, status = _record_landing(engine, previous, remote, dealer_id, kind, digest, temporary, folder, now, run_id, report)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a no-op once it is in place
+            raise
+        if status == FileStatus.LANDED:
+            report.landed.append(file_id)
         try:
             source.finish(remote)
         except SourceError as error:
@@ -182,11 +169,45 @@ def land_files(
     return report
 
 
+def _record_landing(engine, previous, remote, dealer_id, kind, digest, temporary, folder, now, run_id, report) -> tuple[int, FileStatus]:
+    """The fetched file's manifest row: a duplicate (the temporary removed), or landed (the temporary renamed into place,
+    durable before the row that says so is written)."""
+    with engine.begin() as connection:
+        same_content = redelivered(connection, dealer_id, remote.name, digest)
+        values = dict(
+            dealer_id=dealer_id,
+            source_path=remote.path,
+            file_name=remote.name,
+            size_bytes=remote.size,
+            source_mtime=remote.mtime,
+            sha256=digest,
+            received_at=now,
+            export_kind=kind,
+            export_timestamp=export_timestamp(remote.name, remote.mtime),
+            attempts=(previous.attempts if previous else 0) + 1,
+            run_id=run_id,
+        )
+        if same_content is not None:
+            temporary.unlink(missing_ok=True)
+            values.update(status=FileStatus.DUPLICATE, error=f"same content as file #{same_content.id} ({same_content.file_name})")
+            report.duplicates.append(remote.name)
+        else:
+            landed_path = folder / f"{now.strftime('%Y%m%dT%H%M%S')}_{digest[:8]}_{safe_local_name(remote.name)}"
+            rename_into_place(temporary, landed_path)  # fsynced, renamed, the folder fsynced: durable before the row says landed
+            values.update(status=FileStatus.LANDED, landed_path=str(landed_path), error=None)
+        if previous is not None:
+            connection.execute(update(ingested_files).where(ingested_files.c.id == previous.id).values(**values))
+            file_id = previous.id
+        else:
+            file_id = connection.execute(insert(ingested_files).values(**values)).inserted_primary_key[0]
+        return file_id, values["status"]
+
+
 def _record_fetch_failure(engine, previous, remote, dealer_id, kind, message, transient, now, run_id) -> None:
     attempts = (previous.attempts if previous else 0) + 1
     final = not transient or attempts >= MAX_ATTEMPTS
     values = dict(
-        status="failed" if final else "retry",
+        status=FileStatus.FAILED if final else FileStatus.RETRY,
         attempts=attempts,
         next_attempt_at=None if final else now + _backoff(attempts),
         error=message,

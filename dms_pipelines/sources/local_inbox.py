@@ -63,9 +63,7 @@ class LocalInboxSource:
                 raise SourceError(f"cannot copy {remote.path}: {error.strerror}", transient=True) from None
         copied = destination.stat().st_size
         if copied != remote.size:
-            raise SourceError(
-                f"{remote.path} changed while being copied: got {copied} of {remote.size} bytes", transient=True
-            )
+            raise SourceError(f"{remote.path} changed while being copied: got {copied} of {remote.size} bytes", transient=True)
 
     def finish(self, remote: RemoteFile) -> None:
         """The inbox keeps its files; landing is idempotent by checksum."""

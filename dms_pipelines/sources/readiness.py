@@ -20,8 +20,12 @@ def marker_name(file_name: str, marker_pattern: str) -> str:
 
 
 def ready_files(
-    listing: list[RemoteFile], previous: dict[str, FileObservation], now: float, stability_seconds: float,
-    marker_pattern: str | None = None, marker_names: set[str] | frozenset = frozenset(),
+    listing: list[RemoteFile],
+    previous: dict[str, FileObservation],
+    now: float,
+    stability_seconds: float,
+    marker_pattern: str | None = None,
+    marker_names: set[str] | frozenset = frozenset(),
 ) -> tuple[list[RemoteFile], dict[str, FileObservation]]:
     """The files ready to take, and the observations to keep for the next listing (state per file, never a watermark)."""
     ready, observations = [], {}

@@ -59,13 +59,21 @@ class SftpSettings:
             return value
 
         return cls(
-            host=config.host, port=config.port, username=config.username, known_hosts=resolve(config.known_hosts),
-            remote_dir=config.remote_dir, patterns=tuple(getattr(config, "patterns", ["*"])),
+            host=config.host,
+            port=config.port,
+            username=config.username,
+            known_hosts=resolve(config.known_hosts),
+            remote_dir=config.remote_dir,
+            patterns=tuple(getattr(config, "patterns", ["*"])),
             private_key_path=resolve(config.private_key_path) if config.private_key_path else None,
-            private_key_text=secret(config.private_key_env), password=secret(config.password_env),
-            connect_timeout=config.connect_timeout, channel_timeout=config.channel_timeout,
-            transfer_timeout=config.transfer_timeout, keepalive_interval=config.keepalive_interval,
-            marker_pattern=getattr(config, "marker_pattern", None), after_fetch=getattr(config, "after_fetch", "keep"),
+            private_key_text=secret(config.private_key_env),
+            password=secret(config.password_env),
+            connect_timeout=config.connect_timeout,
+            channel_timeout=config.channel_timeout,
+            transfer_timeout=config.transfer_timeout,
+            keepalive_interval=config.keepalive_interval,
+            marker_pattern=getattr(config, "marker_pattern", None),
+            after_fetch=getattr(config, "after_fetch", "keep"),
             move_to=getattr(config, "move_to", None),
         )
 
@@ -82,8 +90,7 @@ class RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client, hostname, key):
         raise SourceError(
-            f"host key for {hostname} is not in known_hosts {self.known_hosts}; offered {key.get_name()} {fingerprint(key)}; "
-            "verify it out of band and add it (ssh-keyscan) before connecting",
+            f"host key for {hostname} is not in known_hosts {self.known_hosts}; offered {key.get_name()} {fingerprint(key)}; verify it out of band and add it (ssh-keyscan) before connecting",
             transient=False,
         )
 
@@ -148,10 +155,17 @@ class SftpSource:
         client.set_missing_host_key_policy(RefuseUnknownHost(settings.known_hosts))
         try:
             client.connect(
-                settings.host, port=settings.port, username=settings.username, pkey=load_private_key(settings),
-                password=settings.password, timeout=settings.connect_timeout, banner_timeout=settings.connect_timeout,
-                auth_timeout=settings.connect_timeout, channel_timeout=settings.channel_timeout,
-                allow_agent=False, look_for_keys=False,
+                settings.host,
+                port=settings.port,
+                username=settings.username,
+                pkey=load_private_key(settings),
+                password=settings.password,
+                timeout=settings.connect_timeout,
+                banner_timeout=settings.connect_timeout,
+                auth_timeout=settings.connect_timeout,
+                channel_timeout=settings.channel_timeout,
+                allow_agent=False,
+                look_for_keys=False,
             )
         except SourceError:
             client.close()
@@ -272,7 +286,6 @@ class SftpSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
 
 
 def _is_marker(name: str, marker_pattern: str) -> bool:

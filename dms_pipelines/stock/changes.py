@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from dms_pipelines.kernels.frame_files import write_parquet_atomically
 from dms_pipelines.stock.merge import rows_at  # zero-copy slices: a spliced stock's columns hold many chunks
 from dms_pipelines.stock.schema import coerce_to_schema
 
@@ -84,8 +85,5 @@ def _empty_log(stock: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_log(state_dir: Path, dealer_id: str, log: ChangeLog) -> None:
-    from dms_pipelines.stock.store import write_parquet_atomically
-
     footer = {FULL_GENERATION_KEY: str(log.full_generation).encode(), GENERATION_KEY: str(log.generation).encode()}
     write_parquet_atomically(log.rows, log_path(state_dir, dealer_id), footer)
-

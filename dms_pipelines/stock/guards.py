@@ -14,8 +14,7 @@ def delisting_guard(rows_in_export: int, last_full_rows: int | None, min_share: 
         return "the full export has no vehicles; applying it would delist the whole dealer"
     if last_full_rows and rows_in_export < min_share * last_full_rows:
         return (
-            f"the full export has {rows_in_export} vehicles, fewer than {min_share:.0%} of the last accepted full export "
-            f"({last_full_rows}); held so that a truncated export cannot delist the dealer"
+            f"the full export has {rows_in_export} vehicles, fewer than {min_share:.0%} of the last accepted full export ({last_full_rows}); held so that a truncated export cannot delist the dealer"
         )
     return None
 

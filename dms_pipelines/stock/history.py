@@ -36,9 +36,20 @@ def empty_history() -> pd.DataFrame:
 
 
 def stock_history_dtypes() -> dict[str, str]:
-    return {"dealer_id": "string", "stock_id": "string", "version_hash": "string", "price": "Float64", "status": "string",
-            "mileage": "Int64", "make": "string", "model": "string", "date_in_stock": "datetime64[ns]",
-            "source_file": "string", "valid_from": "datetime64[us, UTC]", "valid_to": "datetime64[us, UTC]"}
+    return {
+        "dealer_id": "string",
+        "stock_id": "string",
+        "version_hash": "string",
+        "price": "Float64",
+        "status": "string",
+        "mileage": "Int64",
+        "make": "string",
+        "model": "string",
+        "date_in_stock": "datetime64[ns]",
+        "source_file": "string",
+        "valid_from": "datetime64[us, UTC]",
+        "valid_to": "datetime64[us, UTC]",
+    }
 
 
 def update_history(history: pd.DataFrame, stock: pd.DataFrame, at: datetime, changed_ids: set[str] | None = None) -> pd.DataFrame:

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dms_pipelines.kernels.frame_files import write_parquet_atomically
 from dms_pipelines.stock.changes import GENERATION_KEY, MIN_LOG_CAP, footer_generation
 from dms_pipelines.stock.history import HASH_SCHEME, empty_history, stock_history_dtypes, update_history
-from dms_pipelines.stock.store import write_parquet_atomically
 
 OPENED, CLOSED = "opened", "closed"
 

@@ -84,4 +84,3 @@ def _sorted(stock: pd.DataFrame) -> pd.DataFrame:
     if np.array_equal(order, np.arange(len(stock))):
         return stock.reset_index(drop=True)
     return stock.take(order).reset_index(drop=True)
-

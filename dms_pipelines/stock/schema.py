@@ -1,4 +1,4 @@
-"""The canonical vehicle: every field's type, group and meaning, and the Pandera schema built from them."""
+"""The canonical vehicle: every field's type, group and meaning, the Pandera schema built from them, and the shape of a row's issues."""
 
 from dataclasses import dataclass
 
@@ -70,6 +70,9 @@ REQUIRED_COLUMNS = [field.name for field in FIELDS if field.required]
 
 LINEAGE_COLUMNS = ["source_file", "source_row"]
 STOCK_COLUMNS = CANONICAL_COLUMNS + LINEAGE_COLUMNS
+# One problem found in one row, by mapping (formats.values) or by the row rules (stock.validate): an error quarantines
+# the row, a warning lets it through.
+ISSUE_COLUMNS = ["source_row", "stock_id", "field", "rule", "value", "severity", "message"]
 
 
 def pandas_dtype(field: CanonicalField) -> str:
@@ -81,6 +84,10 @@ def empty_stock() -> pd.DataFrame:
     frame["source_file"] = pd.Series(dtype="string")
     frame["source_row"] = pd.Series(dtype="Int64")
     return frame
+
+
+def empty_issues() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="Int64" if c == "source_row" else "string") for c in ISSUE_COLUMNS})
 
 
 def coerce_to_schema(frame: pd.DataFrame) -> pd.DataFrame:

@@ -3,8 +3,13 @@
 from dms_pipelines.stock.schema import FIELDS
 
 GROUP_TITLES = {
-    "identifiers": "Identifiers", "description": "Description", "state": "State", "numbers": "Numbers",
-    "content": "Content", "dates": "Dates", "private": "Private (never leaves the dealership)",
+    "identifiers": "Identifiers",
+    "description": "Description",
+    "state": "State",
+    "numbers": "Numbers",
+    "content": "Content",
+    "dates": "Dates",
+    "private": "Private (never leaves the dealership)",
 }
 
 

@@ -40,9 +40,7 @@ def _word_pattern(terms: dict[str, str]) -> str:
 
 DESCRIPTION_TERMS = {k: v for k, v in STANDARD_TERMS.items() if k not in FEATURE_ONLY}
 _DESCRIPTION_FIND = _word_pattern(DESCRIPTION_TERMS)
-_DESCRIPTION_REPLACE = re.compile(
-    r"(?<![A-Za-z0-9])(" + "|".join(re.escape(t) for t in sorted(DESCRIPTION_TERMS, key=len, reverse=True)) + r")(?![A-Za-z0-9])", re.IGNORECASE
-)
+_DESCRIPTION_REPLACE = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(re.escape(t) for t in sorted(DESCRIPTION_TERMS, key=len, reverse=True)) + r")(?![A-Za-z0-9])", re.IGNORECASE)
 _BY_UPPER = {k.upper(): v for k, v in STANDARD_TERMS.items()}
 
 
@@ -63,10 +61,7 @@ def normalise_features(features: pd.Series) -> pd.Series:
     """Each '|'-separated feature that is a known shorthand (as a whole item) replaced by the standard wording."""
     lookup = _BY_UPPER
     if not (isinstance(features.dtype, pd.StringDtype) and features.dtype.storage == "pyarrow"):
-        values = [
-            "|".join(lookup.get(item.strip().upper(), item) for item in cell.split("|")) if isinstance(cell, str) else None
-            for cell in features.to_numpy(dtype=object, na_value=None)
-        ]
+        values = ["|".join(lookup.get(item.strip().upper(), item) for item in cell.split("|")) if isinstance(cell, str) else None for cell in features.to_numpy(dtype=object, na_value=None)]
         return pd.Series(values, index=features.index, dtype="string")
     # Split in Arrow, then look each distinct item up once: a few dozen Python calls instead of one per item.
     cells = pa.array(features.array)

@@ -12,10 +12,9 @@ import pyarrow.compute as pc
 
 from dms_pipelines.config import Validation
 from dms_pipelines.kernels.arrow_text import string_buffers
-from dms_pipelines.formats.values import ISSUE_COLUMNS, empty_issues
 from dms_pipelines.kernels.parallel import Background, threads_for
 from dms_pipelines.stock.plates import age_identifier_for, age_identifier_start, plate_style
-from dms_pipelines.stock.schema import CANONICAL_SCHEMA, LIST_SEPARATOR
+from dms_pipelines.stock.schema import CANONICAL_SCHEMA, ISSUE_COLUMNS, LIST_SEPARATOR, empty_issues
 from dms_pipelines.stock.terminology import normalise_description, normalise_features
 
 VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
@@ -158,7 +157,14 @@ def validate_stock(
         _price_outliers(frame, issues, rules, today_ts, price_reference, exclude=placeholder | too_high)
 
         image_count, bad_url_rows = image_checks.result()
-    issues.add(frame["status"].isin(["available", "reserved"]).fillna(False) & (image_count < rules.min_images), "image_urls", "too_few_images", "warning", f"fewer than {rules.min_images} images", image_count.astype("string"))
+    issues.add(
+        frame["status"].isin(["available", "reserved"]).fillna(False) & (image_count < rules.min_images),
+        "image_urls",
+        "too_few_images",
+        "warning",
+        f"fewer than {rules.min_images} images",
+        image_count.astype("string"),
+    )
     issues.add(pd.Series(frame.index.isin(frame.index[bad_url_rows].unique()), index=frame.index), "image_urls", "image_url", "warning", "an image URL is not a well-formed http(s) URL")
 
     personal = frame["description"].str.contains(PERSONAL_DATA, regex=True).fillna(False)
@@ -239,6 +245,7 @@ def _price_outliers(frame, issues: _Issues, rules: Validation, today_ts, referen
     """Prices far below the group's median for the same make, model and age band (a slipped digit)."""
     if rules.price_outlier_share <= 0:
         return
+
     def keyed(data: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(
             {
@@ -249,6 +256,7 @@ def _price_outliers(frame, issues: _Issues, rules: Validation, today_ts, referen
             },
             index=data.index,
         )
+
     own = keyed(frame)
     pool = own[~exclude] if reference is None or reference.empty else pd.concat([keyed(reference), own[~exclude]], ignore_index=True)
     pool = pool.dropna()

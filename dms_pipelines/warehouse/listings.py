@@ -6,17 +6,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from dms_pipelines.kernels.frame_files import write_parquet_atomically
 from dms_pipelines.marketplaces.base import Rendered, listing_rows
 from dms_pipelines.marketplaces.registry import SPECS
-
-
-def _rows(rendered: Rendered) -> pd.DataFrame:
-    spec = SPECS[rendered.marketplace]
-    offered = spec.offered(rendered.items) if spec.offered is not None else None
-    return conform("marketplace_listings", listing_rows(rendered, offered))
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.stock.changes import GENERATION_KEY, MIN_LOG_CAP, footer_generation
-from dms_pipelines.stock.store import among, write_parquet_atomically
+from dms_pipelines.stock.store import among
 from dms_pipelines.warehouse.tables import conform, link_into, table_file
 
 ROWS_KEY = b"dms_pipelines.rows"  # in a changes file's footer: the dealer's rows with the changes in place
@@ -105,6 +100,12 @@ def publish_listings(paths: DataPaths, dealer_id: str) -> int:
         elif base_file.exists():
             rows += pq.read_metadata(base_file).num_rows
     return rows
+
+
+def _rows(rendered: Rendered) -> pd.DataFrame:
+    spec = SPECS[rendered.marketplace]
+    offered = spec.offered(rendered.items) if spec.offered is not None else None
+    return conform("marketplace_listings", listing_rows(rendered, offered))
 
 
 def _changes(paths: DataPaths, marketplace: str, dealer_id: str, generation: int) -> pd.DataFrame:

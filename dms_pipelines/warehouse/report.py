@@ -81,14 +81,23 @@ def render_drift(rows: list[dict]) -> str:
 
 def render_table(rows: list[dict]) -> str:
     columns = [
-        ("dealer_id", "dealer"), ("marketplace", "marketplace"), ("listed", "listed"), ("held_back", "held"),
-        ("mean_completeness", "complete"), ("success_rate", "success"), ("latency_p50_seconds", "p50 s"),
-        ("latency_p95_seconds", "p95 s"), ("calls_per_changed_vehicle", "calls/chg"), ("quarantine_open", "quarantine"),
+        ("dealer_id", "dealer"),
+        ("marketplace", "marketplace"),
+        ("listed", "listed"),
+        ("held_back", "held"),
+        ("mean_completeness", "complete"),
+        ("success_rate", "success"),
+        ("latency_p50_seconds", "p50 s"),
+        ("latency_p95_seconds", "p95 s"),
+        ("calls_per_changed_vehicle", "calls/chg"),
+        ("quarantine_open", "quarantine"),
     ]
+
     def cell(value):
         if value is None:
             return "-"
         return f"{value:g}" if isinstance(value, float) else str(value)
+
     table = [[title for _, title in columns]] + [[cell(row.get(key)) for key, _ in columns] for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     return "\n".join("  ".join(value.ljust(widths[i]) for i, value in enumerate(r)) for r in table)

@@ -1,8 +1,6 @@
 """The analysts' warehouse: one Parquet file per table and dealer, and a DuckDB file of views swapped in atomically."""
 
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -11,17 +9,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dms_pipelines.kernels.atomic import link_into_place, replace_with, write_bytes_atomically
+from dms_pipelines.kernels.frame_files import write_parquet_atomically
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.stock.changes import GENERATION_KEY
 from dms_pipelines.stock.history import stock_history_dtypes
 from dms_pipelines.stock.history_changes import HistoryLog
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, STOCK_COLUMNS, empty_stock
-from dms_pipelines.stock.store import write_parquet_atomically
 
 EMPTY_FILE = "_empty.parquet"
 LISTING_DTYPES = {
-    "dealer_id": "string", "marketplace": "string", "stock_id": "string", "listed": "boolean", "offered": "boolean", "completeness": "Float64",
-    "missing": "string", "held_reasons": "string",
+    "dealer_id": "string",
+    "marketplace": "string",
+    "stock_id": "string",
+    "listed": "boolean",
+    "offered": "boolean",
+    "completeness": "Float64",
+    "missing": "string",
+    "held_reasons": "string",
 }  # as kept: `listed` says the vehicle is in the feed; the view of the same name says what the marketplace shows
 
 
@@ -38,18 +43,42 @@ TABLE_SCHEMAS: dict[str, pd.DataFrame] = {
     "stock_current_changes": stock_current_empty(),
     "quarantine": _typed(
         {
-            "dealer_id": "string", "file_id": "Int64", "source_file": "string", "source_row": "Int64", "stock_id": "string",
-            "field": "string", "rule": "string", "value": "string", "severity": "string", "message": "string",
-            "first_seen": "datetime64[us, UTC]", "status": "string",
+            "dealer_id": "string",
+            "file_id": "Int64",
+            "source_file": "string",
+            "source_row": "Int64",
+            "stock_id": "string",
+            "field": "string",
+            "rule": "string",
+            "value": "string",
+            "severity": "string",
+            "message": "string",
+            "first_seen": "datetime64[us, UTC]",
+            "status": "string",
         }
     ),
     "ingested_files": _typed(
         {
-            "id": "Int64", "dealer_id": "string", "source_path": "string", "file_name": "string", "size_bytes": "Int64",
-            "source_mtime": "Float64", "sha256": "string", "landed_path": "string", "received_at": "datetime64[us, UTC]",
-            "export_kind": "string", "export_timestamp": "string", "status": "string", "attempts": "Int64",
-            "rows_total": "Int64", "rows_accepted": "Int64", "rows_quarantined": "Int64", "encoding": "string",
-            "error": "string", "warnings": "string", "processed_at": "datetime64[us, UTC]",
+            "id": "Int64",
+            "dealer_id": "string",
+            "source_path": "string",
+            "file_name": "string",
+            "size_bytes": "Int64",
+            "source_mtime": "Float64",
+            "sha256": "string",
+            "landed_path": "string",
+            "received_at": "datetime64[us, UTC]",
+            "export_kind": "string",
+            "export_timestamp": "string",
+            "status": "string",
+            "attempts": "Int64",
+            "rows_total": "Int64",
+            "rows_accepted": "Int64",
+            "rows_quarantined": "Int64",
+            "encoding": "string",
+            "error": "string",
+            "warnings": "string",
+            "processed_at": "datetime64[us, UTC]",
         }
     ),
 }
@@ -62,37 +91,80 @@ TABLE_SCHEMAS |= {
     "marketplace_listings_changes": _typed(LISTING_DTYPES | {"removed": "boolean"}),
     "deliveries": _typed(
         {
-            "id": "Int64", "run_id": "string", "marketplace": "string", "dealer_id": "string", "item_key": "string",
-            "action": "string", "content_hash": "string", "outcome": "string", "http_status": "Int64", "calls": "Int64",
-            "error": "string", "trigger": "string", "change_seen_at": "datetime64[us, UTC]",
-            "started_at": "datetime64[us, UTC]", "finished_at": "datetime64[us, UTC]",
+            "id": "Int64",
+            "run_id": "string",
+            "marketplace": "string",
+            "dealer_id": "string",
+            "item_key": "string",
+            "action": "string",
+            "content_hash": "string",
+            "outcome": "string",
+            "http_status": "Int64",
+            "calls": "Int64",
+            "error": "string",
+            "trigger": "string",
+            "change_seen_at": "datetime64[us, UTC]",
+            "started_at": "datetime64[us, UTC]",
+            "finished_at": "datetime64[us, UTC]",
         }
     ),
     "dead_letters": _typed(
         {
-            "id": "Int64", "marketplace": "string", "dealer_id": "string", "item_key": "string", "action": "string",
-            "content_hash": "string", "payload": "string", "http_status": "Int64", "message": "string",
-            "created_at": "datetime64[us, UTC]", "replayed_at": "datetime64[us, UTC]", "replay_outcome": "string",
+            "id": "Int64",
+            "marketplace": "string",
+            "dealer_id": "string",
+            "item_key": "string",
+            "action": "string",
+            "content_hash": "string",
+            "payload": "string",
+            "http_status": "Int64",
+            "message": "string",
+            "created_at": "datetime64[us, UTC]",
+            "replayed_at": "datetime64[us, UTC]",
+            "replay_outcome": "string",
         }
     ),
     "marketplace_drift": _typed(
         {
-            "id": "Int64", "run_id": "string", "dealer_id": "string", "marketplace": "string", "checked_at": "datetime64[us, UTC]",
-            "vehicles_checked": "Int64", "missing": "Int64", "extra": "Int64", "stale": "Int64", "sold_live": "Int64", "error": "string",
+            "id": "Int64",
+            "run_id": "string",
+            "dealer_id": "string",
+            "marketplace": "string",
+            "checked_at": "datetime64[us, UTC]",
+            "vehicles_checked": "Int64",
+            "missing": "Int64",
+            "extra": "Int64",
+            "stale": "Int64",
+            "sold_live": "Int64",
+            "error": "string",
             "stock_ids": "string",
         }
     ),
     "drift_items": _typed({"dealer_id": "string", "marketplace": "string", "stock_id": "string", "kind": "string", "checked_at": "datetime64[us, UTC]"}),
     "sync_runs": _typed(
         {
-            "run_id": "string", "dealer_id": "string", "trigger": "string", "started_at": "datetime64[us, UTC]",
-            "finished_at": "datetime64[us, UTC]", "files": "Int64", "records": "Int64", "accepted": "Int64",
-            "quarantined": "Int64", "held": "Int64", "vehicles": "Int64", "problems": "Int64", "outcome": "string",
+            "run_id": "string",
+            "dealer_id": "string",
+            "trigger": "string",
+            "started_at": "datetime64[us, UTC]",
+            "finished_at": "datetime64[us, UTC]",
+            "files": "Int64",
+            "records": "Int64",
+            "accepted": "Int64",
+            "quarantined": "Int64",
+            "held": "Int64",
+            "vehicles": "Int64",
+            "problems": "Int64",
+            "outcome": "string",
         }
     ),
 }
 
-BASE_VIEWS = {"stock_current": "stock_current_base", "stock_history": "stock_history_base", "marketplace_listings": "marketplace_listings_base"}  # tables whose files are a base, shown under their name by a view below
+BASE_VIEWS = {
+    "stock_current": "stock_current_base",
+    "stock_history": "stock_history_base",
+    "marketplace_listings": "marketplace_listings_base",
+}  # tables whose files are a base, shown under their name by a view below
 
 VIEWS: dict[str, str] = {
     "stock_current": """
@@ -198,13 +270,10 @@ def _base_copy(paths: DataPaths, table: str, dealer_id: str, base_file: Path, ba
 
 def link_into(source: Path, target: Path) -> None:
     """`target` becomes `source`'s bytes, atomically: a hard link (no copy) where the filesystem allows, else a copy."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        os.link(source, temporary)
+        link_into_place(source, target)
     except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+        replace_with(target, lambda temporary: shutil.copyfile(source, temporary))
 
 
 def publish(paths: DataPaths, dealer_id: str, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
@@ -239,20 +308,27 @@ def ensure_catalog(paths: DataPaths) -> Path:
 def rebuild_catalog(paths: DataPaths) -> Path:
     """Build a fresh DuckDB file of views over the Parquet files and swap it in; a reader holding the old file keeps reading it."""
     paths.warehouse_tables.mkdir(parents=True, exist_ok=True)
-    temporary = paths.warehouse_db.with_name(f".{paths.warehouse_db.name}.{uuid.uuid4().hex}.tmp")
-    connection = duckdb.connect(str(temporary))
-    try:
-        for table, empty in TABLE_SCHEMAS.items():
-            folder = paths.warehouse_tables / table
-            if not (folder / EMPTY_FILE).exists():
-                write_parquet_atomically(conform(table, empty), folder / EMPTY_FILE)
-            pattern = str(folder.resolve() / "*.parquet").replace("'", "''")
-            connection.execute(f"CREATE VIEW {BASE_VIEWS.get(table, table)} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)")
-        for name, sql in VIEWS.items():
-            connection.execute(f"CREATE VIEW {name} AS {sql}")
-        connection.execute("CHECKPOINT")
-    finally:
-        connection.close()
-    os.replace(temporary, paths.warehouse_db)
-    _version_file(paths).write_text(catalog_version())
+    replace_with(paths.warehouse_db, lambda temporary: _build_catalog(paths, temporary))
+    write_bytes_atomically(_version_file(paths), catalog_version().encode())
     return paths.warehouse_db
+
+
+def _build_catalog(paths: DataPaths, database: Path) -> None:
+    """The catalog's views, written to a new DuckDB file at `database` (its write-ahead log removed if building fails)."""
+    try:
+        connection = duckdb.connect(str(database))
+        try:
+            for table, empty in TABLE_SCHEMAS.items():
+                folder = paths.warehouse_tables / table
+                if not (folder / EMPTY_FILE).exists():
+                    write_parquet_atomically(conform(table, empty), folder / EMPTY_FILE)
+                pattern = str(folder.resolve() / "*.parquet").replace("'", "''")
+                connection.execute(f"CREATE VIEW {BASE_VIEWS.get(table, table)} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)")
+            for name, sql in VIEWS.items():
+                connection.execute(f"CREATE VIEW {name} AS {sql}")
+            connection.execute("CHECKPOINT")
+        finally:
+            connection.close()
+    except BaseException:
+        database.with_name(database.name + ".wal").unlink(missing_ok=True)
+        raise

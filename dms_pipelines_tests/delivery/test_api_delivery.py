@@ -8,8 +8,8 @@ import pytest
 from dms_pipelines.delivery import api_delivery, ledger
 from dms_pipelines.delivery.diff import apply, diff
 from dms_pipelines.delivery.retry import RetryPolicy, backoff_delay, call_with_retries
-from dms_pipelines.delivery.simulator import StockApiSimulator
 from dms_pipelines.delivery.stock_api import ApiError, StockApiClient
+from dms_pipelines.devtools.simulator import StockApiSimulator
 from dms_pipelines.marketplaces import autotrader
 from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.operations.db import dead_letters, engine_for
@@ -18,6 +18,7 @@ from dms_pipelines_tests.marketplaces.fixtures import fixed_dealer, fixed_stock
 
 TOKEN = "sim-token-123456"
 ADVERTISER = "ADV-1"
+SPEC = autotrader.SPEC
 
 
 @pytest.fixture
@@ -32,7 +33,9 @@ def engine(tmp_path):
 
 
 def client_for(simulator, waits=None) -> StockApiClient:
-    return StockApiClient(simulator.base_url, TOKEN, timeout=1.0, policy=RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, deadline_seconds=10), sleep=(waits.append if waits is not None else lambda s: None))
+    return StockApiClient(
+        simulator.base_url, TOKEN, timeout=1.0, policy=RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, deadline_seconds=10), sleep=(waits.append if waits is not None else lambda s: None)
+    )
 
 
 def items(stock: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -57,28 +60,28 @@ def consistent(simulator, wanted: pd.DataFrame) -> bool:
 def test_first_run_creates_every_vehicle_then_nothing_when_unchanged(simulator, engine):
     client = client_for(simulator)
     wanted = items()
-    report = api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    report = api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, wanted)
     assert report.created == len(wanted) and report.calls == len(wanted)
     assert consistent(simulator, wanted)
     calls = simulator.calls
-    again = api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    again = api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, wanted)
     assert again.calls == 0 and simulator.calls == calls and again.unchanged == len(wanted)
 
 
 def test_item_hashes_change_with_any_field_and_only_then():
     wanted = items()
-    hashes = api_delivery.item_hashes(wanted)
+    hashes = api_delivery.item_hashes(SPEC, wanted)
     assert set(hashes) == set(wanted["external_reference"]) and len(set(hashes.values())) == len(wanted)
-    assert api_delivery.item_hashes(wanted.copy()) == hashes
+    assert api_delivery.item_hashes(SPEC, wanted.copy()) == hashes
     for column in ("amount_gbp", "lifecycle_state", "images", "description"):
         changed = wanted.copy()
         changed.at[0, column] = changed.at[1, column] if changed.at[1, column] != changed.at[0, column] else None
-        assert api_delivery.item_hashes(changed)[wanted.at[0, "external_reference"]] != hashes[wanted.at[0, "external_reference"]], column
+        assert api_delivery.item_hashes(SPEC, changed)[wanted.at[0, "external_reference"]] != hashes[wanted.at[0, "external_reference"]], column
     images = wanted.copy()
     lists = images["images"].tolist()
     lists[0] = list(lists[0])[:-1]
     images["images"] = pd.Series(lists, index=images.index, dtype=images["images"].dtype)
-    assert api_delivery.item_hashes(images)[wanted.at[0, "external_reference"]] != hashes[wanted.at[0, "external_reference"]]
+    assert api_delivery.item_hashes(SPEC, images)[wanted.at[0, "external_reference"]] != hashes[wanted.at[0, "external_reference"]]
 
 
 def test_item_hashes_are_the_same_for_arrow_lists_and_python_lists():
@@ -86,7 +89,7 @@ def test_item_hashes_are_the_same_for_arrow_lists_and_python_lists():
     wanted = items()
     as_objects = wanted.assign(**{name: pd.Series([list(v) for v in wanted[name].tolist()], index=wanted.index, dtype=object) for name in ("images", "features")})
     assert isinstance(wanted["images"].dtype, pd.ArrowDtype) and as_objects["images"].dtype == object
-    assert api_delivery.item_hashes(as_objects) == api_delivery.item_hashes(wanted)
+    assert api_delivery.item_hashes(SPEC, as_objects) == api_delivery.item_hashes(SPEC, wanted)
 
 
 def earlier_scheme_hash(item: dict) -> str:
@@ -100,28 +103,28 @@ def earlier_scheme_hash(item: dict) -> str:
 def test_acknowledgements_under_the_old_hash_are_not_resent(simulator, engine):
     client = client_for(simulator)
     wanted = items()
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, wanted)
     rows = ledger.ledger_rows(engine, "autotrader", "leeds")
     for key, row in rows.items():  # as an earlier version left them: sha256 of the item as the hash
-        old_hash = earlier_scheme_hash(api_delivery.desired_items(wanted)[key])
+        old_hash = earlier_scheme_hash(api_delivery.desired_items(SPEC, wanted)[key])
         ledger.mark_acknowledged(engine, "autotrader", "leeds", key, old_hash, row["external_id"], row["state"], row["content"])
     calls = simulator.calls
-    again = api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    again = api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, wanted)
     assert again.calls == 0 and simulator.calls == calls and again.unchanged == len(wanted)
     assert all(r["content_hash"].startswith(api_delivery.HASH_SCHEME) for r in ledger.ledger_rows(engine, "autotrader", "leeds").values())
     changed = wanted.copy()
     changed.loc[0, "amount_gbp"] = int(changed.loc[0, "amount_gbp"]) - 100
-    assert api_delivery.deliver(engine, client, "leeds", ADVERTISER, changed).updated == 1
+    assert api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, changed).updated == 1
 
 
 def test_calls_equal_the_changed_vehicles(simulator, engine):
     client = client_for(simulator)
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items())
     stock = fixed_stock()
     stock.loc[stock["stock_id"] == "A0001", "price"] = 11995.0
     stock.loc[stock["stock_id"] == "A0004", "status"] = "sold"
     stock = stock[stock["stock_id"] != "A0005"]
-    report = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+    report = api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items(stock))
     assert (report.updated, report.deleted, report.created) == (2, 1, 0) and report.calls == 3
     live = by_reference(simulator)
     assert live["A0001"][0]["adverts"]["retailAdverts"]["suppliedPrice"]["amountGBP"] == 11995
@@ -134,10 +137,10 @@ def test_a_failing_marketplace_heals_on_the_next_run(simulator, engine):
     client = client_for(simulator)
     simulator.fail_next(40, status=503)
     STATS["faults injected"] += 1
-    first = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    first = api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items())
     assert first.failed > 0 and first.dead_lettered == 0
     simulator.reset_failures()
-    second = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    second = api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items())
     assert second.failed == 0 and consistent(simulator, items())
 
 
@@ -146,7 +149,7 @@ def test_rate_limits_honour_retry_after(simulator, engine):
     client = client_for(simulator, waits)
     simulator.rate_limit_next(1, retry_after=0.3)
     STATS["faults injected"] += 1
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items())
     assert waits and waits[0] >= 0.3 and consistent(simulator, items())
 
 
@@ -154,49 +157,49 @@ def test_a_permanent_error_dead_letters_that_vehicle_only(simulator, engine):
     client = client_for(simulator)
     simulator.reject("A0002", status=422, message="registration YD71KPR does not match this vehicle")
     STATS["faults injected"] += 1
-    report = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    report = api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items())
     assert report.dead_lettered == 1 and report.created == len(items()) - 1
     rejected = [r for r in simulator.request_log if r[2] == 422]
     assert len(rejected) == 1  # never retried
     with engine.connect() as connection:
         letters = connection.execute(dead_letters.select()).mappings().all()
-    assert [(l["item_key"], l["http_status"]) for l in letters] == [("A0002", 422)] and "does not match" in letters[0]["message"]
+    assert [(letter["item_key"], letter["http_status"]) for letter in letters] == [("A0002", 422)] and "does not match" in letters[0]["message"]
     calls = simulator.calls
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items())
     assert simulator.calls == calls  # the same refused content is not sent again until it changes
 
 
 def test_a_crash_between_sending_and_recording_creates_no_duplicate(simulator, engine):
     client = client_for(simulator)
     wanted = items()
-    item = api_delivery.desired_items(wanted)["A0001"]
-    digest = api_delivery.item_hashes(wanted)["A0001"]
+    item = api_delivery.desired_items(SPEC, wanted)["A0001"]
+    digest = api_delivery.item_hashes(SPEC, wanted)["A0001"]
     ledger.mark_pending(engine, "autotrader", "leeds", "A0001", digest)
     client.create(ADVERTISER, autotrader.create_payload(item), "different-key-from-a-crashed-process")  # sent, then the process died
     STATS["faults injected"] += 1
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, wanted)
     live = by_reference(simulator)
     assert len(live["A0001"]) == 1 and consistent(simulator, wanted)
 
 
 def test_rerunning_with_the_same_idempotency_key_never_duplicates(simulator, engine, tmp_path):
     wanted = items()
-    api_delivery.deliver(engine, client_for(simulator), "leeds", ADVERTISER, wanted)
+    api_delivery.deliver(engine, client_for(simulator), SPEC, "leeds", ADVERTISER, wanted)
     other_engine = engine_for(f"sqlite:///{tmp_path / 'lost-ledger.sqlite'}")  # a run whose ledger writes were all lost
-    api_delivery.deliver(other_engine, client_for(simulator), "leeds", ADVERTISER, wanted)
+    api_delivery.deliver(other_engine, client_for(simulator), SPEC, "leeds", ADVERTISER, wanted)
     assert consistent(simulator, wanted)
 
 
 def test_nightly_reconciliation_brings_back_a_listing_deleted_by_hand(simulator, engine):
     client = client_for(simulator)
     wanted = items()
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, wanted)
     victim = by_reference(simulator)["A0001"][0]["metadata"]["stockId"]
     simulator.delete_by_hand(victim)
     STATS["faults injected"] += 1
-    assert api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted).calls == 0  # the ledger alone cannot know
-    assert api_delivery.reconcile(engine, client, "leeds", ADVERTISER, wanted) == 1
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    assert api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, wanted).calls == 0  # the ledger alone cannot know
+    assert api_delivery.reconcile(engine, client, SPEC, "leeds", ADVERTISER, wanted) == 1
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, wanted)
     assert consistent(simulator, wanted)
 
 
@@ -252,7 +255,7 @@ def test_a_price_that_goes_up_and_back_reaches_the_marketplace_each_time(simulat
     original = float(stock.loc[stock["stock_id"] == "A0001", "price"].iloc[0])
     for price in (original, original + 500, original, original + 500, original):
         stock.loc[stock["stock_id"] == "A0001", "price"] = price
-        report = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+        report = api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items(stock))
         assert report.failed == report.dead_lettered == 0
         assert live_price(simulator, "A0001") == int(price + 0.5)  # the API applied it, not answered from its idempotency cache
 
@@ -262,7 +265,7 @@ def test_a_sale_cancelled_and_made_again_is_sold_on_the_marketplace(simulator, e
     stock = fixed_stock()
     for status in ("available", "sold", "available", "sold"):
         stock.loc[stock["stock_id"] == "A0003", "status"] = status
-        api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+        api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items(stock))
         live = by_reference(simulator)["A0003"]
         assert len(live) == 1 and live[0]["metadata"]["lifecycleState"] == ("SOLD" if status == "sold" else "FORECOURT"), status
 
@@ -272,22 +275,22 @@ def test_a_vehicle_removed_added_and_removed_again_is_withdrawn_each_time(simula
     stock = fixed_stock()
     for present in (True, False, True, False):
         current = stock if present else stock[stock["stock_id"] != "A0005"]
-        api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(current))
+        api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items(current))
         assert ("A0005" in by_reference(simulator)) is present, present
 
 
 def test_a_retry_of_the_same_unacknowledged_change_reuses_its_idempotency_key(simulator, engine):
     client = client_for(simulator)
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items())
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items())
     stock = fixed_stock()
     stock.loc[stock["stock_id"] == "A0001", "price"] = 4321.0
     simulator.drop_next(10)  # every attempt of this run is lost: the change stays unacknowledged
     STATS["faults injected"] += 1
-    first = api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+    first = api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items(stock))
     assert first.failed == 1
     seq = ledger.ledger_rows(engine, "autotrader", "leeds", {"A0001"})["A0001"]["change_seq"]
     simulator.reset_failures()
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items(stock))
     row = ledger.ledger_rows(engine, "autotrader", "leeds", {"A0001"})["A0001"]
     assert row["change_seq"] == seq and row["status"] == "acknowledged" and live_price(simulator, "A0001") == 4321
 
@@ -296,14 +299,14 @@ def test_reconciliation_adopts_a_listing_the_ledger_does_not_know_and_withdraws_
     client = client_for(simulator)
     wanted = items()
     known = wanted[wanted["external_reference"] != "A0002"]
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, known)
-    item = api_delivery.desired_items(wanted)["A0002"]
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, known)
+    item = api_delivery.desired_items(SPEC, wanted)["A0002"]
     client.create(ADVERTISER, autotrader.create_payload(item), "made-by-another-system")  # live, never in our ledger
     stray = dict(item, external_reference="Z9999")
     client.create(ADVERTISER, autotrader.create_payload(stray), "a-stray-listing")  # a car we do not have
     STATS["faults injected"] += 1
-    assert api_delivery.reconcile(engine, client, "leeds", ADVERTISER, wanted) == 2
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, wanted)
+    assert api_delivery.reconcile(engine, client, SPEC, "leeds", ADVERTISER, wanted) == 2
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, wanted)
     assert consistent(simulator, wanted)  # adopted, not duplicated; the stray one withdrawn
 
 
@@ -312,18 +315,18 @@ def test_the_drift_oracle_reads_what_the_stock_api_shows(simulator, engine):
 
     client = client_for(simulator)
     stock = fixed_stock()
-    api_delivery.deliver(engine, client, "leeds", ADVERTISER, items(stock))
+    api_delivery.deliver(engine, client, SPEC, "leeds", ADVERTISER, items(stock))
     statuses = lambda ids: dict(zip(stock["stock_id"], stock["status"]))  # noqa: E731
-    assert api_drift("leeds", "autotrader", items(stock), client.search(ADVERTISER), statuses).clean
+    assert api_drift("leeds", SPEC, items(stock), client.search(ADVERTISER), statuses).clean
     listed = client.search(ADVERTISER)
     for item in listed:  # the marketplace adds its own fields, also inside list items: not drift
         item["media"]["images"] = [dict(image, imageId="x1") for image in item["media"]["images"]]
-    assert api_drift("leeds", "autotrader", items(stock), listed, statuses).clean
+    assert api_drift("leeds", SPEC, items(stock), listed, statuses).clean
     sold = stock.assign(status=stock["status"].where(stock["stock_id"] != "A0001", "sold"))
     repriced = sold.assign(price=sold["price"].where(sold["stock_id"] != "A0002", 1234.0))
-    drift = api_drift("leeds", "autotrader", items(repriced), listed, statuses)
+    drift = api_drift("leeds", SPEC, items(repriced), listed, statuses)
     assert (drift.sold_live, drift.stale, drift.missing, drift.extra) == (["A0001"], ["A0002"], [], [])
     twice = listed[0]["metadata"]["externalStockReference"]
-    drift = api_drift("leeds", "autotrader", items(stock[~stock["stock_id"].isin(["A0003", "A0004"])]), listed + listed[:1], statuses)
+    drift = api_drift("leeds", SPEC, items(stock[~stock["stock_id"].isin(["A0003", "A0004"])]), listed + listed[:1], statuses)
     assert sorted(drift.extra) == sorted({twice, "A0004"})  # listed twice; offered although the feed no longer has it
     assert drift.sold_live == []  # A0003 is there as SOLD: left as sold is not drift

@@ -6,7 +6,12 @@ import random
 import pytest
 
 from dms_pipelines.delivery.retry import (
-    PERMANENT_STATUSES, TRANSIENT_STATUSES, RetryPolicy, backoff_delay, call_with_retries, is_transient_status,
+    PERMANENT_STATUSES,
+    TRANSIENT_STATUSES,
+    RetryPolicy,
+    backoff_delay,
+    call_with_retries,
+    is_transient_status,
 )
 
 
@@ -37,8 +42,14 @@ class FakeTime:
 
 def run(operation, policy: RetryPolicy, time: FakeTime, **kwargs):
     return call_with_retries(
-        operation, policy, is_transient=lambda e: isinstance(e, Transient), retry_after=lambda e: getattr(e, "retry_after", None),
-        sleep=time.sleep, clock=time.clock, rng=random.Random(1), **kwargs,
+        operation,
+        policy,
+        is_transient=lambda e: isinstance(e, Transient),
+        retry_after=lambda e: getattr(e, "retry_after", None),
+        sleep=time.sleep,
+        clock=time.clock,
+        rng=random.Random(1),
+        **kwargs,
     )
 
 

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from dms_pipelines.delivery.retry import RetryPolicy
-from dms_pipelines.delivery.simulator import StockApiSimulator
 from dms_pipelines.delivery.stock_api import ApiError, StockApiClient, parse_retry_after
+from dms_pipelines.devtools.simulator import StockApiSimulator
 
 TOKEN = "sim-secret-token-5f1c9e"
 ADVERTISER = "ADV-100"
@@ -49,7 +49,9 @@ def test_create_patch_search_round_trip(simulator, client):
     stock_id = created["metadata"]["stockId"]
     assert created["metadata"]["versionNumber"] == 1 and created["metadata"]["externalStockReference"] == "A0001"
 
-    patched = client.patch(ADVERTISER, stock_id, {"adverts": {"retailAdverts": {"suppliedPrice": {"amountGBP": 9495}}}, "media": {"images": [{"href": "https://img.example/3.jpg"}]}}, "key-price-A0001")
+    patched = client.patch(
+        ADVERTISER, stock_id, {"adverts": {"retailAdverts": {"suppliedPrice": {"amountGBP": 9495}}}, "media": {"images": [{"href": "https://img.example/3.jpg"}]}}, "key-price-A0001"
+    )
     assert patched["metadata"]["versionNumber"] == 2
     assert patched["adverts"]["retailAdverts"]["suppliedPrice"]["amountGBP"] == 9495
     assert patched["adverts"]["retailAdverts"]["autotraderAdvert"]["status"] == "PUBLISHED"  # untouched fields kept

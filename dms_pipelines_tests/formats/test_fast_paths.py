@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from dms_pipelines.formats.profile import FieldMapping, find_profile
 from dms_pipelines.formats.reader import FIELD_END, read_export
 from dms_pipelines.formats.values import SPACE, _convert, _list, _mask
-from dms_pipelines.paths import PROJECT_ROOT
+from dms_pipelines.paths import BUILTIN_PROFILES
 from dms_pipelines_tests.formats.test_reader import star_document, star_item
 
-PROFILES = [PROJECT_ROOT / "data" / "profiles"]
+PROFILES = [BUILTIN_PROFILES]
 
 
 def column(*values: str | None) -> pa.ChunkedArray:
@@ -146,7 +146,7 @@ def test_a_date_outside_the_representable_range_fails_its_row_only():
 def test_the_byte_scan_finds_what_a_per_value_check_finds(monkeypatch):
     import random
 
-    from dms_pipelines.formats import arrow_text
+    from dms_pipelines.kernels import arrow_text
 
     monkeypatch.setattr(arrow_text, "SCAN_BLOCK", 3)  # hits across block edges, too
     rng = random.Random(3)
@@ -165,7 +165,7 @@ def test_the_byte_scan_finds_what_a_per_value_check_finds(monkeypatch):
 def test_columns_converted_on_threads_give_what_one_thread_gives(layout, tmp_path: Path, monkeypatch):
     """A big export's columns are converted in parallel; the rows and issues (planted defects included) are the same."""
     import dms_pipelines.formats.values as values
-    from dms_pipelines.sample.generator import SampleDealer, generate_group
+    from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 
     generate_group(tmp_path, [SampleDealer("leeds", "Leeds Motors", layout)], 400, seed=7)
     [export] = sorted((tmp_path / "leeds").glob("*_full_*"))

@@ -8,9 +8,9 @@ import pytest
 from dms_pipelines.formats.profile import ProfileError, find_profile, load_profile
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError
-from dms_pipelines.paths import PROJECT_ROOT
+from dms_pipelines.paths import BUILTIN_PROFILES
 
-PROFILES = [PROJECT_ROOT / "data" / "profiles"]
+PROFILES = [BUILTIN_PROFILES]
 NAVIGATOR_HEADER = (
     "Stock,Reg,ChassisNo,Make,Model,Derivative,Trim,BodyType,FuelType,Transmission,Doors,Seats,EngineSize,CO2,Colour,"
     "Mileage,RegDate,Year,Type,NewUsed,Retail,WebPrice,PreviousPrice,GuideRetailprice,VATStatus,OrderStatus,"
@@ -21,13 +21,37 @@ NAVIGATOR_HEADER = (
 
 def navigator_row(stock: str, price: str = "12995", description: str = "Lovely car", reg: str = "AB71CDE") -> str:
     values = {
-        "Stock": stock, "Reg": reg, "ChassisNo": "WF0XXXGCDXKA12345", "Make": "Ford", "Model": "Fiesta",
-        "Derivative": "1.0 EcoBoost Titanium 5dr", "Trim": "Titanium", "BodyType": "Hatchback", "FuelType": "Petrol",
-        "Transmission": "Manual", "Doors": "5", "Seats": "5", "EngineSize": "999", "CO2": "110", "Colour": "Blue",
-        "Mileage": "20000", "RegDate": "05/10/21", "Year": "2021", "Type": "Car", "NewUsed": "Used", "WebPrice": price,
-        "VATStatus": "Marginal", "OrderStatus": "In Stock", "DateInStock": "01/11/2026", "AdvertisingText": description,
-        "Features": "A/C;Sat Nav", "Images": "https://i.example/1.jpg;https://i.example/2.jpg", "KeyCode": "K-77",
-        "CostPrice": "9000", "InternalMemo": "PX from Mrs Smith", "PreviousKeeper": "Mrs Smith",
+        "Stock": stock,
+        "Reg": reg,
+        "ChassisNo": "WF0XXXGCDXKA12345",
+        "Make": "Ford",
+        "Model": "Fiesta",
+        "Derivative": "1.0 EcoBoost Titanium 5dr",
+        "Trim": "Titanium",
+        "BodyType": "Hatchback",
+        "FuelType": "Petrol",
+        "Transmission": "Manual",
+        "Doors": "5",
+        "Seats": "5",
+        "EngineSize": "999",
+        "CO2": "110",
+        "Colour": "Blue",
+        "Mileage": "20000",
+        "RegDate": "05/10/21",
+        "Year": "2021",
+        "Type": "Car",
+        "NewUsed": "Used",
+        "WebPrice": price,
+        "VATStatus": "Marginal",
+        "OrderStatus": "In Stock",
+        "DateInStock": "01/11/2026",
+        "AdvertisingText": description,
+        "Features": "A/C;Sat Nav",
+        "Images": "https://i.example/1.jpg;https://i.example/2.jpg",
+        "KeyCode": "K-77",
+        "CostPrice": "9000",
+        "InternalMemo": "PX from Mrs Smith",
+        "PreviousKeeper": "Mrs Smith",
     }
     return ",".join(values.get(name, "") for name in NAVIGATOR_HEADER.split(","))
 
@@ -95,7 +119,6 @@ def test_empty_and_undecodable_files_are_refused(tmp_path):
     (tmp_path / "b.csv").write_bytes(NAVIGATOR_HEADER.encode() + b"\r\n\x81\x8d\x8f\r\n")
     with pytest.raises(MappingError, match="cannot decode"):
         read_export(tmp_path / "b.csv", profile, "leeds")
-
 
 
 def test_a_utf8_export_is_streamed_from_disk_and_reads_as_its_bytes_would(tmp_path, monkeypatch):

@@ -1,17 +1,16 @@
 """Every hostile export either parses to canonical rows or fails with the engine's own error naming the file; nothing escapes."""
 
-
 import pytest
 
 from dms_pipelines.formats.profile import find_profile
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError
-from dms_pipelines.paths import PROJECT_ROOT
+from dms_pipelines.paths import BUILTIN_PROFILES
 from dms_pipelines.sources.landing import safe_local_name
 from dms_pipelines_tests.hostile.corpus import EITHER, HOSTILE_REMOTE_NAMES, PARSES, REFUSED, SECRET_FILE_MARKER, corpus
 from dms_pipelines_tests.hostile.stats import STATS
 
-PROFILES = [PROJECT_ROOT / "data" / "profiles"]
+PROFILES = [BUILTIN_PROFILES]
 CORPUS = corpus()
 
 

@@ -6,9 +6,9 @@ import dagster as dg
 import duckdb
 import yaml
 
-from dms_pipelines.cli import run_sync
 from dms_pipelines.config import load_settings
-from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
+from dms_pipelines.orchestration.drivers import run_sync
 from dms_pipelines_tests.hostile.corpus import SECRET_FILE_MARKER, corpus
 from dms_pipelines_tests.hostile.stats import STATS
 
@@ -54,23 +54,28 @@ def test_no_secret_reaches_a_log_or_an_event(data_root, paths, sshd_server, remo
     config_file = data_root / "config" / "dms_pipelines.yaml"
     raw = yaml.safe_load(config_file.read_text())
     raw["dealers"][0]["source"] = {
-        "kind": "sftp", "host": server.host, "port": server.port, "username": server.username, "known_hosts": str(server.known_hosts),
-        "remote_dir": str(remote), "patterns": ["stock_*.csv"], "private_key_env": "DMS_LEEDS_SFTP_KEY", "stability_seconds": 0,
+        "kind": "sftp",
+        "host": server.host,
+        "port": server.port,
+        "username": server.username,
+        "known_hosts": str(server.known_hosts),
+        "remote_dir": str(remote),
+        "patterns": ["stock_*.csv"],
+        "private_key_env": "DMS_LEEDS_SFTP_KEY",
+        "stability_seconds": 0,
     }
     raw["marketplaces"]["autotrader"]["destination"]["token_env"] = "DMS_SECRET_TOKEN"
     config_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     monkeypatch.setenv("DMS_LEEDS_SFTP_KEY", key)
     monkeypatch.setenv("DMS_SECRET_TOKEN", token)  # not the simulator's token: every API call fails with 401
-    settings = load_settings(config_file)
+    load_settings(config_file)  # the edited configuration is still valid: what fails is the secret, not the file
     generate_group(remote.parent / "gen", [SampleDealer("leeds", "Leeds", "navigator_csv")], 60, seed=8)
     for file in (remote.parent / "gen" / "leeds").iterdir():
         file.rename(remote / file.name)
     caplog.set_level(logging.DEBUG)
     run_sync(["leeds"], echo=lambda line: None)
     instance = dg.DagsterInstance.get()
-    events = "\n".join(
-        str(record.dagster_event or "") + str(record.user_message or "") for run in instance.get_runs() for record in instance.all_logs(run.run_id)
-    )
+    events = "\n".join(str(record.dagster_event or "") + str(record.user_message or "") for run in instance.get_runs() for record in instance.all_logs(run.run_id))
     everything = caplog.text + events + "".join(p.read_text(errors="replace") for p in paths.root.rglob("*.json") if p.is_file())
     secrets = [token, key.strip().splitlines()[1]]
     leaked = sum(everything.count(secret) for secret in secrets)

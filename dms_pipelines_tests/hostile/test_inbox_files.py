@@ -11,23 +11,23 @@ import duckdb
 import pytest
 from sqlalchemy import select
 
-from dms_pipelines import sync
 from dms_pipelines.definitions import build_definitions
+from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 from dms_pipelines.formats.profile import find_profile
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.safe_xml import UnsafeXmlError, check_prolog
 from dms_pipelines.formats.values import MappingError
 from dms_pipelines.operations.db import engine_for, ingested_files
 from dms_pipelines.orchestration.resources import PipelineResource
-from dms_pipelines.paths import PROJECT_ROOT
-from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.paths import BUILTIN_PROFILES
+from dms_pipelines.pipeline import ingest
 from dms_pipelines.sources.landing import land_files
 from dms_pipelines.sources.local_inbox import LocalInboxSource
 from dms_pipelines_tests.formats.test_reader import star_document, star_item
 from dms_pipelines_tests.hostile.corpus import SECRET_FILE_MARKER
 from dms_pipelines_tests.hostile.stats import STATS
 
-PROFILES = [PROJECT_ROOT / "data" / "profiles"]
+PROFILES = [BUILTIN_PROFILES]
 FORGED = "2026-11-21 ERROR forged: everything is fine"
 ENTITY_VALUE = "pwned-by-entity"
 
@@ -315,13 +315,13 @@ def test_an_empty_file_is_reported_only_once_it_is_stable(paths, settings):
     (inbox / "stock_full_20261121_0200.csv").write_bytes(b"")
     (inbox / "stock_delta_20261121_0300.csv").write_bytes(b"")
     engine = engine_for(paths.operations_db_url)
-    source = sync.open_source(dealer, paths)
-    assert sync.ready_files(source, dealer, engine, now=1000.0) == []  # a writer may still be filling them
+    source = ingest.open_source(dealer, paths)
+    assert ingest.ready_files(source, dealer, engine, now=1000.0) == []  # a writer may still be filling them
     (inbox / "stock_delta_20261121_0300.csv").write_bytes(b"Stock\r\n")  # and this one it was
-    assert sync.ready_files(source, dealer, engine, now=1020.0) == []
-    ready = sync.ready_files(source, dealer, engine, now=1031.0)
+    assert ingest.ready_files(source, dealer, engine, now=1020.0) == []
+    ready = ingest.ready_files(source, dealer, engine, now=1031.0)
     assert [(f.name, f.problem is not None) for f in ready] == [("stock_full_20261121_0200.csv", True)]
-    report = land_files(source, ready, "leeds", sync.profile_for(dealer, paths), paths.landing, engine)
+    report = land_files(source, ready, "leeds", ingest.profile_for(dealer, paths), paths.landing, engine)
     assert len(report.failed) == 1 and report.failed[0].startswith("stock_full_20261121_0200.csv: empty file")
     assert [p for p in paths.landing.rglob("*") if p.is_file()] == []
 

@@ -11,12 +11,12 @@ from dms_pipelines.delivery.diff import apply, diff
 from dms_pipelines.formats.profile import find_profile
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError
-from dms_pipelines.paths import PROJECT_ROOT
+from dms_pipelines.paths import BUILTIN_PROFILES
 from dms_pipelines.stock.schema import STOCK_COLUMNS
 from dms_pipelines_tests.formats.test_reader import NAVIGATOR_HEADER, star_document, star_item
 from dms_pipelines_tests.hostile.stats import STATS
 
-PROFILES = [PROJECT_ROOT / "data" / "profiles"]
+PROFILES = [BUILTIN_PROFILES]
 NAVIGATOR = find_profile("navigator_csv", PROFILES)
 STAR = find_profile("star5_xml", PROFILES)
 cell = st.text(alphabet=string.printable + "£€é–\x00", max_size=30)

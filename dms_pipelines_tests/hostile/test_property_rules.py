@@ -7,16 +7,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dms_pipelines.config import Validation
-from dms_pipelines.marketplaces import autotrader, carsnip, google, meta, website
+from dms_pipelines.marketplaces import autotrader, google, meta, website
 from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.marketplaces.registry import SPECS
 from dms_pipelines.stock.schema import coerce_to_schema
 from dms_pipelines.stock.validate import validate_stock
-from dms_pipelines_tests.marketplaces.fixtures import fixed_dealer, vehicle
+from dms_pipelines_tests.marketplaces.fixtures import file_bytes, fixed_dealer, vehicle
 
 BAD = {
-    "price": [None, 0.0, 99999.0, -5.0], "registration": ["XX", "AB72CDE", None], "year": [1850, 2031],
-    "vin": ["SHORT", "WF0XXXGCDXKA1234O"], "status": ["on_order"], "make": [None], "mileage": [-1],
+    "price": [None, 0.0, 99999.0, -5.0],
+    "registration": ["XX", "AB72CDE", None],
+    "year": [1850, 2031],
+    "vin": ["SHORT", "WF0XXXGCDXKA1234O"],
+    "status": ["on_order"],
+    "make": [None],
+    "mileage": [-1],
 }
 
 
@@ -59,11 +64,16 @@ def test_private_values_never_reach_any_marketplace(private):
     ]
     stock = coerce_to_schema(pd.DataFrame(rows))
     dealer = fixed_dealer()
-    rendered = {name: render_for(SPECS[name], stock, dealer, dealer.marketplaces[name]) for name in SPECS}
+    rendered = {name: render_for(SPECS[name], stock, dealer, dealer.marketplaces[name]) for name in SPECS if name in dealer.marketplaces}
+    assert set(rendered) == set(SPECS)  # the fixed dealer publishes to every marketplace of the registry
     outputs = [
-        google.serialise(rendered["google"].items), website.serialise(rendered["website"].items, dealer),
-        meta.serialise(rendered["meta"].items, "csv"), meta.serialise(rendered["meta"].items, "xml"),
-        carsnip.serialise_vehicles(rendered["carsnip"].items), autotrader.serialise(rendered["autotrader"].items),
+        google.serialise(rendered["google"].items),
+        website.serialise(rendered["website"].items, dealer),
+        meta.serialise(rendered["meta"].items, "csv"),
+        meta.serialise(rendered["meta"].items, "xml"),
+        file_bytes("carsnip", "_vehicles.csv", rendered["carsnip"].items, dealer),
+        file_bytes("carsnip", "_dealer.csv", rendered["carsnip"].items, dealer),
+        autotrader.serialise(rendered["autotrader"].items),
     ]
     everything = b"".join(outputs).decode("utf-8")
     for key, memo, keeper, cost in private:

@@ -20,14 +20,16 @@ class Export:
 
 
 def _rows(n: int = 5) -> pd.DataFrame:
-    return pd.DataFrame({
-        "stock_id": pd.Series([f"S{i}" for i in range(n)], dtype="string"),
-        "label": pd.Series(["a", None, "ç", "", "x"][:n] * (n // 5 or 1), dtype="str")[:n],
-        "price": pd.Series([1.5, None, 3.0, 4.0, 5.0][:n], dtype="Float64"),
-        "doors": pd.Series([3, 5, None, 5, 3][:n], dtype="Int64"),
-        "seen": pd.to_datetime(["2026-11-01", None, "2026-11-03", "2026-11-04", "2026-11-05"][:n]),
-        "images": pd.Series([["a", "b"], [], None, ["c"], ["d"]][:n], dtype=pd.ArrowDtype(pa.large_list(pa.large_string()))),
-    })
+    return pd.DataFrame(
+        {
+            "stock_id": pd.Series([f"S{i}" for i in range(n)], dtype="string"),
+            "label": pd.Series(["a", None, "ç", "", "x"][:n] * (n // 5 or 1), dtype="str")[:n],
+            "price": pd.Series([1.5, None, 3.0, 4.0, 5.0][:n], dtype="Float64"),
+            "doors": pd.Series([3, 5, None, 5, 3][:n], dtype="Int64"),
+            "seen": pd.to_datetime(["2026-11-01", None, "2026-11-03", "2026-11-04", "2026-11-05"][:n]),
+            "images": pd.Series([["a", "b"], [], None, ["c"], ["d"]][:n], dtype=pd.ArrowDtype(pa.large_list(pa.large_string()))),
+        }
+    )
 
 
 def test_frames_and_the_rest_come_back_equal(tmp_path):

@@ -9,12 +9,33 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from dms_pipelines.marketplaces import autotrader, carsnip, google, meta, website
+from dms_pipelines.marketplaces import autotrader, google, meta, website
 from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.marketplaces.registry import SPECS
-from dms_pipelines_tests.marketplaces.fixtures import PRIVATE_MARKERS, fixed_dealer, fixed_stock
+from dms_pipelines_tests.marketplaces.fixtures import PRIVATE_MARKERS, file_bytes, fixed_dealer, fixed_stock
 
 GOLDEN = Path(__file__).parent / "golden"
+# Carsnip reads its files by column position: the order its spec lists them in (help.carsnip.com, "How to format your stock feed")
+CARSNIP_VEHICLE_COLUMNS = [
+    "Feed_Id",
+    "Vehicle_Id",
+    "Cap_Id",
+    "Make",
+    "Model",
+    "Variant",
+    "Year",
+    "Price",
+    "FullRegistration",
+    "Mileage",
+    "PictureRefs",
+    "Vehicle_URL",
+    "Colour",
+    "FuelType",
+    "BodyType",
+    "Doors",
+    "EngineSize",
+]
+CARSNIP_DEALER_COLUMNS = ["Dealer_Id", "DealerName", "Postcode", "BuildingName", "BuildingNumber", "StreetName", "Locality", "Town", "Phone", "EmailAddress", "WebsiteURL"]
 
 
 def rendered(name: str):
@@ -29,8 +50,8 @@ def outputs() -> dict[str, bytes]:
         "website.json": website.serialise(rendered("website").items, dealer),
         "meta.csv": meta.serialise(rendered("meta").items, "csv"),
         "meta.xml": meta.serialise(rendered("meta").items, "xml"),
-        "carsnip_dealer.csv": carsnip.serialise_dealer(dealer, dealer.marketplaces["carsnip"]),
-        "carsnip_vehicles.csv": carsnip.serialise_vehicles(rendered("carsnip").items),
+        "carsnip_dealer.csv": file_bytes("carsnip", "_dealer.csv", rendered("carsnip").items, dealer),
+        "carsnip_vehicles.csv": file_bytes("carsnip", "_vehicles.csv", rendered("carsnip").items, dealer),
         "autotrader.jsonl": autotrader.serialise(rendered("autotrader").items),
     }
 
@@ -91,7 +112,7 @@ def test_meta_enums_pending_and_description_limit():
     root = etree.fromstring(outputs()["meta.xml"], etree.XMLParser(resolve_entities=False, no_network=True))
     listings = root.findall("listing")
     assert len(listings) == len(rows)
-    assert all(l.find("address/component[@name='city']").text == "Leeds" and l.find("image/url") is not None for l in listings)
+    assert all(item.find("address/component[@name='city']").text == "Leeds" and item.find("image/url") is not None for item in listings)
 
 
 def test_the_bad_vin_still_reaches_the_others():
@@ -101,11 +122,11 @@ def test_the_bad_vin_still_reaches_the_others():
 
 def test_carsnip_files_in_column_order():
     vehicles = csv_rows(outputs()["carsnip_vehicles.csv"])
-    assert list(vehicles[0]) == carsnip.VEHICLE_COLUMNS
+    assert list(vehicles[0]) == CARSNIP_VEHICLE_COLUMNS
     assert "A0002" in [v["Vehicle_Id"] for v in vehicles] and "A0003" not in [v["Vehicle_Id"] for v in vehicles]
     assert all(v["Feed_Id"] == "CS-LEEDS" and v["Price"].isdigit() and len(v["PictureRefs"].split(",")) >= 2 for v in vehicles)
     dealer = csv_rows(outputs()["carsnip_dealer.csv"])
-    assert list(dealer[0]) == carsnip.DEALER_COLUMNS and dealer[0]["Postcode"] == "LS3 1JL" and dealer[0]["BuildingNumber"] == "120"
+    assert list(dealer[0]) == CARSNIP_DEALER_COLUMNS and dealer[0]["Postcode"] == "LS3 1JL" and dealer[0]["BuildingNumber"] == "120"
 
 
 def test_autotrader_payloads():

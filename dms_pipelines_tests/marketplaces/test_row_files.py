@@ -11,19 +11,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dms_pipelines.marketplaces import carsnip, meta, website
+from dms_pipelines.devtools.sample.generator import _vehicles
+from dms_pipelines.marketplaces import meta, website
 from dms_pipelines.marketplaces.base import KEY, render_for
 from dms_pipelines.marketplaces.registry import SPECS
 from dms_pipelines.marketplaces.row_files import spliced, whole
-from dms_pipelines.sample.generator import _vehicles
 from dms_pipelines.stock.schema import coerce_to_schema
-from dms_pipelines_tests.marketplaces.fixtures import fixed_dealer, fixed_stock
+from dms_pipelines_tests.marketplaces.fixtures import feed_file, fixed_dealer, fixed_stock
 
 LAYOUTS = {
     "website": lambda dealer: website.row_file(dealer),
     "meta": lambda dealer: meta.row_file("csv"),
     "meta_tsv": lambda dealer: meta.row_file("tsv"),
-    "carsnip": lambda dealer: carsnip.VEHICLE_FILE,
+    "carsnip": lambda dealer: feed_file("carsnip", "_vehicles.csv", dealer).rows,
 }
 
 
@@ -109,7 +109,7 @@ def test_a_chain_of_deltas_rebuilt_from_bytes_equals_the_whole_file(name, seed, 
 
 def test_the_index_points_at_each_row_and_its_vehicle(tmp_path: Path):
     dealer = fixed_dealer()
-    content, index = _build(carsnip.VEHICLE_FILE, _stock(30, 3), dealer, "carsnip")
+    content, index = _build(feed_file("carsnip", "_vehicles.csv", dealer).rows, _stock(30, 3), dealer, "carsnip")
     table = index.table.to_pydict()
     lines = content.decode("utf-8").split("\r\n")[1:-1]
     assert len(lines) == len(table["stock_id"]) > 0
@@ -123,10 +123,10 @@ def test_keys_out_of_order_or_missing_keep_no_index():
     items = render_for(SPECS["carsnip"], _stock(5, 1), dealer, dealer.marketplaces["carsnip"]).items
     broken = items.copy()
     broken.loc[0, "Vehicle_Id"] = None
-    built = whole(carsnip.VEHICLE_FILE, broken)
+    built = whole(feed_file("carsnip", "_vehicles.csv").rows, broken)
     b"".join(bytes(piece) for piece in built)
     assert built.index is None
-    assert isinstance(whole(carsnip.VEHICLE_FILE, items).index, type(None))  # not known before the pieces are taken
+    assert isinstance(whole(feed_file("carsnip", "_vehicles.csv").rows, items).index, type(None))  # not known before the pieces are taken
     ids = pa.array(items[KEY].astype(str))
     assert len(ids) == len(items)
 
@@ -166,12 +166,12 @@ def test_a_kept_part_opens_with_the_index_of_that_very_file(tmp_path: Path):
 
     dealer = fixed_dealer()
     items = render_for(SPECS["carsnip"], _stock(10, 2), dealer, dealer.marketplaces["carsnip"]).items
-    built = whole(carsnip.VEHICLE_FILE, items)
+    built = whole(feed_file("carsnip", "_vehicles.csv").rows, items)
     feed_cache.keep(tmp_path, "carsnip", "leeds", "v.csv", stage(tmp_path / "staging", "v.csv", built), built.index, 3, "fp")
     handle, index = feed_cache.open_kept(tmp_path, "carsnip", "leeds", "v.csv")
     with handle:
         assert index is not None and index.table.equals(built.index.table)
-        assert handle.read() == b"".join(bytes(p) for p in whole(carsnip.VEHICLE_FILE, items))
+        assert handle.read() == b"".join(bytes(p) for p in whole(feed_file("carsnip", "_vehicles.csv").rows, items))
     kept = feed_cache.kept_path(tmp_path, "carsnip", "leeds", "v.csv")
     kept.write_bytes(kept.read_bytes() + b"x\r\n")  # replaced by something its index does not describe
     handle, index = feed_cache.open_kept(tmp_path, "carsnip", "leeds", "v.csv")

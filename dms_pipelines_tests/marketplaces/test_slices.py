@@ -7,23 +7,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dms_pipelines.dealer_run import deliver_pieces
 from dms_pipelines.delivery.snapshot import LocalFolder
 from dms_pipelines.delivery.staging import stage
-from dms_pipelines.marketplaces import carsnip, google, meta, website
+from dms_pipelines.kernels.parallel import ordered_map
+from dms_pipelines.marketplaces import google, meta, website
 from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.marketplaces.registry import SPECS
+from dms_pipelines.marketplaces.row_files import whole
 from dms_pipelines.operations.db import engine_for
-from dms_pipelines.kernels.parallel import ordered_map
 from dms_pipelines.paths import DataPaths
-from dms_pipelines_tests.marketplaces.fixtures import fixed_dealer, fixed_stock
+from dms_pipelines.pipeline.feeds import deliver_pieces
+from dms_pipelines_tests.marketplaces.fixtures import feed_file, fixed_dealer, fixed_stock
 from dms_pipelines_tests.marketplaces.test_feeds import GOLDEN
 
 PARTS = {
     "google.csv": ("google", lambda items, dealer, rows: google.serialise_parts(items, part_rows=rows)),
     "website.json": ("website", lambda items, dealer, rows: website.serialise_parts(items, dealer, part_rows=rows)),
     "meta.csv": ("meta", lambda items, dealer, rows: meta.serialise_parts(items, "csv", part_rows=rows)),
-    "carsnip_vehicles.csv": ("carsnip", lambda items, dealer, rows: carsnip.serialise_vehicle_parts(items, part_rows=rows)),
+    "carsnip_vehicles.csv": ("carsnip", lambda items, dealer, rows: iter(whole(feed_file("carsnip", "_vehicles.csv", dealer).rows, items, rows))),
 }
 
 

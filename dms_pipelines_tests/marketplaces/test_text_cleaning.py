@@ -5,10 +5,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dms_pipelines.marketplaces.base import _clean_each, _cleaned, _is_empty, cut_at_word
-from dms_pipelines.marketplaces.carsnip import _image_count as carsnip_image_count
+from dms_pipelines.marketplaces.registry import SPECS
 
-PIECES = ["a", "Ford", " ", "  ", "\t", "\n", "\r", "\xa0", "\u2003", "\x00", "\x0b", "\x1c", "\x7f", "<b>", "</p", ">", "&amp;",
-          "&", "£", "é", "🚗", ".", ",", "\u0085", "\u3000"]
+PIECES = ["a", "Ford", " ", "  ", "\t", "\n", "\r", "\xa0", "\u2003", "\x00", "\x0b", "\x1c", "\x7f", "<b>", "</p", ">", "&amp;", "&", "£", "é", "🚗", ".", ",", "\u0085", "\u3000"]
 
 
 @settings(max_examples=400, deadline=None)
@@ -36,7 +35,7 @@ def test_numbers_and_dates_are_blank_only_when_missing():
 
 
 @given(st.lists(st.lists(st.sampled_from(["a", ",", "", "é", " "]), max_size=6).map("".join) | st.none(), max_size=20))
-def test_carsnip_counts_picture_references_as_commas_plus_one(values):
+def test_carsnip_counts_its_non_empty_picture_references(values):
     refs = pd.Series(values, dtype="string")
-    expected = refs.fillna("").str.count(",") + refs.notna().astype(int)
-    assert carsnip_image_count(refs).tolist() == expected.tolist()
+    expected = refs.fillna("").map(lambda text: sum(1 for part in text.split(",") if part))
+    assert SPECS["carsnip"].image_count(pd.DataFrame({"PictureRefs": refs})).tolist() == expected.tolist()

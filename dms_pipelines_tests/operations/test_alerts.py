@@ -3,12 +3,12 @@
 import socket
 import threading
 
-from dms_pipelines.operations.alerts import notify
-from dms_pipelines.config import parse_settings
-from dms_pipelines_tests.operations.alert_hook import AlertHook
-from dms_pipelines_tests.conftest import COMMITTED_CONFIG
-
 import yaml
+
+from dms_pipelines.config import parse_settings
+from dms_pipelines.operations.alerts import notify
+from dms_pipelines_tests.conftest import COMMITTED_CONFIG
+from dms_pipelines_tests.operations.alert_hook import AlertHook
 
 
 def settings_with(alerts: dict):
@@ -36,7 +36,8 @@ def test_smtp_receives_the_alert():
     def tiny_smtp():
         connection, _ = listener.accept()
         stream = connection.makefile("rwb")
-        stream.write(b"220 localhost ESMTP\r\n"); stream.flush()
+        stream.write(b"220 localhost ESMTP\r\n")
+        stream.flush()
         in_data = False
         for raw in stream:
             line = raw.decode().rstrip("\r\n")
@@ -51,7 +52,8 @@ def test_smtp_receives_the_alert():
                 in_data = True
                 stream.write(b"354 go ahead\r\n")
             elif line.upper() == "QUIT":
-                stream.write(b"221 bye\r\n"); stream.flush()
+                stream.write(b"221 bye\r\n")
+                stream.flush()
                 break
             else:
                 stream.write(b"250 ok\r\n")

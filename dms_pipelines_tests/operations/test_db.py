@@ -64,12 +64,12 @@ def test_a_database_from_before_group_runs_keeps_its_sync_runs_and_takes_one_row
     import sqlite3
     from datetime import datetime, timezone
 
-    from dms_pipelines.sync import record_sync_run
+    from dms_pipelines.operations.manifest import record_sync_run
 
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as old:  # the table as earlier versions created it
         old.execute(
-            "CREATE TABLE sync_runs (run_id VARCHAR(64) NOT NULL, dealer_id VARCHAR(64) NOT NULL, \"trigger\" VARCHAR(32), started_at DATETIME, "
+            'CREATE TABLE sync_runs (run_id VARCHAR(64) NOT NULL, dealer_id VARCHAR(64) NOT NULL, "trigger" VARCHAR(32), started_at DATETIME, '
             "finished_at DATETIME NOT NULL, files INTEGER, records INTEGER, accepted INTEGER, quarantined INTEGER, held INTEGER, "
             "vehicles INTEGER, outcome VARCHAR(16) NOT NULL, PRIMARY KEY (run_id))"
         )

@@ -2,8 +2,8 @@
 
 import os
 import subprocess
-from datetime import datetime
 import sys
+from datetime import datetime
 
 import dagster as dg
 
@@ -48,7 +48,11 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DMS_PIPELINES_DATA", "DMS_PIPELINES_CONFIG")} | {"DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180, env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "All code locations passed validation" in result.stdout + result.stderr

@@ -8,7 +8,7 @@ import dagster as dg
 import duckdb
 
 from dms_pipelines.definitions import build_definitions
-from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 
 
 def run_leeds(defs, instance, **kwargs):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dms_pipelines.definitions import build_definitions
-from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS
 
 
@@ -65,9 +65,7 @@ def test_three_dealers_end_to_end(paths, settings, generated):
     for dealer in ("leeds", "york", "sheffield"):
         document = json.loads((paths.outbox / "website" / f"{dealer}.json").read_text(encoding="utf-8"))
         assert document["vehicle_count"] == len(document["vehicles"]) > 0
-    outputs = (paths.outbox / "google" / "vehicle_listings.csv").read_text(encoding="utf-8") + "".join(
-        p.read_text(encoding="utf-8") for p in (paths.outbox / "website").glob("*.json")
-    )
+    outputs = (paths.outbox / "google" / "vehicle_listings.csv").read_text(encoding="utf-8") + "".join(p.read_text(encoding="utf-8") for p in (paths.outbox / "website").glob("*.json"))
     for secret_marker in ("PX from", "KeyCode", "cost_price"):
         assert secret_marker not in outputs
 
@@ -120,17 +118,15 @@ def test_a_truncated_full_export_is_held_and_the_stock_stays(paths, settings, ge
         assert db.execute("SELECT count(*) FROM stock_current WHERE dealer_id = 'leeds'").fetchall()[0][0] == before
         held = db.execute("SELECT error FROM ingested_files WHERE status = 'held'").fetchall()
         assert len(held) == 1 and "fewer than 70%" in held[0][0]
-    released = defs.resolve_job_def("dealer_sync").execute_in_process(
-        instance=instance, partition_key="leeds", run_config={"ops": {"landed_exports": {"config": {"release_held": True}}}}
-    )
+    released = defs.resolve_job_def("dealer_sync").execute_in_process(instance=instance, partition_key="leeds", run_config={"ops": {"landed_exports": {"config": {"release_held": True}}}})
     assert released.success
     with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
         assert db.execute("SELECT count(*) FROM stock_current WHERE dealer_id = 'leeds'").fetchall()[0][0] < 10
 
 
 def test_a_sold_car_leaves_every_marketplace_through_the_fast_path(paths, settings, generated):
-    from dms_pipelines.cli import run_sync
-    from dms_pipelines.fast_path import sell_one_car, still_listed
+    from dms_pipelines.devtools.fast_path import sell_one_car, still_listed
+    from dms_pipelines.orchestration.drivers import run_sync
 
     run_sync(echo=lambda line: None, trigger="nightly")
     sale = sell_one_car(paths, settings, "leeds", run_sync)
@@ -144,12 +140,11 @@ def test_a_sold_car_leaves_every_marketplace_through_the_fast_path(paths, settin
 
 
 def test_a_quarantined_row_keeps_the_last_good_version_unless_it_says_sold(paths, settings, tmp_path):
-    from dms_pipelines.sync import update_stock, validate_parsed
-    from dms_pipelines.formats.reader import read_export
     from dms_pipelines.formats.profile import find_profile
+    from dms_pipelines.formats.reader import read_export
     from dms_pipelines.operations.db import engine_for
+    from dms_pipelines.pipeline.ingest import ParsedExport, update_stock, validate_parsed
     from dms_pipelines.stock.store import read_stock
-    from dms_pipelines.sync import ParsedExport
     from dms_pipelines_tests.formats.test_reader import NAVIGATOR_HEADER, navigator_row
 
     paths.state.mkdir(parents=True, exist_ok=True)
@@ -176,7 +171,7 @@ def test_a_quarantined_row_keeps_the_last_good_version_unless_it_says_sold(paths
 
 
 def test_an_unreadable_newer_full_export_never_hides_the_good_one_before_it(paths, settings, generated):
-    from dms_pipelines.cli import run_sync
+    from dms_pipelines.orchestration.drivers import run_sync
 
     good = sorted((paths.inbox / "leeds").glob("stock_full_*.csv"))[0]
     (paths.inbox / "leeds" / "stock_full_20261121_0230.csv").write_bytes(b"garbage,header\r\n1,2\r\n")
@@ -190,26 +185,25 @@ def test_an_unreadable_newer_full_export_never_hides_the_good_one_before_it(path
 
 def _whole_files(paths, settings, dealer_id: str, marketplace: str) -> dict[str, bytes]:
     """The dealer's files for `marketplace` built whole from its current stock, as a nightly run builds them."""
-    from dms_pipelines.dealer_run import snapshot_files
-    from dms_pipelines.marketplaces.registry import render_dealer
+    from dms_pipelines.marketplaces.registry import SPECS
+    from dms_pipelines.pipeline.feeds import file_pieces, render_dealer
     from dms_pipelines.stock.store import read_stock
 
     dealer = settings.dealer(dealer_id)
-    rendered = render_dealer(dealer, read_stock(paths.state, dealer_id), marketplace)
-    files = snapshot_files(marketplace, rendered, dealer, settings.marketplaces[marketplace].file_format)
+    rendered = render_dealer(SPECS[marketplace], dealer, read_stock(paths.state, dealer_id))
+    files = file_pieces(SPECS[marketplace], rendered, dealer, settings)
     return {name: b"".join(bytes(piece) for piece in pieces) for name, pieces in files.items()}
 
 
 def test_a_delta_rebuilds_the_dealer_files_from_the_changed_vehicles_alone(paths, settings, generated):
     from datetime import datetime, timezone
 
-    from dms_pipelines.fast_path import write_sale
+    from dms_pipelines.devtools.fast_path import write_sale
 
     instance = dg.DagsterInstance.ephemeral()
     run_everything(settings, paths, instance)
     dealer = settings.dealer("leeds")
     from dms_pipelines.stock.store import read_stock, stock_path
-
     from dms_pipelines.warehouse.tables import table_file
 
     sold_id, _ = write_sale(paths, "leeds", dealer.profile, datetime(2026, 11, 22, 10, 5, tzinfo=timezone.utc))
@@ -235,67 +229,70 @@ def test_a_delta_rebuilds_the_dealer_files_from_the_changed_vehicles_alone(paths
     assert metadata["google_listings"]["rebuilt_from_changed_vehicles"].value == 1
     assert metadata["autotrader_listings"]["rebuilt_from_changed_vehicles"].value == 1
     from dms_pipelines.marketplaces.base import listing_rows
-    from dms_pipelines.marketplaces.registry import render_dealer as render_whole
+    from dms_pipelines.marketplaces.registry import SPECS
+    from dms_pipelines.pipeline.feeds import render_dealer as render_whole
 
     with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
         for marketplace, asset in (("google", "google_listings"), ("website", "website_feed"), ("meta", "meta_feed"), ("carsnip", "carsnip_feed")):
-            whole = listing_rows(render_whole(dealer, read_stock(paths.state, "leeds"), marketplace))
+            whole = listing_rows(render_whole(SPECS[marketplace], dealer, read_stock(paths.state, "leeds")))
             seen = db.execute(f"SELECT stock_id, listed FROM marketplace_listings WHERE dealer_id = 'leeds' AND marketplace = '{marketplace}' ORDER BY stock_id").fetchall()
             assert seen == sorted(zip(whole["stock_id"].astype(str), whole["listed"].astype(bool)))  # the logged rows in place, as a whole render gives them
             assert (metadata[asset]["listed"].value, metadata[asset]["held_back"].value) == (int(whole["listed"].sum()), int((~whole["listed"].astype(bool)).sum()))
     assert metadata["autotrader_listings"]["calls"].value == 1 and metadata["autotrader_listings"]["unchanged"].value == 0  # the sold car's ledger row alone was read
     assert build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml").resolve_job_def("account_feeds").execute_in_process(instance=instance).success
     from dms_pipelines.marketplaces import google
-    from dms_pipelines.marketplaces.registry import render_dealer
+    from dms_pipelines.pipeline.feeds import render_dealer
 
-    items = pd.concat([render_dealer(d, read_stock(paths.state, d.id), "google").items for d in settings.dealers], ignore_index=True)
+    items = pd.concat([render_dealer(SPECS["google"], d, read_stock(paths.state, d.id)).items for d in settings.dealers], ignore_index=True)
     google_file = paths.resolve(settings.marketplaces["google"].destination.path) / "vehicle_listings.csv"
     assert google_file.read_bytes() == google.serialise(items)  # the account file, from the dealers' parts, equals a whole build
 
 
 def test_a_kept_file_touched_or_built_for_other_settings_is_not_rebuilt_from(paths, settings, generated):
-    from dms_pipelines.cli import run_sync
-    from dms_pipelines.dealer_run import snapshot_feed
+    from dms_pipelines.marketplaces.registry import SPECS
     from dms_pipelines.operations.db import engine_for
+    from dms_pipelines.orchestration.drivers import run_sync
+    from dms_pipelines.pipeline.feeds import snapshot_feed
     from dms_pipelines.stock.store import StockView
 
     run_sync(echo=lambda line: None, trigger="nightly")
     engine = engine_for(paths.operations_db_url)
     kept = paths.state / "feeds" / "website" / "leeds" / "leeds.json"
     kept.write_bytes(kept.read_bytes().replace(b'"make":"', b'"make":"X', 1))  # touched: its bytes no longer match its index
-    outcome = snapshot_feed("website", settings.dealer("leeds"), StockView(paths.state, "leeds"), settings, paths, engine, None, "manual")
+    outcome = snapshot_feed(SPECS["website"], settings.dealer("leeds"), StockView(paths.state, "leeds"), settings, paths, engine, None, "manual")
     assert outcome.rows_changed is None  # built whole
     renamed = settings.model_copy(update={"dealers": [d.model_copy(update={"name": "Renamed Motors"}) if d.id == "leeds" else d for d in settings.dealers]})
-    outcome = snapshot_feed("website", renamed.dealer("leeds"), StockView(paths.state, "leeds"), renamed, paths, engine, None, "manual")
+    outcome = snapshot_feed(SPECS["website"], renamed.dealer("leeds"), StockView(paths.state, "leeds"), renamed, paths, engine, None, "manual")
     assert outcome.rows_changed is None  # other settings: built whole, with the new name
     assert b"Renamed Motors" in (paths.resolve(settings.marketplaces["website"].destination.path) / "leeds.json").read_bytes()
-    outcome = snapshot_feed("website", renamed.dealer("leeds"), StockView(paths.state, "leeds"), renamed, paths, engine, None, "manual")
+    outcome = snapshot_feed(SPECS["website"], renamed.dealer("leeds"), StockView(paths.state, "leeds"), renamed, paths, engine, None, "manual")
     assert outcome.rows_changed == 0 and outcome.files and not outcome.files[0].sent  # nothing changed since: rebuilt, same bytes, not sent
 
 
 def test_an_unacknowledged_api_item_makes_the_next_run_compare_every_vehicle(paths, settings, generated):
     from sqlalchemy import update
 
-    from dms_pipelines.cli import run_sync
-    from dms_pipelines.dealer_run import autotrader_feed
+    from dms_pipelines.marketplaces.registry import SPECS
     from dms_pipelines.operations.db import engine_for, listing_ledger
+    from dms_pipelines.orchestration.drivers import run_sync
+    from dms_pipelines.pipeline.feeds import api_feed
     from dms_pipelines.stock.store import StockView
 
     run_sync(echo=lambda line: None, trigger="nightly")
     engine = engine_for(paths.operations_db_url)
     dealer = settings.dealer("leeds")
-    quiet = autotrader_feed(dealer, StockView(paths.state, "leeds"), settings, paths, engine, None, "hourly", reconcile_first=False)
+    quiet = api_feed(SPECS["autotrader"], dealer, StockView(paths.state, "leeds"), settings, paths, engine, None, "hourly", reconcile_first=False)
     assert quiet.rows_changed == 0 and quiet.api.calls == 0  # nothing changed since the last delivery: nothing compared, nothing sent
     with engine.begin() as connection:
         connection.execute(update(listing_ledger).where(listing_ledger.c.dealer_id == "leeds", listing_ledger.c.item_key == "LEE00002").values(status="failed"))
-    healed = autotrader_feed(dealer, StockView(paths.state, "leeds"), settings, paths, engine, None, "hourly", reconcile_first=False)
+    healed = api_feed(SPECS["autotrader"], dealer, StockView(paths.state, "leeds"), settings, paths, engine, None, "hourly", reconcile_first=False)
     assert healed.rows_changed is None and healed.api.calls >= 1 and healed.api.unchanged > 0  # every vehicle compared; the failed one sent again
 
 
 def test_deltas_applied_alone_give_the_stock_the_whole_stock_path_gives(paths, settings, generated, tmp_path, monkeypatch):
     import shutil
 
-    from dms_pipelines.cli import run_sync
+    from dms_pipelines.orchestration.drivers import run_sync
     from dms_pipelines.stock.history_changes import read_history, read_history_log
     from dms_pipelines.stock.store import read_stock, stock_path
 
@@ -311,10 +308,10 @@ def test_deltas_applied_alone_give_the_stock_the_whole_stock_path_gives(paths, s
     bases = {d.id: stock_path(paths.state, d.id).read_bytes() for d in settings.dealers}
     for delta in deltas:
         (aside / delta.parent.name / delta.name).rename(delta)
-    from dms_pipelines import sync
+    from dms_pipelines.pipeline import ingest
 
     whole_reads = []
-    monkeypatch.setattr(sync, "read_stock", lambda *args: whole_reads.append(args) or read_stock(*args))
+    monkeypatch.setattr(ingest, "read_stock", lambda *args: whole_reads.append(args) or read_stock(*args))
     run_sync(echo=lambda line: None, trigger="hourly")  # the deltas alone: only the stock numbers read, only the log written
     assert whole_reads == []  # no dealer's update read its whole stock
     alone = {d.id: read_stock(paths.state, d.id) for d in settings.dealers}
@@ -333,7 +330,9 @@ def test_deltas_applied_alone_give_the_stock_the_whole_stock_path_gives(paths, s
         history, log = read_history(paths.state, dealer.id), read_history_log(paths.state, dealer.id)
         assert len(log.opened) and len(log.closed)  # the deltas' versions went to the history's log, not a rewritten base
         with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
-            versions = db.execute(f"SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL), count(DISTINCT stock_id) FILTER (WHERE valid_to IS NULL) FROM stock_history WHERE dealer_id = '{dealer.id}'").fetchall()[0]
+            versions = db.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE valid_to IS NULL), count(DISTINCT stock_id) FILTER (WHERE valid_to IS NULL) FROM stock_history WHERE dealer_id = '{dealer.id}'"
+            ).fetchall()[0]
         assert versions == (len(history), int(history["valid_to"].isna().sum()), int(history["valid_to"].isna().sum()))  # one open version per vehicle
         together_history = read_history(together / "state", dealer.id)
         assert sorted(history.loc[history["valid_to"].isna(), "version_hash"]) == sorted(together_history.loc[together_history["valid_to"].isna(), "version_hash"])

@@ -6,7 +6,7 @@ import dagster as dg
 import duckdb
 
 from dms_pipelines.definitions import group_sync_job
-from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 from dms_pipelines.stock.store import read_stock
 
 # A forkserver keeps the environment of the test that started it, and each test has its own data root: the others spawn.
@@ -25,10 +25,7 @@ def test_group_sync_runs_every_dealer_in_its_own_process(paths, settings):
         assert {"sync_dealers[leeds__york]", "sync_dealers[sheffield]", "account_files"} <= step_keys
         processes = {event.pid for event in result.all_events if event.step_key and event.step_key.startswith("sync_dealers[")}
         assert len(processes) >= 2  # the steps did not all run in the run's own process
-        materialised = {
-            (event.asset_key.to_user_string(), event.partition)
-            for event in result.all_events if event.event_type_value == "ASSET_MATERIALIZATION"
-        }
+        materialised = {(event.asset_key.to_user_string(), event.partition) for event in result.all_events if event.event_type_value == "ASSET_MATERIALIZATION"}
         for dealer in settings.dealers:
             assert {("dealer_stock", dealer.id), ("warehouse_tables", dealer.id), ("website_feed", dealer.id)} <= materialised
         assert ("google_feed", None) in materialised
@@ -58,15 +55,20 @@ def test_group_sync_runs_every_dealer_in_its_own_process(paths, settings):
 def test_a_failing_dealer_fails_the_run_but_not_the_other_dealers(paths, settings, tmp_path):
     import yaml
 
-    from dms_pipelines.sources.sshd_harness import free_port
+    from dms_pipelines.devtools.sshd_harness import free_port
 
     config_file = paths.root / "config" / "dms_pipelines.yaml"
     raw = yaml.safe_load(config_file.read_text())
     (tmp_path / "known_hosts").write_text("")
     (tmp_path / "key").write_text("not a key")
     raw["dealers"][1]["source"] = {  # york's SFTP server is down
-        "kind": "sftp", "host": "127.0.0.1", "port": free_port(), "username": "dms", "known_hosts": str(tmp_path / "known_hosts"),
-        "private_key_path": str(tmp_path / "key"), "connect_timeout": 2,
+        "kind": "sftp",
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "username": "dms",
+        "known_hosts": str(tmp_path / "known_hosts"),
+        "private_key_path": str(tmp_path / "key"),
+        "connect_timeout": 2,
     }
     config_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers]
@@ -105,7 +107,8 @@ def test_after_a_bad_night_the_failing_dealer_and_marketplace_show_in_its_partit
         assert failure.step_key == "account_files" and "leeds" in message and "autotrader" in message and "sheffield:" not in message
         checks = {
             (e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name, e.asset_check_evaluation_data.partition): e.asset_check_evaluation_data.passed
-            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
         }
     assert checks[("autotrader_listings", "delivered", "leeds")] is False and checks[("autotrader_listings", "drift_free", "leeds")] is False
     assert checks[("autotrader_listings", "delivered", "sheffield")] is True and checks[("autotrader_listings", "drift_free", "sheffield")] is True
@@ -115,3 +118,58 @@ def test_after_a_bad_night_the_failing_dealer_and_marketplace_show_in_its_partit
     capsys.readouterr()
     assert main(["report"]) == 1
     assert "leeds        autotrader  DRIFT" in capsys.readouterr().out
+
+
+def _logged(events) -> tuple[dict, set]:
+    """Per (asset, partition), the keys of its materialisation's metadata (but where the IO manager stored an asset's
+    value, which only an asset has); and every check evaluation with its outcome."""
+    materialised = {
+        (e.asset_key.to_user_string(), e.partition): sorted(k for k in e.event_specific_data.materialization.metadata if not k.startswith("dagster/") and k != "path")
+        for e in events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
+    evaluated = {
+        (e.asset_check_evaluation_data.asset_key.to_user_string(), e.asset_check_evaluation_data.check_name, e.asset_check_evaluation_data.partition, e.asset_check_evaluation_data.passed)
+        for e in events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    return materialised, evaluated
+
+
+def test_the_group_run_logs_the_materialisations_and_checks_the_dealer_assets_log(paths, settings, tmp_path, monkeypatch):
+    """The same exports through group_sync and through the per-dealer assets (dealer_sync per dealer, then account_feeds):
+    the same assets materialised per partition with the same metadata keys, and the same check evaluations, outcomes included."""
+    import shutil
+
+    from dms_pipelines.config import load_settings
+    from dms_pipelines.definitions import build_definitions
+    from dms_pipelines.orchestration.assets import TRIGGER_TAG
+    from dms_pipelines.paths import DataPaths
+
+    dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers]
+    generate_group(paths.inbox, dealers, vehicles=60, seed=9, deltas=0)
+    twin = tmp_path / "twin"
+    shutil.copytree(paths.root, twin)
+    with dg.instance_for_test() as instance:
+        group = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config={"execution": {"config": SPAWNED}})
+        assert group.success
+        grouped = _logged(group.all_events)
+
+    monkeypatch.setenv("DMS_PIPELINES_DATA", str(twin))
+    defs = build_definitions(load_settings(twin / "config" / "dms_pipelines.yaml"), DataPaths(twin), twin / "config" / "dms_pipelines.yaml")
+    events = []
+    with dg.instance_for_test() as instance:
+        for dealer in settings.dealers:
+            run = defs.resolve_job_def("dealer_sync").execute_in_process(instance=instance, partition_key=dealer.id, tags={TRIGGER_TAG: "nightly"})
+            assert run.success
+            events += run.all_events
+        run = defs.resolve_job_def("account_feeds").execute_in_process(instance=instance, tags={TRIGGER_TAG: "nightly"})
+        assert run.success
+        events += run.all_events
+    by_assets = _logged(events)
+
+    assert grouped[0] == by_assets[0]
+    assert grouped[1] == by_assets[1]
+    for dealer in settings.dealers:
+        assert ("validated_exports", "rows_conserved", dealer.id, True) in grouped[1]
+        assert ("google_listings", "drift_free", dealer.id, True) in grouped[1]

@@ -5,13 +5,13 @@ import zipfile
 
 import pytest
 
+from dms_pipelines.devtools.sample.generator import default_dealers, generate_group
 from dms_pipelines.formats.profile import find_profile
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError
-from dms_pipelines.paths import PROJECT_ROOT
-from dms_pipelines.sample.generator import default_dealers, generate_group
+from dms_pipelines.paths import BUILTIN_PROFILES
 
-PROFILES = [PROJECT_ROOT / "data" / "profiles"]
+PROFILES = [BUILTIN_PROFILES]
 
 
 @pytest.fixture

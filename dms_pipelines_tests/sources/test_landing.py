@@ -10,16 +10,16 @@ from sqlalchemy import select
 
 from dms_pipelines.config import load_settings
 from dms_pipelines.definitions import build_definitions
+from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 from dms_pipelines.formats.profile import find_profile
 from dms_pipelines.operations.db import engine_for, ingested_files
 from dms_pipelines.orchestration.resources import PipelineResource
-from dms_pipelines.paths import PROJECT_ROOT
-from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.paths import BUILTIN_PROFILES
 from dms_pipelines.sources.base import RemoteFile, SourceError
 from dms_pipelines.sources.landing import MAX_ATTEMPTS, land_files, utc_now
 from dms_pipelines.sources.readiness import FileObservation, ready_files
 
-PROFILES = [PROJECT_ROOT / "data" / "profiles"]
+PROFILES = [BUILTIN_PROFILES]
 
 
 def manifest(engine):
@@ -62,6 +62,28 @@ def test_failed_download_is_retried_with_backoff_and_never_marked_done(tmp_path)
     assert final["status"] == "failed" and final["attempts"] == MAX_ATTEMPTS and "connection reset" in final["error"]
 
 
+def test_a_landed_file_is_durable_before_its_manifest_row_says_landed(tmp_path, monkeypatch):
+    """Its bytes and then its folder are fsynced before the row is written; a failed fetch leaves no temporary behind."""
+    from dms_pipelines.kernels import atomic
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'ops.sqlite'}")
+    profile = find_profile("navigator_csv", PROFILES)
+    good = RemoteFile("/r/stock_full_20261121_0200.csv", "stock_full_20261121_0200.csv", 10, 1.0)
+    bad = RemoteFile("/r/stock_delta_20261121_0300.csv", "stock_delta_20261121_0300.csv", 10, 2.0)
+    events, real_fsync = [], atomic._fsync
+
+    def fsync(descriptor, kind):
+        events.append((kind, len(manifest(engine))))
+        real_fsync(descriptor, kind)
+
+    monkeypatch.setattr(atomic, "_fsync", fsync)
+    report = land_files(FlakySource({bad.name}), [good, bad], "leeds", profile, tmp_path / "landing", engine)
+    assert len(report.landed) == 1
+    assert events == [("file", 0), ("directory", 0)]  # both before the row existed
+    landed = [p.name for p in (tmp_path / "landing" / "leeds").iterdir()]
+    assert len(landed) == 1 and landed[0].endswith(good.name)  # the failed fetch's temporary is gone
+
+
 def test_stability_and_marker_readiness():
     file = RemoteFile("/r/a.csv", "a.csv", 100, 10.0)
     ready, seen = ready_files([file], {}, now=1000, stability_seconds=30)
@@ -82,9 +104,16 @@ def sftp_config(data_root, server, remote_dir) -> None:
     path = data_root / "config" / "dms_pipelines.yaml"
     raw = yaml.safe_load(path.read_text())
     raw["dealers"][0]["source"] = {
-        "kind": "sftp", "host": server.host, "port": server.port, "username": server.username,
-        "known_hosts": str(server.known_hosts), "remote_dir": str(remote_dir), "patterns": ["stock_*.csv"],
-        "private_key_env": "DMS_LEEDS_SFTP_KEY", "stability_seconds": 0, "after_fetch": "keep",
+        "kind": "sftp",
+        "host": server.host,
+        "port": server.port,
+        "username": server.username,
+        "known_hosts": str(server.known_hosts),
+        "remote_dir": str(remote_dir),
+        "patterns": ["stock_*.csv"],
+        "private_key_env": "DMS_LEEDS_SFTP_KEY",
+        "stability_seconds": 0,
+        "after_fetch": "keep",
     }
     path.write_text(yaml.safe_dump(raw))
 
@@ -130,8 +159,15 @@ def test_a_connection_cut_mid_transfer_leaves_nothing_and_the_next_attempt_succe
     from dms_pipelines.sources.sftp import SftpSettings, SftpSource
 
     (remote_dir / "stock_full_20261121_0200.csv").write_bytes(os.urandom(500_000))
-    settings = SftpSettings(host=sshd_server.host, port=sshd_server.port, username=sshd_server.username, known_hosts=sshd_server.known_hosts,
-                            remote_dir=str(remote_dir), patterns=("*.csv",), private_key_path=sshd_server.client_key_path)
+    settings = SftpSettings(
+        host=sshd_server.host,
+        port=sshd_server.port,
+        username=sshd_server.username,
+        known_hosts=sshd_server.known_hosts,
+        remote_dir=str(remote_dir),
+        patterns=("*.csv",),
+        private_key_path=sshd_server.client_key_path,
+    )
     engine = engine_for(f"sqlite:///{tmp_path / 'ops.sqlite'}")
     profile = find_profile("navigator_csv", PROFILES)
     real_getfo = paramiko.SFTPClient.getfo

@@ -16,9 +16,16 @@ from dms_pipelines.sources.sftp import FrontTrimmedPipe, SftpSettings, SftpSourc
 
 def settings_for(server, remote_dir: Path, **changes) -> SftpSettings:
     values = dict(
-        host=server.host, port=server.port, username=server.username, known_hosts=server.known_hosts,
-        remote_dir=str(remote_dir), patterns=("*.csv", "*.xml", "*.txt", "*.gz"), private_key_path=server.client_key_path,
-        connect_timeout=5, channel_timeout=5, transfer_timeout=10,
+        host=server.host,
+        port=server.port,
+        username=server.username,
+        known_hosts=server.known_hosts,
+        remote_dir=str(remote_dir),
+        patterns=("*.csv", "*.xml", "*.txt", "*.gz"),
+        private_key_path=server.client_key_path,
+        connect_timeout=5,
+        channel_timeout=5,
+        transfer_timeout=10,
     )
     values.update(changes)
     return SftpSettings(**values)
@@ -118,8 +125,9 @@ def test_wrong_client_key_is_a_permanent_error(sshd_server, remote_dir):
 
 
 def test_key_from_environment_and_secrets_never_shown(sshd_server, remote_dir):
-    config = SftpConfig(kind="sftp", host=sshd_server.host, port=sshd_server.port, username=sshd_server.username,
-                        known_hosts=str(sshd_server.known_hosts), remote_dir=str(remote_dir), private_key_env="DMS_TEST_KEY")
+    config = SftpConfig(
+        kind="sftp", host=sshd_server.host, port=sshd_server.port, username=sshd_server.username, known_hosts=str(sshd_server.known_hosts), remote_dir=str(remote_dir), private_key_env="DMS_TEST_KEY"
+    )
     with pytest.raises(SourceError, match="environment variable DMS_TEST_KEY is not set"):
         SftpSettings.from_config(config, environ={})
     settings = SftpSettings.from_config(config, environ={"DMS_TEST_KEY": sshd_server.client_key_text})
@@ -130,7 +138,7 @@ def test_key_from_environment_and_secrets_never_shown(sshd_server, remote_dir):
 
 
 def test_unreachable_server_is_transient(sshd_server, remote_dir):
-    from dms_pipelines.sources.sshd_harness import free_port
+    from dms_pipelines.devtools.sshd_harness import free_port
 
     with pytest.raises(SourceError) as caught:
         SftpSource(settings_for(sshd_server, remote_dir, port=free_port(), connect_timeout=2)).list_files()

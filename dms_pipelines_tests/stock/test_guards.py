@@ -23,8 +23,12 @@ def realistic_stock(n: int, seed: int, max_age: float, new_share: float, first_n
     mileage = np.where(new, rng.integers(5, 50, n), (age * rng.uniform(5_000, 14_000, n)).astype(int))
     frame = pd.DataFrame(
         {
-            "dealer_id": "leeds", "stock_id": [f"LEE{first_number + i:05d}" for i in range(n)], "status": "available",
-            "price": price, "mileage": mileage, "year": (2026 - np.floor(age)).astype(int),
+            "dealer_id": "leeds",
+            "stock_id": [f"LEE{first_number + i:05d}" for i in range(n)],
+            "status": "available",
+            "price": price,
+            "mileage": mileage,
+            "year": (2026 - np.floor(age)).astype(int),
         }
     )
     return coerce_to_schema(frame)

@@ -37,8 +37,7 @@ def _delta(stock: pd.DataFrame, changes: dict[int, tuple]) -> tuple[pd.DataFrame
 
 
 @settings(max_examples=40, deadline=None)
-@given(prices=st.lists(st.sampled_from([9995.0, 10995.0]), min_size=1, max_size=8),
-       deltas=st.lists(st.dictionaries(st.integers(0, 11), CHANGES, max_size=5), min_size=1, max_size=6))
+@given(prices=st.lists(st.sampled_from([9995.0, 10995.0]), min_size=1, max_size=8), deltas=st.lists(st.dictionaries(st.integers(0, 11), CHANGES, max_size=5), min_size=1, max_size=6))
 def test_a_chain_of_deltas_read_back_equals_the_history_rewritten_whole(tmp_path_factory, prices, deltas):
     state = tmp_path_factory.mktemp("state")
     stock = stock_of([vehicle(f"S{n:03d}", price=p) for n, p in enumerate(prices)])

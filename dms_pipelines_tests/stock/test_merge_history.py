@@ -74,6 +74,6 @@ def test_versions_hashed_by_the_earlier_scheme_are_recognised_not_duplicated():
 @given(st.integers(min_value=1, max_value=40), st.data())
 def test_rows_at_positions_equal_a_row_take_on_a_spliced_stock(size, data):
     stock = coerce_to_schema(pd.DataFrame([vehicle(f"S{n:03d}", price=1000 + n) for n in range(size)]))
-    spliced = pd.concat([stock.iloc[:size // 2], stock.iloc[size // 2 :]], ignore_index=True)  # Arrow columns of two chunks
+    spliced = pd.concat([stock.iloc[: size // 2], stock.iloc[size // 2 :]], ignore_index=True)  # Arrow columns of two chunks
     positions = sorted(data.draw(st.sets(st.integers(min_value=0, max_value=size - 1))))
     pd.testing.assert_frame_equal(rows_at(spliced, np.array(positions, dtype=np.int64)), spliced.iloc[positions])

@@ -18,10 +18,21 @@ IMAGES = "|".join(f"https://i.example/{n}.jpg" for n in range(8))
 
 def vehicle(stock_id: str, **changes) -> dict:
     base = {
-        "dealer_id": "leeds", "stock_id": stock_id, "vin": f"WF0XXXGCDXKA{int(stock_id[-3:]):05d}", "registration": "AB71CDE",
-        "make": "Ford", "model": "Fiesta", "condition": "used", "status": "available", "year": 2021,
-        "first_registration_date": pd.Timestamp("2021-10-05"), "mileage": 30000, "price": 12995.0,
-        "description": "Clean car, FSH", "features": "A/C|Sat Nav", "image_urls": IMAGES,
+        "dealer_id": "leeds",
+        "stock_id": stock_id,
+        "vin": f"WF0XXXGCDXKA{int(stock_id[-3:]):05d}",
+        "registration": "AB71CDE",
+        "make": "Ford",
+        "model": "Fiesta",
+        "condition": "used",
+        "status": "available",
+        "year": 2021,
+        "first_registration_date": pd.Timestamp("2021-10-05"),
+        "mileage": 30000,
+        "price": 12995.0,
+        "description": "Clean car, FSH",
+        "features": "A/C|Sat Nav",
+        "image_urls": IMAGES,
         "source_file": "stock_full_x.csv",
     }
     base.update(changes)
@@ -94,7 +105,10 @@ def test_duplicate_stock_numbers_and_vins_quarantine_every_copy():
 
 def test_warnings_let_the_row_through():
     odd = vehicle(
-        "S002", registration="AB51CDE", mileage=900_000, image_urls="https://i.example/1.jpg|not a url",
+        "S002",
+        registration="AB51CDE",
+        mileage=900_000,
+        image_urls="https://i.example/1.jpg|not a url",
         description="Ring Dave on 07700 900123 or dave@example.com",
     )
     result = run(vehicle("S001"), odd)

@@ -39,8 +39,12 @@ def test_features_and_descriptions_match_the_per_item_reading():
     assert fast.tolist()[:2] == ["Air conditioning|Satellite navigation|Bluetooth|", pd.NA]
     text = pd.Series(["FSH and fsh", None, "FSH and fsh", "nothing", "a/c\n", "1 prev owner, ULEZ"], dtype="string")
     assert normalise_description(text).tolist() == [
-        "Full service history and Full service history", pd.NA, "Full service history and Full service history", "nothing",
-        "Air conditioning\n", "One previous owner, ULEZ compliant",
+        "Full service history and Full service history",
+        pd.NA,
+        "Full service history and Full service history",
+        "nothing",
+        "Air conditioning\n",
+        "One previous owner, ULEZ compliant",
     ]
 
 
@@ -67,14 +71,14 @@ def test_image_checks_on_a_thread_of_their_own_give_the_same_result(tmp_path, mo
 
     import dms_pipelines.stock.validate as validate
     from dms_pipelines.config import Validation
+    from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
     from dms_pipelines.formats.profile import find_profile
     from dms_pipelines.formats.reader import read_export
-    from dms_pipelines.paths import PROJECT_ROOT
-    from dms_pipelines.sample.generator import SampleDealer, generate_group
+    from dms_pipelines.paths import BUILTIN_PROFILES
 
     generate_group(tmp_path, [SampleDealer("leeds", "Leeds Motors", "navigator_csv")], 400, seed=3, defect_rate=0.2)
     [export] = sorted((tmp_path / "leeds").glob("*_full_*"))
-    rows = read_export(export, find_profile("navigator_csv", [PROJECT_ROOT / "data" / "profiles"]), "leeds").rows
+    rows = read_export(export, find_profile("navigator_csv", [BUILTIN_PROFILES]), "leeds").rows
     results = {}
     for threads in (1, 2):
         monkeypatch.setattr(validate, "threads_for", lambda count, threads=threads: threads)

@@ -9,8 +9,9 @@ import duckdb
 import pytest
 import yaml
 
-from dms_pipelines.cli import main, run_sync
-from dms_pipelines.sample.generator import SampleDealer, export_name, generate_group, render_export
+from dms_pipelines.cli import main
+from dms_pipelines.devtools.sample.generator import SampleDealer, export_name, generate_group, render_export
+from dms_pipelines.orchestration.drivers import run_sync
 from dms_pipelines.stock.store import read_stock
 from dms_pipelines_tests.operations.alert_hook import AlertHook
 

@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from dms_pipelines.definitions import build_definitions
-from dms_pipelines.sample.generator import SampleDealer, export_name, generate_group, render_export
+from dms_pipelines.devtools.sample.generator import SampleDealer, export_name, generate_group, render_export
 from dms_pipelines.stock.store import read_stock
 
 

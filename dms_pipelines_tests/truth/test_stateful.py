@@ -16,17 +16,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from hypothesis import HealthCheck, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sqlalchemy import select
 
-from dms_pipelines import dealer_run
 from dms_pipelines.config import load_settings
-from dms_pipelines.delivery.simulator import StockApiSimulator
+from dms_pipelines.devtools.sample.generator import _vehicles, export_name, render_export
+from dms_pipelines.devtools.simulator import StockApiSimulator
 from dms_pipelines.marketplaces.autotrader import LIFECYCLE
+from dms_pipelines.marketplaces.registry import SPECS, specs_for
 from dms_pipelines.operations.db import engine_for, ingested_files, listing_ledger
 from dms_pipelines.paths import DataPaths
-from dms_pipelines.sample.generator import _vehicles, export_name, render_export
+from dms_pipelines.pipeline.account import account_file
+from dms_pipelines.pipeline.dealer import DealerRun, sync_dealer
 from dms_pipelines_tests.conftest import COMMITTED_CONFIG, TEST_TOKEN
 from dms_pipelines_tests.hostile.stats import STATS
 
@@ -178,8 +182,12 @@ class DmsAndMarketplaces(RuleBasedStateMachine):
 
     @rule(kind=st.sampled_from(["5xx", "429", "drop", "slow"]), count=st.integers(1, 6))
     def marketplace_fault(self, kind, count):
-        {"5xx": lambda: self.simulator.fail_next(count, 503), "429": lambda: self.simulator.rate_limit_next(count, 0.05),
-         "drop": lambda: self.simulator.drop_next(count), "slow": lambda: self.simulator.slow_next(count, 0.05)}[kind]()
+        {
+            "5xx": lambda: self.simulator.fail_next(count, 503),
+            "429": lambda: self.simulator.rate_limit_next(count, 0.05),
+            "drop": lambda: self.simulator.drop_next(count),
+            "slow": lambda: self.simulator.slow_next(count, 0.05),
+        }[kind]()
         self.faulty = True
         STATS["faults injected"] += 1
 
@@ -195,9 +203,9 @@ class DmsAndMarketplaces(RuleBasedStateMachine):
 
     # runs
 
-    def run_pipeline(self) -> dealer_run.DealerRun:
-        run = dealer_run.sync_dealer("leeds", self.settings, self.paths, self.engine, f"run-{self.clock:%H%M%S}", "hourly")
-        self.account = dealer_run.google_account_file(self.settings, self.paths, self.engine, None, "hourly")
+    def run_pipeline(self) -> DealerRun:
+        run = sync_dealer("leeds", self.settings, specs_for(self.settings, self.paths.root), self.paths, self.engine, f"run-{self.clock:%H%M%S}", "hourly")
+        self.account = account_file(SPECS["google"], specs_for(self.settings, self.paths.root), self.settings, self.paths, self.engine, None, "hourly")
         return run
 
     @rule()
@@ -256,6 +264,10 @@ class DmsAndMarketplaces(RuleBasedStateMachine):
 
 
 DmsAndMarketplaces.TestCase.settings = hypothesis_settings(
-    max_examples=EXAMPLES, stateful_step_count=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+    max_examples=EXAMPLES,
+    stateful_step_count=8,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
 )
 TestDmsAndMarketplaces = DmsAndMarketplaces.TestCase

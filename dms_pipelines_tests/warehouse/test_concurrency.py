@@ -12,9 +12,9 @@ from dms_pipelines.warehouse.tables import TABLE_SCHEMAS, VIEWS, publish, rebuil
 
 
 def dealer_stock(dealer_id: str, vehicles: int) -> pd.DataFrame:
-    return coerce_to_schema(
-        pd.DataFrame({"dealer_id": dealer_id, "stock_id": [f"{dealer_id[:3].upper()}{i:05d}" for i in range(vehicles)], "price": 9995.0, "status": "available"})
-    ).drop(columns=["private_cost_price", "private_prep_cost", "private_key_code", "private_memo", "private_previous_keeper"])
+    return coerce_to_schema(pd.DataFrame({"dealer_id": dealer_id, "stock_id": [f"{dealer_id[:3].upper()}{i:05d}" for i in range(vehicles)], "price": 9995.0, "status": "available"})).drop(
+        columns=["private_cost_price", "private_prep_cost", "private_key_code", "private_memo", "private_previous_keeper"]
+    )
 
 
 def publish_many_times(root: str, dealer_id: str, rounds: int) -> None:

@@ -15,9 +15,13 @@ def rendered(shown: dict[str, float | None]) -> Rendered:
     listed = {k: v for k, v in shown.items() if v is not None}
     held = [k for k, v in shown.items() if v is None]
     return Rendered(
-        "website", "leeds", pd.DataFrame({"x": range(len(listed))}),
+        "website",
+        "leeds",
+        pd.DataFrame({"x": range(len(listed))}),
         pd.DataFrame({"stock_id": pd.Series(held, dtype="string"), "reasons": pd.Series(["price missing"] * len(held), dtype="string")}),
-        pd.DataFrame({"stock_id": pd.Series(list(listed), dtype="string"), "completeness": pd.Series(list(listed.values()), dtype="float"), "missing": pd.Series([pd.NA] * len(listed), dtype="string")}),
+        pd.DataFrame(
+            {"stock_id": pd.Series(list(listed), dtype="string"), "completeness": pd.Series(list(listed.values()), dtype="float"), "missing": pd.Series([pd.NA] * len(listed), dtype="string")}
+        ),
     )
 
 

@@ -371,8 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         simulator = StockApiSimulator(token=args.token, host=args.host, port=args.port).start()
     except OSError as error:
-        print(f"stock API simulator: cannot listen on {args.host}:{args.port}: {error.strerror} (already in use by another process?); "
-              "use --port 0 for a free port", file=sys.stderr, flush=True)
+        print(f"stock API simulator: cannot listen on {args.host}:{args.port}: {error.strerror} (already in use by another process?); use --port 0 for a free port", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` (or a container stop) shuts down as cleanly as Ctrl-C
     url_file = Path(args.url_file) if args.url_file else None

@@ -15,13 +15,14 @@ import duckdb
 import pandas as pd
 
 from dms_pipelines.config import Validation
+from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 from dms_pipelines.formats.profile import find_profile
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.marketplaces import google, website
-from dms_pipelines.marketplaces.registry import SPECS
 from dms_pipelines.marketplaces.base import render_for
-from dms_pipelines.paths import PROJECT_ROOT, DataPaths
-from dms_pipelines.sample.generator import SampleDealer, generate_group
+from dms_pipelines.marketplaces.registry import SPECS
+from dms_pipelines.orchestration.drivers import DAGSTER_TEMPLATE
+from dms_pipelines.paths import BUILTIN_PROFILES, DataPaths
 from dms_pipelines.stock.history import empty_history, update_history
 from dms_pipelines.stock.history_changes import history_path, read_history_log, record_versions, write_history
 from dms_pipelines.stock.merge import apply_delta, apply_full
@@ -29,7 +30,7 @@ from dms_pipelines.stock.schema import PRIVATE_COLUMNS, empty_stock
 from dms_pipelines.stock.validate import validate_stock
 from dms_pipelines.warehouse.tables import publish, publish_history, rebuild_catalog
 
-PROFILES = [PROJECT_ROOT / "data" / "profiles"]
+PROFILES = [BUILTIN_PROFILES]
 
 
 def _peak_mb() -> float:
@@ -46,10 +47,16 @@ def _timed(stages: list, name: str, rows: int, action):
     cpu, started = _cpu_seconds(), time.perf_counter()
     result = action()
     seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
-    stages.append({
-        "stage": name, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "rows": rows,
-        "rows_per_second": round(rows / seconds) if seconds else None, "peak_mb": round(_peak_mb()),
-    })
+    stages.append(
+        {
+            "stage": name,
+            "seconds": round(seconds, 3),
+            "cpu_seconds": round(cpu, 3),
+            "rows": rows,
+            "rows_per_second": round(rows / seconds) if seconds else None,
+            "peak_mb": round(_peak_mb()),
+        }
+    )
     return result
 
 
@@ -59,7 +66,7 @@ WARM_UP_VEHICLES = 200
 
 def _hourly_delta(stock: pd.DataFrame, layout: str, folder: Path) -> Path:
     """A delta export of HOURLY_CHANGES vehicles from `stock` with new prices, in the dealer's own layout."""
-    from dms_pipelines.sample.generator import render_export
+    from dms_pipelines.devtools.sample.generator import render_export
 
     changed = stock[stock["status"] == "available"].head(HOURLY_CHANGES).copy()
     changed["price"] = (changed["price"] - 250).clip(lower=500)
@@ -75,7 +82,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     from dms_pipelines.delivery.api_delivery import item_hashes
     from dms_pipelines.delivery.diff import diff
     from dms_pipelines.delivery.staging import stage
-    from dms_pipelines.marketplaces import carsnip, meta
+    from dms_pipelines.marketplaces import meta
     from dms_pipelines.marketplaces.row_files import Built, spliced, whole
     from dms_pipelines.marketplaces.row_files import merged as merged_rows
     from dms_pipelines.stock.changes import ChangeLog, next_log, write_log
@@ -85,21 +92,35 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     generate_seconds = float((work / "generate_seconds").read_text())
     profile = find_profile(layout, PROFILES)
     dealer = Dealer(
-        id="bench", name="Bench Motors", address=Address(street="1 Road", city="Leeds", postcode="LS1 1AA"), phone="0113 000 0000",
-        website="https://bench.example", source=LocalInboxSource(kind="local_inbox"), profile=layout,
+        id="bench",
+        name="Bench Motors",
+        address=Address(street="1 Road", city="Leeds", postcode="LS1 1AA"),
+        phone="0113 000 0000",
+        website="https://bench.example",
+        source=LocalInboxSource(kind="local_inbox"),
+        profile=layout,
         marketplaces={
-            "google": DealerMarketplace(store_code="B1"), "website": DealerMarketplace(), "meta": DealerMarketplace(catalog_id="B1"),
-            "carsnip": DealerMarketplace(feed_id="B1"), "autotrader": DealerMarketplace(advertiser_id="10001"),
+            "google": DealerMarketplace(store_code="B1"),
+            "website": DealerMarketplace(),
+            "meta": DealerMarketplace(catalog_id="B1"),
+            "carsnip": DealerMarketplace(feed_id="B1"),
+            "autotrader": DealerMarketplace(advertiser_id="10001"),
         },
     )
     # Google: the dealer's rows (a row file without the header), then the account file assembled from them, as a run does
-    layouts = {"google": google.row_file("csv", header=False), "website": website.row_file(dealer), "meta": meta.row_file("csv"), "carsnip": carsnip.VEHICLE_FILE}
+    layouts = {
+        "google": google.row_file("csv", header=False),
+        "website": website.row_file(dealer),
+        "meta": meta.row_file("csv"),
+        "carsnip": next(f.rows for f in SPECS["carsnip"].files(dealer, dealer.marketplaces["carsnip"], "csv") if f.rows),
+    }
     serialisers = {name: (lambda items, name=name: whole(layouts[name], items)) for name in layouts}  # built a slice at a time, written as built
 
     def account_file():
         staged, index = kept["google"]
         with staged.path.open("rb") as part:
             write_feed("google account", merged_rows(google.header(), [(part, index)]))
+
     kept: dict[str, tuple] = {}  # the per-dealer files as built, with their row index: what the hourly rebuild starts from
 
     def write_feed(name: str, pieces) -> None:
@@ -123,8 +144,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
         with duckdb.connect() as connection:
             delimiter = profile.csv.delimiter if profile.csv else ","
             connection.execute(
-                f"COPY (SELECT * FROM read_csv('{export}', delim='{delimiter}', header=true, all_varchar=true, strict_mode=false, null_padding=true)) "
-                f"TO '{work / 'baseline.parquet'}' (FORMAT parquet)"
+                f"COPY (SELECT * FROM read_csv('{export}', delim='{delimiter}', header=true, all_varchar=true, strict_mode=false, null_padding=true)) TO '{work / 'baseline.parquet'}' (FORMAT parquet)"
             )
             baseline_rows.append(connection.execute(f"SELECT count(*) FROM '{work / 'baseline.parquet'}'").fetchall()[0][0])
 
@@ -133,9 +153,9 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
         checked = _timed(stages, "validate", rows, lambda: validate_stock(parsed.rows, export.name, Validation(), date(2026, 11, 21)))
         quarantined = set(checked.issues.loc[checked.issues["severity"] == "error", "stock_id"].dropna())
         conserved = len(checked.accepted) + checked.quarantined_rows + int((parsed.issues["rule"] == "field_count").sum()) == rows
-        del parsed  # as in a dealer run: the parsed rows are dropped once validated, each feed once delivered
+        parsed = None  # as in a dealer run: the parsed rows are dropped once validated, each feed once delivered
         merged = _timed(stages, "merge (full)", rows, lambda: apply_full(empty_stock(), checked.accepted, quarantined))
-        del checked
+        checked = None
         stock = merged.stock
         _timed(stages, "store the stock (base file)", rows, lambda: write_stock(paths.state, "bench", stock, 1))
         for name in ("google", "website", "meta", "carsnip", "autotrader"):
@@ -145,13 +165,21 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
                 if name == "google":
                     _timed(stages, "assemble the google account file", len(rendered.items), account_file)
             else:
-                _timed(stages, f"diff {name} (hash items, compare with ledger)", len(rendered.items), lambda: diff(item_hashes(rendered.items), {}))
-            del rendered
-        _timed(stages, "history (versions compared, written as the base)", len(stock), lambda: write_history(paths.state, "bench", update_history(empty_history(), stock, datetime.now(timezone.utc)), 1))
-        _timed(stages, "warehouse publish + catalog", len(stock), lambda: (
-            publish(paths, "bench", {"stock_current": stock.drop(columns=PRIVATE_COLUMNS)}),
-            publish_history(paths, "bench", history_path(paths.state, "bench"), read_history_log(paths.state, "bench")), rebuild_catalog(paths),
-        ))
+                _timed(stages, f"diff {name} (hash items, compare with ledger)", len(rendered.items), lambda: diff(item_hashes(SPECS[name], rendered.items), {}))
+            rendered = None
+        _timed(
+            stages, "history (versions compared, written as the base)", len(stock), lambda: write_history(paths.state, "bench", update_history(empty_history(), stock, datetime.now(timezone.utc)), 1)
+        )
+        _timed(
+            stages,
+            "warehouse publish + catalog",
+            len(stock),
+            lambda: (
+                publish(paths, "bench", {"stock_current": stock.drop(columns=PRIVATE_COLUMNS)}),
+                publish_history(paths, "bench", history_path(paths.state, "bench"), read_history_log(paths.state, "bench")),
+                rebuild_catalog(paths),
+            ),
+        )
         return stock, conserved
 
     # Every stage once on a small export first: the one-off cost of first use in a fresh process (lazy imports, kernels
@@ -175,7 +203,9 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     reference = stock[PRICE_REFERENCE_COLUMNS]
     hourly: list[dict] = []
     delta_parsed = _timed(hourly, "hourly: parse delta", HOURLY_CHANGES, lambda: read_export(delta, profile, "bench"))
-    delta_checked = _timed(hourly, "hourly: validate delta (group price reference)", HOURLY_CHANGES, lambda: validate_stock(delta_parsed.rows, delta.name, Validation(), date(2026, 11, 21), price_reference=reference))
+    delta_checked = _timed(
+        hourly, "hourly: validate delta (group price reference)", HOURLY_CHANGES, lambda: validate_stock(delta_parsed.rows, delta.name, Validation(), date(2026, 11, 21), price_reference=reference)
+    )
     # as update_stock does for deltas alone: the stock numbers read (not the stock), the changed vehicles merged and logged
     known = _timed(hourly, "hourly: read the stock numbers", len(stock), lambda: stock_ids(paths.state, "bench"))
     changed_rows = _timed(hourly, "hourly: merge the changed vehicles", HOURLY_CHANGES, lambda: apply_delta(empty_stock(), delta_checked.accepted).stock)
@@ -186,6 +216,7 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     core_hourly = sum(s["seconds"] for s in hourly)
     files: list[dict] = []
     for name, (staged, index) in kept.items():
+
         def rebuild(name=name, staged=staged, index=index):
             rendered = render_for(SPECS[name], changed_rows, dealer, dealer.marketplaces[name])
             built = spliced(layouts[name], staged.path, index, changed_ids, rendered.items)
@@ -207,11 +238,20 @@ def bench_size(vehicles: int, work: Path, layout: str = "navigator_csv") -> dict
     hourly += files
     baseline = next((s["seconds"] for s in stages if s["stage"].startswith("baseline")), None)
     result = {
-        "vehicles": vehicles, "layout": layout, "file_bytes": export.stat().st_size, "generate_seconds": round(generate_seconds, 2),
-        "warm_up_vehicles": WARM_UP_VEHICLES, "warm_up_seconds": round(warm_up_seconds, 3),
-        "stages": stages + hourly, "nightly_path_seconds": round(total, 3), "nightly_path_cpu_seconds": round(total_cpu, 3), "peak_mb": round(_peak_mb()),
-        "duckdb_baseline_seconds": baseline, "ratio_to_duckdb": round(total / baseline, 1) if baseline else None,
-        "hourly_changes": HOURLY_CHANGES, "hourly_core_seconds": round(core_hourly, 3),
+        "vehicles": vehicles,
+        "layout": layout,
+        "file_bytes": export.stat().st_size,
+        "generate_seconds": round(generate_seconds, 2),
+        "warm_up_vehicles": WARM_UP_VEHICLES,
+        "warm_up_seconds": round(warm_up_seconds, 3),
+        "stages": stages + hourly,
+        "nightly_path_seconds": round(total, 3),
+        "nightly_path_cpu_seconds": round(total_cpu, 3),
+        "peak_mb": round(_peak_mb()),
+        "duckdb_baseline_seconds": baseline,
+        "ratio_to_duckdb": round(total / baseline, 1) if baseline else None,
+        "hourly_changes": HOURLY_CHANGES,
+        "hourly_core_seconds": round(core_hourly, 3),
         "hourly_files_seconds": round(sum(f["seconds"] for f in files if f["stage"].startswith("hourly")), 3),
         "hourly_files_copy_seconds": round(sum(f["seconds"] for f in files if f["stage"].startswith("limit")), 3),
         "hourly_files_bytes": sum(staged.size for staged, _ in kept.values()) + (kept["google"][0].size if "google" in kept else 0),
@@ -271,7 +311,8 @@ def run_benchmarks(sizes: list[int], out_dir: Path, layout: str = "navigator_csv
         )
     document = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpus": multiprocessing.cpu_count(), "python": platform.python_version()},
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": results,
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "results": results,
     }
     target = out_dir / f"bench-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json"
     target.write_text(json.dumps(document, indent=2))
@@ -304,15 +345,37 @@ def bench_sftp(server, size_mb: int, work: Path, rounds: int = 3) -> dict:
             raise RuntimeError("the benchmark download is incomplete")
         started = time.perf_counter()
         subprocess.run(
-            ["sftp", "-q", "-b", "-", "-i", str(server.client_key_path), "-o", f"UserKnownHostsFile={server.known_hosts}", "-o", "BatchMode=yes", "-P", str(server.port), f"{server.username}@{server.host}"],
-            input=f"get {remote} {work / 'openssh.bin'}\n", text=True, check=True, capture_output=True,
+            [
+                "sftp",
+                "-q",
+                "-b",
+                "-",
+                "-i",
+                str(server.client_key_path),
+                "-o",
+                f"UserKnownHostsFile={server.known_hosts}",
+                "-o",
+                "BatchMode=yes",
+                "-P",
+                str(server.port),
+                f"{server.username}@{server.host}",
+            ],
+            input=f"get {remote} {work / 'openssh.bin'}\n",
+            text=True,
+            check=True,
+            capture_output=True,
         )
         theirs.append(size_mb / (time.perf_counter() - started))
     remote.unlink()
     ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
     return {
-        "size_mb": size_mb, "rounds": rounds, "ours_mb_per_s": round(ours_median, 1), "openssh_mb_per_s": round(theirs_median, 1),
-        "share": round(ours_median / theirs_median, 2), "ours_runs": [round(x, 1) for x in ours], "openssh_runs": [round(x, 1) for x in theirs],
+        "size_mb": size_mb,
+        "rounds": rounds,
+        "ours_mb_per_s": round(ours_median, 1),
+        "openssh_mb_per_s": round(theirs_median, 1),
+        "share": round(ours_median / theirs_median, 2),
+        "ours_runs": [round(x, 1) for x in ours],
+        "openssh_runs": [round(x, 1) for x in theirs],
     }
 
 
@@ -328,9 +391,13 @@ def _group_config(sample_dealers) -> dict:
         },
         "dealers": [
             {
-                "id": d.dealer_id, "name": d.name, "phone": "0113 496 0000", "website": f"https://bench.example/{d.dealer_id}",
+                "id": d.dealer_id,
+                "name": d.name,
+                "phone": "0113 496 0000",
+                "website": f"https://bench.example/{d.dealer_id}",
                 "address": {"street": "1 Bench Road", "city": "Leeds", "postcode": "LS1 1AA"},
-                "source": {"kind": "local_inbox"}, "profile": d.layout,
+                "source": {"kind": "local_inbox"},
+                "profile": d.layout,
                 "marketplaces": {"google": {"store_code": d.dealer_id.upper()}, "website": {}, "meta": {"catalog_id": d.dealer_id}, "carsnip": {"feed_id": d.dealer_id}},
             }
             for d in sample_dealers
@@ -343,7 +410,7 @@ def _group_child(dealers: int, vehicles: int, work: str, queue, max_concurrent: 
 
     import yaml
 
-    from dms_pipelines.sample.generator import default_dealers
+    from dms_pipelines.devtools.sample.generator import default_dealers
 
     root = Path(work) / "data"
     (root / "config").mkdir(parents=True, exist_ok=True)
@@ -354,7 +421,7 @@ def _group_child(dealers: int, vehicles: int, work: str, queue, max_concurrent: 
     generate_seconds = time.perf_counter() - started
     home = Path(work) / "dagster_home"
     home.mkdir(exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "data" / "config" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(DAGSTER_TEMPLATE, home / "dagster.yaml")
     os.environ.update({"DMS_PIPELINES_DATA": str(root), "DAGSTER_HOME": str(home)})
     os.environ.pop("DMS_PIPELINES_CONFIG", None)
 
@@ -376,11 +443,21 @@ def _group_child(dealers: int, vehicles: int, work: str, queue, max_concurrent: 
         synced = {e.partition for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.to_user_string() == "dealer_stock"}
         success = result.success
     vehicles_in_stock = sum(len(read_stock(root / "state", d.dealer_id)) for d in sample_dealers)
-    queue.put({
-        "dealers": dealers, "vehicles": vehicles, "max_concurrent": max_concurrent, "generate_seconds": round(generate_seconds, 2),
-        "seconds": round(seconds, 2), "success": success, "dealers_synced": len(synced), "steps": len(steps), "step_processes": len(processes),
-        "vehicles_in_stock": vehicles_in_stock, "peak_mb_run_process": round(_peak_mb()),
-    })
+    queue.put(
+        {
+            "dealers": dealers,
+            "vehicles": vehicles,
+            "max_concurrent": max_concurrent,
+            "generate_seconds": round(generate_seconds, 2),
+            "seconds": round(seconds, 2),
+            "success": success,
+            "dealers_synced": len(synced),
+            "steps": len(steps),
+            "step_processes": len(processes),
+            "vehicles_in_stock": vehicles_in_stock,
+            "peak_mb_run_process": round(_peak_mb()),
+        }
+    )
 
 
 def bench_group(dealers: int, vehicles: int, out_dir: Path, max_concurrent: int | None = None, echo=print) -> dict:
@@ -426,7 +503,7 @@ def _hourly_job_child(vehicles: int, work: str, queue) -> None:
     generate_group(root / "inbox", [dealer], vehicles, seed=42, deltas=0)
     home = Path(work) / "dagster_home"
     home.mkdir(exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "data" / "config" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(DAGSTER_TEMPLATE, home / "dagster.yaml")
     os.environ.update({"DMS_PIPELINES_DATA": str(root), "DAGSTER_HOME": str(home)})
     os.environ.pop("DMS_PIPELINES_CONFIG", None)
 
@@ -434,13 +511,14 @@ def _hourly_job_child(vehicles: int, work: str, queue) -> None:
 
     from dms_pipelines.config import load_settings
     from dms_pipelines.definitions import build_definitions
-    from dms_pipelines.sample.generator import render_export
+    from dms_pipelines.devtools.sample.generator import render_export
     from dms_pipelines.stock.store import read_stock
 
     paths = DataPaths(root)
     defs = build_definitions(load_settings(), paths)
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with dg.DagsterInstance.get() as instance:
+
         def run(job: str, trigger: str, **partition) -> tuple[float, dict[str, float]]:
             started = time.perf_counter()
             result = defs.resolve_job_def(job).execute_in_process(instance=instance, tags={"dms_pipelines/trigger": trigger}, run_config=quiet, **partition)
@@ -463,11 +541,20 @@ def _hourly_job_child(vehicles: int, work: str, queue) -> None:
         hourly_seconds, hourly_steps = run("dealer_sync", "hourly", partition_key="bench")
         account_seconds, account_steps = run("account_feeds", "hourly")
     feed_bytes = sum(f.stat().st_size for f in paths.outbox.rglob("*") if f.is_file())
-    queue.put({
-        "vehicles": vehicles, "changes": HOURLY_CHANGES, "nightly_job_seconds": nightly_seconds, "nightly_steps": nightly_steps,
-        "nightly_account_feeds_seconds": nightly_account_seconds, "hourly_job_seconds": hourly_seconds,
-        "hourly_steps": hourly_steps, "account_feeds_seconds": account_seconds, "account_steps": account_steps, "outbox_bytes": feed_bytes,
-    })
+    queue.put(
+        {
+            "vehicles": vehicles,
+            "changes": HOURLY_CHANGES,
+            "nightly_job_seconds": nightly_seconds,
+            "nightly_steps": nightly_steps,
+            "nightly_account_feeds_seconds": nightly_account_seconds,
+            "hourly_job_seconds": hourly_seconds,
+            "hourly_steps": hourly_steps,
+            "account_feeds_seconds": account_seconds,
+            "account_steps": account_steps,
+            "outbox_bytes": feed_bytes,
+        }
+    )
 
 
 def bench_hourly_job(vehicles: int, out_dir: Path, echo=print) -> dict:

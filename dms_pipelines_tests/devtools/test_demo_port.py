@@ -11,9 +11,9 @@ import urllib.request
 import pytest
 import yaml
 
-from dms_pipelines.cli import start_demo_simulator
 from dms_pipelines.config import load_settings
 from dms_pipelines.delivery.destinations import api_client_for
+from dms_pipelines.devtools.commands import start_demo_simulator
 from dms_pipelines.paths import PROJECT_ROOT
 
 BASE_URL_ENV = "DMS_AUTOTRADER_BASE_URL"
@@ -137,8 +137,12 @@ def test_demo_leaves_a_real_api_alone(data_root, demo_env):
 def _simulator_process(*args):
     env = {k: v for k, v in os.environ.items() if k != BASE_URL_ENV}
     return subprocess.Popen(
-        [sys.executable, "-m", "dms_pipelines.delivery.simulator", *args],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "dms_pipelines.devtools.simulator", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -10,11 +10,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dms_pipelines.kernels.csv_bytes import delimited_text
-from dms_pipelines.sample.catalogue import (
-    COLOURS, FEATURE_SHORTHAND, FEATURES, INITIALS, LOCATIONS, MODELS, SELLING_POINTS, SURNAMES, TITLES,
+from dms_pipelines.devtools.sample.catalogue import (
+    COLOURS,
+    FEATURE_SHORTHAND,
+    FEATURES,
+    INITIALS,
+    LOCATIONS,
+    MODELS,
+    SELLING_POINTS,
+    SURNAMES,
+    TITLES,
 )
-from dms_pipelines.sample.plates import plates_for
+from dms_pipelines.devtools.sample.plates import plates_for
+from dms_pipelines.kernels.csv_bytes import delimited_text
 
 LAYOUTS = ("navigator_csv", "star5_xml", "pipe_cp1252_csv")
 EXTRA_DEALER_IDS = ("harrogate", "bradford", "wakefield", "hull", "doncaster", "huddersfield", "halifax")
@@ -83,7 +91,7 @@ def _vehicles(n: int, prefix: str, first_number: int, rng: np.random.Generator, 
     age_years = age_days / 365.25
     mileage = np.where(condition == "new", rng.integers(5, 50, n), np.where(condition == "demo", rng.integers(500, 5000, n), (age_years * rng.uniform(6000, 12000, n)).astype(int)))
     new_price = attribute("new_price")
-    value = new_price * 0.86 ** age_years * np.clip(1 - mileage / 250_000, 0.35, 1.0) * rng.uniform(0.92, 1.08, n)
+    value = new_price * 0.86**age_years * np.clip(1 - mileage / 250_000, 0.35, 1.0) * rng.uniform(0.92, 1.08, n)
     price = np.maximum(995, np.round(value / 250) * 250 - 5).astype(int)
     previous = np.where(rng.random(n) < 0.1, price + _pick(rng, [250, 500, 1000], n).astype(int), 0)
     vat = np.where((condition != "used") | ((age_years < 3) & (rng.random(n) < 0.3)), "qualifying", "marginal")
@@ -122,19 +130,38 @@ def _vehicles(n: int, prefix: str, first_number: int, rng: np.random.Generator, 
             "stock_id": stock_id,
             "registration": plates_for(reg_date, rng, region).where(condition != "new", plates_for(reg_date, rng, region)),
             "vin": vin,
-            "make": makes, "model": model_names, "derivative": derivative, "trim": trim,
-            "body_type": attribute("body"), "fuel_type": fuel, "transmission": attribute("transmission"),
-            "doors": attribute("doors"), "seats": attribute("seats"), "engine_size_cc": engine,
-            "co2_gkm": attribute("co2"), "euro_standard": np.where(fuel == "electric", "", "Euro 6"),
-            "colour": colour, "mileage": mileage, "first_registration_date": reg_date, "year": reg_date.dt.year,
-            "vehicle_type": np.where(attribute("body") == "van", "van", "car"), "condition": condition,
-            "price": price.astype(float), "previous_price": np.where(previous > 0, previous, np.nan), "vat_status": vat,
-            "status": status, "date_in_stock": in_stock, "mot_expiry": mot, "description": description,
-            "features": features, "image_urls": images,
+            "make": makes,
+            "model": model_names,
+            "derivative": derivative,
+            "trim": trim,
+            "body_type": attribute("body"),
+            "fuel_type": fuel,
+            "transmission": attribute("transmission"),
+            "doors": attribute("doors"),
+            "seats": attribute("seats"),
+            "engine_size_cc": engine,
+            "co2_gkm": attribute("co2"),
+            "euro_standard": np.where(fuel == "electric", "", "Euro 6"),
+            "colour": colour,
+            "mileage": mileage,
+            "first_registration_date": reg_date,
+            "year": reg_date.dt.year,
+            "vehicle_type": np.where(attribute("body") == "van", "van", "car"),
+            "condition": condition,
+            "price": price.astype(float),
+            "previous_price": np.where(previous > 0, previous, np.nan),
+            "vat_status": vat,
+            "status": status,
+            "date_in_stock": in_stock,
+            "mot_expiry": mot,
+            "description": description,
+            "features": features,
+            "image_urls": images,
             "private_cost_price": np.round(price * rng.uniform(0.72, 0.9, n) / 10) * 10,
             "private_prep_cost": np.round(rng.uniform(150, 900, n)),
             "private_key_code": [f"K{k:04d}" for k in rng.integers(0, 10_000, n)],
-            "private_memo": memo, "private_previous_keeper": keeper,
+            "private_memo": memo,
+            "private_previous_keeper": keeper,
             "location": _pick(rng, LOCATIONS, n),
         }
     )
@@ -194,27 +221,54 @@ def _navigator_columns(v: pd.DataFrame) -> dict[str, pd.Series]:
         web_price = web_price.mask(v["raw_price"].notna().to_numpy(), UNQUOTED_MARK)
     n = len(v)
     return {
-        "Stock": _text(v["stock_id"]), "Reg": _text(v["registration"]), "ChassisNo": _text(v["vin"]), "Make": _text(v["make"]),
-        "Model": _text(v["model"]), "Derivative": _text(v["derivative"]), "Trim": _text(v["trim"]),
-        "BodyType": _text(v["body_type"].map({"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv": "SUV", "coupe": "Coupe", "convertible": "Convertible", "mpv": "MPV", "pickup": "Pick-up", "van": "Panel Van"})),
+        "Stock": _text(v["stock_id"]),
+        "Reg": _text(v["registration"]),
+        "ChassisNo": _text(v["vin"]),
+        "Make": _text(v["make"]),
+        "Model": _text(v["model"]),
+        "Derivative": _text(v["derivative"]),
+        "Trim": _text(v["trim"]),
+        "BodyType": _text(
+            v["body_type"].map(
+                {"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv": "SUV", "coupe": "Coupe", "convertible": "Convertible", "mpv": "MPV", "pickup": "Pick-up", "van": "Panel Van"}
+            )
+        ),
         "FuelType": _text(v["fuel_type"].map({"petrol": "Petrol", "diesel": "Diesel", "electric": "Electric", "hybrid": "Hybrid", "plugin_hybrid": "Plug-in Hybrid"})),
         "Transmission": _text(v["transmission"].map({"manual": "Manual", "automatic": "Automatic"})),
-        "Doors": _integer_text(v["doors"]), "Seats": _integer_text(v["seats"]), "EngineSize": _integer_text(v["engine_size_cc"]),
-        "CO2": _integer_text(v["co2_gkm"]), "Colour": _text(v["colour"]), "Mileage": _integer_text(v["mileage"]),
-        "RegDate": _date_text(v["first_registration_date"], "%d/%m/%y"), "Year": _integer_text(v["year"]),
+        "Doors": _integer_text(v["doors"]),
+        "Seats": _integer_text(v["seats"]),
+        "EngineSize": _integer_text(v["engine_size_cc"]),
+        "CO2": _integer_text(v["co2_gkm"]),
+        "Colour": _text(v["colour"]),
+        "Mileage": _integer_text(v["mileage"]),
+        "RegDate": _date_text(v["first_registration_date"], "%d/%m/%y"),
+        "Year": _integer_text(v["year"]),
         "Type": _text(v["vehicle_type"].map({"car": "Car", "van": "Commercial"})),
         "NewUsed": _text(v["condition"].map({"new": "New", "used": "Used", "demo": "Demo"})),
-        "Retail": _integer_text(v["price"] + 500), "WebPrice": web_price, "PreviousPrice": _integer_text(v["previous_price"]),
-        "GuideRetailprice": _integer_text(v["price"] * 1.04), "VATStatus": _text(v["vat_status"].map({"marginal": "Marginal", "qualifying": "Qualifying"})),
-        "OrderStatus": _text(v["status"].map(codes)), "AvailableForSale": _text(np.where(v["status"] == "available", "Y", "N")),
-        "AdvertiseOnWeb": pd.Series(["Y"] * n, dtype="string"), "DateInStock": _date_text(v["date_in_stock"], "%d/%m/%Y"),
-        "MOTExpiry": _date_text(v["mot_expiry"], "%d/%m/%Y"), "AdvertisingText": _text(v["description"]), "Features": _text(features),
-        "Images": _text(v["image_urls"]).str.replace("|", ";", regex=False), "EngineNo": _text("E" + v["vin"].str[-8:]),
-        "KeyTagNo": _text(v["private_key_code"].str[1:]), "KeyCode": _text(v["private_key_code"]),
-        "AlarmCode": _text(v["private_key_code"].str[::-1]), "EstimatedPrepCosts": _integer_text(v["private_prep_cost"]),
-        "CostPrice": _integer_text(v["private_cost_price"]), "InternalMemo": _text(v["private_memo"]),
-        "PreviousKeeper": _text(v["private_previous_keeper"]), "Location": _text(v["location"]),
-        "NoOfPreviousOwners": _integer_text((v["first_registration_date"].dt.year % 3)), "UserDefinedData": pd.Series([""] * n, dtype="string"),
+        "Retail": _integer_text(v["price"] + 500),
+        "WebPrice": web_price,
+        "PreviousPrice": _integer_text(v["previous_price"]),
+        "GuideRetailprice": _integer_text(v["price"] * 1.04),
+        "VATStatus": _text(v["vat_status"].map({"marginal": "Marginal", "qualifying": "Qualifying"})),
+        "OrderStatus": _text(v["status"].map(codes)),
+        "AvailableForSale": _text(np.where(v["status"] == "available", "Y", "N")),
+        "AdvertiseOnWeb": pd.Series(["Y"] * n, dtype="string"),
+        "DateInStock": _date_text(v["date_in_stock"], "%d/%m/%Y"),
+        "MOTExpiry": _date_text(v["mot_expiry"], "%d/%m/%Y"),
+        "AdvertisingText": _text(v["description"]),
+        "Features": _text(features),
+        "Images": _text(v["image_urls"]).str.replace("|", ";", regex=False),
+        "EngineNo": _text("E" + v["vin"].str[-8:]),
+        "KeyTagNo": _text(v["private_key_code"].str[1:]),
+        "KeyCode": _text(v["private_key_code"]),
+        "AlarmCode": _text(v["private_key_code"].str[::-1]),
+        "EstimatedPrepCosts": _integer_text(v["private_prep_cost"]),
+        "CostPrice": _integer_text(v["private_cost_price"]),
+        "InternalMemo": _text(v["private_memo"]),
+        "PreviousKeeper": _text(v["private_previous_keeper"]),
+        "Location": _text(v["location"]),
+        "NoOfPreviousOwners": _integer_text((v["first_registration_date"].dt.year % 3)),
+        "UserDefinedData": pd.Series([""] * n, dtype="string"),
     }
 
 
@@ -226,22 +280,43 @@ def _pipe_columns(v: pd.DataFrame) -> dict[str, pd.Series]:
         return pd.Series(["" if pd.isna(x) else f"£{int(x):,}" for x in numbers], dtype="string")
 
     return {
-        "STOCK_NO": _text(v["stock_id"]), "VRM": _text(v["registration"]), "VIN": _text(v["vin"]), "MANUFACTURER": _text(v["make"]),
-        "RANGE": _text(v["model"]), "VARIANT": _text(v["derivative"]), "TRIM_LEVEL": _text(v["trim"]),
-        "BODY": _text(v["body_type"].map({"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv": "SUV", "coupe": "Coupe", "convertible": "Convertible", "mpv": "MPV", "pickup": "Pickup", "van": "Panel Van"})),
+        "STOCK_NO": _text(v["stock_id"]),
+        "VRM": _text(v["registration"]),
+        "VIN": _text(v["vin"]),
+        "MANUFACTURER": _text(v["make"]),
+        "RANGE": _text(v["model"]),
+        "VARIANT": _text(v["derivative"]),
+        "TRIM_LEVEL": _text(v["trim"]),
+        "BODY": _text(
+            v["body_type"].map(
+                {"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv": "SUV", "coupe": "Coupe", "convertible": "Convertible", "mpv": "MPV", "pickup": "Pickup", "van": "Panel Van"}
+            )
+        ),
         "FUEL": _text(v["fuel_type"].map({"petrol": "P", "diesel": "D", "electric": "E", "hybrid": "H", "plugin_hybrid": "PH"})),
-        "GEARBOX": _text(v["transmission"].map({"manual": "M", "automatic": "A"})), "DOORS": _integer_text(v["doors"]),
-        "SEATS": _integer_text(v["seats"]), "CC": _integer_text(v["engine_size_cc"]), "CO2": _integer_text(v["co2_gkm"]),
-        "EURO": _text(v["euro_standard"]), "COLOUR": _text(v["colour"]), "MILEAGE": _integer_text(v["mileage"]),
-        "REG_DATE": _date_text(v["first_registration_date"], "%d/%m/%y"), "MODEL_YEAR": _integer_text(v["year"]),
-        "PRICE": pounds(v["price"]), "WAS_PRICE": pounds(v["previous_price"]),
+        "GEARBOX": _text(v["transmission"].map({"manual": "M", "automatic": "A"})),
+        "DOORS": _integer_text(v["doors"]),
+        "SEATS": _integer_text(v["seats"]),
+        "CC": _integer_text(v["engine_size_cc"]),
+        "CO2": _integer_text(v["co2_gkm"]),
+        "EURO": _text(v["euro_standard"]),
+        "COLOUR": _text(v["colour"]),
+        "MILEAGE": _integer_text(v["mileage"]),
+        "REG_DATE": _date_text(v["first_registration_date"], "%d/%m/%y"),
+        "MODEL_YEAR": _integer_text(v["year"]),
+        "PRICE": pounds(v["price"]),
+        "WAS_PRICE": pounds(v["previous_price"]),
         "VAT": _text(v["vat_status"].map({"marginal": "M", "qualifying": "Q"})),
-        "CONDITION": _text(v["condition"].map({"new": "N", "used": "U", "demo": "D"})), "STATUS": _text(v["status"].map(codes)),
-        "DATE_IN": _date_text(v["date_in_stock"], "%d/%m/%y"), "MOT_DUE": _date_text(v["mot_expiry"], "%d/%m/%y"),
+        "CONDITION": _text(v["condition"].map({"new": "N", "used": "U", "demo": "D"})),
+        "STATUS": _text(v["status"].map(codes)),
+        "DATE_IN": _date_text(v["date_in_stock"], "%d/%m/%y"),
+        "MOT_DUE": _date_text(v["mot_expiry"], "%d/%m/%y"),
         "DESCRIPTION": _text(v["description"]).str.replace(". ", " – ", n=1, regex=False),
         "EQUIPMENT": _text(v["features"]).str.replace("|", ",", regex=False),
-        "PHOTOS": _text(v["image_urls"]).str.replace("|", ",", regex=False), "COST": pounds(v["private_cost_price"]),
-        "KEY_SAFE": _text(v["private_key_code"].str[1:]), "NOTES": _text(v["private_memo"]), "PREV_KEEPER": _text(v["private_previous_keeper"]),
+        "PHOTOS": _text(v["image_urls"]).str.replace("|", ",", regex=False),
+        "COST": pounds(v["private_cost_price"]),
+        "KEY_SAFE": _text(v["private_key_code"].str[1:]),
+        "NOTES": _text(v["private_memo"]),
+        "PREV_KEEPER": _text(v["private_previous_keeper"]),
     }
 
 
@@ -258,26 +333,27 @@ def _xml_escape(values) -> list[str]:
 
 def _star5_document(v: pd.DataFrame) -> str:
     codes = STATUS_CODES["star5_xml"]
-    text = {name: _xml_escape(v[name]) for name in ("stock_id", "make", "model", "derivative", "trim", "description", "colour", "registration", "vin", "private_memo", "private_previous_keeper", "private_key_code")}
+    text = {
+        name: _xml_escape(v[name])
+        for name in ("stock_id", "make", "model", "derivative", "trim", "description", "colour", "registration", "vin", "private_memo", "private_previous_keeper", "private_key_code")
+    }
     status = v["status"].map(codes).tolist()
     in_stock = _date_text(v["date_in_stock"], "%Y-%m-%d").tolist()
     reg = _date_text(v["first_registration_date"], "%Y-%m-%d").tolist()
     mot = _date_text(v["mot_expiry"], "%Y-%m-%d").tolist()
     year = _integer_text(v["year"]).tolist()
     condition = v["condition"].map({"new": "N", "used": "U", "demo": "D"}).tolist()
-    body = v["body_type"].map({"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv": "SUV", "coupe": "Coupe", "convertible": "Convertible", "mpv": "MPV", "pickup": "Pickup", "van": "Panel Van"}).tolist()
+    body = (
+        v["body_type"]
+        .map({"hatchback": "Hatchback", "saloon": "Saloon", "estate": "Estate", "suv": "SUV", "coupe": "Coupe", "convertible": "Convertible", "mpv": "MPV", "pickup": "Pickup", "van": "Panel Van"})
+        .tolist()
+    )
     gearbox = v["transmission"].map({"manual": "M", "automatic": "A"}).tolist()
     fuel = v["fuel_type"].map({"petrol": "P", "diesel": "D", "electric": "E", "hybrid": "H", "plugin_hybrid": "X"}).tolist()
     numbers = {name: _integer_text(v[name]).tolist() for name in ("engine_size_cc", "doors", "seats", "co2_gkm", "mileage", "price", "previous_price", "private_cost_price")}
     vat = v["vat_status"].map({"marginal": "M", "qualifying": "Q"}).tolist()
-    features = [
-        "".join(f"<FeatureGroup><FeatureDescription>{f}</FeatureDescription></FeatureGroup>" for f in items.split("|") if f)
-        for items in _xml_escape(v["features"])
-    ]
-    images = [
-        "<ImageAttachment><URI>" + items.replace("|", "</URI></ImageAttachment><ImageAttachment><URI>") + "</URI></ImageAttachment>" if items else ""
-        for items in _xml_escape(v["image_urls"])
-    ]
+    features = ["".join(f"<FeatureGroup><FeatureDescription>{f}</FeatureDescription></FeatureGroup>" for f in items.split("|") if f) for items in _xml_escape(v["features"])]
+    images = ["<ImageAttachment><URI>" + items.replace("|", "</URI></ImageAttachment><ImageAttachment><URI>") + "</URI></ImageAttachment>" if items else "" for items in _xml_escape(v["image_urls"])]
     records = []
     for i in range(len(v)):
         previous = f"<Price><PriceCode>Previous</PriceCode><ChargeAmount>{numbers['previous_price'][i]}</ChargeAmount></Price>" if numbers["previous_price"][i] else ""
@@ -358,7 +434,12 @@ def _delta(fleet: pd.DataFrame, rng: np.random.Generator, prefix: str, next_numb
 
 
 def generate_group(
-    out_dir: Path, dealers: list[SampleDealer], vehicles: int, seed: int, deltas: int = 0, defect_rate: float = 0.03,
+    out_dir: Path,
+    dealers: list[SampleDealer],
+    vehicles: int,
+    seed: int,
+    deltas: int = 0,
+    defect_rate: float = 0.03,
     as_of: datetime = datetime(2026, 11, 21, 2, 0),
 ) -> GenerationReport:
     """Write every dealer's full export (and `deltas` hourly deltas) under out_dir/<dealer>/, plus planted_defects.csv."""

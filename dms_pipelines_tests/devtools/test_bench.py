@@ -6,15 +6,27 @@ import os
 import subprocess
 import time
 
-from dms_pipelines.bench import run_benchmarks
-from dms_pipelines.latency_bench import stop_process_group
+from dms_pipelines.devtools.bench import run_benchmarks
+from dms_pipelines.devtools.latency_bench import stop_process_group
 
 NIGHTLY_STAGES = [
-    "parse", "validate", "merge (full)", "store the stock (base file)",
-    "render google", "serialise + write google", "assemble the google account file",
-    "render website", "serialise + write website", "render meta", "serialise + write meta",
-    "render carsnip", "serialise + write carsnip", "render autotrader", "diff autotrader (hash items, compare with ledger)",
-    "history (versions compared, written as the base)", "warehouse publish + catalog",
+    "parse",
+    "validate",
+    "merge (full)",
+    "store the stock (base file)",
+    "render google",
+    "serialise + write google",
+    "assemble the google account file",
+    "render website",
+    "serialise + write website",
+    "render meta",
+    "serialise + write meta",
+    "render carsnip",
+    "serialise + write carsnip",
+    "render autotrader",
+    "diff autotrader (hash items, compare with ledger)",
+    "history (versions compared, written as the base)",
+    "warehouse publish + catalog",
 ]
 
 

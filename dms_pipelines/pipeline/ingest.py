@@ -1,32 +1,39 @@
-"""The sync's stages as plain functions (land, parse, validate, update stock, render), each callable without Dagster."""
+"""Ingest, the first stages of a dealer's run as plain functions: land its exports, parse, validate, and apply them to its stock."""
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from dms_pipelines.config import Dealer, LocalInboxSource, Settings
 from dms_pipelines.formats.profile import MappingProfile, find_profile
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError, ParseResult
-from dms_pipelines.operations.db import ingested_files, quarantine
+from dms_pipelines.operations.manifest import last_full_rows, pending_files, retry_due, seen_files, set_status, supersede_held_before, utc_now
+from dms_pipelines.operations.quarantine import record_quarantine
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.sources.base import RemoteFile, Source, shown
-from dms_pipelines.sources.landing import LandingReport, land_files, utc_now
+from dms_pipelines.sources.landing import LandingReport, land_files
 from dms_pipelines.sources.local_inbox import LocalInboxSource as LocalInbox
-from dms_pipelines.stock.guards import delisting_guard, distribution_guard
-from dms_pipelines.stock.merge import apply_delta, apply_full
-from dms_pipelines.stock.history import update_history
 from dms_pipelines.stock.changes import next_log, write_log
+from dms_pipelines.stock.guards import delisting_guard, distribution_guard
+from dms_pipelines.stock.history import update_history
+from dms_pipelines.stock.history_changes import read_history, record_versions, write_history
+from dms_pipelines.stock.merge import apply_delta, apply_full
 from dms_pipelines.stock.schema import empty_stock
 from dms_pipelines.stock.store import (
-    counts_by_status, read_price_reference, read_stock, status_counts, stock_ids, stored, with_new_ids, write_stock,
+    counts_by_status,
+    read_price_reference,
+    read_stock,
+    status_counts,
+    stock_ids,
+    stored,
+    with_new_ids,
+    write_stock,
 )
-from dms_pipelines.stock.history_changes import read_history, record_versions, write_history
 from dms_pipelines.stock.validate import validate_stock
 
 log = logging.getLogger(__name__)
@@ -112,7 +119,7 @@ class StockUpdate:
         return self.whole
 
     def status_counts(self) -> dict[str, int]:
-        """"vehicles" and vehicles by status, without reading the whole stock when it was not read."""
+        """ "vehicles" and vehicles by status, without reading the whole stock when it was not read."""
         if self.whole is None:
             return status_counts(self.state_dir, self.dealer_id)
         return counts_by_status(self.whole)
@@ -158,22 +165,6 @@ def land(dealer: Dealer, paths: DataPaths, engine: Engine, run_id: str | None = 
         source.close()
 
 
-def pending_files(engine: Engine, dealer_id: str) -> list:
-    with engine.connect() as connection:
-        return list(
-            connection.execute(
-                select(ingested_files)
-                .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "landed"))
-                .order_by(ingested_files.c.export_timestamp, ingested_files.c.id)
-            )
-        )
-
-
-def _set_status(engine: Engine, file_id: int, **values) -> None:
-    with engine.begin() as connection:
-        connection.execute(update(ingested_files).where(ingested_files.c.id == file_id).values(**values))
-
-
 def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompressed_mb: int = 2048) -> list[ParsedExport]:
     """Parse the dealer's landed files in export order: the newest readable full export, and every delta.
 
@@ -195,7 +186,7 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompre
         except OSError as error:
             item.error = f"{shown(row.file_name)}: cannot read the landed copy {row.landed_path}: {error.strerror}"
         if item.error:
-            _set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())
+            set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())
             log.error("%s", item.error)
         return item
 
@@ -211,7 +202,7 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompre
     if base is not None:
         for row in pending:
             if row.export_kind == "full" and row.export_timestamp <= base.export_timestamp and row.id != base.id and row.id not in failed_ids:
-                _set_status(engine, row.id, status="superseded", processed_at=utc_now(), error=f"superseded by the newer full export {base.file_name}")
+                set_status(engine, row.id, status="superseded", processed_at=utc_now(), error=f"superseded by the newer full export {base.file_name}")
     deltas = {row.id: parse(row) for row in pending if row.export_kind == "delta"}
     readable = [row for row in pending if (row.id in deltas and deltas[row.id].result is not None) or (base is not None and row.id == base.id)]
     ordered = [deltas.get(row.id) or next(item for item in parsed if item.file_id == row.id) for row in readable]  # pending is in export order
@@ -219,7 +210,12 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompre
 
 
 def validate_parsed(
-    parsed: list[ParsedExport], settings: Settings, paths: DataPaths, engine: Engine, today: date | None = None, price_reference: pd.DataFrame | None = None,
+    parsed: list[ParsedExport],
+    settings: Settings,
+    paths: DataPaths,
+    engine: Engine,
+    today: date | None = None,
+    price_reference: pd.DataFrame | None = None,
 ) -> list[ValidatedExport]:
     """Row rules on every parsed export; errors and warnings recorded in the quarantine table (replacing earlier runs' rows for the file).
 
@@ -244,7 +240,9 @@ def validate_parsed(
         rejected = result.rows[~result.rows["source_row"].isin(accepted["source_row"])]
         sold = set(rejected.loc[(rejected["status"] == "sold").fillna(False).astype(bool), "stock_id"].dropna().astype(str))
         validated.append(
-            ValidatedExport(item.file_id, item.file_name, item.export_kind, item.export_timestamp, result.records_total, accepted, issues, quarantined, result.encoding, result.warnings, item.released_by, sold)
+            ValidatedExport(
+                item.file_id, item.file_name, item.export_kind, item.export_timestamp, result.records_total, accepted, issues, quarantined, result.encoding, result.warnings, item.released_by, sold
+            )
         )
         record_quarantine(engine, checked_dealer(accepted, result), item.file_id, item.file_name, issues, item.export_kind)
     return validated
@@ -252,31 +250,6 @@ def validate_parsed(
 
 def checked_dealer(accepted: pd.DataFrame, result: ParseResult) -> str:
     return str(result.rows["dealer_id"].iloc[0]) if len(result.rows) else str(accepted["dealer_id"].iloc[0]) if len(accepted) else ""
-
-
-def record_quarantine(engine: Engine, dealer_id: str, file_id: int, file_name: str, issues: pd.DataFrame, export_kind: str) -> None:
-    now = utc_now()
-    dtypes = {"source_row": "Int64"} | {name: "string" for name in ("stock_id", "field", "rule", "value", "severity", "message")}
-    varying = {name: issues[name].astype(dtype).to_numpy(dtype=object, na_value=None).tolist() for name, dtype in dtypes.items()}  # a column at a time
-    fixed = {"dealer_id": dealer_id, "file_id": file_id, "source_file": file_name, "first_seen": now, "status": "open"}
-    rows = [fixed | dict(zip(varying, values)) for values in zip(*varying.values())]
-    with engine.begin() as connection:
-        connection.execute(delete(quarantine).where(quarantine.c.file_id == file_id))
-        if rows and dealer_id:
-            if export_kind == "full":
-                connection.execute(
-                    update(quarantine).where(and_(quarantine.c.dealer_id == dealer_id, quarantine.c.status == "open")).values(status="resolved")
-                )
-            connection.execute(insert(quarantine), rows)
-
-
-def last_full_rows(engine: Engine, dealer_id: str) -> int | None:
-    with engine.connect() as connection:
-        return connection.execute(
-            select(ingested_files.c.rows_total)
-            .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.export_kind == "full", ingested_files.c.status == "processed"))
-            .order_by(ingested_files.c.export_timestamp.desc(), ingested_files.c.id.desc())
-        ).scalar()
 
 
 def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None = None) -> StockUpdate:
@@ -295,24 +268,32 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
     for item in validated:
         if holding:
             outcome.held[item.file_name] = "waits for the held full export before it"
-            _set_status(engine, item.file_id, status="held", error="waits for the held full export before it", run_id=run_id)
+            set_status(engine, item.file_id, status="held", error="waits for the held full export before it", run_id=run_id)
             continue
         if item.export_kind == "full":
-            reason = delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share) or distribution_guard(
-                item.accepted, stock, settings.validation
-            )
+            reason = delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share) or distribution_guard(item.accepted, stock, settings.validation)
             if reason and item.released_by:
                 log.warning("%s: applied although %s (released by %s)", item.file_name, reason, item.released_by)
             elif reason:
                 holding = True
                 outcome.held[item.file_name] = reason
-                _set_status(engine, item.file_id, status="held", error=reason, rows_total=item.records_total, rows_accepted=len(item.accepted), rows_quarantined=item.quarantined_rows, encoding=item.encoding, run_id=run_id)
+                set_status(
+                    engine,
+                    item.file_id,
+                    status="held",
+                    error=reason,
+                    rows_total=item.records_total,
+                    rows_accepted=len(item.accepted),
+                    rows_quarantined=item.quarantined_rows,
+                    encoding=item.encoding,
+                    run_id=run_id,
+                )
                 continue
             quarantined_ids = set(item.issues.loc[item.issues["severity"] == "error", "stock_id"].dropna().astype(str))
             merged = apply_full(stock, item.accepted, quarantined_ids)
             changed_ids = None
             for earlier in applied_deltas:
-                _set_status(engine, earlier.file_id, status="superseded", error=f"superseded by the newer full export {item.file_name}")
+                set_status(engine, earlier.file_id, status="superseded", error=f"superseded by the newer full export {item.file_name}")
                 outcome.applied.remove(earlier.file_name)
                 outcome.superseded.append(earlier.file_name)
             applied_deltas = []
@@ -339,18 +320,21 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
 
 def _processed(engine: Engine, dealer_id: str, item: ValidatedExport, run_id: str | None) -> None:
     """The export is applied; a full one supersedes the dealer's older exports still held (nothing is left to release)."""
-    _set_status(
-        engine, item.file_id, status="processed", rows_total=item.records_total, rows_accepted=len(item.accepted),
-        rows_quarantined=item.quarantined_rows, encoding=item.encoding, processed_at=utc_now(), error=None, run_id=run_id,
+    set_status(
+        engine,
+        item.file_id,
+        status="processed",
+        rows_total=item.records_total,
+        rows_accepted=len(item.accepted),
+        rows_quarantined=item.quarantined_rows,
+        encoding=item.encoding,
+        processed_at=utc_now(),
+        error=None,
+        run_id=run_id,
         warnings="\n".join(item.warnings) or None,
     )
     if item.export_kind == "full":
-        with engine.begin() as connection:
-            connection.execute(
-                update(ingested_files)
-                .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "held", ingested_files.c.export_timestamp < item.export_timestamp))
-                .values(status="superseded", error=f"superseded by the newer full export {item.file_name}, applied", processed_at=utc_now())
-            )
+        supersede_held_before(engine, dealer_id, item.export_timestamp, item.file_name)
 
 
 def _store(paths: DataPaths, dealer_id: str, outcome: StockUpdate, stock: pd.DataFrame, changed_ids: set[str] | None, stock_size: int | None = None) -> None:
@@ -394,17 +378,6 @@ def _apply_deltas(dealer: Dealer, validated: list[ValidatedExport], paths: DataP
     return outcome
 
 
-def release_held_files(engine: Engine, dealer_id: str, released_by: str) -> int:
-    """Put a dealer's held exports back in the queue, marked so that the guards (delisting, distribution) let them through once."""
-    with engine.begin() as connection:
-        result = connection.execute(
-            update(ingested_files)
-            .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "held"))
-            .values(status="landed", error=None, released_by=released_by)
-        )
-        return result.rowcount
-
-
 def files_waiting(dealer: Dealer, paths: DataPaths, engine: Engine) -> list[RemoteFile]:
     """Ready files of the dealer that are not landed yet (or whose retry is due): what a sensor should start a run for."""
     profile = profile_for(dealer, paths)
@@ -415,74 +388,11 @@ def files_waiting(dealer: Dealer, paths: DataPaths, engine: Engine) -> list[Remo
         source.close()
     if not listing:
         return []
-    with engine.connect() as connection:
-        seen = {
-            (row.source_path, row.size_bytes, row.source_mtime): row
-            for row in connection.execute(
-                select(ingested_files.c.source_path, ingested_files.c.size_bytes, ingested_files.c.source_mtime, ingested_files.c.status, ingested_files.c.next_attempt_at).where(
-                    ingested_files.c.dealer_id == dealer.id
-                )
-            )
-        }
+    seen = seen_files(engine, dealer.id)
     now = utc_now()
     waiting = []
     for remote in listing:
         row = seen.get((remote.path, remote.size, remote.mtime))
-        if row is None:
+        if row is None or retry_due(row, now):
             waiting.append(remote)
-        elif row.status == "retry":
-            due = row.next_attempt_at if row.next_attempt_at is None or row.next_attempt_at.tzinfo else row.next_attempt_at.replace(tzinfo=timezone.utc)
-            if due is None or due <= now:
-                waiting.append(remote)
     return waiting
-
-
-def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, vehicles: int, problems: int = 0) -> None:
-    """One row per dealer run for the sync_runs table, from the files the run applied or held (replaced if re-executed);
-    `problems`: how many things are wrong for the dealer after it (run_health)."""
-    from sqlalchemy import func
-
-    from dms_pipelines.operations.db import sync_runs
-
-    mine = and_(ingested_files.c.run_id == run_id, ingested_files.c.dealer_id == dealer_id)
-    with engine.connect() as connection:
-        started = connection.execute(select(func.min(ingested_files.c.received_at)).where(mine)).scalar()
-        files = connection.execute(
-            select(ingested_files.c.status, ingested_files.c.rows_total, ingested_files.c.rows_accepted, ingested_files.c.rows_quarantined).where(
-                and_(mine, ingested_files.c.status.in_(["processed", "held"]))
-            )
-        ).fetchall()
-    held = sum(1 for f in files if f.status == "held")
-    values = dict(
-        run_id=run_id, dealer_id=dealer_id, trigger=trigger, started_at=started, finished_at=utc_now(), files=len(files),
-        records=sum(f.rows_total or 0 for f in files), accepted=sum(f.rows_accepted or 0 for f in files),
-        quarantined=sum(f.rows_quarantined or 0 for f in files), held=held, vehicles=vehicles, problems=problems,
-        outcome="held" if held else "problems" if problems else "ok" if files else "no_change",
-    )
-    with engine.begin() as connection:
-        connection.execute(delete(sync_runs).where(and_(sync_runs.c.run_id == run_id, sync_runs.c.dealer_id == dealer_id)))
-        connection.execute(insert(sync_runs).values(**values))
-
-
-def change_seen_at(engine: Engine, run_id: str) -> datetime | None:
-    """When the run's earliest applied export was received: the start of the clock for delivery latency."""
-    with engine.connect() as connection:
-        value = connection.execute(
-            select(ingested_files.c.received_at)
-            .where(and_(ingested_files.c.run_id == run_id, ingested_files.c.status == "processed"))
-            .order_by(ingested_files.c.received_at)
-        ).scalar()
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value
-
-
-def hours_since_last_export(engine: Engine, dealer_id: str, now: datetime | None = None) -> float | None:
-    """Hours since the dealer's newest received export (None when nothing was ever received)."""
-    with engine.connect() as connection:
-        newest = connection.execute(select(ingested_files.c.received_at).where(ingested_files.c.dealer_id == dealer_id).order_by(ingested_files.c.received_at.desc())).scalar()
-    if newest is None:
-        return None
-    if newest.tzinfo is None:
-        newest = newest.replace(tzinfo=timezone.utc)
-    return ((now or utc_now()) - newest).total_seconds() / 3600

@@ -6,8 +6,8 @@ import io
 import pandas as pd
 from lxml import etree
 
-from dms_pipelines.sample.generator import default_dealers, generate_group
-from dms_pipelines.sample.plates import age_identifier
+from dms_pipelines.devtools.sample.generator import default_dealers, generate_group
+from dms_pipelines.devtools.sample.plates import age_identifier
 
 STAR = "{http://www.starstandard.org/STAR/5}"
 

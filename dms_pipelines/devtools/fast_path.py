@@ -1,8 +1,5 @@
 """The sold-vehicle fast path, demonstrated: write a DMS delta that sells one car, sync that dealer, check every marketplace."""
 
-import csv
-import io
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,8 +8,10 @@ from pathlib import Path
 import duckdb
 
 from dms_pipelines.config import Settings
+from dms_pipelines.delivery.destinations import destination_for
+from dms_pipelines.devtools.sample.generator import export_name, render_export
+from dms_pipelines.marketplaces.registry import specs_for
 from dms_pipelines.paths import DataPaths
-from dms_pipelines.sample.generator import export_name, render_export
 from dms_pipelines.stock.store import read_stock
 
 
@@ -40,31 +39,33 @@ def write_sale(paths: DataPaths, dealer_id: str, layout: str, at: datetime) -> t
 
 
 def still_listed(paths: DataPaths, settings: Settings, dealer_id: str, stock_id: str) -> dict[str, bool]:
-    """Per marketplace the dealer uses: is the car still offered for sale there?"""
+    """Per marketplace the dealer uses: is the car still offered for sale there? A file marketplace's files are read back
+    at their destination (its own read_back); an API marketplace's last acknowledged call for the car is looked up."""
     result = {}
     dealer = settings.dealer(dealer_id)
-    for marketplace in dealer.marketplaces:
-        destination = settings.marketplaces[marketplace].destination
-        folder = paths.resolve(getattr(destination, "path", "")) if getattr(destination, "kind", "") == "local" else None
-        if marketplace == "google":
-            rows = csv.DictReader(io.StringIO((folder / "vehicle_listings.csv").read_text(encoding="utf-8")))
-            result[marketplace] = any(r["id"] == stock_id and r["store_code"] == dealer.marketplaces["google"].setting("store_code") for r in rows)
-        elif marketplace == "website":
-            document = json.loads((folder / f"{dealer_id}.json").read_text(encoding="utf-8"))
-            result[marketplace] = any(v["stock_id"] == stock_id for v in document["vehicles"])
-        elif marketplace == "meta":
-            rows = csv.DictReader(io.StringIO(next(folder.glob(f"{dealer_id}.*")).read_text(encoding="utf-8")))
-            result[marketplace] = any(r["vehicle_id"] == stock_id for r in rows)
-        elif marketplace == "carsnip":
-            rows = csv.DictReader(io.StringIO((folder / f"{dealer_id}_vehicles.csv").read_text(encoding="utf-8")))
-            result[marketplace] = any(r["Vehicle_Id"] == stock_id for r in rows)
-        elif marketplace == "autotrader":
+    for spec in specs_for(settings, paths.root):
+        if spec.name not in dealer.marketplaces:
+            continue
+        account = dealer.marketplaces[spec.name]
+        if spec.mode == "api":
             with duckdb.connect(str(paths.warehouse_db), read_only=True) as db:
                 state = db.execute(
-                    "SELECT action FROM deliveries WHERE marketplace = 'autotrader' AND dealer_id = ? AND item_key = ? AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
-                    [dealer_id, stock_id],
+                    "SELECT action FROM deliveries WHERE marketplace = ? AND dealer_id = ? AND item_key = ? AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
+                    [spec.name, dealer_id, stock_id],
                 ).fetchall()
-            result[marketplace] = not state or state[0][0] != "sold"
+            result[spec.name] = not state or state[0][0] != "sold"
+            continue
+        destination = destination_for(settings.marketplaces[spec.name], paths)
+        file_format = spec.file_format(settings.marketplaces[spec.name].file_format)
+        if spec.account_file is not None:
+            names, key = [spec.account_file.name(file_format)], spec.account_file.part_key(dealer, account) + stock_id
+        else:
+            names, key = [f.name for f in spec.files(dealer, account, file_format)], stock_id
+        shown = {}
+        for name in names:
+            content = destination.read(name)
+            shown |= (spec.read_back(name, content) or {}) if content is not None else {}
+        result[spec.name] = key in shown
     return result
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from dms_pipelines.delivery.simulator import StockApiSimulator
-from dms_pipelines.paths import PROJECT_ROOT, DataPaths
+from dms_pipelines.devtools.demo import SAMPLE_CONFIG
+from dms_pipelines.devtools.simulator import StockApiSimulator
+from dms_pipelines.orchestration.drivers import DAGSTER_TEMPLATE
+from dms_pipelines.paths import DataPaths
 
 TOKEN = "bench-token"
 
@@ -27,18 +29,18 @@ def _off_google(paths: DataPaths, stock_id: str) -> bool:
 
 def bench_sold_latency(work: Path, vehicles: int = 600, timeout: float = 180.0, echo=print) -> dict:
     """Set up a demo group in `work`, then sell one car twice: once running the dealer job directly, once through the daemon."""
-    from dms_pipelines.cli import run_sync
     from dms_pipelines.config import load_settings
-    from dms_pipelines.fast_path import write_sale
-    from dms_pipelines.sample.generator import SampleDealer, generate_group
+    from dms_pipelines.devtools.fast_path import write_sale
+    from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
+    from dms_pipelines.orchestration.drivers import run_sync
 
     root = work / "data"
     (root / "config").mkdir(parents=True, exist_ok=True)
     home = work / "dagster_home"
     home.mkdir(exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "data" / "config" / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(DAGSTER_TEMPLATE, home / "dagster.yaml")
     simulator = StockApiSimulator(token=TOKEN).start()
-    raw = yaml.safe_load((PROJECT_ROOT / "data" / "config" / "dms_pipelines.yaml").read_text())
+    raw = yaml.safe_load(SAMPLE_CONFIG.read_text())
     raw["marketplaces"]["autotrader"]["destination"]["base_url"] = simulator.base_url
     raw["marketplaces"]["autotrader"]["destination"].pop("base_url_env", None)  # this simulator, whatever the environment says
     (root / "config" / "dms_pipelines.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -58,8 +60,11 @@ def bench_sold_latency(work: Path, vehicles: int = 600, timeout: float = 180.0, 
     echo(f"sold-car fast path, job alone: {job_seconds:.2f} s ({stock_id})")
 
     daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-        cwd=PROJECT_ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "dms_pipelines.definitions"],  # the code location by module: no source tree needed
+        cwd=work,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,  # its code server and the runs it launches share its process group, stopped together
     )
     daemon_seconds = None
@@ -75,8 +80,10 @@ def bench_sold_latency(work: Path, vehicles: int = 600, timeout: float = 180.0, 
     finally:
         stop_process_group(daemon)
         simulator.stop()
-    echo("sold-car fast path, end to end under the daemon (sensor, queued run, account feed): "
-         + (f"{daemon_seconds:.1f} s ({stock_id})" if daemon_seconds is not None else f"not done within {timeout:.0f} s"))
+    echo(
+        "sold-car fast path, end to end under the daemon (sensor, queued run, account feed): "
+        + (f"{daemon_seconds:.1f} s ({stock_id})" if daemon_seconds is not None else f"not done within {timeout:.0f} s")
+    )
     return {"vehicles": vehicles, "job_alone_seconds": round(job_seconds, 2), "daemon_end_to_end_seconds": round(daemon_seconds, 1) if daemon_seconds else None}
 
 

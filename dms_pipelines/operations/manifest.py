@@ -1,0 +1,129 @@
+"""The file manifest (ingested_files): which exports are waiting, their statuses, and the figures of each dealer's runs."""
+
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from dms_pipelines.operations.db import ingested_files, sync_runs
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+def pending_files(engine: Engine, dealer_id: str) -> list:
+    """The dealer's landed files not yet parsed, in export order."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(ingested_files).where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "landed")).order_by(ingested_files.c.export_timestamp, ingested_files.c.id)
+            )
+        )
+
+
+def set_status(engine: Engine, file_id: int, **values) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(ingested_files).where(ingested_files.c.id == file_id).values(**values))
+
+
+def last_full_rows(engine: Engine, dealer_id: str) -> int | None:
+    """Rows of the dealer's newest applied full export (the delisting guard's yardstick)."""
+    with engine.connect() as connection:
+        return connection.execute(
+            select(ingested_files.c.rows_total)
+            .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.export_kind == "full", ingested_files.c.status == "processed"))
+            .order_by(ingested_files.c.export_timestamp.desc(), ingested_files.c.id.desc())
+        ).scalar()
+
+
+def supersede_held_before(engine: Engine, dealer_id: str, export_timestamp: str, file_name: str) -> None:
+    """A full export applied: the dealer's older exports still held are superseded (nothing is left to release)."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(ingested_files)
+            .where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "held", ingested_files.c.export_timestamp < export_timestamp))
+            .values(status="superseded", error=f"superseded by the newer full export {file_name}, applied", processed_at=utc_now())
+        )
+
+
+def release_held_files(engine: Engine, dealer_id: str, released_by: str) -> int:
+    """Put a dealer's held exports back in the queue, marked so that the guards (delisting, distribution) let them through once."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(ingested_files).where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "held")).values(status="landed", error=None, released_by=released_by)
+        )
+        return result.rowcount
+
+
+def seen_files(engine: Engine, dealer_id: str) -> dict[tuple, object]:
+    """The dealer's manifest rows by (source path, size, mtime): what a listing of its source has landed already."""
+    with engine.connect() as connection:
+        return {
+            (row.source_path, row.size_bytes, row.source_mtime): row
+            for row in connection.execute(
+                select(ingested_files.c.source_path, ingested_files.c.size_bytes, ingested_files.c.source_mtime, ingested_files.c.status, ingested_files.c.next_attempt_at).where(
+                    ingested_files.c.dealer_id == dealer_id
+                )
+            )
+        }
+
+
+def retry_due(row, now: datetime) -> bool:
+    """A file waiting for a retry whose time has come."""
+    due = _aware(row.next_attempt_at)
+    return row.status == "retry" and (due is None or due <= now)
+
+
+def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, vehicles: int, problems: int = 0) -> None:
+    """One row per dealer run for the sync_runs table, from the files the run applied or held (replaced if re-executed);
+    `problems`: how many things are wrong for the dealer after it (run_health)."""
+    mine = and_(ingested_files.c.run_id == run_id, ingested_files.c.dealer_id == dealer_id)
+    with engine.connect() as connection:
+        started = connection.execute(select(func.min(ingested_files.c.received_at)).where(mine)).scalar()
+        files = connection.execute(
+            select(ingested_files.c.status, ingested_files.c.rows_total, ingested_files.c.rows_accepted, ingested_files.c.rows_quarantined).where(
+                and_(mine, ingested_files.c.status.in_(["processed", "held"]))
+            )
+        ).fetchall()
+    held = sum(1 for f in files if f.status == "held")
+    values = dict(
+        run_id=run_id,
+        dealer_id=dealer_id,
+        trigger=trigger,
+        started_at=started,
+        finished_at=utc_now(),
+        files=len(files),
+        records=sum(f.rows_total or 0 for f in files),
+        accepted=sum(f.rows_accepted or 0 for f in files),
+        quarantined=sum(f.rows_quarantined or 0 for f in files),
+        held=held,
+        vehicles=vehicles,
+        problems=problems,
+        outcome="held" if held else "problems" if problems else "ok" if files else "no_change",
+    )
+    with engine.begin() as connection:
+        connection.execute(delete(sync_runs).where(and_(sync_runs.c.run_id == run_id, sync_runs.c.dealer_id == dealer_id)))
+        connection.execute(insert(sync_runs).values(**values))
+
+
+def change_seen_at(engine: Engine, run_id: str) -> datetime | None:
+    """When the run's earliest applied export was received: the start of the clock for delivery latency."""
+    with engine.connect() as connection:
+        value = connection.execute(
+            select(ingested_files.c.received_at).where(and_(ingested_files.c.run_id == run_id, ingested_files.c.status == "processed")).order_by(ingested_files.c.received_at)
+        ).scalar()
+    return _aware(value)
+
+
+def hours_since_last_export(engine: Engine, dealer_id: str, now: datetime | None = None) -> float | None:
+    """Hours since the dealer's newest received export (None when nothing was ever received)."""
+    with engine.connect() as connection:
+        newest = connection.execute(select(ingested_files.c.received_at).where(ingested_files.c.dealer_id == dealer_id).order_by(ingested_files.c.received_at.desc())).scalar()
+    if newest is None:
+        return None
+    return ((now or utc_now()) - _aware(newest)).total_seconds() / 3600

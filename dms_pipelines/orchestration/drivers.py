@@ -1,0 +1,121 @@
+"""The Dagster run drivers: the dealer_sync and group_sync jobs run on the persistent instance, outcomes and problems reported."""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+from sqlalchemy import select
+
+from dms_pipelines.config import load_settings, operations_db_url
+from dms_pipelines.marketplaces.registry import specs_for
+from dms_pipelines.operations.db import engine_for, sync_runs
+from dms_pipelines.operations.manifest import change_seen_at
+from dms_pipelines.operations.run_health import current_problems
+from dms_pipelines.orchestration.assets import CHANGE_SEEN_TAG, TRIGGER_TAG
+from dms_pipelines.orchestration.build import CODE_LOCATION, build_definitions
+from dms_pipelines.paths import DataPaths, data_root
+from dms_pipelines.pipeline.publish import account_run_covers, dealer_run_covers
+
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DAGSTER_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"  # the instance settings a new DAGSTER_HOME gets (package data)
+
+
+def _ensure_dagster_home(paths: DataPaths) -> Path:
+    """A persistent DAGSTER_HOME (data/dagster_home unless set), so `make dev` shows the runs made from the command line."""
+    home = Path(os.environ.get("DAGSTER_HOME") or paths.root / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():
+        shutil.copyfile(DAGSTER_TEMPLATE, instance_yaml)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, echo=print, trigger: str = "manual") -> dict[str, bool]:
+    """Run the dealer_sync job for each dealer, then the account-wide feeds, through Dagster on the persistent instance.
+
+    A dealer is ok only when its run succeeded and nothing is wrong for it afterwards (run_health.current_problems: a held
+    export, a failed file, an undelivered feed, a change not acknowledged or refused, drift); each problem is printed.
+    """
+    paths = DataPaths(data_root())
+    settings = load_settings()
+    _ensure_dagster_home(paths)
+    defs = build_definitions(settings, paths)
+    specs = specs_for(settings, paths.root)
+    dealer_covers, account_covers = dealer_run_covers(specs), account_run_covers(specs)
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_job_def("dealer_sync")
+    outcomes = {}
+    run_config = dict(QUIET_LOGS) | ({"ops": {"landed_exports": {"config": {"release_held": True}}}} if release_held else {})
+    engine = engine_for(operations_db_url(settings, paths))
+    seen = []
+    chosen = dealer_ids or [d.id for d in settings.dealers]
+    for dealer_id in chosen:
+        started = time.monotonic()
+        result = job.execute_in_process(instance=instance, partition_key=dealer_id, run_config=run_config, raise_on_error=False, tags={TRIGGER_TAG: trigger})
+        problems = [p for p in current_problems(engine, dealer_id) if dealer_covers(p.key)]
+        outcomes[dealer_id] = result.success and not problems
+        seen.append(change_seen_at(engine, result.run_id))
+        state = "ok" if outcomes[dealer_id] else "FAILED" if not result.success else f"{len(problems)} PROBLEM(S)"
+        echo(f"  {dealer_id:<12} {state} in {time.monotonic() - started:.1f}s  (run {result.run_id[:8]})")
+        _echo_problems(echo, problems, None if result.success else _failure_of(result))
+    tags = {TRIGGER_TAG: trigger}
+    if any(seen):
+        tags[CHANGE_SEEN_TAG] = min(s for s in seen if s).isoformat()
+    feeds = defs.resolve_job_def("account_feeds").execute_in_process(instance=instance, raise_on_error=False, tags=tags, run_config=QUIET_LOGS)
+    account = [p for d in [*chosen, "*"] for p in current_problems(engine, d) if d == "*" or account_covers(p.key)]
+    outcomes["account_feeds"] = feeds.success and not account
+    state = "ok" if outcomes["account_feeds"] else "FAILED" if not feeds.success else f"{len(account)} PROBLEM(S)"
+    echo(f"  {'account feeds':<12} {state}  (run {feeds.run_id[:8]})")
+    _echo_problems(echo, account, None if feeds.success else _failure_of(feeds))
+    return outcomes
+
+
+def _failure_of(result) -> str:
+    """The first step failure's message of a failed in-process run."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            return event.event_specific_data.error.message.strip().splitlines()[0]
+    return "the run failed"
+
+
+def _echo_problems(echo, problems: list, failure: str | None) -> None:
+    if failure:
+        echo(f"      ! {failure}")
+    for problem in problems:
+        echo(f"      ! {problem.dealer_id}: {problem.message}" if problem.dealer_id == "*" else f"      ! {problem.message}")
+
+
+def run_group_sync(echo=print) -> dict[str, bool]:
+    """The nightly job as the schedule runs it: one group_sync run, a step per batch of dealers on the multiprocess executor.
+
+    Every configured dealer is reported, a dealer whose sync crashed included, with what is wrong for it after the run.
+    """
+    paths = DataPaths(data_root())
+    settings = load_settings()
+    _ensure_dagster_home(paths)
+    os.environ.setdefault("DMS_PIPELINES_DATA", str(paths.root))  # the executor's processes load the same configuration
+    job = dg.build_reconstructable_job(CODE_LOCATION, "group_sync_job")  # the code location's job, rebuilt in each step's process
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(job, instance=instance, run_config=QUIET_LOGS, tags={"dms_pipelines/trigger": "nightly"})
+        seconds = time.monotonic() - started
+        steps = sorted({e.step_key for e in result.all_events if e.step_key and e.step_key.startswith("sync_dealers[")})
+    engine = engine_for(operations_db_url(settings, paths))
+    with engine.connect() as connection:
+        recorded = {row.dealer_id: row for row in connection.execute(select(sync_runs).where(sync_runs.c.run_id == result.run_id))}
+    outcomes = {}
+    for dealer in settings.dealers:
+        row = recorded.get(dealer.id)
+        problems = current_problems(engine, dealer.id)
+        outcomes[dealer.id] = row is not None and not problems
+        state = "CRASHED" if row is None else row.outcome if not problems else f"{len(problems)} PROBLEM(S)"
+        echo(f"  {dealer.id:<12} {state:<13} {row.vehicles if row is not None else 0:>6} vehicles")
+        _echo_problems(echo, problems, None if row is not None else "its sync did not finish: see the run's log")
+    account = current_problems(engine, "*")
+    _echo_problems(echo, account, None)
+    echo(f"  group_sync run {result.run_id[:8]}: {'ok' if result.success else 'FAILED'} in {seconds:.1f}s, {len(settings.dealers)} dealers in {len(steps)} step(s) on the multiprocess executor")
+    outcomes["group_sync"] = result.success and not account
+    return outcomes

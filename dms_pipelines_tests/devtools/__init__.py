@@ -1,0 +1,1 @@
+"""Tests of the developer tools: sample generator, simulator, demo, benchmarks, the installed package."""
