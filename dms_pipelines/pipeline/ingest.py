@@ -50,6 +50,7 @@ class ParsedExport:
     result: ParseResult | None = None
     error: str | None = None
     released_by: str | None = None
+    earlier_fulls: list = field(default_factory=list)  # older full exports of the batch it superseded (manifest rows, newest first)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class ValidatedExport:
     warnings: list[str] = field(default_factory=list)
     released_by: str | None = None
     sold_in_quarantine: set[str] = field(default_factory=set)  # a quarantined row that still says "sold" is believed
+    earlier_fulls: list = field(default_factory=list)  # see ParsedExport: what applies instead when a guard holds this one
 
 
 @dataclass(frozen=True)
@@ -178,17 +180,7 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompre
     limit = max_uncompressed_mb << 20
 
     def parse(row) -> ParsedExport:
-        item = ParsedExport(row.id, row.file_name, row.export_kind, row.export_timestamp, released_by=row.released_by)
-        try:
-            item.result = read_export(Path(row.landed_path), profile, dealer.id, file_name=row.file_name, max_uncompressed_bytes=limit)
-        except MappingError as error:
-            item.error = str(error)
-        except OSError as error:
-            item.error = f"{shown(row.file_name)}: cannot read the landed copy {row.landed_path}: {error.strerror}"
-        if item.error:
-            set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())
-            log.error("%s", item.error)
-        return item
+        return _parse_file(row, profile, dealer, limit, engine)
 
     parsed: list[ParsedExport] = []
     base = None
@@ -200,13 +192,29 @@ def parse_pending(dealer: Dealer, paths: DataPaths, engine: Engine, max_uncompre
             break
     failed_ids = {item.file_id for item in parsed if item.error}
     if base is not None:
-        for row in pending:
-            if row.export_kind == "full" and row.export_timestamp <= base.export_timestamp and row.id != base.id and row.id not in failed_ids:
-                set_status(engine, row.id, status="superseded", processed_at=utc_now(), error=f"superseded by the newer full export {base.file_name}")
+        earlier = [row for row in pending if row.export_kind == "full" and row.export_timestamp <= base.export_timestamp and row.id != base.id and row.id not in failed_ids]
+        for row in earlier:
+            set_status(engine, row.id, status="superseded", processed_at=utc_now(), error=f"superseded by the newer full export {base.file_name}")
+        next(item for item in parsed if item.file_id == base.id).earlier_fulls = list(reversed(earlier))
     deltas = {row.id: parse(row) for row in pending if row.export_kind == "delta"}
     readable = [row for row in pending if (row.id in deltas and deltas[row.id].result is not None) or (base is not None and row.id == base.id)]
     ordered = [deltas.get(row.id) or next(item for item in parsed if item.file_id == row.id) for row in readable]  # pending is in export order
     return [item for item in parsed if item.error] + [item for item in deltas.values() if item.error] + ordered
+
+
+def _parse_file(row, profile: MappingProfile, dealer: Dealer, limit: int, engine: Engine) -> ParsedExport:
+    """One landed file through the dealer's mapping profile; a file that cannot be read is marked failed, with why."""
+    item = ParsedExport(row.id, row.file_name, row.export_kind, row.export_timestamp, released_by=row.released_by)
+    try:
+        item.result = read_export(Path(row.landed_path), profile, dealer.id, file_name=row.file_name, max_uncompressed_bytes=limit)
+    except MappingError as error:
+        item.error = str(error)
+    except OSError as error:
+        item.error = f"{shown(row.file_name)}: cannot read the landed copy {row.landed_path}: {error.strerror}"
+    if item.error:
+        set_status(engine, row.id, status="failed", error=item.error, processed_at=utc_now())
+        log.error("%s", item.error)
+    return item
 
 
 def validate_parsed(
@@ -241,7 +249,19 @@ def validate_parsed(
         sold = set(rejected.loc[(rejected["status"] == "sold").fillna(False).astype(bool), "stock_id"].dropna().astype(str))
         validated.append(
             ValidatedExport(
-                item.file_id, item.file_name, item.export_kind, item.export_timestamp, result.records_total, accepted, issues, quarantined, result.encoding, result.warnings, item.released_by, sold
+                item.file_id,
+                item.file_name,
+                item.export_kind,
+                item.export_timestamp,
+                result.records_total,
+                accepted,
+                issues,
+                quarantined,
+                result.encoding,
+                result.warnings,
+                item.released_by,
+                sold,
+                item.earlier_fulls,
             )
         )
         record_quarantine(engine, checked_dealer(accepted, result), item.file_id, item.file_name, issues, item.export_kind)
@@ -274,6 +294,8 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
             reason = delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share) or distribution_guard(item.accepted, stock, settings.validation)
             if reason and item.released_by:
                 log.warning("%s: applied although %s (released by %s)", item.file_name, reason, item.released_by)
+            elif reason and (fallback := _earlier_full(dealer, item, settings, paths, engine)) is not None:
+                return _instead_of_held(dealer, validated, item, reason, fallback, settings, paths, engine, run_id)
             elif reason:
                 holding = True
                 outcome.held[item.file_name] = reason
@@ -315,6 +337,57 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
     outcome.whole = stock
     if outcome.applied:
         _store(paths, dealer.id, outcome, stock, changed_ids)
+    return outcome
+
+
+def _earlier_full(dealer: Dealer, held: ValidatedExport, settings: Settings, paths: DataPaths, engine: Engine) -> ValidatedExport | None:
+    """The newest readable full export of the batch older than `held` (which parse_pending superseded with it), parsed and
+    validated now: when a guard holds the newest full export, the good one before it is still the DMS's last word."""
+    profile = profile_for(dealer, paths)
+    for number, row in enumerate(held.earlier_fulls):
+        parsed = _parse_file(row, profile, dealer, settings.validation.max_uncompressed_mb << 20, engine)
+        if parsed.result is not None:
+            parsed.earlier_fulls = held.earlier_fulls[number + 1 :]
+            return validate_parsed([parsed], settings, paths, engine)[0]
+    return None
+
+
+def _instead_of_held(
+    dealer: Dealer,
+    validated: list[ValidatedExport],
+    held: ValidatedExport,
+    reason: str,
+    fallback: ValidatedExport,
+    settings: Settings,
+    paths: DataPaths,
+    engine: Engine,
+    run_id: str | None,
+) -> StockUpdate:
+    """`held` is held (with the exports after it); the batch is applied again from `fallback`, the full export before it,
+    with the deltas between the two. The deltas before `fallback` are superseded by it."""
+    set_status(
+        engine,
+        held.file_id,
+        status="held",
+        error=reason,
+        rows_total=held.records_total,
+        rows_accepted=len(held.accepted),
+        rows_quarantined=held.quarantined_rows,
+        encoding=held.encoding,
+        run_id=run_id,
+    )
+    waiting = [v for v in validated if v.export_timestamp > held.export_timestamp and v is not held]
+    for item in waiting:
+        set_status(engine, item.file_id, status="held", error="waits for the held full export before it", run_id=run_id)
+    older = [v for v in validated if v.export_kind == "delta" and v.export_timestamp <= fallback.export_timestamp]
+    for item in older:
+        set_status(engine, item.file_id, status="superseded", error=f"superseded by the newer full export {fallback.file_name}")
+    between = [v for v in validated if v.export_kind == "delta" and fallback.export_timestamp < v.export_timestamp < held.export_timestamp]
+    log.warning("%s held (%s); the full export before it, %s, applies instead", held.file_name, reason, fallback.file_name)
+    outcome = update_stock(dealer, [fallback, *between], settings, paths, engine, run_id)
+    outcome.held[held.file_name] = reason
+    outcome.held |= {item.file_name: "waits for the held full export before it" for item in waiting}
+    outcome.superseded += [item.file_name for item in older]
     return outcome
 
 

@@ -103,3 +103,30 @@ def test_a_held_full_export_does_not_take_the_delta_before_it_down(paths, stock_
     synced()
     assert read_stock(paths.state, "leeds").set_index("stock_id").loc[stock_id, "price"] == price
     assert shown(paths, stock_api, stock_id)[2] == int(price + 0.5)
+
+
+def write_full(paths, stock, day: int, hour: int) -> None:
+    content = render_export(stock.assign(location="Forecourt").reset_index(drop=True), "navigator_csv")
+    (paths.inbox / "leeds" / export_name("navigator_csv", "full", datetime(2026, 11, day, hour, 0, tzinfo=timezone.utc).replace(tzinfo=None))).write_bytes(content)
+
+
+def test_a_good_full_export_followed_by_a_truncated_one_in_the_same_run_still_applies(paths, stock_api, synced):
+    """The DMS sends a full export without one car, then (before the next run) a truncated one: the truncated one is held,
+    and the good one before it, not superseded with it, takes the car off every marketplace (found by the stateful test)."""
+    stock = read_stock(paths.state, "leeds")
+    gone = str(stock.loc[stock["status"] == "available", "stock_id"].iloc[0])
+    write_full(paths, stock[stock["stock_id"] != gone], 23, 2)
+    write_full(paths, stock.head(5), 23, 3)  # cut short: the delisting guard holds it
+    synced()
+    assert gone not in set(read_stock(paths.state, "leeds")["stock_id"])
+    assert not [i for i in stock_api.live_items("10001") if i["metadata"]["externalStockReference"] == gone]  # withdrawn from the API
+    website = json.loads((paths.outbox / "website" / "leeds.json").read_text(encoding="utf-8"))
+    assert gone not in {v["stock_id"] for v in website["vehicles"]}
+    from sqlalchemy import select
+
+    from dms_pipelines.config import load_settings, operations_db_url
+    from dms_pipelines.operations.db import engine_for, ingested_files
+
+    with engine_for(operations_db_url(load_settings(paths.root / "config" / "dms_pipelines.yaml"), paths)).connect() as connection:
+        statuses = dict(connection.execute(select(ingested_files.c.file_name, ingested_files.c.status).where(ingested_files.c.file_name.like("%20261123%"))).fetchall())
+    assert sorted(statuses.values()) == ["held", "processed"]  # the truncated one is still held, and reported so
