@@ -61,7 +61,7 @@ bench: $(STAMP)
 	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100 --sold-latency --hourly-job 1000000
 	$(BIN)/dms-pipelines bench --vehicles 100000 --dealers 200
 	@echo "the stateful test of exports, faults and runs, at length (make test runs 12 sequences):"
-	DMS_STATEFUL_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider -o addopts="" --timeout 3000 dms_pipelines_tests/truth/test_stateful.py
+	DMS_STATEFUL_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider -o addopts="" --timeout 3000 dms_pipelines_tests/pipeline/test_stateful.py
 
 validate: $(STAMP) | $(CONFIG)
 	mkdir -p $(DAGSTER_HOME)

@@ -7,13 +7,11 @@ import pytest
 import yaml
 
 from dms_pipelines.config import load_settings
-from dms_pipelines.devtools.demo import SAMPLE_CONFIG, ensure_sample_config
+from dms_pipelines.devtools.demo import ensure_sample_config
 from dms_pipelines.devtools.simulator import StockApiSimulator
 from dms_pipelines.devtools.sshd_harness import SshServer, find_sshd
 from dms_pipelines.paths import PROJECT_ROOT, DataPaths
-
-COMMITTED_CONFIG = SAMPLE_CONFIG  # the packaged sample configuration (the one copy; `make demo` writes it into data/config)
-TEST_TOKEN = "test-token-not-a-secret"
+from dms_pipelines_tests.support import COMMITTED_CONFIG, STATS, TEST_TOKEN
 
 
 def pytest_sessionstart(session):
@@ -78,8 +76,6 @@ def settings(data_root: Path):
 
 def pytest_terminal_summary(terminalreporter):
     """The hostile-input and fault figures the issue asks `make test` to report."""
-    from dms_pipelines_tests.hostile.stats import STATS
-
     if STATS:
         terminalreporter.write_sep("-", "hostile inputs and faults")
         for name in ("hostile inputs tried", "faults injected", "rows lost", "duplicate deliveries", "secrets or foreign content leaked"):

@@ -5,7 +5,7 @@ import yaml
 
 from dms_pipelines.config import ConfigError, load_settings, operations_db_url, parse_settings
 from dms_pipelines.paths import CONFIG_ENV, DATA_ENV, DataPaths, config_path, data_root
-from dms_pipelines_tests.conftest import COMMITTED_CONFIG
+from dms_pipelines_tests.support import COMMITTED_CONFIG
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def _strings(values: pa.ChunkedArray | pa.Array) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])))
 
 
-def _mask(values: pa.ChunkedArray, hidden: np.ndarray) -> pa.ChunkedArray:
+def null_where(values: pa.ChunkedArray, hidden: np.ndarray) -> pa.ChunkedArray:
     """`values` with nulls where `hidden` is true: a new validity bitmap over the same offsets and data (no copy of the text)."""
     if not hidden.any():
         return values
@@ -235,7 +235,7 @@ def _joined_swapping(text: pa.ChunkedArray, separator: int) -> tuple[pa.Array, n
     return array, rows
 
 
-def _list(text: pa.ChunkedArray, separator: str) -> pa.ChunkedArray:
+def joined_list(text: pa.ChunkedArray, separator: str) -> pa.ChunkedArray:
     """Items joined by LIST_SEPARATOR, the whitespace around separators and empty items dropped."""
     pattern = rf"{SPACE}*(?:{re.escape(separator)}{SPACE}*)+"
     if not (len(separator) == 1 and separator.isascii() and len(LIST_SEPARATOR) == 1):
@@ -251,7 +251,7 @@ def _list(text: pa.ChunkedArray, separator: str) -> pa.ChunkedArray:
     return _trim_chunks(joined, lambda chunk: pc.ascii_trim(chunk, characters=LIST_SEPARATOR + " "), NOT_LIST_EDGE)
 
 
-def _convert(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str) -> tuple[pd.Series, np.ndarray, str]:
+def convert_column(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str) -> tuple[pd.Series, np.ndarray, str]:
     """The converted series, a mask of values that failed, and the rule name for failures."""
     text = _trim_chunks(values, pc.utf8_trim_whitespace, PRINTABLE_ASCII)
     blank = pc.is_null(text).to_numpy(zero_copy_only=False) | pc.fill_null(pc.equal(text, ""), False).to_numpy()
@@ -287,13 +287,13 @@ def _convert(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str) -> 
         result[lowered.isin(FALSE_WORDS).fillna(False)] = False
         return result, ~blank & result.isna().to_numpy(), "not_a_boolean"
     if kind == "list":
-        joined = _list(text, mapping.separator or ",")
+        joined = joined_list(text, mapping.separator or ",")
         empty = pc.fill_null(pc.equal(joined, ""), False).to_numpy()
-        return _strings(_mask(joined, blank | empty)), no_failures, "list"
+        return _strings(null_where(joined, blank | empty)), no_failures, "list"
     if kind == "registration":
         plate = pc.replace_substring_regex(pc.utf8_upper(text), f"{SPACE}+", "")
-        return _strings(_mask(plate, blank)), no_failures, "registration"
-    return _strings(_mask(text, blank)), no_failures, "string"
+        return _strings(null_where(plate, blank)), no_failures, "registration"
+    return _strings(null_where(text, blank)), no_failures, "string"
 
 
 def contiguous(values: pd.Series) -> pd.Series:
@@ -324,7 +324,7 @@ def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, pr
     fields = [(canonical, mapping) for canonical, mapping in profile.fields.items() if canonical in raw]
 
     def convert(field: tuple[str, FieldMapping]) -> tuple[pd.Series, np.ndarray, str]:
-        converted, failed, rule = _convert(raw[field[0]], field[1], field[0])
+        converted, failed, rule = convert_column(raw[field[0]], field[1], field[0])
         return contiguous(converted), failed, rule
 
     for (canonical, mapping), (converted, failed, rule) in zip(fields, ordered_map(convert, fields, threads_for(count))):  # columns in parallel

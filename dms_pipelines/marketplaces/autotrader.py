@@ -53,8 +53,8 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "transmission_type": map_text(cars["transmission"], TRANSMISSION),
             "odometer_reading_miles": cars["mileage"].astype("Int64"),
             "first_registration_date": cars["first_registration_date"].dt.strftime("%Y-%m-%d").astype("string"),
-            "amount_gbp": _whole_pounds(cars["price"]),
-            "attention_grabber": clean_text(_first_sentence(cars["description"]), ATTENTION_GRABBER_LIMIT),
+            "amount_gbp": whole_pounds(cars["price"]),
+            "attention_grabber": clean_text(first_sentence(cars["description"]), ATTENTION_GRABBER_LIMIT),
             "description": clean_text(cars["description"]),
             "images": list_series(list_parts(cars["image_urls"]), cars.index),  # Arrow lists: each value reads as a list
             "features": list_series(list_parts(cars["features"]), cars.index),
@@ -82,7 +82,7 @@ COLUMNS = (
 )
 
 
-def _whole_pounds(price: pd.Series) -> pd.Series:
+def whole_pounds(price: pd.Series) -> pd.Series:
     """`int(price + 0.5)` per price (rounds half up, truncates toward zero below -0.5), missing stays missing."""
     shifted = (price + 0.5).to_numpy(dtype="float64", na_value=np.nan)
     missing = np.isnan(shifted)
@@ -91,7 +91,7 @@ def _whole_pounds(price: pd.Series) -> pd.Series:
     return pd.Series(pd.arrays.IntegerArray(np.trunc(np.where(missing, 0.0, shifted)).astype(np.int64), missing), index=price.index)
 
 
-def _first_sentence(description: pd.Series) -> pd.Series:
+def first_sentence(description: pd.Series) -> pd.Series:
     """The text before the first '.' ('' for a missing description)."""
     parts = pc.split_pattern(arrow_strings(description.fillna("")), ".", max_splits=1)
     return text_series(pc.list_element(parts, 0), description.index)

@@ -141,9 +141,9 @@ def _clean_each(text: pd.Series, max_length: int | None) -> pd.Series:
     the regular expressions."""
     changing = may_change_when_cleaned(arrow_strings(text))
     if changing.all():
-        text = _cleaned(text)
+        text = clean_every_value(text)
     elif changing.any():
-        text = text.mask(changing, _cleaned(text[changing]))
+        text = text.mask(changing, clean_every_value(text[changing]))
     if max_length:
         long = (text.str.len() > max_length).fillna(False).astype(bool)
         if long.any():
@@ -159,7 +159,7 @@ _CLEANED_TABLE, _STRIPPED_TABLE = byte_table(_CLEANED_BYTES), byte_table(_STRIPP
 
 
 def may_change_when_cleaned(text: pa.Array) -> np.ndarray:
-    """Per value, whether `_cleaned` could change it (False only where it certainly would not; missing values: False)."""
+    """Per value, whether `clean_every_value` could change it (False only where it certainly would not; missing values: False)."""
     offsets, data = string_buffers(text)
     body = data[offsets[0] : offsets[-1]]
     hit = _CLEANED_TABLE[body]
@@ -172,7 +172,7 @@ def may_change_when_cleaned(text: pa.Array) -> np.ndarray:
     return changing & valid_rows(text)
 
 
-def _cleaned(text: pd.Series) -> pd.Series:
+def clean_every_value(text: pd.Series) -> pd.Series:
     """HTML tags to spaces, entities unescaped, control characters removed, runs of spaces to one, ends stripped."""
     text = text.str.replace(TAGS, " ", regex=True)
     escaped = text.str.contains("&", regex=False).fillna(False).astype(bool)
@@ -290,7 +290,7 @@ def check_items(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.Series:
     flags: list[tuple[pd.Series, str]] = []
     for name in spec.required:
         column = items[name] if name in items else pd.Series(pd.NA, index=items.index)
-        flags.append((_is_empty(column), f"{name} missing"))
+        flags.append((is_empty(column), f"{name} missing"))
     for name, allowed in spec.enums.items():
         if name in items:
             flags.append((items[name].notna() & ~items[name].isin(allowed), f"{name} not one of {'/'.join(allowed)}"))
@@ -304,7 +304,7 @@ def check_items(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.Series:
     return reasons.astype("object")
 
 
-def _is_empty(column: pd.Series) -> pd.Series:
+def is_empty(column: pd.Series) -> pd.Series:
     """Per value, whether it is missing or blank (a list without items, text of nothing but whitespace)."""
     if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_large_list(column.dtype.pyarrow_dtype):
         return list_lengths(column) == 0
@@ -338,7 +338,7 @@ def completeness(spec: MarketplaceSpec, items: pd.DataFrame) -> pd.DataFrame:
     present: dict[str, pd.Series] = {}
     for name in list(spec.required) + list(spec.recommended):
         column = items[name] if name in items else pd.Series(pd.NA, index=items.index)
-        present[name] = ~_is_empty(column)
+        present[name] = ~is_empty(column)
     if spec.image_count is not None and spec.min_images:
         present[f"at least {spec.min_images} images"] = pd.Series(spec.image_count(items) >= spec.min_images, index=items.index)
     frame = pd.DataFrame(present, index=items.index)

@@ -24,7 +24,8 @@ from dms_pipelines.marketplaces.base import (
     listable,
     map_text,
 )
-from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
+from dms_pipelines.marketplaces.layout import RowFile, delimited
+from dms_pipelines.marketplaces.row_files import whole
 
 COLUMNS = [
     "id",

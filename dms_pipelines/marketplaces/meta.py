@@ -20,7 +20,8 @@ from dms_pipelines.marketplaces.base import (
     listable,
     map_text,
 )
-from dms_pipelines.marketplaces.row_files import RowFile, delimited, whole
+from dms_pipelines.marketplaces.layout import RowFile, delimited
+from dms_pipelines.marketplaces.row_files import whole
 
 MAX_IMAGES = 20
 DESCRIPTION_LIMIT = 5000

@@ -13,7 +13,8 @@ from dms_pipelines.kernels.arrow_text import arrow_strings, holds_any_byte, one_
 from dms_pipelines.kernels.parallel import SLICE_ROWS
 from dms_pipelines.marketplaces import read_back
 from dms_pipelines.marketplaces.base import KEY, FeedFile, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts
-from dms_pipelines.marketplaces.row_files import RowFile, whole
+from dms_pipelines.marketplaces.layout import RowFile
+from dms_pipelines.marketplaces.row_files import whole
 
 ESCAPED = r'[\x00-\x1f"\\]'  # what JSON escapes (ensure_ascii=False): control characters, quote, backslash
 PUBLIC_FIELDS = [

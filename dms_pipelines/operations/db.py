@@ -208,7 +208,8 @@ incidents = Table(
 WAL_SWITCH_SECONDS = 60
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def set_sqlite_pragmas(dbapi_connection, _record) -> None:
+    """Set up a new SQLite connection (the engine's connect listener): wait for locks, WAL journal, synchronous=NORMAL."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=60000")  # parallel dealers wait for the lock instead of failing
     _switch_to_wal(cursor)
@@ -236,7 +237,7 @@ def engine_for(url: str) -> Engine:
     """One engine per URL per process, tables created on first use."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", set_sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
     _create_tables(engine)

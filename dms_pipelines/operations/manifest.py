@@ -52,11 +52,21 @@ def supersede_held_before(engine: Engine, dealer_id: str, export_timestamp: str,
 
 
 def release_held_files(engine: Engine, dealer_id: str, released_by: str) -> int:
-    """Put a dealer's held exports back in the queue, marked so that the guards (delisting, distribution) let them through once."""
+    """Put a dealer's held exports back in the queue, marked so that the guards (delisting, distribution) let them through
+    once. The deltas applied after the oldest released full export go back in the queue too, so that they are applied
+    again after it (a held full export never holds the deltas after it: they were applied to the stock before it)."""
     with engine.begin() as connection:
-        result = connection.execute(
-            update(ingested_files).where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "held")).values(status="landed", error=None, released_by=released_by)
-        )
+        held = and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == "held")
+        oldest = connection.execute(select(func.min(ingested_files.c.export_timestamp)).where(and_(held, ingested_files.c.export_kind == "full"))).scalar()
+        result = connection.execute(update(ingested_files).where(held).values(status="landed", error=None, released_by=released_by))
+        if oldest is not None:
+            later = and_(
+                ingested_files.c.dealer_id == dealer_id,
+                ingested_files.c.export_kind == "delta",
+                ingested_files.c.status == "processed",
+                ingested_files.c.export_timestamp > oldest,
+            )
+            connection.execute(update(ingested_files).where(later).values(status="landed", error=None))
         return result.rowcount
 
 

@@ -282,22 +282,16 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
         return _apply_deltas(dealer, validated, paths, engine, run_id)
     stock = read_stock(paths.state, dealer.id)
     outcome = StockUpdate(dealer.id, paths.state, stock)
-    holding = False
     applied_deltas: list[ValidatedExport] = []  # the deltas before a full export of this batch: superseded once it applies
     changed_ids: set[str] | None = set()  # None once a full export is applied: every vehicle may have changed
     for item in validated:
-        if holding:
-            outcome.held[item.file_name] = "waits for the held full export before it"
-            set_status(engine, item.file_id, status="held", error="waits for the held full export before it", run_id=run_id)
-            continue
         if item.export_kind == "full":
             reason = delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share) or distribution_guard(item.accepted, stock, settings.validation)
             if reason and item.released_by:
                 log.warning("%s: applied although %s (released by %s)", item.file_name, reason, item.released_by)
             elif reason and (fallback := _earlier_full(dealer, item, settings, paths, engine)) is not None:
                 return _instead_of_held(dealer, validated, item, reason, fallback, settings, paths, engine, run_id)
-            elif reason:
-                holding = True
+            elif reason:  # held by itself: the stock stays as it was, and the deltas after it apply to it
                 outcome.held[item.file_name] = reason
                 set_status(
                     engine,
@@ -363,8 +357,8 @@ def _instead_of_held(
     engine: Engine,
     run_id: str | None,
 ) -> StockUpdate:
-    """`held` is held (with the exports after it); the batch is applied again from `fallback`, the full export before it,
-    with the deltas between the two. The deltas before `fallback` are superseded by it."""
+    """`held` is held; the batch is applied again from `fallback`, the full export before it, with the deltas after
+    `fallback` (before `held` and after it). The deltas before `fallback` are superseded by it."""
     set_status(
         engine,
         held.file_id,
@@ -376,17 +370,13 @@ def _instead_of_held(
         encoding=held.encoding,
         run_id=run_id,
     )
-    waiting = [v for v in validated if v.export_timestamp > held.export_timestamp and v is not held]
-    for item in waiting:
-        set_status(engine, item.file_id, status="held", error="waits for the held full export before it", run_id=run_id)
     older = [v for v in validated if v.export_kind == "delta" and v.export_timestamp <= fallback.export_timestamp]
     for item in older:
         set_status(engine, item.file_id, status="superseded", error=f"superseded by the newer full export {fallback.file_name}")
-    between = [v for v in validated if v.export_kind == "delta" and fallback.export_timestamp < v.export_timestamp < held.export_timestamp]
+    later = [v for v in validated if v.export_kind == "delta" and v.export_timestamp > fallback.export_timestamp]
     log.warning("%s held (%s); the full export before it, %s, applies instead", held.file_name, reason, fallback.file_name)
-    outcome = update_stock(dealer, [fallback, *between], settings, paths, engine, run_id)
+    outcome = update_stock(dealer, [fallback, *later], settings, paths, engine, run_id)
     outcome.held[held.file_name] = reason
-    outcome.held |= {item.file_name: "waits for the held full export before it" for item in waiting}
     outcome.superseded += [item.file_name for item in older]
     return outcome
 

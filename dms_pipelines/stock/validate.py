@@ -107,7 +107,7 @@ def validate_stock(
     frame = rows.copy(deep=False)  # copy-on-write: replacing a column here never changes the caller's rows, and nothing is duplicated
     # the image URLs are checked by Arrow's regular expressions on another thread while Python's `re` expands the
     # advert shorthand below (a big export only: Arrow releases the interpreter lock, `re` does not)
-    with Background(threads_for(len(frame)) > 1, _image_checks, frame["image_urls"]) as image_checks:
+    with Background(threads_for(len(frame)) > 1, check_image_urls, frame["image_urls"]) as image_checks:
         today_ts = pd.Timestamp(today)
         frame["description"] = normalise_description(frame["description"])
         frame["features"] = normalise_features(frame["features"])
@@ -180,10 +180,10 @@ def validate_stock(
     found["message"] = file_name + ": row " + found["source_row"].astype("string").fillna("?") + ": " + found["field"].fillna("") + ": " + found["message"]
     error_rows = set(found.loc[found["severity"] == "error", "source_row"].dropna().astype(int))
     rejected = frame["source_row"].isin(error_rows).fillna(False).astype(bool)
-    return ValidationResult(_keep(frame, ~rejected.to_numpy()), found, int(rejected.sum()))
+    return ValidationResult(kept_rows(frame, ~rejected.to_numpy()), found, int(rejected.sum()))
 
 
-def _keep(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+def kept_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     """The rows where `keep` is true, in stock-number order (stable), renumbered from 0.
 
     Taken once, in the order the stock is kept in (stock/merge.py), so that merging a full export copies nothing more.
@@ -208,7 +208,7 @@ def _keep(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     return kept
 
 
-def _image_checks(image_urls: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def check_image_urls(image_urls: pd.Series) -> tuple[pd.Series, np.ndarray]:
     """How many images each row lists, and the positions of rows with an image URL that is not a well-formed one."""
     images = image_urls.fillna("")
     if not (isinstance(images.dtype, pd.StringDtype) and images.dtype.storage == "pyarrow"):

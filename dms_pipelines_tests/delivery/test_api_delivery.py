@@ -13,8 +13,7 @@ from dms_pipelines.devtools.simulator import StockApiSimulator
 from dms_pipelines.marketplaces import autotrader
 from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.operations.db import dead_letters, engine_for
-from dms_pipelines_tests.hostile.stats import STATS
-from dms_pipelines_tests.marketplaces.fixtures import fixed_dealer, fixed_stock
+from dms_pipelines_tests.support import STATS, fixed_dealer, fixed_stock
 
 TOKEN = "sim-token-123456"
 ADVERTISER = "ADV-1"

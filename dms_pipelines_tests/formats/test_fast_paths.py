@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from dms_pipelines.formats.profile import FieldMapping, find_profile
 from dms_pipelines.formats.reader import FIELD_END, read_export
-from dms_pipelines.formats.values import SPACE, _convert, _list, _mask
+from dms_pipelines.formats.values import SPACE, convert_column, joined_list, null_where
 from dms_pipelines.paths import BUILTIN_PROFILES
-from dms_pipelines_tests.formats.test_reader import star_document, star_item
+from dms_pipelines_tests.support import star_document, star_item
 
 PROFILES = [BUILTIN_PROFILES]
 
@@ -50,7 +50,7 @@ def pandas_numbers(values: list[str | None], kind: str, dtype: str) -> pd.Series
 def test_numbers_read_as_pandas_reads_them(values, kind, dtype, field):
     mapping = FieldMapping(column="x", type=kind)
     expected = pandas_numbers(values, kind, dtype)
-    converted, failed, _ = _convert(column(*values), mapping, field)
+    converted, failed, _ = convert_column(column(*values), mapping, field)
     pd.testing.assert_series_equal(converted, expected, check_exact=True, check_names=False)
     assert np.signbit(converted.astype("float64").fillna(1).to_numpy()).tolist() == np.signbit(expected.astype("float64").fillna(1).to_numpy()).tolist()
     assert failed.tolist() == (expected.isna() & ~pd.Series([v is None or not v.strip() for v in values])).tolist()
@@ -60,7 +60,7 @@ def test_dates_match_pandas_strptime_including_impossible_days_and_the_y_pivot()
     days = [f"{d:02d}/{m:02d}/{y}" for d in (0, 1, 28, 29, 30, 31, 32) for m in (0, 1, 2, 4, 12, 13) for y in ("00", "20", "21", "68", "69", "99", "1900", "2000", "2024")]
     values = days + ["5/10/21", "05/10/2021x", " 05/10/21", "2021-10-05", "", None, "٠٥/١٠/٢١"]
     formats = ["%d/%m/%y", "%d/%m/%Y"]
-    converted, failed, _ = _convert(column(*values), FieldMapping(column="x", type="date", formats=formats), "first_registration_date")
+    converted, failed, _ = convert_column(column(*values), FieldMapping(column="x", type="date", formats=formats), "first_registration_date")
     text = pd.Series(values, dtype="string").str.strip()
     expected = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     for fmt in formats:
@@ -72,7 +72,7 @@ def test_dates_match_pandas_strptime_including_impossible_days_and_the_y_pivot()
 
 def test_iso_dates_outside_nanosecond_years_go_to_pandas():
     values = ["2021-02-29", "2024-02-29", "1678-01-01", "2261-12-31", "2021-13-01", "2021-1-5"]
-    converted, _, _ = _convert(column(*values), FieldMapping(column="x", type="date"), "mot_expiry")
+    converted, _, _ = convert_column(column(*values), FieldMapping(column="x", type="date"), "mot_expiry")
     expected = pd.to_datetime(pd.Series(values, dtype=object), format="%Y-%m-%d", errors="coerce").astype("datetime64[ns]")
     pd.testing.assert_series_equal(converted, expected, check_names=False)
 
@@ -81,7 +81,7 @@ def test_lists_collapse_whitespace_and_empty_items_as_the_pattern_does():
     values = ["a;b", ";a;;b;", "a ; b", None, "", "à;b", "x\u00a0;y", "a;\u00a0b", ";", "é;è", "abc", "a;b;c ;", " |a;b| "]
     text = pd.Series(values, dtype="string")
     expected = text.str.replace(f"{SPACE}*(?:;{SPACE}*)+", "|", regex=True).str.strip("| ")
-    got = _list(pa.chunked_array([pa.array(values[:5]), pa.array(values[5:])]), ";")
+    got = joined_list(pa.chunked_array([pa.array(values[:5]), pa.array(values[5:])]), ";")
     assert got.to_pylist() == [None if v is pd.NA else v for v in expected]
 
 
@@ -100,7 +100,7 @@ LIST_CELLS = st.one_of(st.none(), st.lists(st.sampled_from(["a", "bc", ";", ";",
 @given(st.lists(LIST_CELLS, max_size=20), st.lists(st.integers(0, 20), max_size=3), st.integers(0, 3), st.booleans())
 def test_lists_from_any_chunks_match_the_pattern(values, cuts, lead, large):
     expected = pd.Series(values, dtype="string").str.replace(f"{SPACE}*(?:;{SPACE}*)+", "|", regex=True).str.strip("| ")
-    got = _list(_chunked(values, cuts, lead, large), ";")
+    got = joined_list(_chunked(values, cuts, lead, large), ";")
     assert got.to_pylist() == [None if v is pd.NA else v for v in expected]
 
 
@@ -109,7 +109,7 @@ def test_lists_from_any_chunks_match_the_pattern(values, cuts, lead, large):
 def test_masking_sets_nulls_over_the_same_text(rows, cuts, lead, large):
     values = [value for value, _ in rows]
     hidden = np.array([hide for _, hide in rows], dtype=bool)
-    masked = _mask(_chunked(values, cuts, lead, large), hidden)
+    masked = null_where(_chunked(values, cuts, lead, large), hidden)
     assert masked.to_pylist() == [None if hide else value for value, hide in rows]
     assert masked.null_count == sum(1 for value, hide in rows if hide or value is None)
     masked.validate(full=True)
@@ -132,13 +132,13 @@ def test_star5_records_holding_the_field_marker_are_read_field_by_field(tmp_path
     [("integer", "inf"), ("integer", "-inf"), ("integer", "nan"), ("integer", "1e400"), ("integer", "99999999999999999999"), ("decimal", "1e400"), ("money", "£1e999")],
 )
 def test_numbers_that_cannot_be_held_fail_their_row_only(kind, value):
-    converted, failed, rule = _convert(column("12", value, "7"), FieldMapping(column="x", type=kind), "mileage" if kind == "integer" else "price")
+    converted, failed, rule = convert_column(column("12", value, "7"), FieldMapping(column="x", type=kind), "mileage" if kind == "integer" else "price")
     assert failed.tolist() == [False, True, False] and rule == "not_a_number"
     assert converted.iloc[0] == 12 and converted.iloc[2] == 7 and pd.isna(converted.iloc[1])
 
 
 def test_a_date_outside_the_representable_range_fails_its_row_only():
-    converted, failed, rule = _convert(column("05/10/2021", "01/01/1500", "31/12/9999"), FieldMapping(column="x", type="date", formats=["%d/%m/%Y"]), "first_registration_date")
+    converted, failed, rule = convert_column(column("05/10/2021", "01/01/1500", "31/12/9999"), FieldMapping(column="x", type="date", formats=["%d/%m/%Y"]), "first_registration_date")
     assert failed.tolist() == [False, True, True] and rule == "not_a_date"
     assert converted.iloc[0] == pd.Timestamp("2021-10-05")
 

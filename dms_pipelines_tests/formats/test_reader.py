@@ -9,51 +9,9 @@ from dms_pipelines.formats.profile import ProfileError, find_profile, load_profi
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError
 from dms_pipelines.paths import BUILTIN_PROFILES
+from dms_pipelines_tests.support import NAVIGATOR_HEADER, PIPE_HEADER, navigator_row, star_document, star_item
 
 PROFILES = [BUILTIN_PROFILES]
-NAVIGATOR_HEADER = (
-    "Stock,Reg,ChassisNo,Make,Model,Derivative,Trim,BodyType,FuelType,Transmission,Doors,Seats,EngineSize,CO2,Colour,"
-    "Mileage,RegDate,Year,Type,NewUsed,Retail,WebPrice,PreviousPrice,GuideRetailprice,VATStatus,OrderStatus,"
-    "AvailableForSale,AdvertiseOnWeb,DateInStock,MOTExpiry,AdvertisingText,Features,Images,EngineNo,KeyTagNo,KeyCode,"
-    "AlarmCode,EstimatedPrepCosts,CostPrice,InternalMemo,PreviousKeeper,Location,NoOfPreviousOwners,UserDefinedData"
-)
-
-
-def navigator_row(stock: str, price: str = "12995", description: str = "Lovely car", reg: str = "AB71CDE") -> str:
-    values = {
-        "Stock": stock,
-        "Reg": reg,
-        "ChassisNo": "WF0XXXGCDXKA12345",
-        "Make": "Ford",
-        "Model": "Fiesta",
-        "Derivative": "1.0 EcoBoost Titanium 5dr",
-        "Trim": "Titanium",
-        "BodyType": "Hatchback",
-        "FuelType": "Petrol",
-        "Transmission": "Manual",
-        "Doors": "5",
-        "Seats": "5",
-        "EngineSize": "999",
-        "CO2": "110",
-        "Colour": "Blue",
-        "Mileage": "20000",
-        "RegDate": "05/10/21",
-        "Year": "2021",
-        "Type": "Car",
-        "NewUsed": "Used",
-        "WebPrice": price,
-        "VATStatus": "Marginal",
-        "OrderStatus": "In Stock",
-        "DateInStock": "01/11/2026",
-        "AdvertisingText": description,
-        "Features": "A/C;Sat Nav",
-        "Images": "https://i.example/1.jpg;https://i.example/2.jpg",
-        "KeyCode": "K-77",
-        "CostPrice": "9000",
-        "InternalMemo": "PX from Mrs Smith",
-        "PreviousKeeper": "Mrs Smith",
-    }
-    return ",".join(values.get(name, "") for name in NAVIGATOR_HEADER.split(","))
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -142,9 +100,6 @@ def test_a_utf8_export_is_streamed_from_disk_and_reads_as_its_bytes_would(tmp_pa
         read_export(blank, profile, "leeds")
 
 
-PIPE_HEADER = "STOCK_NO|VRM|VIN|MANUFACTURER|RANGE|VARIANT|TRIM_LEVEL|BODY|FUEL|GEARBOX|DOORS|SEATS|CC|CO2|EURO|COLOUR|MILEAGE|REG_DATE|MODEL_YEAR|PRICE|WAS_PRICE|VAT|CONDITION|STATUS|DATE_IN|MOT_DUE|DESCRIPTION|EQUIPMENT|PHOTOS|COST|KEY_SAFE|NOTES|PREV_KEEPER"
-
-
 def test_pipe_cp1252_export_with_pound_prices_and_short_dates(tmp_path):
     row = "S0042|YC19 ABC|VF1RJA00X12345678|Citroën|C3|1.2 PureTech Shine|Shine|Hatchback|P|M|5|5|1199|104|Euro 6|Red|31000|15/04/19|2019|£9,995|£10,495|M|U|RS|02/11/26|01/05/27|Great value – FSH|Bluetooth,Cruise|https://i.example/a.jpg,https://i.example/b.jpg|£7,000|12|Mr Keeper|Mr Keeper"
     path = write(tmp_path / "export_full_20261121_0200.txt", PIPE_HEADER + "\r\n" + row + "\r\n", encoding="cp1252")
@@ -156,32 +111,6 @@ def test_pipe_cp1252_export_with_pound_prices_and_short_dates(tmp_path):
     assert vehicle["first_registration_date"] == pd.Timestamp("2019-04-15")
     assert (vehicle["status"], vehicle["vat_status"], vehicle["vehicle_type"]) == ("reserved", "marginal", "car")
     assert vehicle["description"] == "Great value – FSH"
-
-
-STAR = "http://www.starstandard.org/STAR/5"
-
-
-def star_item(stock: str, price: str = "18995") -> str:
-    return f"""<VehicleInventoryVehicleLineItem>
-  <StockNumberID>{stock}</StockNumberID><InventoryStatusCode>AV</InventoryStatusCode><InventoryDate>2026-10-01</InventoryDate>
-  <Vehicle><MakeString>Kia</MakeString><ModelDescription>Sportage</ModelDescription><ModelYear>2022</ModelYear>
-    <VehicleID>U5YPG81ABNL123456</VehicleID><Condition>U</Condition><VehicleDescription>1.6 T-GDi 3 5dr</VehicleDescription>
-    <BodyStyle>SUV</BodyStyle><VehicleNote>One owner &amp; FSH</VehicleNote>
-    <ColorGroup><ColorItemCode>Interior</ColorItemCode><ColorName>Black</ColorName></ColorGroup>
-    <ColorGroup><ColorItemCode>Exterior</ColorItemCode><ColorName>Grey</ColorName></ColorGroup>
-    <TransmissionGroup><TransmissionTypeName>A</TransmissionTypeName></TransmissionGroup>
-    <Engine><GeneralEngineDescription>1598</GeneralEngineDescription><FuelTypeCode>H</FuelTypeCode></Engine>
-    <LicenseNumberString>YD22 ABC</LicenseNumberString><FirstRegistrationDate>2022-03-10</FirstRegistrationDate>
-    <DeliveryDistanceMeasure>18000</DeliveryDistanceMeasure>
-    <Pricing><Price><PriceCode>List</PriceCode><ChargeAmount>{price}</ChargeAmount></Price><Price><PriceCode>Cost</PriceCode><ChargeAmount>15000</ChargeAmount></Price></Pricing>
-    <FeatureGroup><FeatureDescription>Heated seats</FeatureDescription></FeatureGroup><FeatureGroup><FeatureDescription>Reversing camera</FeatureDescription></FeatureGroup>
-    <ImageAttachment><URI>https://i.example/1.jpg</URI></ImageAttachment><ImageAttachment><URI>https://i.example/2.jpg</URI></ImageAttachment>
-  </Vehicle><InternalNote>Needs tyres</InternalNote><KeyNumberID>K9</KeyNumberID>
-</VehicleInventoryVehicleLineItem>"""
-
-
-def star_document(*items: str, prolog: str = "") -> str:
-    return f'<?xml version="1.0" encoding="UTF-8"?>{prolog}<ShowVehicleInventory xmlns="{STAR}"><DataArea><VehicleInventory>{"".join(items)}</VehicleInventory></DataArea></ShowVehicleInventory>'
 
 
 def test_star5_xml_by_xpath(tmp_path):

@@ -35,12 +35,12 @@ def test_list_lengths_of_python_lists():
 def test_whole_pounds_matches_int_of_price_plus_half():
     prices = pd.array([None, 0.0, -1.0, -0.6, -0.4, 12345.5, 12344.5, 0.5, 1.5, 0.004, 0.005, 99999999.995, 1e9, 7.125, 2.675, 1e15], dtype="Float64")
     expected = (pd.Series(prices) + 0.5).apply(lambda p: int(p) if pd.notna(p) else pd.NA).astype("Int64")
-    pd.testing.assert_series_equal(autotrader._whole_pounds(pd.Series(prices)), expected)
+    pd.testing.assert_series_equal(autotrader.whole_pounds(pd.Series(prices)), expected)
     with pytest.raises(OverflowError):
-        autotrader._whole_pounds(pd.Series(pd.array([1.0, float("inf")], dtype="Float64")))
+        autotrader.whole_pounds(pd.Series(pd.array([1.0, float("inf")], dtype="Float64")))
 
 
 def test_first_sentence_matches_split_on_dot():
     description = pd.Series([None, "", ".", "No dot", "One. Two. Three", ". Lead", "Café 2.0 TDI. Next", "line\nbreak. x"], dtype="string")
     expected = description.fillna("").astype(object).map(lambda v: v.split(".")[0]).astype("string")
-    pd.testing.assert_series_equal(autotrader._first_sentence(description), expected)
+    pd.testing.assert_series_equal(autotrader.first_sentence(description), expected)

@@ -18,9 +18,8 @@ from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.marketplaces.feed_profile import FOLDER, FeedProfileError, builtin_feed_profiles, load_feed_profile
 from dms_pipelines.marketplaces.row_files import whole
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS, coerce_to_schema
-from dms_pipelines_tests.marketplaces.fixtures import PRIVATE_MARKERS, fixed_dealer, fixed_stock, vehicle
+from dms_pipelines_tests.support import GOLDEN, PRIVATE_MARKERS, feed_vehicle, fixed_dealer, fixed_stock
 
-GOLDEN = Path(__file__).parent / "golden"
 SHIPPED = FOLDER / "carsnip.yaml"
 ACCOUNT = DealerMarketplace(feed_id="CS-LEEDS", list_reserved=True)
 
@@ -139,7 +138,7 @@ def test_the_dealer_file():
 
 
 def test_fallbacks_feed_id_to_dealer_id_and_registration_year_to_model_year():
-    stock = stock_of(vehicle("B0001", first_registration_date=pd.NaT, year=2019))
+    stock = stock_of(feed_vehicle("B0001", first_registration_date=pd.NaT, year=2019))
     _, built = files_of(shipped(), stock, account=DealerMarketplace())
     (row,) = csv_rows(built["leeds_vehicles.csv"])
     assert row["Year"] == "2019" and row["Feed_Id"] == "leeds"
@@ -152,7 +151,7 @@ def test_reserved_cars_follow_the_accounts_list_reserved():
 
 
 def test_a_car_missing_a_required_field_is_held_back_with_the_reason():
-    stock = stock_of(vehicle("C0001"), vehicle("C0002", registration=None), vehicle("C0003", image_urls=None, derivative="   "))
+    stock = stock_of(feed_vehicle("C0001"), feed_vehicle("C0002", registration=None), feed_vehicle("C0003", image_urls=None, derivative="   "))
     rendered, built = files_of(shipped(), stock)
     held = dict(zip(rendered.held["stock_id"], rendered.held["reasons"]))
     assert held == {"C0002": "FullRegistration missing", "C0003": "Variant missing; PictureRefs missing"}
@@ -173,7 +172,7 @@ def test_nothing_private_leaves():
 
 
 def test_formula_like_cells_are_defused_in_both_files():
-    stock = stock_of(vehicle("D0001", derivative='=HYPERLINK("http://evil.example","x")', colour="@SUM(A1)", registration="+44"))
+    stock = stock_of(feed_vehicle("D0001", derivative='=HYPERLINK("http://evil.example","x")', colour="@SUM(A1)", registration="+44"))
     dealer = fixed_dealer().model_copy(update={"name": "=cmd|' /C calc'!A0"})
     _, built = files_of(shipped(), stock, dealer)
     (row,) = csv_rows(built["leeds_vehicles.csv"])
@@ -184,7 +183,7 @@ def test_formula_like_cells_are_defused_in_both_files():
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts=st.lists(st.text(max_size=40), min_size=1, max_size=4))
 def test_any_free_text_gives_no_formula_cell_and_one_row_per_listed_car(texts):
-    stock = stock_of(*[vehicle(f"H{n:04d}", derivative=text, colour=text[::-1], make=text or "Ford") for n, text in enumerate(texts)])
+    stock = stock_of(*[feed_vehicle(f"H{n:04d}", derivative=text, colour=text[::-1], make=text or "Ford") for n, text in enumerate(texts)])
     spec = shipped()
     rendered, built = files_of(spec, stock)
     data = built["leeds_vehicles.csv"]
@@ -211,7 +210,7 @@ def test_read_back_gives_one_entry_per_listed_car():
 
 def test_enums_formats_and_templates_of_a_profile(tmp_path):
     spec = load_feed_profile(written(tmp_path, minimal()))
-    stock = stock_of(vehicle("E0001"), vehicle("E0002", condition="demo"), vehicle("E0003", make=None), vehicle("E0004", model="X" * 40))
+    stock = stock_of(feed_vehicle("E0001"), feed_vehicle("E0002", condition="demo"), feed_vehicle("E0003", make=None), feed_vehicle("E0004", model="X" * 40))
     rendered, built = files_of(spec, stock)
     held = dict(zip(rendered.held["stock_id"], rendered.held["reasons"]))
     assert held == {"E0002": "condition not one of new/used", "E0003": "make missing", "E0004": "title longer than 40"}

@@ -4,7 +4,6 @@ import csv
 import io
 import json
 import os
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -12,9 +11,8 @@ from lxml import etree
 from dms_pipelines.marketplaces import autotrader, google, meta, website
 from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.marketplaces.registry import SPECS
-from dms_pipelines_tests.marketplaces.fixtures import PRIVATE_MARKERS, file_bytes, fixed_dealer, fixed_stock
+from dms_pipelines_tests.support import GOLDEN, PRIVATE_MARKERS, file_bytes, fixed_dealer, fixed_stock
 
-GOLDEN = Path(__file__).parent / "golden"
 # Carsnip reads its files by column position: the order its spec lists them in (help.carsnip.com, "How to format your stock feed")
 CARSNIP_VEHICLE_COLUMNS = [
     "Feed_Id",

@@ -7,7 +7,7 @@ import yaml
 
 from dms_pipelines.config import ConfigError, parse_settings
 from dms_pipelines.marketplaces.registry import SPECS, published_specs
-from dms_pipelines_tests.conftest import COMMITTED_CONFIG
+from dms_pipelines_tests.support import COMMITTED_CONFIG
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dms_pipelines.devtools.sample.generator import _vehicles
+from dms_pipelines.devtools.sample.generator import sample_vehicles
 from dms_pipelines.marketplaces import meta, website
 from dms_pipelines.marketplaces.base import KEY, render_for
 from dms_pipelines.marketplaces.registry import SPECS
 from dms_pipelines.marketplaces.row_files import spliced, whole
 from dms_pipelines.stock.schema import coerce_to_schema
-from dms_pipelines_tests.marketplaces.fixtures import feed_file, fixed_dealer, fixed_stock
+from dms_pipelines_tests.support import feed_file, fixed_dealer, fixed_stock
 
 LAYOUTS = {
     "website": lambda dealer: website.row_file(dealer),
@@ -29,7 +29,7 @@ LAYOUTS = {
 
 @lru_cache(maxsize=1)
 def _pool() -> pd.DataFrame:
-    generated = _vehicles(60, "B", 1, np.random.default_rng(7), datetime(2026, 11, 21), "leeds", "Yorkshire")
+    generated = sample_vehicles(60, "B", 1, np.random.default_rng(7), datetime(2026, 11, 21), "leeds", "Yorkshire")
     return generated.drop(columns=[c for c in generated.columns if c not in fixed_stock().columns])
 
 

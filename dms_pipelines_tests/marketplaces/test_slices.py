@@ -17,8 +17,7 @@ from dms_pipelines.marketplaces.row_files import whole
 from dms_pipelines.operations.db import engine_for
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.pipeline.feeds import deliver_pieces
-from dms_pipelines_tests.marketplaces.fixtures import feed_file, fixed_dealer, fixed_stock
-from dms_pipelines_tests.marketplaces.test_feeds import GOLDEN
+from dms_pipelines_tests.support import GOLDEN, feed_file, fixed_dealer, fixed_stock
 
 PARTS = {
     "google.csv": ("google", lambda items, dealer, rows: google.serialise_parts(items, part_rows=rows)),

@@ -4,7 +4,7 @@ import pandas as pd
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from dms_pipelines.marketplaces.base import _clean_each, _cleaned, _is_empty, cut_at_word
+from dms_pipelines.marketplaces.base import clean_every_value, clean_text, cut_at_word, is_empty
 from dms_pipelines.marketplaces.registry import SPECS
 
 PIECES = ["a", "Ford", " ", "  ", "\t", "\n", "\r", "\xa0", "\u2003", "\x00", "\x0b", "\x1c", "\x7f", "<b>", "</p", ">", "&amp;", "&", "£", "é", "🚗", ".", ",", "\u0085", "\u3000"]
@@ -15,10 +15,10 @@ PIECES = ["a", "Ford", " ", "  ", "\t", "\n", "\r", "\xa0", "\u2003", "\x00", "\
 @given(st.lists(st.lists(st.sampled_from(PIECES), max_size=10).map("".join) | st.none(), max_size=25), st.sampled_from([None, 5, 12]))
 def test_cleaning_only_what_may_change_equals_cleaning_everything(values, max_length):
     text = pd.Series(values, dtype="string", index=range(3, 3 + len(values)))
-    expected = _cleaned(text)
+    expected = clean_every_value(text)
     if max_length:
         expected = expected.map(lambda v: cut_at_word(v, max_length) if isinstance(v, str) else v).astype("string")
-    pd.testing.assert_series_equal(_clean_each(text, max_length), expected)
+    pd.testing.assert_series_equal(clean_text(text, max_length), expected)
 
 
 @settings(max_examples=300, deadline=None)
@@ -26,12 +26,12 @@ def test_cleaning_only_what_may_change_equals_cleaning_everything(values, max_le
 def test_blank_text_found_from_first_bytes_equals_stripping_every_value(values, skipped):
     text = pd.Series(values, dtype="string").iloc[skipped:]  # a slice: its Arrow data starts at an offset
     expected = (text.isna() | (text.str.strip() == "")).astype(bool)
-    pd.testing.assert_series_equal(_is_empty(text), expected, check_names=False)
+    pd.testing.assert_series_equal(is_empty(text), expected, check_names=False)
 
 
 def test_numbers_and_dates_are_blank_only_when_missing():
     for column in (pd.Series([1.5, None, 0.0], dtype="Float64"), pd.Series([3, None, 0], dtype="Int64"), pd.Series(pd.to_datetime(["2024-01-01", None, "2024-02-01"]))):
-        assert _is_empty(column).tolist() == [False, True, False]
+        assert is_empty(column).tolist() == [False, True, False]
 
 
 @given(st.lists(st.lists(st.sampled_from(["a", ",", "", "é", " "]), max_size=6).map("".join) | st.none(), max_size=20))

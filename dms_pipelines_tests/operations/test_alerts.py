@@ -7,8 +7,7 @@ import yaml
 
 from dms_pipelines.config import parse_settings
 from dms_pipelines.operations.alerts import notify
-from dms_pipelines_tests.conftest import COMMITTED_CONFIG
-from dms_pipelines_tests.operations.alert_hook import AlertHook
+from dms_pipelines_tests.support import COMMITTED_CONFIG, AlertHook
 
 
 def settings_with(alerts: dict):

@@ -16,13 +16,13 @@ def _open_when_all_ready(url: str, together) -> None:
 def _open_each_when_all_ready(folder: str, trials: int, together, failures) -> None:
     import sqlite3
 
-    from dms_pipelines.operations.db import _sqlite_pragmas
+    from dms_pipelines.operations.db import set_sqlite_pragmas
 
     for trial in range(trials):
         together.wait(60)
         try:
             connection = sqlite3.connect(f"{folder}/{trial}.sqlite", timeout=60)
-            _sqlite_pragmas(connection, None)
+            set_sqlite_pragmas(connection, None)
             connection.close()
         except sqlite3.Error as error:
             failures.put(f"{trial}: {error}")

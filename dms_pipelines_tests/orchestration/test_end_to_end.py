@@ -11,6 +11,7 @@ import pytest
 from dms_pipelines.definitions import build_definitions
 from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS
+from dms_pipelines_tests.support import NAVIGATOR_HEADER, navigator_row
 
 
 def run_everything(settings, paths, instance) -> list[str]:
@@ -145,7 +146,6 @@ def test_a_quarantined_row_keeps_the_last_good_version_unless_it_says_sold(paths
     from dms_pipelines.operations.db import engine_for
     from dms_pipelines.pipeline.ingest import ParsedExport, update_stock, validate_parsed
     from dms_pipelines.stock.store import read_stock
-    from dms_pipelines_tests.formats.test_reader import NAVIGATOR_HEADER, navigator_row
 
     paths.state.mkdir(parents=True, exist_ok=True)
     engine = engine_for(paths.operations_db_url)

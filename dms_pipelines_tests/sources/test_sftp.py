@@ -3,7 +3,6 @@
 import hashlib
 import os
 import time
-from pathlib import Path
 
 import paramiko
 import pytest
@@ -12,31 +11,7 @@ from dms_pipelines.config import SftpSource as SftpConfig
 from dms_pipelines.sources.base import SourceError
 from dms_pipelines.sources.landing import sha256_of
 from dms_pipelines.sources.sftp import FrontTrimmedPipe, SftpSettings, SftpSource
-
-
-def settings_for(server, remote_dir: Path, **changes) -> SftpSettings:
-    values = dict(
-        host=server.host,
-        port=server.port,
-        username=server.username,
-        known_hosts=server.known_hosts,
-        remote_dir=str(remote_dir),
-        patterns=("*.csv", "*.xml", "*.txt", "*.gz"),
-        private_key_path=server.client_key_path,
-        connect_timeout=5,
-        channel_timeout=5,
-        transfer_timeout=10,
-    )
-    values.update(changes)
-    return SftpSettings(**values)
-
-
-def put(folder: Path, name: str, content: bytes, mtime: float | None = None) -> Path:
-    path = folder / name
-    path.write_bytes(content)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
-    return path
+from dms_pipelines_tests.support import put, settings_for
 
 
 def test_lists_only_complete_matching_files(sshd_server, remote_dir):

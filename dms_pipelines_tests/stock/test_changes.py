@@ -8,7 +8,7 @@ from dms_pipelines.stock import changes
 from dms_pipelines.stock.changes import ChangeLog, next_log, read_log, write_log
 from dms_pipelines.stock.schema import coerce_to_schema
 from dms_pipelines.stock.store import StockView, read_price_reference, read_stock, stock_ids, stock_path, stored, with_new_ids, write_stock
-from dms_pipelines_tests.marketplaces.fixtures import fixed_stock
+from dms_pipelines_tests.support import fixed_stock
 
 
 def _priced(stock: pd.DataFrame, stock_id: str, price: float) -> pd.DataFrame:

@@ -13,8 +13,7 @@ from dms_pipelines.stock.history import empty_history, legacy_row_hashes, update
 from dms_pipelines.stock.history_changes import history_log_path, history_path, read_history, read_history_log, record_versions, write_history
 from dms_pipelines.stock.merge import apply_delta
 from dms_pipelines.stock.schema import coerce_to_schema
-from dms_pipelines_tests.stock.test_merge_history import HOUR, NIGHT, stock_of
-from dms_pipelines_tests.stock.test_validate import vehicle
+from dms_pipelines_tests.support import HOUR, NIGHT, stock_of, valid_vehicle
 
 CHANGES = st.sampled_from([("price", 8995.0), ("price", 7995.0), ("status", "sold"), ("status", "reserved"), ("mileage", 40000), ("same", None), ("gone", None)])
 
@@ -30,7 +29,7 @@ def _delta(stock: pd.DataFrame, changes: dict[int, tuple]) -> tuple[pd.DataFrame
             continue
         current = stock[stock["stock_id"] == stock_id]
         base = {"price": float(current["price"].iloc[0])} if len(current) else {}
-        rows.append(vehicle(stock_id, **(base | ({} if field == "same" else {field: value}))))
+        rows.append(valid_vehicle(stock_id, **(base | ({} if field == "same" else {field: value}))))
     merged = apply_delta(stock, coerce_to_schema(pd.DataFrame(rows))).stock if rows else stock
     merged = merged[~merged["stock_id"].isin(gone)].reset_index(drop=True)
     return merged, {f"S{n:03d}" for n in changes}
@@ -40,7 +39,7 @@ def _delta(stock: pd.DataFrame, changes: dict[int, tuple]) -> tuple[pd.DataFrame
 @given(prices=st.lists(st.sampled_from([9995.0, 10995.0]), min_size=1, max_size=8), deltas=st.lists(st.dictionaries(st.integers(0, 11), CHANGES, max_size=5), min_size=1, max_size=6))
 def test_a_chain_of_deltas_read_back_equals_the_history_rewritten_whole(tmp_path_factory, prices, deltas):
     state = tmp_path_factory.mktemp("state")
-    stock = stock_of([vehicle(f"S{n:03d}", price=p) for n, p in enumerate(prices)])
+    stock = stock_of([valid_vehicle(f"S{n:03d}", price=p) for n, p in enumerate(prices)])
     whole = update_history(empty_history(), stock, NIGHT)
     write_history(state, "leeds", whole, 1)
     base_bytes = history_path(state, "leeds").read_bytes()
@@ -55,7 +54,7 @@ def test_a_chain_of_deltas_read_back_equals_the_history_rewritten_whole(tmp_path
 
 def test_a_log_grown_past_its_cap_becomes_the_new_base(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(history_changes, "MIN_LOG_CAP", 2)
-    stock = stock_of([vehicle(f"S{n:03d}") for n in range(4)])
+    stock = stock_of([valid_vehicle(f"S{n:03d}") for n in range(4)])
     whole = update_history(empty_history(), stock, NIGHT)
     write_history(tmp_path, "leeds", whole, 1)
     for step, price in enumerate([8995.0, 7995.0], start=1):
@@ -68,7 +67,7 @@ def test_a_log_grown_past_its_cap_becomes_the_new_base(tmp_path: Path, monkeypat
 
 
 def test_a_log_left_on_another_base_is_ignored(tmp_path: Path):
-    stock = stock_of([vehicle("S001"), vehicle("S002")])
+    stock = stock_of([valid_vehicle("S001"), valid_vehicle("S002")])
     whole = update_history(empty_history(), stock, NIGHT)
     write_history(tmp_path, "leeds", whole, 1)
     stock, touched = _delta(stock, {1: ("price", 8995.0)})
@@ -80,7 +79,7 @@ def test_a_log_left_on_another_base_is_ignored(tmp_path: Path):
 
 
 def test_versions_hashed_by_the_earlier_scheme_send_the_delta_through_the_whole_history(tmp_path: Path):
-    stock = stock_of([vehicle("S001"), vehicle("S002")])
+    stock = stock_of([valid_vehicle("S001"), valid_vehicle("S002")])
     whole = update_history(empty_history(), stock, NIGHT)
     whole["version_hash"] = legacy_row_hashes(stock).values  # as an earlier version stored them
     write_history(tmp_path, "leeds", whole, 1)

@@ -11,32 +11,9 @@ from dms_pipelines.stock.merge import apply_delta, apply_full
 from dms_pipelines.stock.plates import age_identifier_for, plate_style
 from dms_pipelines.stock.schema import coerce_to_schema
 from dms_pipelines.stock.validate import validate_stock
+from dms_pipelines_tests.support import valid_vehicle
 
 TODAY = date(2026, 11, 21)
-IMAGES = "|".join(f"https://i.example/{n}.jpg" for n in range(8))
-
-
-def vehicle(stock_id: str, **changes) -> dict:
-    base = {
-        "dealer_id": "leeds",
-        "stock_id": stock_id,
-        "vin": f"WF0XXXGCDXKA{int(stock_id[-3:]):05d}",
-        "registration": "AB71CDE",
-        "make": "Ford",
-        "model": "Fiesta",
-        "condition": "used",
-        "status": "available",
-        "year": 2021,
-        "first_registration_date": pd.Timestamp("2021-10-05"),
-        "mileage": 30000,
-        "price": 12995.0,
-        "description": "Clean car, FSH",
-        "features": "A/C|Sat Nav",
-        "image_urls": IMAGES,
-        "source_file": "stock_full_x.csv",
-    }
-    base.update(changes)
-    return base
 
 
 def run(*vehicles: dict, rules: Validation | None = None, reference: pd.DataFrame | None = None):
@@ -51,7 +28,7 @@ def rules_by_stock(result, severity: str) -> dict:
 
 
 def test_clean_rows_pass_and_terms_are_normalised():
-    result = run(vehicle("S001"), vehicle("S002"))
+    result = run(valid_vehicle("S001"), valid_vehicle("S002"))
     assert result.quarantined_rows == 0 and result.issues.empty
     assert result.accepted.loc[0, "description"] == "Clean car, Full service history"
     assert result.accepted.loc[0, "features"] == "Air conditioning|Satellite navigation"
@@ -78,7 +55,7 @@ def test_clean_rows_pass_and_terms_are_normalised():
     ],
 )
 def test_each_error_quarantines_only_its_row(changes, rule):
-    result = run(vehicle("S001"), vehicle("S002", **changes))
+    result = run(valid_vehicle("S001"), valid_vehicle("S002", **changes))
     assert result.accepted["stock_id"].tolist() == ["S001"]
     assert rule in rules_by_stock(result, "error")["S002"]
     message = result.issues.loc[result.issues["rule"] == rule, "message"].iloc[0]
@@ -86,17 +63,19 @@ def test_each_error_quarantines_only_its_row(changes, rule):
 
 
 def test_price_and_mileage_upper_bounds_are_configurable():
-    at_the_limit = run(vehicle("S001", price=2_000_000.0, mileage=1_000_000))
+    at_the_limit = run(valid_vehicle("S001", price=2_000_000.0, mileage=1_000_000))
     assert at_the_limit.quarantined_rows == 0
-    message = run(vehicle("S001", price=99_999_999.0)).issues.set_index("rule").loc["price_too_high", "message"]
+    message = run(valid_vehicle("S001", price=99_999_999.0)).issues.set_index("rule").loc["price_too_high", "message"]
     assert "price above 2,000,000" in message
-    unbounded = run(vehicle("S001", price=99_999_999.0, mileage=5_000_000), rules=Validation(max_price=None, max_mileage=0))
+    unbounded = run(valid_vehicle("S001", price=99_999_999.0, mileage=5_000_000), rules=Validation(max_price=None, max_mileage=0))
     assert unbounded.quarantined_rows == 0
-    assert run(vehicle("S001", price=60_000.0), rules=Validation(max_price=50_000)).quarantined_rows == 1
+    assert run(valid_vehicle("S001", price=60_000.0), rules=Validation(max_price=50_000)).quarantined_rows == 1
 
 
 def test_duplicate_stock_numbers_and_vins_quarantine_every_copy():
-    result = run(vehicle("S001"), vehicle("S001", vin="WF0XXXGCDXKA00777"), vehicle("S003", vin="WF0XXXGCDXKA00009"), vehicle("S004", vin="WF0XXXGCDXKA00009"), vehicle("S005"))
+    result = run(
+        valid_vehicle("S001"), valid_vehicle("S001", vin="WF0XXXGCDXKA00777"), valid_vehicle("S003", vin="WF0XXXGCDXKA00009"), valid_vehicle("S004", vin="WF0XXXGCDXKA00009"), valid_vehicle("S005")
+    )
     assert result.accepted["stock_id"].tolist() == ["S005"]
     errors = rules_by_stock(result, "error")
     assert errors["S001"] == ["duplicate_stock_id", "duplicate_stock_id"]
@@ -104,22 +83,22 @@ def test_duplicate_stock_numbers_and_vins_quarantine_every_copy():
 
 
 def test_warnings_let_the_row_through():
-    odd = vehicle(
+    odd = valid_vehicle(
         "S002",
         registration="AB51CDE",
         mileage=900_000,
         image_urls="https://i.example/1.jpg|not a url",
         description="Ring Dave on 07700 900123 or dave@example.com",
     )
-    result = run(vehicle("S001"), odd)
+    result = run(valid_vehicle("S001"), odd)
     assert result.accepted["stock_id"].tolist() == ["S001", "S002"]
     assert rules_by_stock(result, "warning")["S002"] == ["image_url", "mileage_implausible", "personal_data", "plate_age_mismatch", "too_few_images"]
     assert "07700" not in result.accepted.loc[1, "description"] and "[removed]" in result.accepted.loc[1, "description"]
 
 
 def test_price_far_below_the_group_median_is_a_warning():
-    peers = coerce_to_schema(pd.DataFrame([vehicle(f"P{n:03d}", price=13000.0 + n * 100) for n in range(6)]))
-    result = run(vehicle("S001", price=1299.0), reference=peers)
+    peers = coerce_to_schema(pd.DataFrame([valid_vehicle(f"P{n:03d}", price=13000.0 + n * 100) for n in range(6)]))
+    result = run(valid_vehicle("S001", price=1299.0), reference=peers)
     assert rules_by_stock(result, "warning") == {"S001": ["price_outlier"]}
     assert len(result.accepted) == 1
 
@@ -132,12 +111,12 @@ def test_plate_styles_and_age_identifiers():
 
 
 def test_full_export_replaces_and_keeps_last_good_version_of_a_quarantined_vehicle():
-    previous = coerce_to_schema(pd.DataFrame([vehicle("S001"), vehicle("S002"), vehicle("S003")]))
-    accepted = coerce_to_schema(pd.DataFrame([vehicle("S001", price=11995.0), vehicle("S004")]))
+    previous = coerce_to_schema(pd.DataFrame([valid_vehicle("S001"), valid_vehicle("S002"), valid_vehicle("S003")]))
+    accepted = coerce_to_schema(pd.DataFrame([valid_vehicle("S001", price=11995.0), valid_vehicle("S004")]))
     outcome = apply_full(previous, accepted, quarantined_ids={"S002"})
     assert outcome.stock["stock_id"].tolist() == ["S001", "S002", "S004"]
     assert (outcome.added, outcome.updated, outcome.removed, outcome.kept_last_good) == (1, 1, 1, 1)
-    delta = apply_delta(outcome.stock, coerce_to_schema(pd.DataFrame([vehicle("S002", status="sold"), vehicle("S005")])))
+    delta = apply_delta(outcome.stock, coerce_to_schema(pd.DataFrame([valid_vehicle("S002", status="sold"), valid_vehicle("S005")])))
     assert delta.stock.set_index("stock_id")["status"].to_dict() == {"S001": "available", "S002": "sold", "S004": "available", "S005": "available"}
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dms_pipelines.stock.terminology import normalise_description, normalise_features
-from dms_pipelines.stock.validate import _image_checks, _keep
+from dms_pipelines.stock.validate import check_image_urls, kept_rows
 
 IMAGES = [
     "https://i.example/1.jpg|https://i.example/2.jpg",
@@ -25,8 +25,8 @@ IMAGES = [
 def test_image_counts_and_url_checks_match_the_exploded_reading():
     arrow = pd.Series(IMAGES, dtype="string", index=range(10, 20))
     plain = pd.Series(IMAGES, dtype=object, index=range(10, 20))
-    fast_count, fast_bad = _image_checks(arrow)
-    slow_count, slow_bad = _image_checks(plain)
+    fast_count, fast_bad = check_image_urls(arrow)
+    slow_count, slow_bad = check_image_urls(plain)
     pd.testing.assert_series_equal(fast_count, slow_count.astype("Int64"))
     assert fast_bad.tolist() == slow_bad.tolist() == [2, 3, 4, 5, 9]
 
@@ -63,7 +63,7 @@ def test_kept_rows_are_the_filtered_rows_in_stock_number_order(rows, chunked):
         frame = pd.concat([frame.iloc[: len(rows) // 2], frame.iloc[len(rows) // 2 :]])
     keep = np.array([kept for _, kept in rows], dtype=bool)
     expected = frame.loc[keep].sort_values("stock_id", kind="stable", na_position="last").reset_index(drop=True)
-    pd.testing.assert_frame_equal(_keep(frame, keep), expected)
+    pd.testing.assert_frame_equal(kept_rows(frame, keep), expected)
 
 
 def test_image_checks_on_a_thread_of_their_own_give_the_same_result(tmp_path, monkeypatch):

@@ -74,7 +74,7 @@ def _pick(rng: np.random.Generator, options, n: int, p=None) -> np.ndarray:
     return np.asarray(options, dtype=object)[rng.choice(len(options), size=n, p=p)]
 
 
-def _vehicles(n: int, prefix: str, first_number: int, rng: np.random.Generator, as_of: datetime, dealer_id: str, region: str) -> pd.DataFrame:
+def sample_vehicles(n: int, prefix: str, first_number: int, rng: np.random.Generator, as_of: datetime, dealer_id: str, region: str) -> pd.DataFrame:
     """n believable vehicles as canonical-style columns (plus private fields), vectorised."""
     if n == 0:
         return pd.DataFrame()
@@ -428,7 +428,7 @@ def _delta(fleet: pd.DataFrame, rng: np.random.Generator, prefix: str, next_numb
     fleet.loc[fleet.index[drops], "price"] = fleet.loc[fleet.index[drops], "price"] - rng.choice([250, 500, 750], len(drops))
     fleet.loc[fleet.index[sales], "status"] = "sold"
     fleet.loc[fleet.index[reservations], "status"] = "reserved"
-    arrivals = _vehicles(arrivals_per_hour(n), prefix, next_number, rng, as_of, dealer_id, region).assign(status="available")
+    arrivals = sample_vehicles(arrivals_per_hour(n), prefix, next_number, rng, as_of, dealer_id, region).assign(status="available")
     changed = pd.concat([fleet.iloc[np.concatenate([drops, sales, reservations])], arrivals], ignore_index=True)
     return changed, pd.concat([fleet, arrivals], ignore_index=True)
 
@@ -452,7 +452,7 @@ def generate_group(
         rng = np.random.default_rng([seed, index])
         prefix = "" if dealer.layout == "pipe_cp1252_csv" else dealer.dealer_id[:3].upper()  # that DMS numbers stock 000001
         region = "YABCDEFGHJKLMNPRSTUVWX"[index % 22]
-        fleet = _vehicles(int(n), prefix, 1, rng, as_of, dealer.dealer_id, region)
+        fleet = sample_vehicles(int(n), prefix, 1, rng, as_of, dealer.dealer_id, region)
         dirty, planted = _plant_defects(fleet, dealer.layout, rng, defect_rate)
         name = export_name(dealer.layout, "full", as_of)
         path = out_dir / dealer.dealer_id / name

@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from sqlalchemy import select
 
 from dms_pipelines.config import load_settings
-from dms_pipelines.devtools.sample.generator import _vehicles, export_name, render_export
+from dms_pipelines.devtools.sample.generator import export_name, render_export, sample_vehicles
 from dms_pipelines.devtools.simulator import StockApiSimulator
 from dms_pipelines.marketplaces.autotrader import LIFECYCLE
 from dms_pipelines.marketplaces.registry import SPECS, specs_for
@@ -31,8 +31,7 @@ from dms_pipelines.operations.db import engine_for, ingested_files, listing_ledg
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.pipeline.account import account_file
 from dms_pipelines.pipeline.dealer import DealerRun, sync_dealer
-from dms_pipelines_tests.conftest import COMMITTED_CONFIG, TEST_TOKEN
-from dms_pipelines_tests.hostile.stats import STATS
+from dms_pipelines_tests.support import COMMITTED_CONFIG, STATS, TEST_TOKEN
 
 EXAMPLES = int(os.environ.get("DMS_STATEFUL_EXAMPLES", "12"))
 ADVERTISER = "10001"
@@ -61,7 +60,7 @@ class DmsAndMarketplaces(RuleBasedStateMachine):
         self.paths.state.mkdir(parents=True, exist_ok=True)
         self.engine = engine_for(self.paths.operations_db_url)
         self.rng = np.random.default_rng(7)
-        self.fleet = _vehicles(10, "LEE", 1, self.rng, START, "leeds", "Y").assign(status="available").reset_index(drop=True)
+        self.fleet = sample_vehicles(10, "LEE", 1, self.rng, START, "leeds", "Y").assign(status="available").reset_index(drop=True)
         self.next_number = 11
         self.clock = START
         self.deltas: list[tuple[bytes, pd.DataFrame | None]] = []  # every delta's bytes and rows (None: quarantined), for repeats
@@ -135,7 +134,7 @@ class DmsAndMarketplaces(RuleBasedStateMachine):
 
     @rule()
     def new_car(self):
-        car = _vehicles(1, "LEE", self.next_number, self.rng, self.clock, "leeds", "Y").assign(status="available")
+        car = sample_vehicles(1, "LEE", self.next_number, self.rng, self.clock, "leeds", "Y").assign(status="available")
         self.next_number += 1
         self.fleet = pd.concat([self.fleet, car], ignore_index=True)
         self.write("delta", car)
@@ -143,7 +142,7 @@ class DmsAndMarketplaces(RuleBasedStateMachine):
     @rule()
     def quarantined_new_car(self):
         """A new car whose row is bad: quarantined with a reason, never in stock, nothing else touched."""
-        car = _vehicles(1, "LEE", self.next_number, self.rng, self.clock, "leeds", "Y").assign(status="available", registration="NOT A PLATE!")
+        car = sample_vehicles(1, "LEE", self.next_number, self.rng, self.clock, "leeds", "Y").assign(status="available", registration="NOT A PLATE!")
         self.next_number += 1
         self.write("delta", car, applies=False)
 

@@ -9,8 +9,7 @@ import yaml
 from dms_pipelines.config import load_settings
 from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 from dms_pipelines.orchestration.drivers import run_sync
-from dms_pipelines_tests.hostile.corpus import SECRET_FILE_MARKER, corpus
-from dms_pipelines_tests.hostile.stats import STATS
+from dms_pipelines_tests.support import SECRET_FILE_MARKER, STATS, corpus
 
 
 def counts(paths) -> dict:

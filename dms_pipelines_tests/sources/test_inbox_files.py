@@ -23,9 +23,7 @@ from dms_pipelines.paths import BUILTIN_PROFILES
 from dms_pipelines.pipeline import ingest
 from dms_pipelines.sources.landing import land_files
 from dms_pipelines.sources.local_inbox import LocalInboxSource
-from dms_pipelines_tests.formats.test_reader import star_document, star_item
-from dms_pipelines_tests.hostile.corpus import SECRET_FILE_MARKER
-from dms_pipelines_tests.hostile.stats import STATS
+from dms_pipelines_tests.support import SECRET_FILE_MARKER, STATS, put, settings_for, star_document, star_item
 
 PROFILES = [BUILTIN_PROFILES]
 FORGED = "2026-11-21 ERROR forged: everything is fine"
@@ -137,7 +135,6 @@ def test_a_file_swapped_for_a_link_after_the_listing_is_refused(tmp_path):
 
 def test_a_link_and_an_empty_file_on_an_sftp_server_are_refused(sshd_server, remote_dir, tmp_path):
     from dms_pipelines.sources.sftp import SftpSource
-    from dms_pipelines_tests.sources.test_sftp import put, settings_for
 
     put(remote_dir, "stock_full_20261121_0200.csv", b"Stock,Reg\n1,A\n")
     put(remote_dir, "stock_delta_20261121_0300.csv", b"")
@@ -328,7 +325,6 @@ def test_an_empty_file_is_reported_only_once_it_is_stable(paths, settings):
 
 def test_a_file_swapped_for_a_link_on_the_sftp_server_after_the_listing_is_refused(sshd_server, remote_dir, tmp_path):
     from dms_pipelines.sources.sftp import SftpSource
-    from dms_pipelines_tests.sources.test_sftp import put, settings_for
 
     put(remote_dir, "stock_full_20261121_0200.csv", b"Stock,Reg\n1,A\n")
     (tmp_path / "secret").write_bytes(b"Stock,Reg\n" + b"x" * 4)  # the same size

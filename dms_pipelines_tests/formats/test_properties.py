@@ -13,8 +13,7 @@ from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError
 from dms_pipelines.paths import BUILTIN_PROFILES
 from dms_pipelines.stock.schema import STOCK_COLUMNS
-from dms_pipelines_tests.formats.test_reader import NAVIGATOR_HEADER, star_document, star_item
-from dms_pipelines_tests.hostile.stats import STATS
+from dms_pipelines_tests.support import NAVIGATOR_HEADER, STATS, star_document, star_item
 
 PROFILES = [BUILTIN_PROFILES]
 NAVIGATOR = find_profile("navigator_csv", PROFILES)

@@ -12,7 +12,7 @@ from dms_pipelines.marketplaces.base import render_for
 from dms_pipelines.marketplaces.registry import SPECS
 from dms_pipelines.stock.schema import coerce_to_schema
 from dms_pipelines.stock.validate import validate_stock
-from dms_pipelines_tests.marketplaces.fixtures import file_bytes, fixed_dealer, vehicle
+from dms_pipelines_tests.support import feed_vehicle, file_bytes, fixed_dealer
 
 BAD = {
     "price": [None, 0.0, 99999.0, -5.0],
@@ -36,7 +36,7 @@ def stock_rows(draw):
                 changes[field] = draw(st.sampled_from(values))
         stock_id = draw(st.sampled_from([f"S{n:04d}", "S0000"]))  # sometimes a duplicate stock number
         changes.setdefault("vin", f"WF0XXXGCDXKA{n:05d}")
-        rows.append(vehicle(stock_id, **changes))
+        rows.append(feed_vehicle(stock_id, **changes))
     frame = coerce_to_schema(pd.DataFrame(rows))
     frame["source_row"] = range(1, len(frame) + 1)
     return frame
@@ -59,7 +59,7 @@ secret = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ0123456789#", min_size=12, ma
 @given(st.lists(st.tuples(secret, secret, secret, st.integers(min_value=1000, max_value=99999).map(lambda pounds: pounds + 0.37)), min_size=1, max_size=5))
 def test_private_values_never_reach_any_marketplace(private):
     rows = [
-        vehicle(f"A{n:04d}", private_key_code=key, private_memo=memo, private_previous_keeper=keeper, private_cost_price=cost, private_prep_cost=cost / 7)
+        feed_vehicle(f"A{n:04d}", private_key_code=key, private_memo=memo, private_previous_keeper=keeper, private_cost_price=cost, private_prep_cost=cost / 7)
         for n, (key, memo, keeper, cost) in enumerate(private)
     ]
     stock = coerce_to_schema(pd.DataFrame(rows))

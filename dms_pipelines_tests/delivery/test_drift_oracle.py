@@ -13,7 +13,7 @@ from dms_pipelines.cli import main
 from dms_pipelines.devtools.sample.generator import SampleDealer, export_name, generate_group, render_export
 from dms_pipelines.orchestration.drivers import run_sync
 from dms_pipelines.stock.store import read_stock
-from dms_pipelines_tests.operations.alert_hook import AlertHook
+from dms_pipelines_tests.support import AlertHook
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError
 from dms_pipelines.paths import BUILTIN_PROFILES
 from dms_pipelines.sources.landing import safe_local_name
-from dms_pipelines_tests.hostile.corpus import EITHER, HOSTILE_REMOTE_NAMES, PARSES, REFUSED, SECRET_FILE_MARKER, corpus
-from dms_pipelines_tests.hostile.stats import STATS
+from dms_pipelines_tests.support import EITHER, HOSTILE_REMOTE_NAMES, NAVIGATOR_HEADER, PARSES, REFUSED, SECRET_FILE_MARKER, STATS, corpus, navigator_row
 
 PROFILES = [BUILTIN_PROFILES]
 CORPUS = corpus()
@@ -41,8 +40,6 @@ def test_hostile_file(hostile, tmp_path):
 
 
 def test_the_same_rows_from_three_encodings(tmp_path):
-    from dms_pipelines_tests.formats.test_reader import NAVIGATOR_HEADER, navigator_row
-
     text = "\r\n".join([NAVIGATOR_HEADER, navigator_row("0001", description="Café £500 off – was €600")]) + "\r\n"
     profile = find_profile("navigator_csv", PROFILES)
     results = []
