@@ -37,7 +37,7 @@ class Drift:
         return [(stock_id, kind) for kind in KINDS for stock_id in getattr(self, kind)]
 
     def add(self, other: "Drift") -> "Drift":
-        """This drift and another file's of the same marketplace together (Carsnip's two files)."""
+        """This drift and another file's of the same marketplace together (a marketplace that takes two files per dealer)."""
         for kind in KINDS:
             getattr(self, kind).extend(i for i in getattr(other, kind) if i not in getattr(self, kind))
         self.checked = max(self.checked, other.checked)
@@ -79,7 +79,7 @@ def file_drift(
     select: Callable[[dict[str, str]], dict[str, str]] = lambda rows: rows,
 ) -> Drift:
     """A delivered file against the file the stock renders. `select` keeps the dealer's rows (and turns keys into stock
-    ids) where the file holds other dealers' too (Google's account file)."""
+    ids) where the file holds other dealers' too (an account-wide file)."""
     try:
         wanted = read_back(name, expected)
     except UnreadableFeed as error:  # our own file: a bug, never the marketplace's fault; said so

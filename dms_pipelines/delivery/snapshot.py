@@ -13,7 +13,7 @@ from dms_pipelines.delivery.local import write_if_changed
 from dms_pipelines.delivery.staging import StagedFile
 from dms_pipelines.operations.statuses import ListingStatus
 
-ACCOUNT = "*"  # dealer id used in the ledger for an account-wide file such as Google's
+ACCOUNT = "*"  # the dealer id the ledger uses for an account-wide file
 
 
 class Destination(Protocol):

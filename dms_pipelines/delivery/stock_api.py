@@ -1,4 +1,4 @@
-"""Client for an Auto Trader Connect-style stock API: create, patch, search, with timeouts and one retry layer."""
+"""Client for an incremental stock API (create, patch, search by advertiser), with timeouts and one retry layer."""
 
 import http.client
 import json

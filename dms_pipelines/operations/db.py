@@ -92,7 +92,7 @@ listing_ledger = Table(
     Column("item_key", Text, primary_key=True),  # stock number, or "file:<name>" for a snapshot file
     Column("content_hash", String(64)),  # what the marketplace last acknowledged
     Column("pending_hash", String(64)),  # what was last sent and not yet acknowledged (a crash in between shows here)
-    Column("external_id", Text),  # the marketplace's own id, e.g. Auto Trader's stockId
+    Column("external_id", Text),  # the marketplace's own id of the listing (an API's stock id)
     Column("generation", Integer, nullable=False, default=0),  # bumped when the marketplace lost the listing
     Column("change_seq", Integer, nullable=False, default=0),  # bumped for each new change sent; one change's retries keep it (its idempotency key)
     Column("content", Text),  # the acknowledged item as JSON, so the next change can be sent as a minimal patch
@@ -194,7 +194,7 @@ incidents = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("dealer_id", String(64), nullable=False, index=True),  # "*" for the account-wide files
-    Column("key", Text, nullable=False),  # kind:scope, e.g. sold_live:autotrader, held_export:stock_full_20261122_0200.csv
+    Column("key", Text, nullable=False),  # kind:scope, e.g. sold_live:<marketplace>, held_export:stock_full_20261122_0200.csv
     Column("kind", String(32), nullable=False),
     Column("scope", Text, nullable=False),
     Column("message", Text, nullable=False),  # as first seen

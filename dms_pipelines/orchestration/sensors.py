@@ -51,7 +51,7 @@ def build_sensors(dealer_sync, account_feeds) -> list:
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def account_feeds_after_dealer_run(context: dg.RunStatusSensorContext, pipeline: PipelineResource):
-        """A dealer's finished run re-assembles the account-wide files, so a sold car leaves Google within seconds too."""
+        """A dealer's finished run re-assembles the account-wide files, so a sold car leaves them within seconds too."""
         trigger = context.dagster_run.tags.get(TRIGGER_TAG, "manual")
         tags = {TRIGGER_TAG: trigger}
         seen = change_seen_at(pipeline.engine(), context.dagster_run.run_id)
