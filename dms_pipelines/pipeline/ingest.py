@@ -293,17 +293,7 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
                 return _instead_of_held(dealer, validated, item, reason, fallback, settings, paths, engine, run_id)
             elif reason:  # held by itself: the stock stays as it was, and the deltas after it apply to it
                 outcome.held[item.file_name] = reason
-                set_status(
-                    engine,
-                    item.file_id,
-                    status="held",
-                    error=reason,
-                    rows_total=item.records_total,
-                    rows_accepted=len(item.accepted),
-                    rows_quarantined=item.quarantined_rows,
-                    encoding=item.encoding,
-                    run_id=run_id,
-                )
+                _hold(engine, item, reason, run_id)
                 continue
             quarantined_ids = set(item.issues.loc[item.issues["severity"] == "error", "stock_id"].dropna().astype(str))
             merged = apply_full(stock, item.accepted, quarantined_ids)
@@ -359,17 +349,7 @@ def _instead_of_held(
 ) -> StockUpdate:
     """`held` is held; the batch is applied again from `fallback`, the full export before it, with the deltas after
     `fallback` (before `held` and after it). The deltas before `fallback` are superseded by it."""
-    set_status(
-        engine,
-        held.file_id,
-        status="held",
-        error=reason,
-        rows_total=held.records_total,
-        rows_accepted=len(held.accepted),
-        rows_quarantined=held.quarantined_rows,
-        encoding=held.encoding,
-        run_id=run_id,
-    )
+    _hold(engine, held, reason, run_id)
     older = [v for v in validated if v.export_kind == "delta" and v.export_timestamp <= fallback.export_timestamp]
     for item in older:
         set_status(engine, item.file_id, status="superseded", error=f"superseded by the newer full export {fallback.file_name}")
@@ -379,6 +359,21 @@ def _instead_of_held(
     outcome.held[held.file_name] = reason
     outcome.superseded += [item.file_name for item in older]
     return outcome
+
+
+def _hold(engine: Engine, item: ValidatedExport, reason: str, run_id: str | None) -> None:
+    """The export is held by a guard, with its figures and why, until the next full export applied or a release."""
+    set_status(
+        engine,
+        item.file_id,
+        status="held",
+        error=reason,
+        rows_total=item.records_total,
+        rows_accepted=len(item.accepted),
+        rows_quarantined=item.quarantined_rows,
+        encoding=item.encoding,
+        run_id=run_id,
+    )
 
 
 def _processed(engine: Engine, dealer_id: str, item: ValidatedExport, run_id: str | None) -> None:
