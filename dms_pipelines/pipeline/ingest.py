@@ -286,10 +286,10 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
     changed_ids: set[str] | None = set()  # None once a full export is applied: every vehicle may have changed
     for item in validated:
         if item.export_kind == "full":
-            reason = delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share) or distribution_guard(item.accepted, stock, settings.validation)
+            reason = _guard(dealer, item, stock, settings, engine)
             if reason and item.released_by:
                 log.warning("%s: applied although %s (released by %s)", item.file_name, reason, item.released_by)
-            elif reason and (fallback := _earlier_full(dealer, item, settings, paths, engine)) is not None:
+            elif reason and (fallback := _earlier_full(dealer, item, stock, settings, paths, engine)) is not None:
                 return _instead_of_held(dealer, validated, item, reason, fallback, settings, paths, engine, run_id)
             elif reason:  # held by itself: the stock stays as it was, and the deltas after it apply to it
                 outcome.held[item.file_name] = reason
@@ -324,16 +324,25 @@ def update_stock(dealer: Dealer, validated: list[ValidatedExport], settings: Set
     return outcome
 
 
-def _earlier_full(dealer: Dealer, held: ValidatedExport, settings: Settings, paths: DataPaths, engine: Engine) -> ValidatedExport | None:
-    """The newest readable full export of the batch older than `held` (which parse_pending superseded with it), parsed and
-    validated now: when a guard holds the newest full export, the good one before it is still the DMS's last word."""
+def _earlier_full(dealer: Dealer, held: ValidatedExport, stock: pd.DataFrame, settings: Settings, paths: DataPaths, engine: Engine) -> ValidatedExport | None:
+    """The newest full export of the batch older than `held` (which parse_pending superseded with it) that is readable and
+    that the guards let through, parsed and validated now: when a guard holds the newest full export, the good one
+    before it is still the DMS's last word. One the guards would hold too stays superseded."""
     profile = profile_for(dealer, paths)
     for number, row in enumerate(held.earlier_fulls):
         parsed = _parse_file(row, profile, dealer, settings.validation.max_uncompressed_mb << 20, engine)
-        if parsed.result is not None:
-            parsed.earlier_fulls = held.earlier_fulls[number + 1 :]
-            return validate_parsed([parsed], settings, paths, engine)[0]
+        if parsed.result is None:
+            continue
+        candidate = validate_parsed([parsed], settings, paths, engine)[0]
+        if candidate.released_by or not _guard(dealer, candidate, stock, settings, engine):
+            candidate.earlier_fulls = held.earlier_fulls[number + 1 :]
+            return candidate
     return None
+
+
+def _guard(dealer: Dealer, item: ValidatedExport, stock: pd.DataFrame, settings: Settings, engine: Engine) -> str | None:
+    """Why the delisting or the distribution guard holds the full export (None: they let it through)."""
+    return delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share) or distribution_guard(item.accepted, stock, settings.validation)
 
 
 def _instead_of_held(

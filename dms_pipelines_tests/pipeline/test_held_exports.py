@@ -54,3 +54,17 @@ def test_a_released_full_export_is_applied_and_the_deltas_after_it_are_applied_a
     after = read_stock(paths.state, "leeds").set_index("stock_id")
     assert sorted(after.index) == sorted(kept["stock_id"])  # the released export applied
     assert float(after.loc[str(car["stock_id"].iloc[0]), "price"]) == float(car["price"].iloc[0]) + 500  # and the later delta again after it
+
+
+def test_two_truncated_full_exports_after_a_delta_leave_the_delta_applied(paths, stock_api, leeds):
+    """A reprice, then two truncated full exports in the same run: both are held, and the reprice before them stands
+    (falling back to the older truncated export must not supersede it)."""
+    stock = read_stock(paths.state, "leeds")
+    car = stock[stock["status"] == "available"].head(1)
+    write(paths, "delta", car.assign(price=car["price"] - 500), datetime(2026, 11, 23, 1, 0))
+    write(paths, "full", stock.head(5), datetime(2026, 11, 23, 2, 0))
+    write(paths, "full", stock.head(4), datetime(2026, 11, 23, 3, 0))
+    leeds()
+    after = read_stock(paths.state, "leeds").set_index("stock_id")
+    assert len(after) == len(stock)
+    assert float(after.loc[str(car["stock_id"].iloc[0]), "price"]) == float(car["price"].iloc[0]) - 500
