@@ -5,11 +5,13 @@ from datetime import datetime
 import dagster as dg
 
 from dms_pipelines.marketplaces.base import MarketplaceSpec
+from dms_pipelines.operations.manifest import change_seen_at
 from dms_pipelines.orchestration import checks, outcomes
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.pipeline import dealer as stages
 from dms_pipelines.pipeline.account import account_file
 from dms_pipelines.pipeline.dealer import ParseSummary
+from dms_pipelines.pipeline.feeds import publish_feed
 from dms_pipelines.pipeline.publish import finish_account_run
 from dms_pipelines.stock.store import StockView
 
@@ -94,7 +96,9 @@ def feed_asset(spec: MarketplaceSpec, partitions: dg.PartitionsDefinition, deale
     def materialise(context: dg.AssetExecutionContext, pipeline: PipelineResource, reconcile: bool | None) -> dg.MaterializeResult:
         settings, paths = pipeline.settings(), pipeline.paths()
         dealer = settings.dealer(context.partition_key)
-        outcome = stages.feed_stage(spec, dealer, StockView(paths.state, dealer.id), settings, paths, pipeline.engine(), context.run_id, trigger_of(context), context.log, reconcile)
+        engine = pipeline.engine()
+        seen = change_seen_at(engine, context.run_id)
+        outcome = publish_feed(spec, dealer, StockView(paths.state, dealer.id), settings, paths, engine, context.run_id, trigger_of(context), seen, context.log, reconcile)
         return dg.MaterializeResult(metadata=outcomes.feed_metadata(spec, outcome), check_results=outcomes.feed_checks(spec, outcome))
 
     asset = dg.asset(name=spec.dealer_asset, partitions_def=partitions, group_name="feeds", kinds=kinds, deps=[dealer_stock], check_specs=check_specs, description=description)

@@ -1,4 +1,4 @@
-"""One dealer's run, the stage order stated once: land, parse, validate, stock, a feed per marketplace, publish."""
+"""One dealer's run, the stage order stated once: land, parse, validate, stock, a feed per marketplace (pipeline.feeds.publish_feed), publish."""
 
 import logging
 from dataclasses import dataclass
@@ -95,22 +95,6 @@ def stock_stage(dealer: Dealer, validated: list[ValidatedExport], settings: Sett
     return update
 
 
-def feed_stage(
-    spec: MarketplaceSpec,
-    dealer: Dealer,
-    stock: StockView,
-    settings: Settings,
-    paths: DataPaths,
-    engine: Engine,
-    run_id: str,
-    trigger: str,
-    logger=log,
-    reconcile_first: bool | None = None,
-) -> FeedOutcome:
-    """The dealer's feed for one marketplace, delivered as its spec says, timed from when the run's change was received."""
-    return publish_feed(spec, dealer, stock, settings, paths, engine, run_id, trigger, change_seen_at(engine, run_id), logger, reconcile_first)
-
-
 @dataclass
 class DealerRun:
     """Everything one dealer's run did, stage by stage, as the outcomes the assets report (the rows themselves are not kept)."""
@@ -157,6 +141,7 @@ def sync_dealer(
     update = stock_stage(dealer, validated, settings, paths, engine, run_id, logger)
     del validated
     stock = StockView(paths.state, dealer.id, update.whole)  # after deltas alone the whole stock is read only if a feed needs it
-    feeds = {spec.name: feed_stage(spec, dealer, stock, settings, paths, engine, run_id, trigger, logger) for spec in specs}
+    seen = change_seen_at(engine, run_id)  # when the run's change was received: every feed's latency is timed from it
+    feeds = {spec.name: publish_feed(spec, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger) for spec in specs}
     published = publish_stage(settings, specs, paths, engine, dealer.id, run_id, trigger, logger)
     return DealerRun(dealer.id, landed, parse_summary, summaries, update, feeds, published)
