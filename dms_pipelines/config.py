@@ -1,12 +1,17 @@
 """The typed configuration model and its loader, with errors that name the key and the problem."""
 
+import difflib
 import os
 import re
+import types
+import typing
+import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from dms_pipelines.paths import DataPaths, config_path, data_root
 
@@ -28,6 +33,9 @@ def _env_name(value: str | None) -> str | None:
     return value
 
 
+COUNTRY_NAMES = {"GB": "United Kingdom", "IE": "Ireland"}  # an address's country as a postal address writes it
+
+
 class Address(Strict):
     street: str
     city: str
@@ -36,8 +44,142 @@ class Address(Strict):
     country: str = "GB"
 
     def one_line(self) -> str:
-        parts = [self.street, self.city, self.region, self.postcode, "United Kingdom" if self.country == "GB" else self.country]
+        parts = [self.street, self.city, self.region, self.postcode, COUNTRY_NAMES.get(self.country, self.country)]
         return ", ".join(p for p in parts if p)
+
+
+# ---------------------------------------------------------------------------------------------------- a dealer's market
+
+CONDITIONS = ("new", "used", "demo")  # the canonical vehicle's conditions (stock.schema.CONDITIONS; config sits below stock)
+CURRENCIES = ("GBP", "EUR")
+DISTANCE_UNITS = ("miles", "km")
+KM_PER_MILE = 1.609344
+MAX_MILES_PER_YEAR = 40_000  # the most a car plausibly covers in a year (mileage_implausible above it)
+
+
+@dataclass(frozen=True)
+class MarketDefaults:
+    currency: str
+    distance_unit: str
+
+
+MARKETS = {"GB": MarketDefaults("GBP", "miles"), "IE": MarketDefaults("EUR", "km")}  # the countries a dealer may sell in
+
+
+def _one_of(value: object, allowed: tuple[str, ...], what: str, hint: str = "") -> object:
+    """`value` when it is one of `allowed`; otherwise an error naming the allowed values and the closest one."""
+    if not isinstance(value, str) or value in allowed:
+        return value  # a value of another type gets pydantic's own message
+    close = [a for a in allowed if a.lower() == value.lower()] or difflib.get_close_matches(value, list(allowed), n=1)
+    suggestion = f" (did you mean {close[0]}?)" if close else ""
+    raise ValueError(f"{value!r} is not a known {what}{suggestion}; allowed: {', '.join(allowed)}{hint}")
+
+
+class Market(Strict):
+    """Where a dealer sells: its country, the currency its prices are in, the unit of its odometer readings (the canonical
+    mileage), whose registration plates it carries and which vehicles need one. Unset keys follow the country."""
+
+    country: str = "GB"
+    currency: str = "GBP"  # default: the country's (GB: GBP, IE: EUR)
+    distance_unit: str = "miles"  # the unit the DMS odometer reading is in; default: the country's (GB: miles, IE: km)
+    plates: tuple[str, ...] = ("GB",)  # the countries whose plate rules apply; default: [country]
+    registration_required: tuple[str, ...] = ("used", "demo")  # conditions that need a registration; [] for none
+
+    @model_validator(mode="before")
+    @classmethod
+    def _country_defaults(cls, data):
+        if isinstance(data, dict):
+            country = data.get("country", "GB") if data.get("country") in MARKETS else "GB"  # an unknown one is refused below
+            defaults = MARKETS[country]
+            data = {"currency": defaults.currency, "distance_unit": defaults.distance_unit, "plates": [country], **data}
+        return data
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value):
+        return _one_of(value, tuple(MARKETS), "country", " (ISO 3166 codes: the United Kingdom is GB)")
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value):
+        return _one_of(value, CURRENCIES, "currency", " (ISO 4217 codes)")
+
+    @field_validator("distance_unit")
+    @classmethod
+    def _known_unit(cls, value):
+        return _one_of(value, DISTANCE_UNITS, "distance unit")
+
+    @field_validator("plates", mode="before")
+    @classmethod
+    def _plate_countries(cls, value):
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise ValueError("needs at least one country whose plates apply (allowed: " + ", ".join(MARKETS) + ")")
+            return tuple(dict.fromkeys(_one_of(item, tuple(MARKETS), "plate country") for item in value))
+        return value
+
+    @field_validator("registration_required", mode="before")
+    @classmethod
+    def _conditions(cls, value):
+        if isinstance(value, (list, tuple)):
+            return tuple(dict.fromkeys(_one_of(item, CONDITIONS, "condition") for item in value))
+        return value
+
+    @property
+    def mileage_per_year(self) -> int:
+        """The plausible most a car covers in a year, in this market's unit: 40,000 miles (64,374 km)."""
+        return MAX_MILES_PER_YEAR if self.distance_unit == "miles" else round(MAX_MILES_PER_YEAR * KM_PER_MILE)
+
+
+# ---------------------------------------------------------------------------------------------------- vehicle page URLs
+
+URL_PLACEHOLDERS = ("website", "dealer_id", "stock_id", "stock_id_lower", "make", "model")  # {make} and {model} slugged
+DEFAULT_VEHICLE_URL = "{website}/used-cars/{stock_id_lower}"
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def slug(text: str) -> str:
+    """Text as a URL path segment: accents dropped, lower case, every run of other characters one '-' (Land Rover -> land-rover)."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    return re.sub(r"[^a-z0-9]+", "-", plain).strip("-")
+
+
+def url_pieces(template: str) -> list[tuple[str, str]]:
+    """A URL template as (literal text, placeholder) pairs in order, the last placeholder '' (the text after it)."""
+    pieces, position = [], 0
+    for match in _PLACEHOLDER.finditer(template):
+        pieces.append((template[position : match.start()], match.group(1)))
+        position = match.end()
+    return pieces + [(template[position:], "")]
+
+
+def _check_url_template(template: str) -> str:
+    names = _PLACEHOLDER.findall(template)
+    for name in names:
+        if name not in URL_PLACEHOLDERS:
+            close = difflib.get_close_matches(name, URL_PLACEHOLDERS, n=1)
+            raise ValueError(f"unknown placeholder {{{name}}}{f' (did you mean {{{close[0]}}}?)' if close else ''}; known: " + ", ".join(f"{{{p}}}" for p in URL_PLACEHOLDERS))
+    if _PLACEHOLDER.sub("", template).count("{") or _PLACEHOLDER.sub("", template).count("}"):
+        raise ValueError(f"{template!r} has an unmatched brace")
+    if "stock_id" not in names and "stock_id_lower" not in names:
+        raise ValueError(f"{template!r} must name the vehicle: include {{stock_id}} or {{stock_id_lower}}")
+    if not (template.startswith("{website}") or re.match(r"^https?://[^/{}\s]+", template)):
+        raise ValueError(f"{template!r} must start with {{website}} or an http(s) address")
+    if re.search(r"\s", template):
+        raise ValueError(f"{template!r} must not contain spaces")
+    return template
+
+
+class VehicleUrls(Strict):
+    """The dealer's vehicle page URL templates: `used` for used and demo cars, `new` for new ones (default: the used one)."""
+
+    used: str = DEFAULT_VEHICLE_URL
+    new: str | None = None
+
+    _check = field_validator("used", "new")(lambda value: value if value is None else _check_url_template(value))
+
+    def template(self, condition: str | None) -> str:
+        return (self.new or self.used) if condition == "new" else self.used
 
 
 class LocalInboxSource(Strict):
@@ -91,6 +233,36 @@ class SftpSource(SftpConnection):
 SourceConfig = Annotated[Union[LocalInboxSource, SftpSource], Field(discriminator="kind")]
 
 
+class Validation(Strict):
+    min_images: int = Field(default=6, ge=0)
+    min_year: int = Field(default=1950, ge=1886)
+    max_future_years: int = Field(default=1, ge=0)
+    placeholder_prices: list[float] = Field(default_factory=lambda: [1, 9999, 99999, 123456, 999999])
+    min_full_export_share: float = Field(default=0.7, ge=0, le=1)
+    pass_rate_warning: float = Field(default=0.9, ge=0, le=1)
+    price_outlier_share: float = Field(default=0.4, ge=0, le=1)  # warn below this share of the peer median; 0 turns it off
+    price_outlier_min_peers: int = Field(default=5, ge=2)
+    max_uncompressed_mb: int = Field(default=2048, ge=1)  # cap on a .gz/.zip export's expanded size
+    freshness_hours: float = Field(default=26.0, gt=0)  # a dealer with no export for longer is flagged
+    max_price: float | None = Field(default=2_000_000, ge=0)  # a higher price is an error (price_too_high); 0 or null: no bound
+    max_mileage: int | None = Field(default=1_000_000, ge=0)  # a higher mileage is an error (mileage_too_high); 0 or null: no bound
+    # the distribution guard (stock/guards.py): a full export whose values jump against the last accepted stock is held;
+    # each signal is judged on the vehicles in both, with 0 or null turning it off
+    guard_min_vehicles: int = Field(default=20, ge=1)  # fewer vehicles in both: not judged (a first export, a tiny dealer)
+    guard_median_price_factor: float | None = Field(default=1.5, ge=0)  # their median price moved by more than this factor, either way
+    guard_repriced_share: float | None = Field(default=0.5, ge=0, le=1)  # more than this share of them changed price by more than:
+    guard_repriced_by: float = Field(default=0.25, ge=0)  # ... this share of the old price
+    guard_mileage_down_share: float | None = Field(default=0.2, ge=0, le=1)  # more than this share of them went down in mileage
+    guard_price_year_correlation: float | None = Field(default=0.3, ge=0, le=1)  # price-year rank correlation from >= +x to <= -x
+
+    @field_validator("guard_median_price_factor")
+    @classmethod
+    def _factor_above_one(cls, value: float | None) -> float | None:
+        if value and value <= 1:
+            raise ValueError("a factor must be above 1 (0 or null turns the signal off)")
+        return value
+
+
 class DealerMarketplace(BaseModel):
     """A dealer's account on one marketplace: whether a reserved car stays listed where the marketplace cannot say
     'pending', and the keys that marketplace declares as its own (MarketplaceSpec.account_settings), checked against it."""
@@ -114,6 +286,9 @@ class Dealer(Strict):
     source: SourceConfig
     profile: str
     marketplaces: dict[str, DealerMarketplace] = Field(default_factory=dict)
+    market: Market = Market()  # default: the address's country (GB or IE), else GB, with that country's defaults
+    validation: Validation | None = None  # the group's validation keys this dealer overrides (only those given)
+    urls: VehicleUrls = VehicleUrls()
 
     @field_validator("id")
     @classmethod
@@ -121,6 +296,35 @@ class Dealer(Strict):
         if not IDENTIFIER.match(value):
             raise ValueError("must be lower-case letters, digits, '-' or '_' (it names folders and Dagster partitions)")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _market_of_the_address(cls, data):
+        """A market that names no country is the address's country, when it is one the pipelines know."""
+        if not isinstance(data, dict):
+            return data
+        address = data.get("address")
+        country = address.get("country", "GB") if isinstance(address, dict) else getattr(address, "country", "GB")
+        market = data.get("market")
+        if country in MARKETS and country != "GB" and (market is None or (isinstance(market, dict) and "country" not in market)):
+            data = {**data, "market": {**(market or {}), "country": country}}
+        return data
+
+    def validation_overrides(self) -> dict[str, Any]:
+        """The validation keys this dealer sets, with their values."""
+        return self.validation.model_dump(include=self.validation.model_fields_set) if self.validation is not None else {}
+
+    def vehicle_url(self, condition: str | None, stock_id: str, make: str = "", model: str = "") -> str:
+        """The vehicle's page on the dealer's website, from its URL template for the condition (new, or used and demo)."""
+        values = {
+            "website": self.website.rstrip("/"),
+            "dealer_id": self.id,
+            "stock_id": stock_id,
+            "stock_id_lower": stock_id.lower(),
+            "make": slug(make or ""),
+            "model": slug(model or ""),
+        }
+        return "".join(text + (values[name] if name else "") for text, name in url_pieces(self.urls.template(condition)))
 
 
 class LocalDestination(Strict):
@@ -173,36 +377,6 @@ class Marketplace(Strict):
     file_format: Literal["csv", "tsv", "json", "xml"] | None = None
 
 
-class Validation(Strict):
-    min_images: int = Field(default=6, ge=0)
-    min_year: int = Field(default=1950, ge=1886)
-    max_future_years: int = Field(default=1, ge=0)
-    placeholder_prices: list[float] = Field(default_factory=lambda: [1, 9999, 99999, 123456, 999999])
-    min_full_export_share: float = Field(default=0.7, ge=0, le=1)
-    pass_rate_warning: float = Field(default=0.9, ge=0, le=1)
-    price_outlier_share: float = Field(default=0.4, ge=0, le=1)  # warn below this share of the peer median; 0 turns it off
-    price_outlier_min_peers: int = Field(default=5, ge=2)
-    max_uncompressed_mb: int = Field(default=2048, ge=1)  # cap on a .gz/.zip export's expanded size
-    freshness_hours: float = Field(default=26.0, gt=0)  # a dealer with no export for longer is flagged
-    max_price: float | None = Field(default=2_000_000, ge=0)  # a higher price is an error (price_too_high); 0 or null: no bound
-    max_mileage: int | None = Field(default=1_000_000, ge=0)  # a higher mileage is an error (mileage_too_high); 0 or null: no bound
-    # the distribution guard (stock/guards.py): a full export whose values jump against the last accepted stock is held;
-    # each signal is judged on the vehicles in both, with 0 or null turning it off
-    guard_min_vehicles: int = Field(default=20, ge=1)  # fewer vehicles in both: not judged (a first export, a tiny dealer)
-    guard_median_price_factor: float | None = Field(default=1.5, ge=0)  # their median price moved by more than this factor, either way
-    guard_repriced_share: float | None = Field(default=0.5, ge=0, le=1)  # more than this share of them changed price by more than:
-    guard_repriced_by: float = Field(default=0.25, ge=0)  # ... this share of the old price
-    guard_mileage_down_share: float | None = Field(default=0.2, ge=0, le=1)  # more than this share of them went down in mileage
-    guard_price_year_correlation: float | None = Field(default=0.3, ge=0, le=1)  # price-year rank correlation from >= +x to <= -x
-
-    @field_validator("guard_median_price_factor")
-    @classmethod
-    def _factor_above_one(cls, value: float | None) -> float | None:
-        if value and value <= 1:
-            raise ValueError("a factor must be above 1 (0 or null turns the signal off)")
-        return value
-
-
 class Alerts(Strict):
     webhook_url_env: str | None = None  # env var holding a webhook URL (Slack-compatible JSON body {"text": ...})
     timeout_seconds: float = Field(default=5.0, gt=0)
@@ -227,6 +401,7 @@ class Settings(Strict):
     operations_db_url_env: str | None = None  # env var holding a SQLAlchemy URL (e.g. PostgreSQL); default SQLite under state/
 
     _check_db_env = field_validator("operations_db_url_env")(_env_name)
+    _rules: dict[str, Validation] = PrivateAttr(default_factory=dict)  # per dealer with overrides: the group's rules merged with them
 
     @model_validator(mode="after")
     def _cross_references(self):
@@ -240,6 +415,17 @@ class Settings(Strict):
                     raise ValueError(f"dealers[{index}].marketplaces.{name}: not declared under the top-level 'marketplaces'")
         if not self.dealers:
             raise ValueError("dealers: at least one dealer is needed")
+        problems = []
+        for index, dealer in enumerate(self.dealers):
+            overrides = dealer.validation_overrides()
+            if not overrides:
+                continue
+            try:  # validated again as a whole: a rule relating two keys sees the merged values
+                self._rules[dealer.id] = Validation.model_validate({**self.validation.model_dump(), **overrides})
+            except ValidationError as error:
+                problems += [f"dealers[{index}].validation.{_location(item['loc'])}: {item['msg'].removeprefix('Value error, ')}" for item in error.errors()]
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
 
     def dealer(self, dealer_id: str) -> Dealer:
@@ -247,6 +433,17 @@ class Settings(Strict):
             if dealer.id == dealer_id:
                 return dealer
         raise KeyError(f"no dealer '{dealer_id}' in the configuration")
+
+    def rules_for(self, dealer_id: str | None) -> Validation:
+        """The validation rules of a dealer: the group's, with the keys the dealer overrides (None: the group's own)."""
+        if dealer_id is None:
+            return self.validation
+        self.dealer(dealer_id)  # an unknown dealer is a KeyError, as everywhere
+        return self._rules.get(dealer_id, self.validation)
+
+    def market_for(self, dealer_id: str | None) -> Market:
+        """The market a dealer sells in (None: the default market, GB)."""
+        return Market() if dealer_id is None else self.dealer(dealer_id).market
 
 
 def _location(loc: tuple) -> str:
@@ -261,6 +458,60 @@ def _location(loc: tuple) -> str:
     return text or "(top level)"
 
 
+def _members(annotation) -> list:
+    """The types an annotation allows: Annotated and unions (X | None, discriminated unions) unwrapped."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [member for arg in typing.get_args(annotation) for member in _members(arg)]
+    return [annotation]
+
+
+def _is_model(annotation) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _step(annotation, part):
+    """The annotation one step of a pydantic error location further in (a list item, a map value, a field, a union's tag)."""
+    for member in _members(annotation):
+        origin = typing.get_origin(member)
+        if isinstance(part, int) and origin in (list, tuple):
+            return typing.get_args(member)[0]
+        if isinstance(part, str) and origin is dict:
+            return typing.get_args(member)[1]
+        if isinstance(part, str) and _is_model(member):
+            if part in member.model_fields:
+                return member.model_fields[part].annotation
+            kind = member.model_fields.get("kind")
+            if kind is not None and part in typing.get_args(kind.annotation):
+                return member
+    return None
+
+
+def _keys_at(loc: tuple) -> tuple[str, ...]:
+    """The keys the configuration takes at a location (the mapping holding an unknown key), or () when it cannot tell."""
+    node = Settings
+    for part in loc:
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        node = _step(node, part)
+        if node is None:
+            return ()
+    models = [member for member in _members(node) if _is_model(member)]
+    return tuple(models[0].model_fields) if len(models) == 1 else ()
+
+
+def _unknown_key(loc: tuple) -> str:
+    """The message for an unknown key: the closest known key, or the keys known there."""
+    keys = _keys_at(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+    if close:
+        return f"unknown key (did you mean {close[0]}?)"
+    known = f" known here: {', '.join(keys)};" if keys else ""
+    return f"unknown key (misspelt?{known} secrets go in environment variables named by *_env keys)"
+
+
 def parse_settings(raw: object, source_name: str = "configuration") -> Settings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source_name}: the top level must be a mapping of keys, got {type(raw).__name__}")
@@ -271,8 +522,11 @@ def parse_settings(raw: object, source_name: str = "configuration") -> Settings:
         for item in error.errors():
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] == "extra_forbidden":
-                message = "unknown key (misspelt? secrets go in environment variables named by *_env keys)"
-            problems.append(f"  {_location(item['loc'])}: {message}")
+                message = _unknown_key(item["loc"])
+            if not item["loc"] and re.match(r"^[a-z_]+[\[.:]", message):  # a check of the whole file that names its key itself
+                problems.append(f"  {message}")
+            else:
+                problems.append(f"  {_location(item['loc'])}: {message}")
         raise ConfigError(f"{source_name} is not valid:\n" + "\n".join(problems)) from None
 
 

@@ -213,6 +213,8 @@ SPEC = MarketplaceSpec(
         base_url_env="DMS_AUTOTRADER_BASE_URL",
     ),
     account_settings=("advertiser_id",),
+    currencies=("GBP",),  # suppliedPrice.amountGBP
+    distance_units=("miles",),  # vehicle.odometerReadingMiles
     preview_columns=("external_reference", "lifecycle_state", "make", "model", "amount_gbp"),
     description="The dealer's stock on the Auto Trader-style API: only changed vehicles sent; the nightly run reconciles first.",
 )

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.config import Dealer, DealerMarketplace, slug, url_pieces
 from dms_pipelines.kernels.arrow_text import arrow_strings, byte_table, edge_bytes, one_array, rows_with_any, string_buffers, valid_rows
 from dms_pipelines.kernels.csv_bytes import FORMULA_START, delimited_bytes, in_place_order
 from dms_pipelines.kernels.parallel import SLICE_ROWS, ordered_map, slice_bounds
@@ -108,6 +108,8 @@ class MarketplaceSpec:
     preview_columns: tuple[str, ...] | None = None  # the columns a materialisation's preview shows (None: the first few)
     description: str = ""
     fingerprint: str = ""  # what besides the code decides its files' bytes (a feed profile's own text); kept files built under another are rebuilt
+    currencies: tuple[str, ...] | None = None  # the currencies its prices may be in (a dealer's market.currency); None: any, named in the feed
+    distance_units: tuple[str, ...] | None = None  # the odometer units it takes (a dealer's market.distance_unit); None: any, named in the feed
 
     @property
     def scope(self) -> Literal["dealer", "account"]:
@@ -124,6 +126,40 @@ class MarketplaceSpec:
 
     def file_format(self, configured: str | None) -> str:
         return configured or self.formats[0]
+
+
+def vehicle_urls(dealer: Dealer, cars: pd.DataFrame) -> pd.Series:
+    """Each car's page on the dealer's website, from the dealer's URL templates (`urls.new` for new cars, `urls.used` for
+    used and demo ones): vectorised `Dealer.vehicle_url`, missing where a value it names is missing."""
+    used = _filled_url(dealer, dealer.urls.template("used"), cars)
+    new_template = dealer.urls.template("new")
+    is_new = (cars["condition"] == "new").fillna(False).to_numpy(dtype=bool) if "condition" in cars else np.zeros(len(cars), dtype=bool)
+    if new_template == dealer.urls.template("used") or not is_new.any():
+        return used
+    return used.mask(is_new, _filled_url(dealer, new_template, cars))
+
+
+def _filled_url(dealer: Dealer, template: str, cars: pd.DataFrame) -> pd.Series:
+    constants = {"website": dealer.website.rstrip("/"), "dealer_id": dealer.id}
+    url = pd.Series("", index=cars.index, dtype="string")
+    for text, name in url_pieces(template):
+        url = url + text
+        if name in constants:
+            url = url + constants[name]
+        elif name == "stock_id":
+            url = url + cars["stock_id"].astype("string")
+        elif name == "stock_id_lower":
+            url = url + cars["stock_id"].astype("string").str.lower()
+        elif name:  # make, model: slugged once per distinct value
+            codes, distinct = pd.factorize(cars[name].astype("string"))
+            slugs = pa.array([slug(value) for value in distinct], pa.large_string())
+            url = url + text_series(pc.take(slugs, pa.array(codes, pa.int64(), mask=codes < 0)), cars.index)
+    return url
+
+
+def priced(values: pd.Series, template: str, dealer: Dealer) -> pd.Series:
+    """Prices as `template` writes a number (e.g. "{:.2f}"), followed by a space and the dealer's currency (15999.00 EUR)."""
+    return format_numbers(values, template + " " + dealer.market.currency)
 
 
 def clean_text(values: pd.Series, max_length: int | None = None) -> pd.Series:

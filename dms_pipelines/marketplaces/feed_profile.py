@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dms_pipelines.config import Dealer, DealerMarketplace
+from dms_pipelines.config import CURRENCIES, DISTANCE_UNITS, Dealer, DealerMarketplace
 from dms_pipelines.kernels.arrow_text import arrow_strings, nonempty_fields
 from dms_pipelines.kernels.csv_bytes import FORMULA_START, delimited_bytes
 from dms_pipelines.marketplaces import read_back
@@ -29,6 +29,7 @@ from dms_pipelines.marketplaces.base import (
     list_parts,
     listable,
     map_text,
+    vehicle_urls,
 )
 from dms_pipelines.marketplaces.layout import RowFile, delimited
 from dms_pipelines.stock.schema import FIELD_BY_NAME, PRIVATE_COLUMNS
@@ -51,7 +52,11 @@ DEALER_ATTRIBUTES = (
     "address.one_line",
     "address.building_number",
     "address.street_name",
+    "market.country",
+    "market.currency",
+    "market.distance_unit",
 )
+VEHICLE_URL = "vehicle_url"  # a template placeholder: the car's page on the dealer's website, from the dealer's urls templates
 SOURCES = ("field", "value", "dealer", "account", "template")
 TEXT_FORMATS = ("text", "upper", "lower")
 
@@ -132,6 +137,8 @@ class Profile(Strict):
     sort: list[str] | None = None  # the rows' order (ties in stock-number order); default: the key column
     min_images: int = Field(default=0, ge=0)
     images_column: str | None = None
+    currencies: list[str] = Field(default_factory=lambda: ["GBP"])  # the currencies its prices may be in (a dealer's market.currency)
+    distance_units: list[str] = Field(default_factory=lambda: ["miles"])  # the odometer units it takes (a dealer's market.distance_unit)
     columns: list[Column] = Field(min_length=1)
 
 
@@ -244,6 +251,12 @@ def _check(profile: Profile) -> list[str]:
     for setting in profile.account_settings:
         if not NAME.match(setting) or setting == "list_reserved":
             problems.append(f"account_settings: {setting!r} must be a lower-case identifier other than list_reserved")
+    for key, values, known in (("currencies", profile.currencies, CURRENCIES), ("distance_units", profile.distance_units, DISTANCE_UNITS)):
+        if not values:
+            problems.append(f"{key}: lists none (known: {', '.join(known)})")
+        for value in values:
+            if value not in known:
+                problems.append(f"{key}: unknown {value!r}{_suggest(value, known)}; known: {', '.join(known)}")
     names = [column.column for column in profile.columns]
     for index, column in enumerate(profile.columns):
         problems += _check_column(profile, f"columns[{index}] ({column.column})", column, profile.file.delimiter, vehicle=True)
@@ -443,10 +456,12 @@ def _template_problems(profile: Profile, where: str, template: str, vehicle: boo
             if base in PRIVATE_COLUMNS:
                 problems.append(f"{where}.template: {{{placeholder}}} names {base}, which is private and can never leave the dealership")
                 continue
-            known = [*PUBLIC_FIELDS, *DEALER_ATTRIBUTES, *profile.account_settings]
+            known = [*PUBLIC_FIELDS, *DEALER_ATTRIBUTES, VEHICLE_URL, *profile.account_settings]
             problems.append(f"{where}.template: unknown placeholder {{{placeholder}}}{_suggest(placeholder, known)}")
             continue
         kind, name, _ = resolved
+        if kind == VEHICLE_URL and not vehicle:
+            problems.append(f"{where}.template: {{{placeholder}}}: a dealer file has no vehicles")
         if kind == "field":
             if not vehicle:
                 problems.append(f"{where}.template: {{{placeholder}}}: a dealer file has no vehicles")
@@ -460,7 +475,10 @@ def _placeholders(text: str) -> list[str]:
 
 
 def _placeholder(placeholder: str, settings) -> tuple[str, str, str] | None:
-    """What a template placeholder names: ('field', name, case), ('dealer', attribute, ''), ('account', setting, ''), or None."""
+    """What a template placeholder names: ('field', name, case), ('dealer', attribute, ''), ('account', setting, ''),
+    ('vehicle_url', 'vehicle_url', ''), or None."""
+    if placeholder == VEHICLE_URL:
+        return VEHICLE_URL, VEHICLE_URL, ""
     for case in ("lower", "upper", ""):
         base = placeholder.removesuffix(f"_{case}") if case else placeholder
         if (not case or base != placeholder) and base in FIELD_BY_NAME and base not in PRIVATE_COLUMNS:
@@ -475,7 +493,7 @@ def _placeholder(placeholder: str, settings) -> tuple[str, str, str] | None:
 def _uses_vehicle(source: Source) -> bool:
     if source.field is not None:
         return True
-    return source.template is not None and any((_placeholder(p, ()) or ("",))[0] == "field" for p in _placeholders(source.template))
+    return source.template is not None and any((_placeholder(p, ()) or ("",))[0] in ("field", VEHICLE_URL) for p in _placeholders(source.template))
 
 
 # ---------------------------------------------------------------------------------------------------- the engine
@@ -499,6 +517,9 @@ def dealer_attributes(dealer: Dealer) -> dict[str, str | None]:
         "address.one_line": dealer.address.one_line(),
         "address.building_number": number if has_number else None,
         "address.street_name": rest if has_number else street,
+        "market.country": dealer.market.country,
+        "market.currency": dealer.market.currency,
+        "market.distance_unit": dealer.market.distance_unit,
     }
 
 
@@ -556,7 +577,9 @@ def _template(template: str, settings, cars: pd.DataFrame, dealer: Dealer, accou
     for match in PLACEHOLDER.finditer(template):
         result = result + template[position : match.start()]
         kind, name, case = _placeholder(match.group(1), settings)
-        if kind == "field":
+        if kind == VEHICLE_URL:
+            part = vehicle_urls(dealer, cars)
+        elif kind == "field":
             column = cars[name]
             part = column.dt.strftime("%Y-%m-%d").astype("string") if FIELD_BY_NAME[name].dtype == "date" else column.astype("string")
             part = part.str.lower() if case == "lower" else part.str.upper() if case == "upper" else part
@@ -678,6 +701,8 @@ def _spec(profile: Profile, fingerprint: str) -> MarketplaceSpec:
         account_settings=tuple(profile.account_settings),
         description=profile.description.strip() or f"{profile.name}: a {file_format.upper()} feed defined by a feed profile ({profile.source})",
         fingerprint=fingerprint,
+        currencies=tuple(profile.currencies),
+        distance_units=tuple(profile.distance_units),
     )
     if profile.scope == "account":
         dealer_column = by_name[profile.dealer_column]

@@ -17,12 +17,13 @@ from dms_pipelines.marketplaces.base import (
     FeedFile,
     MarketplaceSpec,
     clean_text,
-    format_numbers,
     list_item,
     list_joined,
     list_parts,
     listable,
     map_text,
+    priced,
+    vehicle_urls,
 )
 from dms_pipelines.marketplaces.layout import RowFile, delimited
 from dms_pipelines.marketplaces.row_files import whole
@@ -52,16 +53,13 @@ MAX_ADDITIONAL_IMAGES = 10
 MAX_OPTIONS = 200
 
 
-def vehicle_url(dealer: Dealer, stock_id: pd.Series) -> pd.Series:
-    return dealer.website.rstrip("/") + "/used-cars/" + stock_id.str.lower()
-
-
 def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> pd.DataFrame:
     """Rows of the feed, allowlisted: a canonical field not mapped here cannot reach Google."""
     cars = stock.loc[listable(stock, account, pending_supported=False)].reset_index(drop=True)
     images = list_parts(cars["image_urls"])
     condition = map_text(cars["condition"], {"new": "new", "used": "used", "demo": "used"})
-    mileage = cars["mileage"].astype("Int64").astype("string") + " miles"
+    unit = " " + dealer.market.distance_unit  # Google's units: miles or km
+    mileage = cars["mileage"].astype("Int64").astype("string") + unit
     return pd.DataFrame(
         {
             KEY: cars["stock_id"],
@@ -70,16 +68,16 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "vin": cars["vin"],
             "dealership_name": dealer.name,
             "dealership_address": dealer.address.one_line(),
-            "price": format_numbers(cars["price"], "{:.2f} GBP"),
+            "price": priced(cars["price"], "{:.2f}", dealer),
             "condition": condition,
             "make": clean_text(cars["make"], 100),
             "model": clean_text(cars["model"], 100),
             "trim": clean_text(cars["trim"], 100),
             "year": cars["year"].astype("Int64").astype("string"),
-            "mileage": mileage.mask(condition == "new", mileage.fillna("0 miles")),
+            "mileage": mileage.mask(condition == "new", mileage.fillna("0" + unit)),
             "image_link": list_item(images, 0, cars.index),
             "additional_image_link": list_joined(images, ",", cars.index, 1, 1 + MAX_ADDITIONAL_IMAGES),
-            "link": vehicle_url(dealer, cars["stock_id"]),
+            "link": vehicle_urls(dealer, cars),
             "date_in_stock": cars["date_in_stock"].dt.strftime("%Y-%m-%d").astype("string"),
             "exterior_color": clean_text(cars["colour"], 100),
             "vehicle_option": vehicle_options(cars["features"]),

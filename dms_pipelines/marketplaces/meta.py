@@ -14,11 +14,12 @@ from dms_pipelines.marketplaces.base import (
     FeedFile,
     MarketplaceSpec,
     clean_text,
-    format_numbers,
     list_item,
     list_parts,
     listable,
     map_text,
+    priced,
+    vehicle_urls,
 )
 from dms_pipelines.marketplaces.layout import RowFile, delimited
 from dms_pipelines.marketplaces.row_files import whole
@@ -41,6 +42,7 @@ FUEL_TYPES = {"petrol": "PETROL", "diesel": "DIESEL", "electric": "ELECTRIC", "h
 TRANSMISSIONS = {"manual": "MANUAL", "automatic": "AUTOMATIC"}
 STATE_OF_VEHICLE = {"new": "NEW", "used": "USED", "demo": "USED"}
 AVAILABILITY = {"available": "AVAILABLE", "reserved": "PENDING"}
+MILEAGE_UNITS = {"miles": "MILES", "km": "KM"}  # a dealer's market.distance_unit as Meta's feeds write it
 ADDRESS_FIELDS = ["address.addr1", "address.city", "address.region", "address.postal_code", "address.country"]
 BASE_COLUMNS = [
     "vehicle_id",
@@ -80,7 +82,7 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "vehicle_id": cars["stock_id"],
             "title": clean_text(title, 150),
             "description": clean_text(cars["description"].fillna(title), DESCRIPTION_LIMIT),
-            "url": dealer.website.rstrip("/") + "/used-cars/" + cars["stock_id"].str.lower(),
+            "url": vehicle_urls(dealer, cars),
             "make": clean_text(cars["make"]),
             "model": clean_text(cars["model"]),
             "year": cars["year"].astype("Int64").astype("string"),
@@ -90,8 +92,8 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "fuel_type": map_text(cars["fuel_type"], FUEL_TYPES),
             "transmission": map_text(cars["transmission"], TRANSMISSIONS),
             "mileage.value": cars["mileage"].astype("Int64").astype("string"),
-            "mileage.unit": "MILES",
-            "price": format_numbers(cars["price"], "{:.0f} GBP"),
+            "mileage.unit": MILEAGE_UNITS[dealer.market.distance_unit],
+            "price": priced(cars["price"], "{:.0f}", dealer),
             "availability": map_text(cars["status"], AVAILABILITY),
             "vin": cars["vin"],
             "trim": clean_text(cars["trim"]),
@@ -103,7 +105,7 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
             "address.city": dealer.address.city,
             "address.region": dealer.address.region or "",
             "address.postal_code": dealer.address.postcode,
-            "address.country": "GB" if dealer.address.country == "GB" else dealer.address.country,
+            "address.country": dealer.address.country,
         }
     )
     for n in range(MAX_IMAGES):
@@ -115,7 +117,7 @@ def _rules(items: pd.DataFrame) -> pd.Series:
     reasons = pd.Series("", index=items.index, dtype="string")
     bad_vin = items["vin"].isna() | (items["vin"].str.len() != 17)
     reasons = reasons.mask(bad_vin.fillna(True).astype(bool), "vin must be exactly 17 characters")
-    price = pd.to_numeric(items["price"].str.removesuffix(" GBP"), errors="coerce")
+    price = pd.to_numeric(items["price"].str.replace(" [A-Z]{3}$", "", regex=True), errors="coerce")  # amount and ISO code
     not_positive = ~(price > 0).fillna(False).astype(bool)
     reasons = reasons.mask(not_positive, (reasons + "; price must be above 0").str.lstrip("; "))
     return reasons
@@ -221,7 +223,7 @@ def _xml(ordered: pd.DataFrame) -> bytes:
             etree.SubElement(address, "component", name=name.split(".", 1)[1]).text = str(row.get(name) or "")
         mileage = etree.SubElement(listing, "mileage")
         etree.SubElement(mileage, "value").text = str(row.get("mileage.value") or "")
-        etree.SubElement(mileage, "unit").text = "MILES"
+        etree.SubElement(mileage, "unit").text = str(row.get("mileage.unit") or "MILES")
         for n in range(MAX_IMAGES):
             url = row.get(f"image[{n}].url")
             if url is not None and url is not pd.NA:

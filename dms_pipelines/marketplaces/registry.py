@@ -3,7 +3,7 @@
 import difflib
 from pathlib import Path
 
-from dms_pipelines.config import ConfigError, Settings
+from dms_pipelines.config import ConfigError, Dealer, Settings
 from dms_pipelines.marketplaces import autotrader, google, meta, website
 from dms_pipelines.marketplaces.base import MarketplaceSpec
 from dms_pipelines.marketplaces.feed_profile import FeedProfileError, builtin_feed_profiles, load_feed_profile
@@ -50,7 +50,8 @@ def published_specs(settings: Settings, profile_dirs: list[Path] = ()) -> list[M
 
 def check_settings(settings: Settings, specs: dict[str, MarketplaceSpec]) -> None:
     """Every marketplace named in the configuration exists, takes the configured file format, and each dealer's account
-    there sets only the keys that marketplace declares; the error names the key and suggests the close ones."""
+    there sets only the keys that marketplace declares and is for a market it takes (currency, odometer unit); the error
+    names the key and suggests the close ones."""
     problems = []
     for name, market in settings.marketplaces.items():
         spec = specs.get(name)
@@ -67,12 +68,25 @@ def check_settings(settings: Settings, specs: dict[str, MarketplaceSpec]) -> Non
             spec = specs.get(name)
             if spec is None:
                 continue
+            problems += [f"  dealers[{index}].marketplaces.{name}: {problem}" for problem in market_problems(spec, dealer)]
             for key in sorted(account.model_extra or {}):
                 if key not in spec.account_settings:
                     allowed = ", ".join(spec.account_settings) or "none of its own"
                     problems.append(f"  dealers[{index}].marketplaces.{name}.{key}: unknown key{_suggestion(key, spec.account_settings)} ({name} takes list_reserved and {allowed})")
     if problems:
         raise ConfigError("the configuration does not match the marketplaces:\n" + "\n".join(problems))
+
+
+def market_problems(spec: MarketplaceSpec, dealer: Dealer) -> list[str]:
+    """Why the marketplace cannot take the dealer's feed: a currency or an odometer unit it does not take (none: [])."""
+    market, problems = dealer.market, []
+    if spec.currencies is not None and market.currency not in spec.currencies:
+        problems.append(f"{spec.name} takes prices in {' or '.join(spec.currencies)} only, and dealer {dealer.id} sells in {market.currency} (market.currency); remove the account")
+    if spec.distance_units is not None and market.distance_unit not in spec.distance_units:
+        problems.append(
+            f"{spec.name} takes mileage in {' or '.join(spec.distance_units)} only, and dealer {dealer.id}'s odometers are in {market.distance_unit} (market.distance_unit); remove the account"
+        )
+    return problems
 
 
 def _suggestion(word: str, candidates) -> str:

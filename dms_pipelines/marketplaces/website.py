@@ -12,7 +12,7 @@ from dms_pipelines.config import Dealer, DealerMarketplace
 from dms_pipelines.kernels.arrow_text import arrow_strings, holds_any_byte, one_array
 from dms_pipelines.kernels.parallel import SLICE_ROWS
 from dms_pipelines.marketplaces import read_back
-from dms_pipelines.marketplaces.base import KEY, FeedFile, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts
+from dms_pipelines.marketplaces.base import KEY, FeedFile, MarketplaceSpec, clean_text, list_lengths, list_parts, list_series, listable, number_texts, vehicle_urls
 from dms_pipelines.marketplaces.layout import RowFile
 from dms_pipelines.marketplaces.row_files import whole
 
@@ -47,15 +47,23 @@ def render(stock: pd.DataFrame, dealer: Dealer, account: DealerMarketplace) -> p
     frame["first_registration_date"] = cars["first_registration_date"].dt.strftime("%Y-%m-%d").astype("string")
     frame["date_in_stock"] = cars["date_in_stock"].dt.strftime("%Y-%m-%d").astype("string")
     frame["mot_expiry"] = cars["mot_expiry"].dt.strftime("%Y-%m-%d").astype("string")
-    frame["price_gbp"] = cars["price"]
-    frame["previous_price_gbp"] = cars["previous_price"]
-    frame["price_reduced_gbp"] = (cars["previous_price"] - cars["price"]).where(cars["previous_price"] > cars["price"])
+    frame["price"] = cars["price"]  # each named with the dealer's currency in the document: price_gbp, price_eur (output_names)
+    frame["previous_price"] = cars["previous_price"]
+    frame["price_reduced"] = (cars["previous_price"] - cars["price"]).where(cars["previous_price"] > cars["price"])
     frame["vat_status"] = cars["vat_status"]
     frame["description"] = clean_text(cars["description"])
     frame["features"] = list_series(list_parts(cars["features"]), cars.index)  # Arrow lists: each value still reads as a list
     frame["images"] = list_series(list_parts(cars["image_urls"]), cars.index)
-    frame["url"] = dealer.website.rstrip("/") + "/used-cars/" + cars["stock_id"].str.lower()
+    frame["url"] = vehicle_urls(dealer, cars)
     return frame
+
+
+def output_names(dealer: Dealer) -> dict[str, str]:
+    """The document's names of the rendered columns that carry a unit: the prices with the dealer's currency (price_gbp,
+    price_eur), the odometer as mileage in miles and mileage_km in kilometres."""
+    currency = dealer.market.currency.lower()
+    names = {name: f"{name}_{currency}" for name in ("price", "previous_price", "price_reduced")}
+    return names | ({"mileage": f"mileage_{dealer.market.distance_unit}"} if dealer.market.distance_unit != "miles" else {})
 
 
 SPEC = MarketplaceSpec(
@@ -63,7 +71,7 @@ SPEC = MarketplaceSpec(
     name="website",
     mode="snapshot",
     render=render,
-    required=("stock_id", "make", "model", "price_gbp", "status"),
+    required=("stock_id", "make", "model", "price", "status"),
     recommended=("registration", "derivative", "mileage", "year", "description", "features", "images", "colour", "fuel_type", "transmission"),
     min_images=6,
     image_count=lambda items: list_lengths(items["images"]),
@@ -85,10 +93,11 @@ def serialise_parts(items: pd.DataFrame, dealer: Dealer, part_rows: int = SLICE_
 
 def row_file(dealer: Dealer) -> RowFile:
     """The dealer's JSON document as a row file: its vehicles, written column-wise as JSON text, spliced into "vehicles":[]."""
+    names = output_names(dealer)
     return RowFile(
         sort_keys=("stock_id",),
         columns=lambda items, width: [name for name in items.columns if name != KEY],
-        texts=vehicle_texts,
+        texts=lambda columns: vehicle_texts({names.get(name, name): values for name, values in columns.items()}),
         head=lambda rows, names: _document(dealer, rows)[: -len("]}")].encode("utf-8"),
         separator=b",",
         end=b"",

@@ -54,11 +54,12 @@ def sync_dealers(context: dg.OpExecutionContext, dealer_ids: list, pipeline: Pip
     trigger = context.run.tags.get(TRIGGER_TAG, NIGHTLY)
     settings, paths, engine, specs = pipeline.settings(), pipeline.paths(), pipeline.engine(), pipeline.specs()
     # Read once for the batch: other steps update their dealers meanwhile anyway, and the rule it serves only warns.
-    reference = read_price_reference(paths.state, [d.id for d in settings.dealers])
+    currencies = {settings.dealer(dealer_id).market.currency for dealer_id in dealer_ids}  # prices are compared within a currency
+    references = {currency: read_price_reference(paths.state, [d.id for d in settings.dealers if d.market.currency == currency]) for currency in currencies}
     results = []
     for dealer_id in dealer_ids:
         try:
-            run = sync_dealer(dealer_id, settings, specs, paths, engine, context.run_id, trigger, logger=context.log, price_reference=reference)
+            run = sync_dealer(dealer_id, settings, specs, paths, engine, context.run_id, trigger, logger=context.log, price_reference=references[settings.dealer(dealer_id).market.currency])
         except Exception as error:  # reported with the dealer's name; the run fails at the end
             context.log.exception(f"{dealer_id}: sync failed: {type(error).__name__}: {error}")
             problems = finish_dealer_run(settings, specs, engine, dealer_id, context.run_id, context.log, crashed=f"{type(error).__name__}: {error}")

@@ -10,10 +10,10 @@ import pandera.pandas as pa
 import pyarrow
 import pyarrow.compute as pc
 
-from dms_pipelines.config import Validation
+from dms_pipelines.config import Market, Validation
 from dms_pipelines.kernels.arrow_text import string_buffers
 from dms_pipelines.kernels.parallel import Background, threads_for
-from dms_pipelines.stock.plates import age_identifier_for, age_identifier_start, plate_style
+from dms_pipelines.stock.plates import IRISH_STYLE, age_identifier_for, age_identifier_start, irish_plates, plate_rule_text, plate_style
 from dms_pipelines.stock.schema import CANONICAL_SCHEMA, ISSUE_COLUMNS, LIST_SEPARATOR, empty_issues
 from dms_pipelines.stock.terminology import normalise_description, normalise_features
 
@@ -25,7 +25,9 @@ ALL_URLS = rf"^{URL_ITEM}(?:\|{URL_ITEM})*$"  # every item of an image_urls cell
 PHONE = r"(?:\+44 ?|0)(?:[0-9][ -]?){9,10}[0-9]?"
 EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 PERSONAL_DATA = rf"{EMAIL}|{PHONE}"
-MAX_MILES_PER_YEAR = 40_000
+IRISH_PHONE = r"(?:\+353 ?|0)(?:[0-9][ -]?){8,9}[0-9]"  # +353 87 123 4567, 01 234 5678
+PERSONAL_DATA_BY_COUNTRY = {"GB": PERSONAL_DATA, "IE": rf"{EMAIL}|{PHONE}|{IRISH_PHONE}"}
+DEFAULT_MARKET = Market()
 
 
 @dataclass
@@ -102,8 +104,11 @@ def validate_stock(
     rules: Validation,
     today: date,
     price_reference: pd.DataFrame | None = None,
+    market: Market | None = None,
 ) -> ValidationResult:
-    """Apply every row rule to canonical `rows` (one file's worth); `price_reference` is the group's current stock."""
+    """Apply every row rule to canonical `rows` (one file's worth); `price_reference` is the group's current stock; `market`
+    is the dealer's (its plates, which vehicles need a registration, the odometer's unit; default: the UK's)."""
+    market = market or DEFAULT_MARKET
     frame = rows.copy(deep=False)  # copy-on-write: replacing a column here never changes the caller's rows, and nothing is duplicated
     # the image URLs are checked by Arrow's regular expressions on another thread while Python's `re` expands the
     # advert shorthand below (a big export only: Arrow releases the interpreter lock, `re` does not)
@@ -121,11 +126,15 @@ def validate_stock(
         issues.add(vin.notna() & ~vin.str.fullmatch(VIN.pattern).fillna(False).astype(bool), "vin", "vin_format", "error", "VIN must be 17 characters of A-Z (no I, O, Q) and 0-9")
 
         registration = frame["registration"]
-        style = plate_style(registration)
-        issues.add(registration.notna() & style.isna(), "registration", "plate_format", "error", "not a UK registration (current, prefix, suffix, dateless or Q style)")
-        issues.add(registration.isna() & frame["condition"].isin(["used", "demo"]).fillna(False), "registration", "required", "error", "a used or demo vehicle needs its registration")
+        style = plate_style(registration, market.plates)
+        issues.add(registration.notna() & style.isna(), "registration", "plate_format", "error", f"not {plate_rule_text(market.plates)}")
+        if market.registration_required:
+            needed = frame["condition"].isin(list(market.registration_required)).fillna(False)
+            issues.add(registration.isna() & needed, "registration", "required", "error", f"a {' or '.join(market.registration_required)} vehicle needs its registration")
         current = style == "current"
         first_reg = frame["first_registration_date"]
+        if "IE" in market.plates:
+            _irish_plate_ages(frame, issues, registration.where(style == IRISH_STYLE), first_reg, today_ts)
         plate_start = age_identifier_start(registration.where(current))
         too_new = current & first_reg.notna() & plate_start.notna() & (plate_start > first_reg + pd.Timedelta(days=31))
         issues.add(too_new, "registration", "plate_age", "error", "age identifier is newer than the first registration date", registration)
@@ -140,13 +149,13 @@ def validate_stock(
         issues.add(first_reg.notna() & (first_reg < pd.Timestamp(rules.min_year, 1, 1)), "first_registration_date", "date_range", "error", f"first registered before {rules.min_year}")
         issues.add(frame["date_in_stock"] > today_ts + pd.Timedelta(days=1), "date_in_stock", "date_range", "warning", "in stock from a future date")
 
-        mileage = frame["mileage"]
+        mileage = frame["mileage"]  # the odometer, in the market's unit (so is max_mileage)
+        unit = "" if market.distance_unit == "miles" else f" {market.distance_unit}"
         issues.add(mileage < 0, "mileage", "mileage_negative", "error", "mileage is negative")
         if rules.max_mileage:  # a price in the mileage column (swapped headers), a slipped digit
-            issues.add(mileage > rules.max_mileage, "mileage", "mileage_too_high", "error", f"mileage above {rules.max_mileage:,}")
-        age_years = ((today_ts - first_reg).dt.days / 365.25).clip(lower=0).fillna(0)
-        implausible = mileage.notna() & (mileage.astype("Float64") > (age_years + 1) * MAX_MILES_PER_YEAR)
-        issues.add(implausible, "mileage", "mileage_implausible", "warning", f"more than {MAX_MILES_PER_YEAR:,} miles a year")
+            issues.add(mileage > rules.max_mileage, "mileage", "mileage_too_high", "error", f"mileage above {rules.max_mileage:,}{unit}")
+        implausible = mileage.notna() & (mileage.astype("Float64") > (age_in_years(first_reg, year, today_ts) + 1) * market.mileage_per_year)
+        issues.add(implausible, "mileage", "mileage_implausible", "warning", f"more than {market.mileage_per_year:,} {market.distance_unit} a year")
 
         price = frame["price"]
         issues.add(price.notna() & (price <= 0), "price", "price_not_positive", "error", "price must be above zero")
@@ -167,11 +176,12 @@ def validate_stock(
     )
     issues.add(pd.Series(frame.index.isin(frame.index[bad_url_rows].unique()), index=frame.index), "image_urls", "image_url", "warning", "an image URL is not a well-formed http(s) URL")
 
-    personal = frame["description"].str.contains(PERSONAL_DATA, regex=True).fillna(False)
+    personal_data = PERSONAL_DATA_BY_COUNTRY.get(market.country, PERSONAL_DATA)
+    personal = frame["description"].str.contains(personal_data, regex=True).fillna(False)
     if personal.any():  # only these rows can change
         rows = np.flatnonzero(personal.to_numpy(dtype=bool))
         description = frame["description"].copy()
-        description.iloc[rows] = description.iloc[rows].str.replace(PERSONAL_DATA, "[removed]", regex=True).to_numpy()
+        description.iloc[rows] = description.iloc[rows].str.replace(personal_data, "[removed]", regex=True).to_numpy()
         frame["description"] = description
     # the recorded value is the masked text: quarantine rows must not become a copy of the personal data
     issues.add(personal, "description", "personal_data", "warning", "description contained a phone number or e-mail address; removed", frame["description"].str.slice(0, 80))
@@ -181,6 +191,34 @@ def validate_stock(
     error_rows = set(found.loc[found["severity"] == "error", "source_row"].dropna().astype(int))
     rejected = frame["source_row"].isin(error_rows).fillna(False).astype(bool)
     return ValidationResult(kept_rows(frame, ~rejected.to_numpy()), found, int(rejected.sum()))
+
+
+def age_in_years(first_registration: pd.Series, year: pd.Series, today_ts: pd.Timestamp) -> pd.Series:
+    """Each vehicle's age for the mileage rule: from its first registration, else from its model year (today's year less
+    it), never below 0; 0 when it has neither."""
+    registered = (today_ts - first_registration).dt.days / 365.25
+    by_model_year = today_ts.year - year.astype("Float64")
+    return registered.astype("Float64").fillna(by_model_year).clip(lower=0).fillna(0)
+
+
+def _irish_plate_ages(frame: pd.DataFrame, issues: _Issues, irish: pd.Series, first_reg: pd.Series, today_ts: pd.Timestamp) -> None:
+    """An Irish plate's year: never after today (an error); against the first registration, where a later plate is an error
+    and another year or half a warning; against the model year, only a warning when they are more than a year apart."""
+    if not irish.notna().any():
+        return
+    plates = irish_plates(irish)
+    start, plate_year = plates["start"], plates["year"]
+    future = plates["valid"] & (start > today_ts)
+    issues.add(future, "registration", "plate_age", "error", "the plate's year is in the future", irish)
+    known = plates["valid"] & ~future & first_reg.notna()
+    too_new = known & (start > first_reg + pd.Timedelta(days=31))
+    issues.add(too_new, "registration", "plate_age", "error", "the plate's year is after the first registration date", irish)
+    registered_half = pd.Series(np.where(first_reg.dt.month > 6, 2, 1), index=frame.index)
+    other_period = (plate_year != first_reg.dt.year) | (plates["half"].notna() & (plates["half"] != registered_half))
+    issues.add(known & ~too_new & other_period, "registration", "plate_age_mismatch", "warning", "the plate's year does not match the first registration date", irish)
+    model_year = frame["year"].astype("Float64")
+    far = plates["valid"] & ~future & first_reg.isna() & model_year.notna() & ((plate_year.astype("Float64") - model_year).abs() > 1)
+    issues.add(far, "registration", "plate_age_mismatch", "warning", "the plate's year is more than a year from the model year", irish)
 
 
 def kept_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
