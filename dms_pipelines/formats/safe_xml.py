@@ -86,10 +86,15 @@ def check_prolog(path: Path) -> str:
 
 def iter_records(path: Path, tag: str):
     """Yield each element named `tag` ({namespace}local) as it completes, after the prolog check."""
+    return iter_events(path, ("end",), tag=tag)
+
+
+def iter_events(path: Path, events: tuple[str, ...], tag: str | None = None):
+    """lxml's iterparse of `path` for `events` (optionally of `tag` only), after the prolog check, with nothing resolved or fetched."""
     check_prolog(path)
     return etree.iterparse(
         str(path),
-        events=("end",),
+        events=events,
         tag=tag,
         resolve_entities=False,
         no_network=True,

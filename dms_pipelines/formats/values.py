@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dms_pipelines.formats.profile import FieldMapping, MappingProfile
+from dms_pipelines.formats.transforms import apply_case, convert_units, extract_first, value_counts
 from dms_pipelines.kernels.arrow_text import string_buffers
 from dms_pipelines.kernels.parallel import ordered_map, threads_for
 from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR, coerce_to_schema, empty_issues
@@ -55,9 +56,16 @@ class ParseResult:
     file_name: str
     rows: pd.DataFrame
     issues: pd.DataFrame
-    records_total: int
+    records_total: int  # the records that became rows (or were refused whole, like a row with the wrong field count); skipped ones aside
     encoding: str
     warnings: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason of a profile's skip rule -> records it skipped
+    unread_sources: list[str] = field(default_factory=list)  # CSV columns, XML attributes (@Name) and elements the profile neither reads nor ignores
+    unmapped: dict[str, dict[str, int]] = field(default_factory=dict)  # field -> value its map does not cover -> records (errors, kept and defaulted alike)
+
+    @property
+    def records_in_file(self) -> int:
+        return self.records_total + sum(self.skipped.values())
 
 
 def _strings(values: pa.ChunkedArray | pa.Array) -> pd.Series:
@@ -251,27 +259,80 @@ def joined_list(text: pa.ChunkedArray, separator: str) -> pa.ChunkedArray:
     return _trim_chunks(joined, lambda chunk: pc.ascii_trim(chunk, characters=LIST_SEPARATOR + " "), NOT_LIST_EDGE)
 
 
+@dataclass
+class Converted:
+    """One field's canonical values, the values that failed at each stage (in stage order), and the values its map did not cover."""
+
+    values: pd.Series
+    failures: list[tuple[np.ndarray, str]]  # (rows, rule)
+    rule: str  # the rule of the field's type (what convert_column reports when nothing failed)
+    unmapped: dict[str, int] = field(default_factory=dict)
+
+
 def convert_column(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str) -> tuple[pd.Series, np.ndarray, str]:
-    """The converted series, a mask of values that failed, and the rule name for failures."""
+    """The converted series, a mask of values that failed, and the rule name for failures (the first stage's that failed)."""
+    converted = convert_field(values, mapping, canonical)
+    failed = np.zeros(len(values), dtype=bool)
+    for rows, _ in converted.failures:
+        failed |= rows
+    return converted.values, failed, converted.failures[0][1] if converted.failures else converted.rule
+
+
+def convert_field(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str) -> Converted:
+    """source text -> extract -> case -> map -> type -> convert; a stage's failures become blanks for the stages after it."""
     text = _trim_chunks(values, pc.utf8_trim_whitespace, PRINTABLE_ASCII)
     blank = pc.is_null(text).to_numpy(zero_copy_only=False) | pc.fill_null(pc.equal(text, ""), False).to_numpy()
     if mapping.default is not None:
         text = pc.if_else(pa.array(blank), pa.scalar(mapping.default, text.type), text)
         blank = _blank(text)
-    no_failures = np.zeros(len(blank), dtype=bool)
+    failures: list[tuple[np.ndarray, str]] = []
+    if mapping.transforms_text:
+        if mapping.extract is not None:
+            text, no_match = extract_first(text, blank, mapping.extract)
+            if no_match.any():
+                failures.append((no_match, "no_match"))
+        if mapping.case is not None:
+            text = apply_case(text, mapping.case)
+        blank = pc.is_null(text).to_numpy(zero_copy_only=False) | pc.fill_null(pc.equal(text, ""), False).to_numpy()
+    unmapped: dict[str, int] = {}
     if mapping.map is not None:
         lookup = {key.strip().lower(): value for key, value in mapping.map.items()}
         found = pc.index_in(pc.utf8_lower(text), value_set=pa.array(list(lookup), type=text.type))
         mapped = pa.array(list(lookup.values()), type=text.type).take(found)
-        failed = ~blank & pc.is_null(mapped).to_numpy(zero_copy_only=False)
-        return _strings(mapped), failed, "unknown_value"
+        uncovered = ~blank & pc.is_null(mapped).to_numpy(zero_copy_only=False)
+        if uncovered.any():
+            unmapped = value_counts(text, uncovered)
+            if mapping.unmapped == "keep":
+                mapped = pc.if_else(pa.array(uncovered), text, mapped)
+            elif mapping.unmapped == "default":
+                mapped = pc.if_else(pa.array(uncovered), pa.scalar(mapping.map_default, text.type), mapped)
+            else:
+                failures.append((uncovered, "unknown_value"))
+        if mapping.type == "string":
+            return Converted(_strings(mapped), failures, "unknown_value", unmapped)
+        text = mapped if isinstance(mapped, pa.ChunkedArray) else pa.chunked_array([mapped])
+        blank = pc.is_null(text).to_numpy(zero_copy_only=False) | pc.fill_null(pc.equal(text, ""), False).to_numpy()
+    converted, failed, rule = _typed(text, blank, mapping, canonical)
+    if failed.any():
+        failures.append((failed, rule))
+    return Converted(converted, failures, rule, unmapped)
+
+
+def _typed(text: pa.ChunkedArray, blank: np.ndarray, mapping: FieldMapping, canonical: str) -> tuple[pd.Series, np.ndarray, str]:
+    """The values read as the field's type (and converted to its unit), the non-blank ones that could not be, and the rule."""
+    no_failures = np.zeros(len(blank), dtype=bool)
     kind = mapping.type
     if kind in ("integer", "decimal", "money"):
         numbers = _numbers(text, blank, kind)
+        whole = kind == "integer" or FIELD_BY_NAME[canonical].dtype == "Int64"
+        if mapping.convert is not None:
+            # the source may be in other units with decimals (2.0 litres for 2000 cc): converted, then rounded
+            numbers = numbers.mask(numbers.notna() & ~(numbers.abs() <= np.finfo(np.float64).max))
+            numbers = convert_units(numbers, mapping.convert, whole)
         # inf, nan and numbers too big to hold (or, for integers, to hold exactly) fail like any other non-number
-        unusable = numbers.notna() & ~(numbers.abs() <= (MAX_EXACT_INTEGER if kind == "integer" else np.finfo(np.float64).max))
+        unusable = numbers.notna() & ~(numbers.abs() <= (MAX_EXACT_INTEGER if kind == "integer" or (whole and mapping.convert) else np.finfo(np.float64).max))
         numbers = numbers.mask(unusable)
-        if kind == "integer":
+        if kind == "integer" and mapping.convert is None:
             non_integral = numbers.notna() & (numbers != np.floor(numbers.fillna(0)))
             numbers = numbers.mask(non_integral)
         failed = ~blank & numbers.isna().to_numpy()
@@ -307,8 +368,9 @@ def contiguous(values: pd.Series) -> pd.Series:
     return pd.Series(pd.array(arrow.combine_chunks(), dtype=values.dtype), index=values.index, name=values.name)
 
 
-def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, profile: MappingProfile, dealer_id: str, file_name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Canonical rows and value-level issues from raw strings (Arrow arrays) keyed by canonical field name.
+def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, profile: MappingProfile, dealer_id: str, file_name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, int]]]:
+    """Canonical rows, value-level issues, and per field the values its map did not cover, from raw strings (Arrow
+    arrays) keyed by canonical field name.
 
     `raw` is emptied as its columns are converted, so that a big export's raw text goes as soon as each column is done
     (when the caller holds no other reference). Every column comes out as one contiguous array.
@@ -321,15 +383,19 @@ def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, pr
     stock_ids = _strings(_trim_chunks(raw["stock_id"], pc.utf8_trim_whitespace, PRINTABLE_ASCII)) if "stock_id" in raw else pd.Series(pd.NA, index=index, dtype="string")
     columns: dict[str, pd.Series] = {}
     problems = []
+    unmapped: dict[str, dict[str, int]] = {}
     fields = [(canonical, mapping) for canonical, mapping in profile.fields.items() if canonical in raw]
 
-    def convert(field: tuple[str, FieldMapping]) -> tuple[pd.Series, np.ndarray, str]:
-        converted, failed, rule = convert_column(raw[field[0]], field[1], field[0])
-        return contiguous(converted), failed, rule
+    def convert(field: tuple[str, FieldMapping]) -> Converted:
+        converted = convert_field(raw[field[0]], field[1], field[0])
+        converted.values = contiguous(converted.values)
+        return converted
 
-    for (canonical, mapping), (converted, failed, rule) in zip(fields, ordered_map(convert, fields, threads_for(count))):  # columns in parallel
-        columns[canonical] = converted
-        if failed.any():
+    for (canonical, mapping), converted in zip(fields, ordered_map(convert, fields, threads_for(count))):  # columns in parallel
+        columns[canonical] = converted.values
+        if converted.unmapped:
+            unmapped[canonical] = converted.unmapped
+        for failed, rule in converted.failures:
             field_spec = FIELD_BY_NAME[canonical]
             severity = "error" if field_spec.required or rule != "unknown_value" else "warning"
             rows = np.flatnonzero(failed)
@@ -343,7 +409,7 @@ def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, pr
                         "rule": rule,
                         "value": bad.str.slice(0, 200),
                         "severity": severity,
-                        "message": [f"{canonical}: cannot read {v!r} as {mapping.type if rule != 'unknown_value' else 'a known value'}" for v in bad.str.slice(0, 60)],
+                        "message": [_failure_message(canonical, mapping, rule, value) for value in bad.str.slice(0, 60)],
                     }
                 )
             )
@@ -355,4 +421,10 @@ def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, pr
     frame["source_file"] = file_name
     frame["source_row"] = source_rows.astype("Int64").values
     issues = pd.concat(problems, ignore_index=True) if problems else empty_issues()
-    return coerce_to_schema(frame).reset_index(drop=True), issues.astype({"source_row": "Int64"})
+    return coerce_to_schema(frame).reset_index(drop=True), issues.astype({"source_row": "Int64"}), unmapped
+
+
+def _failure_message(canonical: str, mapping: FieldMapping, rule: str, value: str) -> str:
+    if rule == "no_match":
+        return f"{canonical}: {value!r} does not match the extract pattern {mapping.extract!r}"
+    return f"{canonical}: cannot read {value!r} as {mapping.type if rule != 'unknown_value' else 'a known value'}"
