@@ -6,8 +6,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from dms_pipelines.config import ConfigError, load_settings, operations_db_url
+from dms_pipelines.formats.profile import ProfileError
 from dms_pipelines.orchestration.drivers import run_sync
-from dms_pipelines.paths import DataPaths, data_root
+from dms_pipelines.paths import DataPaths, config_path, data_root
 
 COMMANDS_GROUP = "dms_pipelines.commands"  # each entry point: register(subparsers), adding subcommands with set_defaults(func=...)
 
@@ -15,6 +16,65 @@ COMMANDS_GROUP = "dms_pipelines.commands"  # each entry point: register(subparse
 def cmd_run(args) -> int:
     outcomes = run_sync(args.dealer or None, release_held=args.release_held)
     return 0 if all(outcomes.values()) else 1
+
+
+def cmd_reprocess(args) -> int:
+    """Read a dealer's failed files (or one named file) again through the current mapping profile, then run its sync."""
+    import getpass
+
+    from dms_pipelines.operations.db import engine_for
+    from dms_pipelines.operations.manifest import reprocess_files
+
+    settings = load_settings()
+    try:
+        settings.dealer(args.dealer)
+    except KeyError:
+        print(f"error: no dealer '{args.dealer}' in the configuration (dealers: {', '.join(d.id for d in settings.dealers)})", file=sys.stderr)
+        return 2
+    engine = engine_for(operations_db_url(settings, DataPaths(data_root())))
+    try:
+        queued, superseded = reprocess_files(engine, args.dealer, args.file, requested_by=f"dms-pipelines reprocess ({getpass.getuser()})")
+    except LookupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for row in superseded:
+        print(f"  {row.file_name}: not reprocessed, superseded by a newer full export already applied")
+    if not queued:
+        print(f"nothing to reprocess for {args.dealer}: no failed file" + (" (use --file NAME for another landed file)" if args.file is None else ""))
+        return 0
+    print(f"reprocessing {len(queued)} file(s) of {args.dealer} through profile {settings.dealer(args.dealer).profile}: {', '.join(row.file_name for row in queued)}")
+    outcomes = run_sync([args.dealer], trigger="reprocess")
+    return 0 if all(outcomes.values()) else 1
+
+
+def cmd_profile_check(args) -> int:
+    """Dry-run a mapping profile on a sample export; exits 1 on a profile error, 2 when the command cannot run."""
+    from dms_pipelines.marketplaces.registry import FEED_PROFILES, known_specs, specs_for
+    from dms_pipelines.pipeline.profile_check import check_profile, dealer_for_check, render_text, resolve_profile
+
+    paths = DataPaths(data_root())
+    export = Path(args.export)
+    if not export.is_file():
+        print(f"error: {export}: no such export file", file=sys.stderr)
+        return 2
+    settings = load_settings() if config_path().exists() else None
+    if args.dealer and settings is None:
+        print(f"error: --dealer {args.dealer}: no configuration at {config_path()} to find the dealer in", file=sys.stderr)
+        return 2
+    try:
+        profile, profile_file = resolve_profile(args.profile, paths.profile_dirs())
+    except ProfileError as error:
+        print(f"profile error: {error}", file=sys.stderr)
+        return 1
+    specs = specs_for(settings, paths.root) if settings is not None else list(known_specs([paths.root / FEED_PROFILES]).values())
+    try:
+        dealer, rules, specs = dealer_for_check(settings, args.dealer, profile.name, specs)
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    report = check_profile(profile, profile_file, export, specs, dealer, rules)
+    print(report.to_json() if args.format == "json" else render_text(report))
+    return 0 if report.ok else 1
 
 
 def cmd_report(args) -> int:
@@ -59,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--release-held", action="store_true", help="apply held full exports despite the guards (delisting, distribution)")
     run.set_defaults(func=cmd_run)
 
+    reprocess = commands.add_parser("reprocess", help="read a dealer's failed files again through the current mapping profile (after fixing it), then sync")
+    reprocess.add_argument("--dealer", required=True, help="the dealer id")
+    reprocess.add_argument("--file", default=None, help="one landed file by name, whatever its status (default: every failed file)")
+    reprocess.set_defaults(func=cmd_reprocess)
+
+    profile = commands.add_parser("profile", help="mapping profiles: check one on a sample export before onboarding a dealer")
+    profile_commands = profile.add_subparsers(dest="profile_command", required=True)
+    check = profile_commands.add_parser("check", help="dry-run a profile on a sample export (touches no state): fill rates, drift, quarantine, skipped, held back")
+    check.add_argument("profile", help="a profile name (searched in <data root>/profiles, then the shipped ones) or a path to a .yaml file")
+    check.add_argument("export", help="a sample export file (.csv, .xml, .gz or .zip)")
+    check.add_argument("--dealer", default=None, help="check as this configured dealer (its market, rules and marketplaces); default: a dealer on this profile, else a GB placeholder")
+    check.add_argument("--format", choices=["text", "json"], default="text")
+    check.set_defaults(func=cmd_profile_check)
+
     replay = commands.add_parser("replay-dead-letters", help="queue dead-lettered deliveries again (after fixing the cause)")
     replay.add_argument("--marketplace", default=None)
     replay.set_defaults(func=cmd_replay)
@@ -98,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    except ProfileError as error:
+        print(f"profile error: {error}", file=sys.stderr)
         return 2
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)

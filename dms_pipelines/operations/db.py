@@ -52,6 +52,10 @@ ingested_files = Table(
     Column("processed_at", DateTime(timezone=True)),
     Column("run_id", String(64)),
     Column("released_by", Text),  # set when an operator released a held export on purpose
+    Column("landed_run_id", String(64)),  # the run that took it from the source (run_id: the run that last processed it)
+    Column("rows_skipped", Integer),  # records the mapping profile's skip rules left out (not for sale): neither stock nor quarantine
+    Column("reprocessed_at", DateTime(timezone=True)),  # when an operator last asked for it to be read again (dms-pipelines reprocess)
+    Column("reprocessed_by", Text),
     UniqueConstraint("dealer_id", "source_path", "size_bytes", "source_mtime", "sha256", name="uq_ingested_version"),
 )
 
@@ -157,6 +161,10 @@ sync_runs = Table(
     Column("held", Integer),
     Column("vehicles", Integer),
     Column("problems", Integer),  # what was wrong for the dealer after the run (run_health), held exports included
+    Column("landed", Integer),  # files the run took from the source
+    Column("failed", Integer),  # files the run could not read (or fetch)
+    Column("skipped", Integer),  # records left out by the profile's skip rules (not for sale)
+    Column("quarantine_issues", Integer),  # error issues behind the `quarantined` vehicles (a vehicle can have several)
     Column("outcome", String(16), nullable=False),  # ok | held | problems | no_change
 )
 
@@ -177,6 +185,18 @@ marketplace_drift = Table(
     Column("error", Text),  # the marketplace could not be read back
     Column("stock_ids", Text),  # JSON: kind -> the first stock ids (the whole list is in drift_items)
 )
+
+source_listings = Table(
+    "source_listings",
+    metadata,
+    Column("dealer_id", String(64), primary_key=True),
+    Column("first_listed_at", DateTime(timezone=True), nullable=False),  # the dealer's source first listed: its freshness window starts here
+    Column("listed_at", DateTime(timezone=True), nullable=False),
+    Column("files", Integer, nullable=False),  # files ready in the source at the last listing
+    Column("unmatched", Integer, nullable=False),  # of them, matching none of the profile's file patterns
+    Column("unmatched_sample", Text),  # the first few of those names, one per line
+)
+
 
 drift_items = Table(
     "drift_items",
@@ -257,7 +277,11 @@ def _create_tables(engine: Engine, attempts: int = 5) -> None:
                 raise
 
 
-ADDED_COLUMNS = {"listing_ledger": {"change_seq": "INTEGER NOT NULL DEFAULT 0"}, "sync_runs": {"problems": "INTEGER"}}  # columns newer than the table's first version
+ADDED_COLUMNS = {
+    "listing_ledger": {"change_seq": "INTEGER NOT NULL DEFAULT 0"},
+    "sync_runs": {"problems": "INTEGER", "landed": "INTEGER", "failed": "INTEGER", "skipped": "INTEGER", "quarantine_issues": "INTEGER"},
+    "ingested_files": {"landed_run_id": "VARCHAR(64)", "rows_skipped": "INTEGER", "reprocessed_at": "TIMESTAMP WITH TIME ZONE", "reprocessed_by": "TEXT"},
+}  # columns newer than the table's first version
 
 
 def _add_missing_columns(engine: Engine) -> None:

@@ -5,7 +5,10 @@ from datetime import datetime, timezone
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from dms_pipelines.operations.db import ingested_files, sync_runs
+from dms_pipelines.operations.db import ingested_files, quarantine, source_listings, sync_runs
+from dms_pipelines.operations.statuses import FileStatus
+
+UNMATCHED_SAMPLE = 5  # names of unmatched files kept for the operator's message
 
 
 def utc_now() -> datetime:
@@ -90,17 +93,20 @@ def retry_due(row, now: datetime) -> bool:
 
 
 def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, vehicles: int, problems: int = 0) -> None:
-    """One row per dealer run for the sync_runs table, from the files the run applied or held (replaced if re-executed);
-    `problems`: how many things are wrong for the dealer after it (run_health)."""
-    mine = and_(ingested_files.c.run_id == run_id, ingested_files.c.dealer_id == dealer_id)
+    """One row per dealer run for the sync_runs table, from the files the run landed, applied, held or could not read
+    (replaced if re-executed); `problems`: how many things are wrong for the dealer after it (run_health)."""
+    dealer = ingested_files.c.dealer_id == dealer_id
     with engine.connect() as connection:
-        started = connection.execute(select(func.min(ingested_files.c.received_at)).where(mine)).scalar()
+        started = connection.execute(select(func.min(ingested_files.c.received_at)).where(and_(dealer, ingested_files.c.run_id == run_id))).scalar()
         files = connection.execute(
-            select(ingested_files.c.status, ingested_files.c.rows_total, ingested_files.c.rows_accepted, ingested_files.c.rows_quarantined).where(
-                and_(mine, ingested_files.c.status.in_(["processed", "held"]))
+            select(ingested_files.c.id, ingested_files.c.status, ingested_files.c.rows_total, ingested_files.c.rows_accepted, ingested_files.c.rows_quarantined, ingested_files.c.rows_skipped).where(
+                and_(dealer, ingested_files.c.run_id == run_id, ingested_files.c.status.in_([FileStatus.PROCESSED, FileStatus.HELD]))
             )
         ).fetchall()
-    held = sum(1 for f in files if f.status == "held")
+        landed = connection.execute(select(func.count()).where(and_(dealer, ingested_files.c.landed_run_id == run_id, ingested_files.c.status != FileStatus.DUPLICATE))).scalar()
+        failed = connection.execute(select(func.count()).where(and_(dealer, ingested_files.c.run_id == run_id, ingested_files.c.status == FileStatus.FAILED))).scalar()
+        issues = connection.execute(select(func.count()).where(and_(quarantine.c.file_id.in_([f.id for f in files]), quarantine.c.severity == "error"))).scalar() if files else 0
+    held = sum(1 for f in files if f.status == FileStatus.HELD)
     values = dict(
         run_id=run_id,
         dealer_id=dealer_id,
@@ -114,11 +120,37 @@ def record_sync_run(engine: Engine, run_id: str, dealer_id: str, trigger: str, v
         held=held,
         vehicles=vehicles,
         problems=problems,
+        landed=landed,
+        failed=failed,
+        skipped=sum(f.rows_skipped or 0 for f in files),
+        quarantine_issues=issues,
         outcome="held" if held else "problems" if problems else "ok" if files else "no_change",
     )
     with engine.begin() as connection:
         connection.execute(delete(sync_runs).where(and_(sync_runs.c.run_id == run_id, sync_runs.c.dealer_id == dealer_id)))
         connection.execute(insert(sync_runs).values(**values))
+
+
+def sync_run_figures(engine: Engine, run_id: str, dealer_id: str):
+    """The sync_runs row of the dealer's run (None when the run recorded none: it crashed before its last stage)."""
+    with engine.connect() as connection:
+        return connection.execute(select(sync_runs).where(and_(sync_runs.c.run_id == run_id, sync_runs.c.dealer_id == dealer_id))).first()
+
+
+def record_source_listing(engine: Engine, dealer_id: str, files: int, unmatched: list[str]) -> None:
+    """What the dealer's source held at this landing: how many ready files, and those matching none of the profile's patterns."""
+    now = utc_now()
+    values = dict(listed_at=now, files=files, unmatched=len(unmatched), unmatched_sample="\n".join(unmatched[:UNMATCHED_SAMPLE]) or None)
+    with engine.begin() as connection:
+        updated = connection.execute(update(source_listings).where(source_listings.c.dealer_id == dealer_id).values(**values)).rowcount
+        if not updated:
+            connection.execute(insert(source_listings).values(dealer_id=dealer_id, first_listed_at=now, **values))
+
+
+def source_listing(engine: Engine, dealer_id: str):
+    """The dealer's last source listing (None before its first landing)."""
+    with engine.connect() as connection:
+        return connection.execute(select(source_listings).where(source_listings.c.dealer_id == dealer_id)).first()
 
 
 def change_seen_at(engine: Engine, run_id: str) -> datetime | None:
@@ -137,3 +169,55 @@ def hours_since_last_export(engine: Engine, dealer_id: str, now: datetime | None
     if newest is None:
         return None
     return ((now or utc_now()) - _aware(newest)).total_seconds() / 3600
+
+
+def reprocess_files(engine: Engine, dealer_id: str, file_name: str | None, requested_by: str) -> tuple[list, list]:
+    """Put the dealer's failed files (or the one named `file_name`, whatever became of it) back in the queue, to be read
+    again through the current mapping profile by the next run; returns (queued, superseded) manifest rows.
+
+    A file older than the dealer's newest applied full export is superseded instead: that export already replaced
+    everything it said. The deltas applied after the oldest file queued are queued again too, so that they apply again
+    after it (a reprocessed delta must not undo a later change). Raises LookupError when `file_name` names no landed file.
+    """
+    now = utc_now()
+    with engine.begin() as connection:
+        dealer = ingested_files.c.dealer_id == dealer_id
+        if file_name is None:
+            chosen = connection.execute(select(ingested_files).where(and_(dealer, ingested_files.c.status == FileStatus.FAILED, ingested_files.c.landed_path.is_not(None)))).fetchall()
+        else:
+            named = connection.execute(select(ingested_files).where(and_(dealer, ingested_files.c.file_name == file_name)).order_by(ingested_files.c.id.desc())).fetchall()
+            chosen = [row for row in named if row.landed_path and row.status != FileStatus.RETRY][:1]
+            if not chosen:
+                names = (
+                    connection.execute(select(ingested_files.c.file_name).where(and_(dealer, ingested_files.c.landed_path.is_not(None))).order_by(ingested_files.c.id.desc()).limit(10)).scalars().all()
+                )
+                why = "it was never landed (it is still being fetched, or it failed before landing)" if named else "no such file"
+                raise LookupError(f"{file_name}: {why} for dealer {dealer_id}; its landed files are: {', '.join(names) or 'none'}")
+        newest_full = connection.execute(
+            select(ingested_files.c.export_timestamp, ingested_files.c.file_name)
+            .where(and_(dealer, ingested_files.c.export_kind == "full", ingested_files.c.status == FileStatus.PROCESSED))
+            .order_by(ingested_files.c.export_timestamp.desc(), ingested_files.c.id.desc())
+        ).first()
+        queued, superseded = [], []
+        for row in chosen:
+            if newest_full is not None and row.export_timestamp < newest_full.export_timestamp:
+                superseded.append(row)
+                connection.execute(
+                    update(ingested_files).where(ingested_files.c.id == row.id).values(status=FileStatus.SUPERSEDED, error=f"superseded by the newer full export {newest_full.file_name}")
+                )
+            else:
+                queued.append(row)
+        reprocess = dict(status=FileStatus.LANDED, error=None, reprocessed_at=now, reprocessed_by=requested_by)
+        for row in queued:
+            connection.execute(update(ingested_files).where(ingested_files.c.id == row.id).values(**reprocess))
+        if queued:
+            oldest = min(row.export_timestamp for row in queued)
+            later = and_(
+                dealer,
+                ingested_files.c.export_kind == "delta",
+                ingested_files.c.status == FileStatus.PROCESSED,
+                ingested_files.c.export_timestamp > oldest,
+                ingested_files.c.id.not_in([row.id for row in queued]),
+            )
+            connection.execute(update(ingested_files).where(later).values(status=FileStatus.LANDED, error=None))
+    return queued, superseded

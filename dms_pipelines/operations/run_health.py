@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from dms_pipelines.config import Settings
 from dms_pipelines.operations.alerts import notify
-from dms_pipelines.operations.db import incidents, ingested_files, listing_ledger
+from dms_pipelines.operations.db import incidents, ingested_files, listing_ledger, source_listings
 from dms_pipelines.operations.drift_state import KINDS, describe_drift, ids_text, latest_drift
 from dms_pipelines.operations.statuses import PROBLEM_FILE_STATUSES, PROBLEM_LISTING_STATUSES, FileStatus, ListingStatus
 
@@ -20,7 +20,7 @@ class Problem:
     """One thing the operator must know of: `kind` (what), `scope` (a marketplace or a file; '' for the dealer), and the message."""
 
     dealer_id: str
-    kind: str  # held_export | file_failed | file_retrying | sync_failed | undelivered | changes_failed | dead_lettered | drift | sold_live
+    kind: str  # held_export | file_failed | file_retrying | stale | sync_failed | undelivered | changes_failed | dead_lettered | drift | sold_live
     scope: str
     message: str
 
@@ -29,17 +29,25 @@ class Problem:
         return f"{self.kind}:{self.scope}"
 
 
-def current_problems(engine: Engine, dealer_id: str) -> list[Problem]:
-    """Everything wrong for the dealer as the state stands: a held export, a file that failed with nothing processed since,
-    a file still being retried, a feed file or API change not acknowledged, a refused change, and drift as last checked."""
+def current_problems(engine: Engine, dealer_id: str, freshness_hours: float | None = None, now: datetime | None = None) -> list[Problem]:
+    """Everything wrong for the dealer as the state stands: a held export, a file that failed and that no full export
+    applied since has replaced, a file still being retried, a feed file or API change not acknowledged, a refused change,
+    drift as last checked, and (given the dealer's `freshness_hours`) no export received for longer than that."""
     problems: list[Problem] = []
     with engine.connect() as connection:
         files = connection.execute(
-            select(ingested_files.c.id, ingested_files.c.file_name, ingested_files.c.status, ingested_files.c.error).where(
+            select(ingested_files.c.id, ingested_files.c.file_name, ingested_files.c.status, ingested_files.c.error, ingested_files.c.export_timestamp).where(
                 and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status.in_(PROBLEM_FILE_STATUSES))
             )
         ).fetchall()
-        last_processed = connection.execute(select(func.max(ingested_files.c.id)).where(and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == FileStatus.PROCESSED))).scalar() or 0
+        newest_full = (
+            connection.execute(
+                select(func.max(ingested_files.c.export_timestamp)).where(
+                    and_(ingested_files.c.dealer_id == dealer_id, ingested_files.c.status == FileStatus.PROCESSED, ingested_files.c.export_kind == "full")
+                )
+            ).scalar()
+            or ""
+        )
         unsettled = connection.execute(
             select(listing_ledger.c.marketplace, listing_ledger.c.item_key, listing_ledger.c.status, listing_ledger.c.last_error).where(
                 and_(listing_ledger.c.dealer_id == dealer_id, listing_ledger.c.status.in_(PROBLEM_LISTING_STATUSES))
@@ -50,7 +58,7 @@ def current_problems(engine: Engine, dealer_id: str) -> list[Problem]:
             problems.append(Problem(dealer_id, "held_export", file.file_name, f"{file.file_name} held: {file.error}"))
         elif file.status == FileStatus.RETRY:
             problems.append(Problem(dealer_id, "file_retrying", file.file_name, f"{file.file_name} not landed yet, retrying: {file.error}"))
-        elif file.id > last_processed:
+        elif (file.export_timestamp or "") >= newest_full:  # a failed delta's changes are lost until a full export says them again
             problems.append(Problem(dealer_id, "file_failed", file.file_name, f"{file.file_name} failed: {file.error}"))
     by_marketplace: dict[tuple[str, str], list] = {}
     for row in unsettled:
@@ -69,7 +77,38 @@ def current_problems(engine: Engine, dealer_id: str) -> list[Problem]:
         others = describe_drift({kind: check[kind] for kind in KINDS if kind != "sold_live"}, stock_ids, check["error"])
         if others:
             problems.append(Problem(dealer_id, "drift", check["marketplace"], f"{check['marketplace']} does not show what the DMS says: {others}"))
+    if freshness_hours is not None:
+        problems += _staleness(engine, dealer_id, freshness_hours, now or datetime.now(timezone.utc))
     return problems
+
+
+def _staleness(engine: Engine, dealer_id: str, freshness_hours: float, now: datetime) -> list[Problem]:
+    """No export received for longer than the dealer's freshness window (counted from its first listing when it never
+    sent one), or its source holds files while none ever matched the profile's file patterns."""
+    with engine.connect() as connection:
+        newest = connection.execute(select(func.max(ingested_files.c.received_at)).where(ingested_files.c.dealer_id == dealer_id)).scalar()
+        listing = connection.execute(select(source_listings).where(source_listings.c.dealer_id == dealer_id)).first()
+    unmatched = ""
+    if listing is not None and listing.unmatched:
+        names = (listing.unmatched_sample or "").splitlines()
+        unmatched = f"; {listing.unmatched} file(s) in its source match none of its profile's file patterns (files.full, files.delta), e.g. {', '.join(names)}"
+    if newest is not None:
+        hours = (now - _aware(newest)).total_seconds() / 3600
+        if hours <= freshness_hours:
+            return []
+        return [Problem(dealer_id, "stale", "", f"no export received for {hours:.1f} h (freshness window {freshness_hours:g} h){unmatched}")]
+    if listing is None:
+        return []
+    waited = (now - _aware(listing.first_listed_at)).total_seconds() / 3600
+    if unmatched:
+        return [Problem(dealer_id, "stale", "", f"no export received yet{unmatched}: fix the patterns, see `dms-pipelines profile check`")]
+    if waited > freshness_hours:
+        return [Problem(dealer_id, "stale", "", f"no export received in the {waited:.1f} h since its source was first listed (freshness window {freshness_hours:g} h)")]
+    return []
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 @dataclass

@@ -50,7 +50,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition, specs: list[MarketplaceSp
         landed = stages.land_stage(settings.dealer(context.partition_key), settings, pipeline.paths(), pipeline.engine(), context.run_id, release, context.log)
         report = landed.report
         yield dg.Output({"landed": report.landed, "duplicates": report.duplicates, "failed": report.failed}, metadata=outcomes.landing_metadata(landed))
-        yield from outcomes.landing_checks(landed, settings)
+        yield from outcomes.landing_checks(landed, settings.rules_for(context.partition_key))
 
     @dg.asset(partitions_def=partitions, group_name="ingest", kinds={"pandas"}, check_specs=check_specs["parsed_exports"])
     def parsed_exports(context: dg.AssetExecutionContext, landed_exports: dict, pipeline: PipelineResource) -> list:
@@ -66,7 +66,7 @@ def dealer_assets(partitions: dg.PartitionsDefinition, specs: list[MarketplaceSp
         """Every row checked by the canonical Pandera model and the row rules; errors quarantined with reasons."""
         validated, summaries = stages.validate_stage(parsed_exports, pipeline.settings(), pipeline.paths(), pipeline.engine())
         yield dg.Output(validated, metadata=outcomes.validation_metadata(summaries))
-        yield from outcomes.validation_checks(summaries, pipeline.settings())
+        yield from outcomes.validation_checks(summaries, pipeline.settings().rules_for(context.partition_key))
 
     @dg.asset(partitions_def=partitions, group_name="stock", kinds={"parquet"}, check_specs=check_specs["dealer_stock"])
     def dealer_stock(context: dg.AssetExecutionContext, validated_exports: list, pipeline: PipelineResource) -> dg.MaterializeResult:

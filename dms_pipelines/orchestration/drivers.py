@@ -9,14 +9,15 @@ import dagster as dg
 from sqlalchemy import select
 
 from dms_pipelines.config import load_settings, operations_db_url
+from dms_pipelines.formats.profile import ProfileError, find_profile
 from dms_pipelines.marketplaces.registry import specs_for
 from dms_pipelines.operations.db import engine_for, sync_runs
-from dms_pipelines.operations.manifest import change_seen_at
+from dms_pipelines.operations.manifest import change_seen_at, sync_run_figures
 from dms_pipelines.operations.run_health import current_problems
 from dms_pipelines.orchestration.assets import CHANGE_SEEN_TAG, TRIGGER_TAG
 from dms_pipelines.orchestration.build import CODE_LOCATION, build_definitions
 from dms_pipelines.paths import DataPaths, data_root
-from dms_pipelines.pipeline.publish import account_run_covers, dealer_run_covers
+from dms_pipelines.pipeline.publish import account_run_covers, dealer_run_covers, freshness_hours
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DAGSTER_TEMPLATE = Path(__file__).resolve().parent / "dagster.yaml"  # the instance settings a new DAGSTER_HOME gets (package data)
@@ -53,13 +54,22 @@ def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, ec
     seen = []
     chosen = dealer_ids or [d.id for d in settings.dealers]
     for dealer_id in chosen:
+        broken = _profile_error(settings.dealer(dealer_id), paths)
+        if broken:  # nothing can be landed or read without the profile: said plainly, not as a run's stack trace
+            outcomes[dealer_id] = False
+            echo(f"  {dealer_id:<12} FAILED: its mapping profile cannot be used (nothing was landed or read)")
+            echo("      ! " + "\n        ".join(broken.splitlines()))
+            continue
         started = time.monotonic()
         result = job.execute_in_process(instance=instance, partition_key=dealer_id, run_config=run_config, raise_on_error=False, tags={TRIGGER_TAG: trigger})
-        problems = [p for p in current_problems(engine, dealer_id) if dealer_covers(p.key)]
+        problems = [p for p in current_problems(engine, dealer_id, freshness_hours(settings, dealer_id)) if dealer_covers(p.key)]
         outcomes[dealer_id] = result.success and not problems
         seen.append(change_seen_at(engine, result.run_id))
         state = "ok" if outcomes[dealer_id] else "FAILED" if not result.success else f"{len(problems)} PROBLEM(S)"
         echo(f"  {dealer_id:<12} {state} in {time.monotonic() - started:.1f}s  (run {result.run_id[:8]})")
+        figures = sync_run_figures(engine, result.run_id, dealer_id)
+        if figures is not None:
+            echo(f"      {figures_line(figures)}")
         _echo_problems(echo, problems, None if result.success else _failure_of(result))
     tags = {TRIGGER_TAG: trigger}
     if any(seen):
@@ -73,11 +83,32 @@ def run_sync(dealer_ids: list[str] | None = None, release_held: bool = False, ec
     return outcomes
 
 
+def _profile_error(dealer, paths: DataPaths) -> str | None:
+    """Why the dealer's mapping profile cannot be used, or None when it loads."""
+    try:
+        find_profile(dealer.profile, paths.profile_dirs())
+    except ProfileError as error:
+        return str(error)
+    return None
+
+
+def figures_line(row) -> str:
+    """A dealer run's counts as the operator reads them (a sync_runs row): files, vehicles, quarantine, skipped, held."""
+    return (
+        f"files landed {row.landed or 0}, failed {row.failed or 0}; vehicles in {row.records or 0}, accepted {row.accepted or 0}, "
+        f"quarantined {row.quarantined or 0} ({row.quarantine_issues or 0} issues), skipped by profile {row.skipped or 0}; "
+        f"exports held {row.held or 0}; in stock {row.vehicles or 0}"
+    )
+
+
 def _failure_of(result) -> str:
-    """The first step failure's message of a failed in-process run."""
+    """The first step failure's message of a failed in-process run, every line of it (a profile error lists each problem)."""
     for event in result.all_events:
         if event.is_step_failure:
-            return event.event_specific_data.error.message.strip().splitlines()[0]
+            error = event.event_specific_data.error
+            while error.cause is not None and error.cls_name in ("DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"):
+                error = error.cause
+            return "\n        ".join(line for line in error.message.strip().splitlines() if line.strip())
     return "the run failed"
 
 
@@ -109,10 +140,12 @@ def run_group_sync(echo=print) -> dict[str, bool]:
     outcomes = {}
     for dealer in settings.dealers:
         row = recorded.get(dealer.id)
-        problems = current_problems(engine, dealer.id)
+        problems = current_problems(engine, dealer.id, freshness_hours(settings, dealer.id))
         outcomes[dealer.id] = row is not None and not problems
         state = "CRASHED" if row is None else row.outcome if not problems else f"{len(problems)} PROBLEM(S)"
         echo(f"  {dealer.id:<12} {state:<13} {row.vehicles if row is not None else 0:>6} vehicles")
+        if row is not None:
+            echo(f"      {figures_line(row)}")
         _echo_problems(echo, problems, None if row is not None else "its sync did not finish: see the run's log")
     account = current_problems(engine, "*")
     _echo_problems(echo, account, None)

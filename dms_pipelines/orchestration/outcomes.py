@@ -26,8 +26,9 @@ def landing_metadata(landed: Landed) -> dict:
     }
 
 
-def landing_checks(landed: Landed, settings) -> list[dg.AssetCheckResult]:
-    hours, limit = landed.hours_since_last_export, settings.validation.freshness_hours
+def landing_checks(landed: Landed, rules) -> list[dg.AssetCheckResult]:
+    """`rules`: the dealer's validation settings (Settings.rules_for)."""
+    hours, limit = landed.hours_since_last_export, rules.freshness_hours
     failed = landed.report.failed
     return [
         dg.AssetCheckResult(
@@ -59,22 +60,26 @@ def validation_metadata(summaries: list[ValidationSummary]) -> dict:
     total = sum(v.records_total for v in summaries)
     accepted = sum(v.accepted_rows for v in summaries)
     warnings = sum(n for v in summaries for key, n in v.issues_per_rule.items() if key.startswith("warning:"))
+    errors = sum(n for v in summaries for key, n in v.issues_per_rule.items() if key.startswith("error:"))
     return {
         "records": total,
         "accepted": accepted,
-        "quarantined": total - accepted,
+        "quarantined": total - accepted,  # vehicles
+        "quarantine_issues": errors,  # the error issues behind them (a vehicle can have several)
+        "skipped_by_profile": sum(v.skipped for v in summaries),
         "warnings": warnings,
         "pass_rate_percent": round(100 * accepted / total, 2) if total else 100.0,
         "issues": quarantine_table(summaries),
     }
 
 
-def validation_checks(summaries: list[ValidationSummary], settings) -> list[dg.AssetCheckResult]:
+def validation_checks(summaries: list[ValidationSummary], rules) -> list[dg.AssetCheckResult]:
+    """`rules`: the dealer's validation settings (Settings.rules_for)."""
     mismatches = rows_conserved(summaries)
     total = sum(v.records_total for v in summaries)
     accepted = sum(v.accepted_rows for v in summaries)
     rate = accepted / total if total else 1.0
-    threshold = settings.validation.pass_rate_warning
+    threshold = rules.pass_rate_warning
     per_rule: dict[str, int] = {}
     for item in summaries:
         for key, count in item.issues_per_rule.items():
@@ -242,9 +247,9 @@ def as_evaluation(result: dg.AssetCheckResult, asset: str, partition: str | None
 def dealer_events(run: DealerRun, settings, specs: list[MarketplaceSpec], paths) -> dict[str, tuple[dict, list[dg.AssetCheckResult]]]:
     """Per per-dealer asset, the metadata and the check results its own materialisation gives: the same functions, the same outcomes."""
     events = {
-        "landed_exports": (landing_metadata(run.landed), landing_checks(run.landed, settings)),
+        "landed_exports": (landing_metadata(run.landed), landing_checks(run.landed, settings.rules_for(run.dealer_id))),
         "parsed_exports": (parse_metadata(run.parsed), parse_checks(run.parsed)),
-        "validated_exports": (validation_metadata(run.validated), validation_checks(run.validated, settings)),
+        "validated_exports": (validation_metadata(run.validated), validation_checks(run.validated, settings.rules_for(run.dealer_id))),
         "dealer_stock": (stock_metadata(run.stock), stock_checks(run.stock)),
     }
     for spec in specs:

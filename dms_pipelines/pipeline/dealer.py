@@ -60,7 +60,7 @@ def land_stage(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Eng
 
 def parse_stage(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, logger=log) -> list[ParsedExport]:
     """The dealer's landed files through its mapping profile, oldest first; what cannot be read is logged and marked failed."""
-    parsed = parse_pending(dealer, paths, engine, settings.validation.max_uncompressed_mb)
+    parsed = parse_pending(dealer, paths, engine, settings.rules_for(dealer.id).max_uncompressed_mb)
     for item in parsed:
         if item.error:
             logger.error(item.error)

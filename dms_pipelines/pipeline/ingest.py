@@ -12,7 +12,7 @@ from dms_pipelines.config import Dealer, LocalInboxSource, Settings
 from dms_pipelines.formats.profile import MappingProfile, find_profile
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.formats.values import MappingError, ParseResult
-from dms_pipelines.operations.manifest import last_full_rows, pending_files, retry_due, seen_files, set_status, supersede_held_before, utc_now
+from dms_pipelines.operations.manifest import last_full_rows, pending_files, record_source_listing, retry_due, seen_files, set_status, supersede_held_before, utc_now
 from dms_pipelines.operations.quarantine import record_quarantine
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.sources.base import RemoteFile, Source, shown
@@ -68,6 +68,7 @@ class ValidatedExport:
     released_by: str | None = None
     sold_in_quarantine: set[str] = field(default_factory=set)  # a quarantined row that still says "sold" is believed
     earlier_fulls: list = field(default_factory=list)  # see ParsedExport: what applies instead when a guard holds this one
+    skipped: int = 0  # records the profile's skip rules left out (not for sale): not in records_total
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class ValidationSummary:
     quarantined_rows: int
     issues_per_rule: dict[str, int]  # "severity:rule" -> issues
     first_issues: list[dict]  # source_row, stock_id, field, rule, value, severity: the first SHOWN_ISSUES, errors first
+    skipped: int = 0  # records the profile's skip rules left out (not in records_total)
 
     @classmethod
     def of(cls, item: ValidatedExport) -> "ValidationSummary":
@@ -87,7 +89,7 @@ class ValidationSummary:
         per_rule = {f"{severity}:{rule}": int(n) for (severity, rule), n in issues.groupby(["severity", "rule"]).size().items()} if len(issues) else {}
         ordered = issues.sort_values(["severity", "source_row"], kind="stable").head(SHOWN_ISSUES) if len(issues) else issues
         first = ordered[["source_row", "stock_id", "field", "rule", "value", "severity"]].astype("string").fillna("").to_dict(orient="records") if len(issues) else []
-        return cls(item.file_name, item.records_total, len(item.accepted), item.quarantined_rows, per_rule, first)
+        return cls(item.file_name, item.records_total, len(item.accepted), item.quarantined_rows, per_rule, first, item.skipped)
 
 
 SHOWN_ISSUES = 20
@@ -162,7 +164,9 @@ def land(dealer: Dealer, paths: DataPaths, engine: Engine, run_id: str | None = 
     source = open_source(dealer, paths)
     try:
         files = ready_files(source, dealer, engine, utc_now().timestamp())
-        return land_files(source, files, dealer.id, profile, paths.landing, engine, run_id=run_id)
+        report = land_files(source, files, dealer.id, profile, paths.landing, engine, run_id=run_id)
+        record_source_listing(engine, dealer.id, len(files), report.skipped_unmatched)
+        return report
     finally:
         source.close()
 
@@ -227,19 +231,25 @@ def validate_parsed(
 ) -> list[ValidatedExport]:
     """Row rules on every parsed export; errors and warnings recorded in the quarantine table (replacing earlier runs' rows for the file).
 
-    `price_reference` (the group's stock, for the price-outlier warning) is read from the stock store unless given: a
-    step syncing several dealers reads it once.
+    `price_reference` (the stock of the group's dealers in the same currency, for the price-outlier warning) is read from
+    the stock store unless given: a step syncing several dealers reads it once per currency.
     """
     today = today or utc_now().date()
     if not any(item.result is not None for item in parsed):
         return []
-    reference = read_price_reference(paths.state, [d.id for d in settings.dealers]) if price_reference is None else price_reference
+    if price_reference is None:
+        first = next(item.result for item in parsed if item.result is not None)
+        dealer_id = str(first.rows["dealer_id"].iloc[0]) if len(first.rows) else None
+        reference = read_price_reference(paths.state, same_currency_dealers(settings, dealer_id))
+    else:
+        reference = price_reference
     validated = []
     for item in parsed:
         if item.result is None:
             continue
         result = item.result
-        checked = validate_stock(result.rows, item.file_name, settings.validation, today, price_reference=reference)
+        dealer_id = str(result.rows["dealer_id"].iloc[0]) if len(result.rows) else None  # the rules and market are the dealer's
+        checked = validate_stock(result.rows, item.file_name, settings.rules_for(dealer_id), today, price_reference=reference, market=settings.market_for(dealer_id))
         issues = pd.concat([result.issues, checked.issues], ignore_index=True)
         parse_error_rows = set(result.issues.loc[result.issues["severity"] == "error", "source_row"].dropna().astype(int))
         parse_failed = checked.accepted["source_row"].isin(parse_error_rows).to_numpy(dtype=bool)
@@ -262,10 +272,17 @@ def validate_parsed(
                 item.released_by,
                 sold,
                 item.earlier_fulls,
+                sum(result.skipped.values()),
             )
         )
         record_quarantine(engine, checked_dealer(accepted, result), item.file_id, item.file_name, issues, item.export_kind)
     return validated
+
+
+def same_currency_dealers(settings: Settings, dealer_id: str | None) -> list[str]:
+    """The dealers whose prices the price-outlier rule may compare the dealer's with: those selling in its currency."""
+    currency = settings.market_for(dealer_id).currency
+    return [d.id for d in settings.dealers if d.market.currency == currency]
 
 
 def checked_dealer(accepted: pd.DataFrame, result: ParseResult) -> str:
@@ -330,7 +347,7 @@ def _earlier_full(dealer: Dealer, held: ValidatedExport, stock: pd.DataFrame, se
     before it is still the DMS's last word. One the guards would hold too stays superseded."""
     profile = profile_for(dealer, paths)
     for number, row in enumerate(held.earlier_fulls):
-        parsed = _parse_file(row, profile, dealer, settings.validation.max_uncompressed_mb << 20, engine)
+        parsed = _parse_file(row, profile, dealer, settings.rules_for(dealer.id).max_uncompressed_mb << 20, engine)
         if parsed.result is None:
             continue
         candidate = validate_parsed([parsed], settings, paths, engine)[0]
@@ -342,7 +359,8 @@ def _earlier_full(dealer: Dealer, held: ValidatedExport, stock: pd.DataFrame, se
 
 def _guard(dealer: Dealer, item: ValidatedExport, stock: pd.DataFrame, settings: Settings, engine: Engine) -> str | None:
     """Why the delisting or the distribution guard holds the full export (None: they let it through)."""
-    return delisting_guard(item.records_total, last_full_rows(engine, dealer.id), settings.validation.min_full_export_share) or distribution_guard(item.accepted, stock, settings.validation)
+    rules = settings.rules_for(dealer.id)
+    return delisting_guard(item.records_total, last_full_rows(engine, dealer.id), rules.min_full_export_share) or distribution_guard(item.accepted, stock, rules)
 
 
 def _instead_of_held(
@@ -380,6 +398,7 @@ def _hold(engine: Engine, item: ValidatedExport, reason: str, run_id: str | None
         rows_total=item.records_total,
         rows_accepted=len(item.accepted),
         rows_quarantined=item.quarantined_rows,
+        rows_skipped=item.skipped,
         encoding=item.encoding,
         run_id=run_id,
     )
@@ -394,6 +413,7 @@ def _processed(engine: Engine, dealer_id: str, item: ValidatedExport, run_id: st
         rows_total=item.records_total,
         rows_accepted=len(item.accepted),
         rows_quarantined=item.quarantined_rows,
+        rows_skipped=item.skipped,
         encoding=item.encoding,
         processed_at=utc_now(),
         error=None,

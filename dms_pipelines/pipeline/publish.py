@@ -40,6 +40,11 @@ def account_run_covers(specs: list[MarketplaceSpec]) -> Callable[[str], bool]:
     return lambda key: key.rpartition(":")[2] in accounts
 
 
+def freshness_hours(settings: Settings, dealer_id: str) -> float:
+    """The dealer's freshness window: no export received for longer is a problem."""
+    return settings.rules_for(dealer_id).freshness_hours
+
+
 @dataclass
 class Published:
     """The warehouse stage of a dealer's run: rows per analysts' table, and what is wrong for the dealer after the run."""
@@ -60,7 +65,7 @@ def finish_dealer_run(
     """The dealer's problems after its run (all but the account-wide files'), each logged as an error, and its incidents
     opened and resolved with one alert each. `crashed`: why the run's own code failed, a problem too."""
     covers = dealer_run_covers(specs)
-    problems = [p for p in current_problems(engine, dealer_id) if covers(p.key)]
+    problems = [p for p in current_problems(engine, dealer_id, freshness_hours(settings, dealer_id)) if covers(p.key)]
     if crashed:
         problems.append(Problem(dealer_id, "sync_failed", "", f"the sync failed: {crashed}"))
     for problem in problems:

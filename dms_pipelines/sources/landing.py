@@ -186,6 +186,7 @@ def _record_landing(engine, previous, remote, dealer_id, kind, digest, temporary
             export_timestamp=export_timestamp(remote.name, remote.mtime),
             attempts=(previous.attempts if previous else 0) + 1,
             run_id=run_id,
+            landed_run_id=run_id,
         )
         if same_content is not None:
             temporary.unlink(missing_ok=True)
@@ -212,6 +213,7 @@ def _record_fetch_failure(engine, previous, remote, dealer_id, kind, message, tr
         next_attempt_at=None if final else now + _backoff(attempts),
         error=message,
         run_id=run_id,
+        landed_run_id=run_id,
     )
     with engine.begin() as connection:
         if previous is not None:

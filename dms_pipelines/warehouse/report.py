@@ -28,13 +28,14 @@ listing_kpis AS (
     FROM marketplace_listings GROUP BY ALL
 ),
 quarantine_kpis AS (
-    SELECT dealer_id, count(*) AS quarantine_open FROM quarantine WHERE status = 'open' AND severity = 'error' GROUP BY ALL
+    SELECT dealer_id, count(DISTINCT coalesce(stock_id, source_file || '#' || source_row)) AS quarantined_vehicles, count(*) AS quarantine_issues
+    FROM quarantine WHERE status = 'open' AND severity = 'error' GROUP BY ALL
 )
 SELECT coalesce(l.dealer_id, k.dealer_id) AS dealer_id, coalesce(l.marketplace, k.marketplace) AS marketplace,
        l.listed, l.held_back, round(l.mean_completeness, 4) AS mean_completeness,
        k.deliveries, round(k.success_rate, 4) AS success_rate, round(k.latency_p50_seconds, 3) AS latency_p50_seconds,
        round(k.latency_p95_seconds, 3) AS latency_p95_seconds, k.calls, round(k.calls_per_changed_vehicle, 3) AS calls_per_changed_vehicle,
-       coalesce(q.quarantine_open, 0) AS quarantine_open
+       coalesce(q.quarantined_vehicles, 0) AS quarantined_vehicles, coalesce(q.quarantine_issues, 0) AS quarantine_issues
 FROM listing_kpis l
 FULL JOIN delivery_kpis k ON k.dealer_id = l.dealer_id AND k.marketplace = l.marketplace
 LEFT JOIN quarantine_kpis q ON q.dealer_id = coalesce(l.dealer_id, k.dealer_id)
@@ -90,7 +91,8 @@ def render_table(rows: list[dict]) -> str:
         ("latency_p50_seconds", "p50 s"),
         ("latency_p95_seconds", "p95 s"),
         ("calls_per_changed_vehicle", "calls/chg"),
-        ("quarantine_open", "quarantine"),
+        ("quarantined_vehicles", "quarantined"),
+        ("quarantine_issues", "q. issues"),
     ]
 
     def cell(value):
