@@ -11,7 +11,7 @@ from dms_pipelines.devtools.sample.generator import SampleDealer, generate_group
 from dms_pipelines.operations.db import engine_for, ingested_files, source_listings
 from dms_pipelines.paths import BUILTIN_PROFILES
 from dms_pipelines.warehouse.report import kpis
-from dms_pipelines_tests.support import NAVIGATOR_HEADER, csv_lines, navigator_row
+from dms_pipelines_tests.support import csv_lines, navigator_row
 
 
 def vehicle(number: int, **changes) -> str:
@@ -91,7 +91,3 @@ def test_a_broken_profile_is_printed_whole_with_a_non_zero_exit_and_no_stack_tra
     out = capsys.readouterr().out
     assert "navigator_csv.yaml" in out and "fields.colour" in out and "colum" in out
     assert "Traceback" not in out
-
-
-def test_counts_header_is_the_navigator_layout():
-    assert NAVIGATOR_HEADER.split(",")[0] == "Stock"  # the rows above are written against this header
