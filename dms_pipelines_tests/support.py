@@ -428,3 +428,15 @@ def put(folder: Path, name: str, content: bytes, mtime: float | None = None) -> 
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+def problems_of(raw: dict) -> str:
+    """Why the registry refuses the configuration `raw` (it must refuse it)."""
+    import pytest
+
+    from dms_pipelines.config import ConfigError, parse_settings
+    from dms_pipelines.marketplaces.registry import published_specs
+
+    with pytest.raises(ConfigError) as caught:
+        published_specs(parse_settings(raw, "test.yaml"))
+    return str(caught.value)

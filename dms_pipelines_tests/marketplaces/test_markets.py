@@ -12,13 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from dms_pipelines.config import Address, ConfigError, Market, VehicleUrls, parse_settings
+from dms_pipelines.config import Address, Market, VehicleUrls, parse_settings
 from dms_pipelines.marketplaces import google, meta, website
 from dms_pipelines.marketplaces.base import render_for, vehicle_urls
 from dms_pipelines.marketplaces.feed_profile import FOLDER, FeedProfileError, load_feed_profile
 from dms_pipelines.marketplaces.registry import SPECS, published_specs
 from dms_pipelines.stock.schema import coerce_to_schema
-from dms_pipelines_tests.support import COMMITTED_CONFIG, GOLDEN, feed_vehicle, file_bytes, fixed_dealer, fixed_stock
+from dms_pipelines_tests.support import GOLDEN, feed_vehicle, file_bytes, fixed_dealer, fixed_stock, problems_of
 
 NEW_CARS = "{website}/new-cars/{make}/{model}/{stock_id_lower}"
 
@@ -145,17 +145,6 @@ def test_vehicle_urls_are_each_vehicles_own(cars, used, new):
 
 
 # --- marketplaces that take only GBP and miles --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def raw() -> dict:
-    return yaml.safe_load(COMMITTED_CONFIG.read_text())
-
-
-def problems_of(raw: dict) -> str:
-    with pytest.raises(ConfigError) as caught:
-        published_specs(parse_settings(raw, "test.yaml"))
-    return str(caught.value)
 
 
 def test_a_euro_dealer_on_a_marketplace_that_takes_pounds_only_is_refused(raw):

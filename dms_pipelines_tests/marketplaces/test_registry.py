@@ -2,23 +2,9 @@
 
 import copy
 
-import pytest
-import yaml
-
-from dms_pipelines.config import ConfigError, parse_settings
+from dms_pipelines.config import parse_settings
 from dms_pipelines.marketplaces.registry import SPECS, published_specs
-from dms_pipelines_tests.support import COMMITTED_CONFIG
-
-
-@pytest.fixture
-def raw() -> dict:
-    return yaml.safe_load(COMMITTED_CONFIG.read_text())
-
-
-def problems_of(raw: dict) -> str:
-    with pytest.raises(ConfigError) as caught:
-        published_specs(parse_settings(raw, "test.yaml"))
-    return str(caught.value)
+from dms_pipelines_tests.support import problems_of
 
 
 def test_the_committed_configuration_publishes_to_every_marketplace_it_declares_in_registry_order(raw):
