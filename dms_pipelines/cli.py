@@ -40,7 +40,8 @@ def cmd_reprocess(args) -> int:
     for row in superseded:
         print(f"  {row.file_name}: not reprocessed, superseded by a newer full export already applied")
     if not queued:
-        print(f"nothing to reprocess for {args.dealer}: no failed file" + (" (use --file NAME for another landed file)" if args.file is None else ""))
+        why = "every one was superseded" if superseded else "no failed file" + (" (use --file NAME for another landed file)" if args.file is None else "")
+        print(f"nothing to reprocess for {args.dealer}: {why}")
         return 0
     print(f"reprocessing {len(queued)} file(s) of {args.dealer} through profile {settings.dealer(args.dealer).profile}: {', '.join(row.file_name for row in queued)}")
     outcomes = run_sync([args.dealer], trigger="reprocess")
