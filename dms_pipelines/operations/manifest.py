@@ -15,7 +15,7 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def utc_aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
@@ -88,7 +88,7 @@ def seen_files(engine: Engine, dealer_id: str) -> dict[tuple, object]:
 
 def retry_due(row, now: datetime) -> bool:
     """A file waiting for a retry whose time has come."""
-    due = _aware(row.next_attempt_at)
+    due = utc_aware(row.next_attempt_at)
     return row.status == "retry" and (due is None or due <= now)
 
 
@@ -159,7 +159,7 @@ def change_seen_at(engine: Engine, run_id: str) -> datetime | None:
         value = connection.execute(
             select(ingested_files.c.received_at).where(and_(ingested_files.c.run_id == run_id, ingested_files.c.status == "processed")).order_by(ingested_files.c.received_at)
         ).scalar()
-    return _aware(value)
+    return utc_aware(value)
 
 
 def hours_since_last_export(engine: Engine, dealer_id: str, now: datetime | None = None) -> float | None:
@@ -168,7 +168,7 @@ def hours_since_last_export(engine: Engine, dealer_id: str, now: datetime | None
         newest = connection.execute(select(ingested_files.c.received_at).where(ingested_files.c.dealer_id == dealer_id).order_by(ingested_files.c.received_at.desc())).scalar()
     if newest is None:
         return None
-    return ((now or utc_now()) - _aware(newest)).total_seconds() / 3600
+    return ((now or utc_now()) - utc_aware(newest)).total_seconds() / 3600
 
 
 def reprocess_files(engine: Engine, dealer_id: str, file_name: str | None, requested_by: str) -> tuple[list, list]:

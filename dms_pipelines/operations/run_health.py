@@ -12,6 +12,7 @@ from dms_pipelines.config import Settings
 from dms_pipelines.operations.alerts import notify
 from dms_pipelines.operations.db import incidents, ingested_files, listing_ledger, source_listings
 from dms_pipelines.operations.drift_state import KINDS, describe_drift, ids_text, latest_drift
+from dms_pipelines.operations.manifest import utc_aware
 from dms_pipelines.operations.statuses import PROBLEM_FILE_STATUSES, PROBLEM_LISTING_STATUSES, FileStatus, ListingStatus
 
 
@@ -93,22 +94,18 @@ def _staleness(engine: Engine, dealer_id: str, freshness_hours: float, now: date
         names = (listing.unmatched_sample or "").splitlines()
         unmatched = f"; {listing.unmatched} file(s) in its source match none of its profile's file patterns (files.full, files.delta), e.g. {', '.join(names)}"
     if newest is not None:
-        hours = (now - _aware(newest)).total_seconds() / 3600
+        hours = (now - utc_aware(newest)).total_seconds() / 3600
         if hours <= freshness_hours:
             return []
         return [Problem(dealer_id, "stale", "", f"no export received for {hours:.1f} h (freshness window {freshness_hours:g} h){unmatched}")]
     if listing is None:
         return []
-    waited = (now - _aware(listing.first_listed_at)).total_seconds() / 3600
+    waited = (now - utc_aware(listing.first_listed_at)).total_seconds() / 3600
     if unmatched:
         return [Problem(dealer_id, "stale", "", f"no export received yet{unmatched}: fix the patterns, see `dms-pipelines profile check`")]
     if waited > freshness_hours:
         return [Problem(dealer_id, "stale", "", f"no export received in the {waited:.1f} h since its source was first listed (freshness window {freshness_hours:g} h)")]
     return []
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 @dataclass
