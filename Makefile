@@ -34,7 +34,7 @@ test: $(STAMP) | $(CONFIG)
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -55,6 +55,10 @@ dev: $(STAMP) | $(CONFIG)
 	  for i in $$(seq 200); do test -s "$$URLFILE" && break; kill -0 $$SIM 2>/dev/null || break; sleep 0.1; done; \
 	  test -s "$$URLFILE" || { echo "make dev: the stock API simulator did not start (see above); not starting dagster dev" >&2; exit 1; }; \
 	  URL=$$(cat "$$URLFILE"); echo "stock API simulator on $$URL; dagster dev uses it (DMS_AUTOTRADER_BASE_URL=$$URL)"; \
+	  export DMS_AUTOTRADER_WEBHOOK_SECRET=$${DMS_AUTOTRADER_WEBHOOK_SECRET:-demo-autotrader-secret} DMS_GOOGLE_LEAD_KEY=$${DMS_GOOGLE_LEAD_KEY:-demo-google-key} DMS_WEBSITE_LEAD_KEY=$${DMS_WEBSITE_LEAD_KEY:-demo-website-key}; \
+	  $(BIN)/python -m dms_pipelines.leads.receiver & RECEIVER=$$!; \
+	  trap 'kill $$SIM $$RECEIVER 2>/dev/null; wait $$SIM $$RECEIVER 2>/dev/null; rm -f "$$URLFILE"' EXIT; \
+	  echo "lead webhook receiver (pid $$RECEIVER) on the configured leads.receiver port; leads land in data/lead_landing"; \
 	  DMS_AUTOTRADER_TOKEN=$$TOKEN DMS_AUTOTRADER_BASE_URL=$$URL $(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
@@ -68,4 +72,4 @@ validate: $(STAMP) | $(CONFIG)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 clean:
-	rm -rf data/inbox data/landing data/outbox data/state data/warehouse data/warehouse.duckdb data/bench data/dagster_home
+	rm -rf data/inbox data/landing data/lead_inbox data/lead_landing data/crm_drop data/outbox data/state data/warehouse data/warehouse.duckdb data/bench data/dagster_home

@@ -103,6 +103,58 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_leads_run(args) -> int:
+    from dms_pipelines.orchestration.drivers import run_leads
+
+    outcomes = run_leads(args.dealer or None)
+    return 0 if all(outcomes.values()) else 1
+
+
+def _lead_dealer(args):
+    settings = load_settings()
+    try:
+        settings.dealer(args.dealer)
+    except KeyError:
+        print(f"error: no dealer '{args.dealer}' in the configuration (dealers: {', '.join(d.id for d in settings.dealers)})", file=sys.stderr)
+        return settings, None
+    from dms_pipelines.operations.db import engine_for
+
+    return settings, engine_for(operations_db_url(settings, DataPaths(data_root())))
+
+
+def cmd_leads_replay(args) -> int:
+    """Queue a dealer's dead-lettered leads again (after fixing the CRM or its configuration), then run its leads."""
+    from dms_pipelines.orchestration.drivers import run_leads
+    from dms_pipelines.pipeline.leads import replay_dead_letters
+
+    _, engine = _lead_dealer(args)
+    if engine is None:
+        return 2
+    print(f"{replay_dead_letters(engine, args.dealer)} dead-lettered lead(s) of {args.dealer} queued again")
+    return 0 if all(run_leads([args.dealer], trigger="replay").values()) else 1
+
+
+def cmd_leads_acknowledge(args) -> int:
+    """Mark a dealer's unreadable lead files as seen (the operator has read why): they stop failing its runs."""
+    import getpass
+
+    from dms_pipelines.operations.lead_store import acknowledge_failed_files
+
+    _, engine = _lead_dealer(args)
+    if engine is None:
+        return 2
+    count = acknowledge_failed_files(engine, args.dealer, args.file, by=f"dms-pipelines leads acknowledge ({getpass.getuser()})")
+    print(f"{count} unreadable lead file(s) of {args.dealer} acknowledged")
+    return 0 if count or args.file is None else 2
+
+
+def cmd_leads_receive(args) -> int:
+    from dms_pipelines.leads.receiver import main as receiver_main
+
+    receiver_main([*(["--host", args.host] if args.host else []), *(["--port", str(args.port)] if args.port is not None else [])])
+    return 0
+
+
 def cmd_schema_docs(args) -> int:
     from dms_pipelines.stock.schema_docs import canonical_vehicle_markdown
 
@@ -137,6 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay-dead-letters", help="queue dead-lettered deliveries again (after fixing the cause)")
     replay.add_argument("--marketplace", default=None)
     replay.set_defaults(func=cmd_replay)
+
+    leads = commands.add_parser("leads", help="enquiries: run the lead pipeline, replay dead letters, acknowledge unreadable files, start the webhook receiver")
+    lead_commands = leads.add_subparsers(dest="leads_command", required=True)
+    lead_run = lead_commands.add_parser("run", help="land, read, link and deliver new leads to the CRM as ADF, through Dagster")
+    lead_run.add_argument("--dealer", action="append", help="a dealer id (repeatable); default every dealer")
+    lead_run.set_defaults(func=cmd_leads_run)
+    lead_replay = lead_commands.add_parser("replay", help="deliver a dealer's dead-lettered leads again (after fixing the cause)")
+    lead_replay.add_argument("--dealer", required=True)
+    lead_replay.set_defaults(func=cmd_leads_replay)
+    lead_ack = lead_commands.add_parser("acknowledge", help="mark a dealer's unreadable lead files as seen, so they stop failing its runs")
+    lead_ack.add_argument("--dealer", required=True)
+    lead_ack.add_argument("--file", default=None, help="one lead file by its landed name (default: every unreadable one)")
+    lead_ack.set_defaults(func=cmd_leads_acknowledge)
+    receive = lead_commands.add_parser("receive", help="run the webhook receiver (Auto Trader deals, Google lead forms, the website form) until stopped")
+    receive.add_argument("--host", default=None)
+    receive.add_argument("--port", type=int, default=None)
+    receive.set_defaults(func=cmd_leads_receive)
 
     report = commands.add_parser("report", help="KPIs per dealer and marketplace from the warehouse")
     report.add_argument("--format", choices=["table", "json"], default="table")

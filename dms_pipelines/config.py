@@ -289,6 +289,8 @@ class Dealer(Strict):
     market: Market = Market()  # default: the address's country (GB or IE), else GB, with that country's defaults
     validation: Validation | None = None  # the group's validation keys this dealer overrides (only those given)
     urls: VehicleUrls = VehicleUrls()
+    crm: "Crm | None" = None  # where the dealer's leads go as ADF; none: leads are kept, not delivered (a check says so)
+    leads: "DealerLeads" = Field(default_factory=lambda: DealerLeads())
 
     @field_validator("id")
     @classmethod
@@ -392,6 +394,68 @@ class Alerts(Strict):
     _check_env = field_validator("webhook_url_env", "smtp_username_env", "smtp_password_env")(_env_name)
 
 
+class CrmEmail(Strict):
+    """ADF leads by e-mail to the CRM's lead mailbox (SMTP); the XML as the plain-text body, or as an attachment."""
+
+    smtp_host: str
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    username_env: str | None = None
+    password_env: str | None = None
+    email_from: str
+    email_to: list[str] = Field(min_length=1)
+    body: Literal["text", "attachment"] = "text"  # some CRMs take only text/plain with the ADF alone in the body
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    _check_envs = field_validator("username_env", "password_env")(_env_name)
+
+
+CrmDropConfig = Annotated[Union[LocalDestination, SftpUploadDestination], Field(discriminator="kind")]
+
+
+class Crm(Strict):
+    """Where a dealer's leads go as ADF 1.0 XML: a file drop (local folder or SFTP) and/or e-mail; at least one."""
+
+    drop: CrmDropConfig | None = None
+    email: CrmEmail | None = None
+    max_attempts: int = Field(default=5, ge=1)  # attempts across runs before a lead's delivery is dead-lettered
+
+    @model_validator(mode="after")
+    def _somewhere(self):
+        if self.drop is None and self.email is None:
+            raise ValueError("a CRM needs a drop, an email, or both")
+        return self
+
+
+class DealerLeads(Strict):
+    """A dealer's lead inbox: Meta lead CSV exports and ADF e-mails (.eml, .xml) dropped like DMS exports."""
+
+    source: SourceConfig | None = None  # default: a local inbox at lead_inbox/<dealer id>
+
+
+class Receiver(Strict):
+    """The webhook receiver: which variables hold each sender's secret; a sender whose variable is unset is refused (403)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8780, ge=0, le=65535)
+    autotrader_secret_env: str | None = "DMS_AUTOTRADER_WEBHOOK_SECRET"  # HMAC-SHA256 key of Deal Sync notifications
+    google_key_env: str | None = "DMS_GOOGLE_LEAD_KEY"  # the lead form's google_key
+    website_key_env: str | None = "DMS_WEBSITE_LEAD_KEY"  # the website form's X-Lead-Key header
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    _check_envs = field_validator("autotrader_secret_env", "google_key_env", "website_key_env")(_env_name)
+
+
+class Leads(Strict):
+    """Group-wide lead settings: the receiver and how many similar available cars a lead on a sold one is offered."""
+
+    receiver: Receiver = Receiver()
+    alternatives: int = Field(default=3, ge=0, le=10)
+
+
+Dealer.model_rebuild()  # its crm and leads models are defined above, after it
+
+
 class Settings(Strict):
     group_name: str
     dealers: list[Dealer]
@@ -399,6 +463,7 @@ class Settings(Strict):
     validation: Validation = Validation()
     alerts: Alerts = Alerts()
     operations_db_url_env: str | None = None  # env var holding a SQLAlchemy URL (e.g. PostgreSQL); default SQLite under state/
+    leads: Leads = Leads()
 
     _check_db_env = field_validator("operations_db_url_env")(_env_name)
     _rules: dict[str, Validation] = PrivateAttr(default_factory=dict)  # per dealer with overrides: the group's rules merged with them

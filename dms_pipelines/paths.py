@@ -40,6 +40,15 @@ class DataPaths:
         return self.root / "landing"
 
     @property
+    def lead_inbox(self) -> Path:
+        return self.root / "lead_inbox"
+
+    @property
+    def lead_landing(self) -> Path:
+        """lead_landing/<dealer>/: every raw lead payload and file, kept unchanged (webhooks write here before their 2xx)."""
+        return self.root / "lead_landing"
+
+    @property
     def outbox(self) -> Path:
         return self.root / "outbox"
 

@@ -15,6 +15,7 @@ LAYERS = {  # bottom first
     "marketplaces": 4,
     "delivery": 4,
     "warehouse": 4,
+    "leads": 4,
     "pipeline": 5,
     "orchestration": 6,
     "definitions": 6,

@@ -51,10 +51,35 @@ def cmd_demo(args) -> int:
             places = ", ".join(f"{m} {'gone' if gone else 'STILL LISTED'}" for m, gone in sale.gone_from.items())
             print(f"4. sold-car fast path: {sale.dealer_id} sold {sale.stock_id} in the DMS; {sale.seconds:.1f} s later: {places}")
             outcomes["fast_path"] = all(sale.gone_from.values())
+            outcomes["leads"] = show_enquiries(settings, paths, simulator, sale.stock_id)
     finally:
         if simulator is not None:
             simulator.stop()
     return 0 if all(outcomes.values()) else 1
+
+
+def show_enquiries(settings, paths: DataPaths, simulator, sold_stock_id: str | None) -> bool:
+    """Step 5: enquiries from every channel reach the CRM drop as ADF; one from a marketplace is shown (its vehicle part)."""
+    from dms_pipelines.devtools.lead_demo import run_lead_demo
+    from dms_pipelines.leads.adf import validate_adf
+    from dms_pipelines.orchestration.drivers import run_leads
+
+    print("5. enquiries back to the CRM (lead_sync through Dagster):")
+    demo = run_lead_demo(settings, paths, simulator, run_leads, sold_stock_id)
+    valid = [path for path in demo.adf_files if not validate_adf(path.read_bytes())]
+    print(f"   CRM drop: {len(demo.adf_files)} ADF file(s), {len(valid)} valid against the ADF 1.0 DTD")
+    shown = next((path for path in demo.adf_files if "-autotrader-" in path.name), demo.adf_files[0] if demo.adf_files else None)
+    if shown is not None:
+        from lxml import etree
+
+        vehicle = etree.fromstring(shown.read_bytes(), etree.XMLParser(resolve_entities=False, no_network=True)).find("prospect/vehicle")
+        parts = (
+            [f"{child.tag}={(child.text or '').strip()}" for child in vehicle if child.tag in ("year", "make", "model", "stock", "comments") and (child.text or "").strip()]
+            if vehicle is not None
+            else []
+        )
+        print(f"   an enquiry from a marketplace, in the CRM drop: {shown}\n     vehicle: {'; '.join(parts)}")
+    return bool(demo.adf_files) and len(valid) == len(demo.adf_files) and demo.refused_forgery and all(demo.outcomes.values())
 
 
 def start_demo_simulator(settings):

@@ -58,6 +58,17 @@ def bench_sold_latency(work: Path, vehicles: int = 600, timeout: float = 180.0, 
     job_seconds = time.perf_counter() - started
     assert _sold_on_simulator(simulator, stock_id) and _off_google(paths, stock_id)
     echo(f"sold-car fast path, job alone: {job_seconds:.2f} s ({stock_id})")
+    from dms_pipelines.devtools.lead_demo import demo_secrets
+    from dms_pipelines.leads.receiver import ReceiverServer
+    from dms_pipelines.orchestration.drivers import run_leads
+
+    demo_secrets(settings)  # the receiver's secret variables, set before the daemon starts (its runs inherit them)
+    receiver = ReceiverServer(settings, paths).start()
+    started = time.perf_counter()
+    _post_lead(receiver.url, "LEAD-JOB-1")
+    run_leads(["leeds"], echo=lambda line: None, trigger="bench")
+    lead_job_seconds = time.perf_counter() - started if _in_crm_drop(paths, "LEAD-JOB-1") else None
+    echo(f"lead posted to the receiver -> ADF in the CRM drop, job alone: {lead_job_seconds:.2f} s" if lead_job_seconds else "lead, job alone: NOT in the CRM drop")
 
     daemon = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "dms_pipelines.definitions"],  # the code location by module: no source tree needed
@@ -77,14 +88,51 @@ def bench_sold_latency(work: Path, vehicles: int = 600, timeout: float = 180.0, 
                 daemon_seconds = time.perf_counter() - started
                 break
             time.sleep(0.25)
+        lead_daemon_seconds = None
+        started = time.perf_counter()
+        _post_lead(receiver.url, "LEAD-DAEMON-1")
+        while time.perf_counter() - started < timeout:
+            if _in_crm_drop(paths, "LEAD-DAEMON-1"):
+                lead_daemon_seconds = time.perf_counter() - started
+                break
+            time.sleep(0.1)
+        echo(
+            "lead posted to the receiver -> ADF in the CRM drop, under the daemon (new_leads sensor, queued run): "
+            + (f"{lead_daemon_seconds:.1f} s" if lead_daemon_seconds else f"not done within {timeout:.0f} s")
+        )
     finally:
         stop_process_group(daemon)
         simulator.stop()
+        receiver.stop()
     echo(
         "sold-car fast path, end to end under the daemon (sensor, queued run, account feed): "
         + (f"{daemon_seconds:.1f} s ({stock_id})" if daemon_seconds is not None else f"not done within {timeout:.0f} s")
     )
-    return {"vehicles": vehicles, "job_alone_seconds": round(job_seconds, 2), "daemon_end_to_end_seconds": round(daemon_seconds, 1) if daemon_seconds else None}
+    return {
+        "vehicles": vehicles,
+        "job_alone_seconds": round(job_seconds, 2),
+        "daemon_end_to_end_seconds": round(daemon_seconds, 1) if daemon_seconds else None,
+        "lead_job_alone_seconds": round(lead_job_seconds, 2) if lead_job_seconds else None,
+        "lead_daemon_end_to_end_seconds": round(lead_daemon_seconds, 1) if lead_daemon_seconds else None,
+    }
+
+
+def _post_lead(receiver_url: str, enquiry_id: str) -> None:
+    import json
+    import urllib.request
+
+    from dms_pipelines.leads.receiver import WEBSITE_KEY_HEADER
+
+    body = {"enquiry_id": enquiry_id, "stock_id": "LEE00002", "first_name": "Bench", "last_name": "Buyer", "email": f"{enquiry_id.lower()}@example.com", "message": "Still available?"}
+    request = urllib.request.Request(
+        f"{receiver_url}/webhooks/website/leeds", data=json.dumps(body).encode(), headers={"Content-Type": "application/json", WEBSITE_KEY_HEADER: os.environ["DMS_WEBSITE_LEAD_KEY"]}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def _in_crm_drop(paths, enquiry_id: str) -> bool:
+    return any(enquiry_id in path.name for path in (paths.root / "crm_drop" / "leeds").glob("*.xml"))
 
 
 def stop_process_group(leader: subprocess.Popen, grace: float = 30.0) -> None:

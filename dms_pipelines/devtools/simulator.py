@@ -1,4 +1,4 @@
-"""A local Auto Trader Connect-style stock API with state, validation and failure knobs, for tests and the demo."""
+"""A local Auto Trader Connect-style stock and deals API with state, validation and failure knobs, and signed Deal Sync notifications, for tests and the demo."""
 
 import argparse
 import copy
@@ -9,10 +9,15 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from dms_pipelines.leads.receiver import SIGNATURE_HEADER, sign_autotrader
 
 LIFECYCLE_STATES = frozenset({"DUE_IN", "FORECOURT", "SALE_IN_PROGRESS", "SOLD", "DELETED", "WASTEBIN"})
 GONE_STATES = frozenset({"DELETED", "WASTEBIN"})
@@ -22,6 +27,10 @@ ADVERT_STATUSES = frozenset({"PUBLISHED", "NOT_PUBLISHED"})
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 20
 MAX_BODY_BYTES = 5 * 1024 * 1024
+DEAL_STATUSES = frozenset({"In progress", "Complete", "Cancelled"})
+DEAL_EVENTS = frozenset({"DEAL_CREATED", "DEAL_UPDATED", "COMPONENT_CHANGED", "DEAL_CANCELLED", "DEAL_COMPLETED"})
+# A deal's component field -> the collection its records are served from (GET /<collection>/<id>)
+DEAL_COMPONENTS = {"partExchange": "part-exchanges", "financeApplication": "finance-applications", "delivery": "deliveries"}
 
 
 def _merge(target: dict, patch: dict) -> dict:
@@ -32,6 +41,10 @@ def _merge(target: dict, patch: dict) -> dict:
         else:
             target[key] = copy.deepcopy(value)
     return target
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _object(value) -> dict:
@@ -95,6 +108,8 @@ class StockApiSimulator:
         self._idempotent: dict[tuple[str, str], tuple[int, dict]] = {}  # (advertiserId, key) -> first answer
         self._failures: list[tuple[str, float | int | None, tuple[str, ...] | None]] = []
         self._rejects: dict[str, tuple[int, str]] = {}
+        self._deals: dict[str, dict] = {}  # dealId -> deal, creation order kept
+        self._components: dict[tuple[str, str], dict] = {}  # (collection, id) -> component
         self.request_log: list[tuple[str, str, int]] = []
         self.writes = 0
         self._server = _QuietServer((host, port), self._handler_class())
@@ -181,6 +196,93 @@ class StockApiSimulator:
     def live_items(self, advertiser_id: str | None = None) -> list[dict]:
         return [i for i in self.items(advertiser_id) if i["metadata"]["lifecycleState"] not in GONE_STATES]
 
+    # deals (Deal Sync): the deals and their components, and the signed notifications a receiver gets about them
+
+    def _store_components(self, deal: dict, components: dict) -> None:
+        """Keep each component given (an id assigned when it has none) and point the deal at it (called under the lock)."""
+        for field, component in components.items():
+            if field not in DEAL_COMPONENTS:
+                raise ValueError(f"unknown deal component {field!r}; one of {sorted(DEAL_COMPONENTS)}")
+            if component is None:
+                deal[field] = None
+                continue
+            component = copy.deepcopy(component)
+            component.setdefault("id", uuid.uuid4().hex)
+            self._components[(DEAL_COMPONENTS[field], str(component["id"]))] = component
+            deal[field] = {"id": component["id"]}
+
+    def add_deal(self, advertiser_id: str, deal: dict, components: dict | None = None) -> str:
+        """Keep a deal for the advertiser (its dealId, times, status and component links filled in when missing); its dealId.
+        `components` maps partExchange / financeApplication / delivery to the component's record (ids assigned)."""
+        deal = copy.deepcopy(deal)
+        deal.setdefault("dealId", uuid.uuid4().hex)
+        deal["advertiserId"] = str(advertiser_id)
+        now = _now_iso()
+        deal.setdefault("created", now)
+        deal.setdefault("lastUpdated", deal["created"])
+        deal.setdefault("advertiserDealStatus", "In progress")
+        if deal["advertiserDealStatus"] not in DEAL_STATUSES:
+            raise ValueError(f"advertiserDealStatus must be one of {sorted(DEAL_STATUSES)}, got {deal['advertiserDealStatus']!r}")
+        for field in DEAL_COMPONENTS:
+            deal.setdefault(field, None)
+        with self._lock:
+            self._store_components(deal, components or {})
+            self._deals[str(deal["dealId"])] = deal
+        return str(deal["dealId"])
+
+    def update_deal(self, deal_id: str, components: dict | None = None, **changes) -> dict:
+        """Change a deal as the buyer or the dealer would (objects merged key by key; `components` replaces or adds
+        components); lastUpdated moves on. The deal as it now is."""
+        status = changes.get("advertiserDealStatus")
+        if status is not None and status not in DEAL_STATUSES:
+            raise ValueError(f"advertiserDealStatus must be one of {sorted(DEAL_STATUSES)}, got {status!r}")
+        with self._lock:
+            deal = self._deals.get(str(deal_id))
+            if deal is None:
+                raise KeyError(f"no deal {deal_id}")
+            _merge(deal, {key: value for key, value in changes.items() if key not in ("dealId", "advertiserId")})
+            self._store_components(deal, components or {})
+            deal["lastUpdated"] = _now_iso()
+            return copy.deepcopy(deal)
+
+    def deals(self, advertiser_id: str | None = None) -> list[dict]:
+        with self._lock:
+            return [copy.deepcopy(d) for d in self._deals.values() if advertiser_id is None or d["advertiserId"] == str(advertiser_id)]
+
+    def component(self, field: str, component_id: str) -> dict:
+        with self._lock:
+            return copy.deepcopy(self._components[(DEAL_COMPONENTS[field], str(component_id))])
+
+    def notification(self, deal_id: str, event: str, component: str | None = None) -> bytes:
+        """The body of a Deal Sync notification about the deal (a new notification id each call): keep it to send the same bytes again."""
+        if event not in DEAL_EVENTS:
+            raise ValueError(f"event must be one of {sorted(DEAL_EVENTS)}, got {event!r}")
+        if component is not None and component not in DEAL_COMPONENTS:
+            raise ValueError(f"component must be one of {sorted(DEAL_COMPONENTS)} or None, got {component!r}")
+        with self._lock:
+            deal = self._deals.get(str(deal_id))
+            if deal is None:
+                raise KeyError(f"no deal {deal_id}")
+            advertiser = deal["advertiserId"]
+        data = {"dealId": str(deal_id), "advertiserId": advertiser, "event": event, "component": component}
+        return json.dumps({"id": uuid.uuid4().hex, "type": "DEAL_UPDATE", "time": _now_iso(), "data": data}).encode()
+
+    def notify(self, receiver_url: str, secret: str, deal_id: str, event: str, component: str | None = None, signature: str | None = None, body: bytes | None = None, timeout: float = 10.0) -> int:
+        """POST a signed notification to `{receiver_url}/webhooks/autotrader`; the HTTP status (0: no answer). `signature`
+        replaces the header's value (a forged one); `body` sends those exact bytes instead of a new notification."""
+        raw = self.notification(deal_id, event, component) if body is None else body
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign_autotrader(secret, raw) if signature is None else signature}
+        request = urllib.request.Request(f"{receiver_url.rstrip('/')}/webhooks/autotrader", data=raw, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as error:
+            error.close()
+            return error.code
+        except (urllib.error.URLError, OSError):
+            return 0
+
     # request handling
 
     def _next_failure(self, method: str):
@@ -218,6 +320,47 @@ class StockApiSimulator:
             found = [i for i in self._items.values() if i["advertiserId"] == advertiser and all(filters[n](i) == v for n, v in wanted.items())]
             results = copy.deepcopy(found[(page - 1) * size : page * size])
         return 200, {"results": results, "totalResults": len(found)}
+
+    def _page(self, query: dict) -> tuple[int, int] | tuple[int, dict]:
+        try:
+            size = int(query.get("pageSize", DEFAULT_PAGE_SIZE))
+            page = int(query.get("page", 1))
+        except ValueError:
+            return 400, {"message": "page and pageSize must be whole numbers"}
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            return 400, {"message": f"pageSize must be between 1 and {MAX_PAGE_SIZE}"}
+        if page < 1:
+            return 400, {"message": "page must be 1 or more"}
+        return page, size
+
+    def _deal_route(self, path: str, advertiser: str, query: dict) -> tuple[int, dict] | None:
+        """The answer to a GET of the deals API, or None when `path` is not one of its routes."""
+        if path == "/deals":
+            paging = self._page(query)
+            if isinstance(paging[1], dict):
+                return paging
+            page, size = paging
+            with self._lock:
+                found = [d for d in self._deals.values() if d["advertiserId"] == advertiser]
+                results = copy.deepcopy(found[(page - 1) * size : page * size])
+            return 200, {"results": results, "totalResults": len(found)}
+        collection, _, record_id = path.strip("/").partition("/")
+        record_id = urllib.parse.unquote(record_id)
+        if not record_id or "/" in record_id:
+            return None
+        with self._lock:
+            if collection == "deals":
+                deal = self._deals.get(record_id)
+                if deal is None or deal["advertiserId"] != advertiser:
+                    return 404, {"message": f"deal {record_id} not found for advertiser {advertiser}"}
+                return 200, copy.deepcopy(deal)
+            if collection in DEAL_COMPONENTS.values():
+                owners = [d for d in self._deals.values() if d["advertiserId"] == advertiser and any(_object(d.get(f)).get("id") == record_id for f, c in DEAL_COMPONENTS.items() if c == collection)]
+                component = self._components.get((collection, record_id))
+                if component is None or not owners:
+                    return 404, {"message": f"{collection} {record_id} not found for advertiser {advertiser}"}
+                return 200, copy.deepcopy(component)
+        return None
 
     def _rejection(self, reference) -> tuple[int, dict] | None:
         if reference in self._rejects:
@@ -286,6 +429,10 @@ class StockApiSimulator:
             return 400, {"message": "advertiserId is required"}
         if method == "GET" and path == "/stock":
             return self._search(advertiser, query)
+        if method == "GET":
+            answer = self._deal_route(path, advertiser, query)
+            if answer is not None:
+                return answer
         stock_id = urllib.parse.unquote(path.removeprefix("/stock/")) if path.startswith("/stock/") else None
         if not (method == "POST" and path == "/stock") and not (method == "PATCH" and stock_id and "/" not in stock_id):
             return 404, {"message": f"no route {method} {path}"}

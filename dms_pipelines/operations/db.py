@@ -225,6 +225,119 @@ incidents = Table(
 )
 
 
+# Leads. These tables hold personal data (the buyer's name, e-mail, phone, message): the operational database is the one
+# restricted store of it besides the CRM outbox; the warehouse gets masked copies only (docs/warehouse.md).
+lead_files = Table(
+    "lead_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("file_name", Text, nullable=False),  # the name in lead_landing/<dealer>/
+    Column("origin", String(16), nullable=False),  # webhook | inbox | fetched (an Auto Trader deal read after its notification)
+    Column("original_name", Text),  # the name in the inbox, for inbox files
+    Column("source_key", Text, index=True),  # an inbox file's path, size and mtime: a file already landed is not read again
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("size_bytes", Integer, nullable=False),
+    Column("kind", String(32)),  # the parser's kind: meta_csv | adf | google | website | autotrader_deal | autotrader_notification
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # landed | processed | failed | duplicate | retry: operations.statuses.LeadFileStatus
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("leads_in", Integer),
+    Column("leads_new", Integer),
+    Column("leads_updated", Integer),
+    Column("leads_repeated", Integer),
+    Column("quarantined", Integer),
+    Column("skipped", Integer),
+    Column("parent_id", Integer),  # a fetched deal: the notification it was read for
+    Column("run_id", String(64)),
+    Column("processed_at", DateTime(timezone=True)),
+    Column("acknowledged_at", DateTime(timezone=True)),  # an operator has seen why a failed file was not read (dms-pipelines leads acknowledge)
+    Column("acknowledged_by", Text),
+    UniqueConstraint("dealer_id", "file_name", name="uq_lead_file_name"),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("source", String(16), nullable=False),
+    Column("source_lead_id", Text, nullable=False),
+    Column("revision", Integer, nullable=False),  # 1, then +1 for each change of content (an updated deal), never for a repeat
+    Column("content_hash", String(64), nullable=False),
+    Column("lead", Text, nullable=False),  # the canonical lead as JSON (records.FIELD_NAMES)
+    Column("first_received_at", DateTime(timezone=True), nullable=False),
+    Column("last_received_at", DateTime(timezone=True), nullable=False),
+    Column("repeats", Integer, nullable=False, default=0),  # identical copies received again (resent notifications, repeated ADF)
+    Column("lead_file_id", Integer),  # the file of the current revision
+    Column("linked_stock_id", Text),
+    Column("linked_by", String(16)),  # advert_id | stock_id | vin | registration | None (not tied to a car)
+    Column("vehicle_status", String(16)),  # the car's status when the lead was last delivered: available | reserved | sold | ...
+    Column("alternatives", Text),  # JSON list of {dealer_id, stock_id} offered when the car is sold or reserved
+    Column("delivery_status", String(16), nullable=False),  # pending | delivered | retry | dead_letter | no_crm: LeadDeliveryStatus
+    Column("delivered_revision", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),  # for the revision being delivered
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("dealer_id", "source", "source_lead_id", name="uq_lead_key"),
+)
+
+lead_versions = Table(
+    "lead_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("source", String(16), nullable=False),
+    Column("source_lead_id", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("lead", Text, nullable=False),
+    Column("changed_fields", Text),  # comma-separated canonical fields that differ from the previous revision
+    Column("lead_file_id", Integer),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("dealer_id", "source", "source_lead_id", "revision", name="uq_lead_revision"),
+)
+
+lead_quarantine = Table(
+    "lead_quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("lead_file_id", Integer, nullable=False),
+    Column("file_name", Text, nullable=False),
+    Column("record", Text, nullable=False),  # "row 7", "prospect 2", "payload"
+    Column("field", Text, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),  # error (quarantined) | warning (the lead went on)
+    Column("message", Text, nullable=False),  # never holds a personal value
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+lead_deliveries = Table(
+    "lead_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("lead_id", Integer, nullable=False, index=True),
+    Column("source", String(16), nullable=False),
+    Column("source_lead_id", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("destination", String(16), nullable=False),  # drop | email
+    Column("reference", Text),  # the ADF file name, or the e-mail's Message-ID
+    Column("acknowledged", Text),  # what the CRM side confirmed (the rename, the SMTP server's reply)
+    Column("outcome", String(16), nullable=False),  # ok | failed | dead_letter
+    Column("transient", Integer),
+    Column("error", Text),  # never holds personal data
+    Column("vehicle_status", String(16)),
+    Column("run_id", String(64)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+)
+
+
 WAL_SWITCH_SECONDS = 60
 
 

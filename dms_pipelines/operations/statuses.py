@@ -42,3 +42,27 @@ class QuarantineStatus(enum.StrEnum):
 
     OPEN = "open"  # as of the dealer's last processed export
     RESOLVED = "resolved"  # a later export of the dealer was processed
+
+
+class LeadFileStatus(enum.StrEnum):
+    """A landed lead file's place in the lead manifest (`lead_files.status`)."""
+
+    LANDED = "landed"  # in lead_landing/<dealer>/ with its checksum, waiting to be read
+    PROCESSED = "processed"  # read: every lead in it is in `leads` or quarantined (a notification: its deal was fetched)
+    FAILED = "failed"  # cannot be read as a lead file, or its deal could not be fetched for good: the operator must see it
+    RETRY = "retry"  # its deal could not be fetched for a transient reason; tried again after a backoff
+    DUPLICATE = "duplicate"  # an inbox file with the bytes of one already landed: not read again
+
+
+class LeadDeliveryStatus(enum.StrEnum):
+    """A lead's delivery to its dealer's CRM (`leads.delivery_status`), for its current revision."""
+
+    PENDING = "pending"  # a new lead or a new revision, not delivered yet
+    DELIVERED = "delivered"  # every configured CRM destination acknowledged this revision
+    RETRY = "retry"  # a destination failed for a transient reason; tried again after a backoff
+    DEAD_LETTER = "dead_letter"  # refused for good, or out of attempts: alerted, replayed by hand
+    NO_CRM = "no_crm"  # the dealer has no CRM configured: kept, not delivered (the check says so)
+
+
+# A lead in one of these states still owes its CRM a delivery: the operator must see it when it is not delivered in time.
+UNDELIVERED_LEAD_STATUSES = (LeadDeliveryStatus.PENDING, LeadDeliveryStatus.RETRY, LeadDeliveryStatus.DEAD_LETTER, LeadDeliveryStatus.NO_CRM)

@@ -10,6 +10,7 @@ from dms_pipelines.orchestration.assets import account_asset, dealer_assets
 from dms_pipelines.orchestration.checks import account_checks
 from dms_pipelines.orchestration.group import group_sync
 from dms_pipelines.orchestration.io_manager import FrameFilesystemIOManager
+from dms_pipelines.orchestration.lead_assets import lead_assets, lead_job, lead_sensor
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.orchestration.schedules import build_jobs, build_schedules
 from dms_pipelines.orchestration.sensors import build_sensors
@@ -26,12 +27,13 @@ def build_definitions(settings: Settings, paths: DataPaths, config_file: Path | 
     specs = specs_for(settings, paths.root)
     accounts = [spec for spec in specs if spec.account_file is not None]
     dealer_sync, account_feeds = build_jobs(partitions, specs)
+    lead_sync = lead_job(partitions)
     return dg.Definitions(
-        assets=[*dealer_assets(partitions, specs), *[account_asset(spec) for spec in accounts]],
+        assets=[*dealer_assets(partitions, specs), *[account_asset(spec) for spec in accounts], *lead_assets(partitions)],
         asset_checks=[check for spec in accounts for check in account_checks(spec, partitions)],
-        jobs=[dealer_sync, account_feeds, group_sync],
+        jobs=[dealer_sync, account_feeds, group_sync, lead_sync],
         schedules=build_schedules(dealer_sync, account_feeds, group_sync, dealer_ids),
-        sensors=build_sensors(dealer_sync, account_feeds),
+        sensors=[*build_sensors(dealer_sync, account_feeds), lead_sensor(lead_sync)],
         resources={
             "pipeline": PipelineResource(data_root=str(paths.root), config_path=str(config_file or config_path())),
             "io_manager": FrameFilesystemIOManager(base_dir=str(paths.state / "dagster_io")),

@@ -152,3 +152,49 @@ def run_group_sync(echo=print) -> dict[str, bool]:
     echo(f"  group_sync run {result.run_id[:8]}: {'ok' if result.success else 'FAILED'} in {seconds:.1f}s, {len(settings.dealers)} dealers in {len(steps)} step(s) on the multiprocess executor")
     outcomes["group_sync"] = result.success and not account
     return outcomes
+
+
+def run_leads(dealer_ids: list[str] | None = None, echo=print, trigger: str = "manual") -> dict[str, bool]:
+    """Run the lead_sync job for each dealer through Dagster on the persistent instance. A dealer is ok only when its run
+    succeeded and none of its leads is left undelivered or unread (each problem printed)."""
+    from dms_pipelines.operations.lead_store import lead_problems
+    from dms_pipelines.orchestration.lead_assets import LEAD_JOB
+
+    paths = DataPaths(data_root())
+    settings = load_settings()
+    _ensure_dagster_home(paths)
+    job = build_definitions(settings, paths).resolve_job_def(LEAD_JOB)
+    engine = engine_for(operations_db_url(settings, paths))
+    instance = dg.DagsterInstance.get()
+    outcomes = {}
+    for dealer_id in dealer_ids or [d.id for d in settings.dealers]:
+        started = time.monotonic()
+        result = job.execute_in_process(instance=instance, partition_key=dealer_id, run_config=QUIET_LOGS, raise_on_error=False, tags={TRIGGER_TAG: trigger})
+        problems = lead_problems(engine, dealer_id)
+        outcomes[dealer_id] = result.success and not problems
+        state = "ok" if outcomes[dealer_id] else "FAILED" if not result.success else f"{len(problems)} PROBLEM(S)"
+        echo(f"  {dealer_id:<12} leads {state} in {time.monotonic() - started:.1f}s  (run {result.run_id[:8]})")
+        echo(f"      {lead_figures_line(engine, result.run_id, dealer_id)}")
+        _echo_problems(echo, problems, None if result.success else _failure_of(result))
+    return outcomes
+
+
+def lead_figures_line(engine, run_id: str, dealer_id: str) -> str:
+    """A lead run's counts as the operator reads them: files, leads new/updated/repeated, quarantined, delivered."""
+    from sqlalchemy import and_, func, select
+
+    from dms_pipelines.operations.db import lead_deliveries, lead_files
+
+    with engine.connect() as connection:
+        files = connection.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(lead_files.c.leads_new), 0),
+                func.coalesce(func.sum(lead_files.c.leads_updated), 0),
+                func.coalesce(func.sum(lead_files.c.leads_repeated), 0),
+                func.coalesce(func.sum(lead_files.c.quarantined), 0),
+                func.count().filter(lead_files.c.status == "failed"),
+            ).where(and_(lead_files.c.dealer_id == dealer_id, lead_files.c.run_id == run_id))
+        ).one()
+        delivered = connection.execute(select(func.count()).where(and_(lead_deliveries.c.run_id == run_id, lead_deliveries.c.dealer_id == dealer_id, lead_deliveries.c.outcome == "ok"))).scalar()
+    return f"lead files {files[0]} (unreadable {files[5]}); leads new {files[1]}, updated {files[2]}, repeated {files[3]}, quarantined {files[4]}; CRM deliveries acknowledged {delivered}"

@@ -7,9 +7,11 @@ import dagster as dg
 
 from dms_pipelines.orchestration import outcomes
 from dms_pipelines.orchestration.assets import TRIGGER_TAG
+from dms_pipelines.orchestration.lead_assets import lead_events
 from dms_pipelines.orchestration.resources import PipelineResource
 from dms_pipelines.pipeline.account import account_file
 from dms_pipelines.pipeline.dealer import sync_dealer
+from dms_pipelines.pipeline.leads import sync_leads
 from dms_pipelines.pipeline.publish import finish_account_run, finish_dealer_run
 from dms_pipelines.stock.store import read_price_reference
 
@@ -69,8 +71,24 @@ def sync_dealers(context: dg.OpExecutionContext, dealer_ids: list, pipeline: Pip
             context.log_event(dg.AssetMaterialization(asset_key=asset, partition=dealer_id, metadata=metadata))
             for result in check_results:
                 context.log_event(outcomes.as_evaluation(result, asset, dealer_id))
-        results.append({"dealer_id": dealer_id, "vehicles": run.stock.status_counts()["vehicles"], "problems": [p.message for p in run.problems], "crashed": False})
+        lead_messages = _sync_leads(context, dealer_id, settings, paths, engine)
+        results.append({"dealer_id": dealer_id, "vehicles": run.stock.status_counts()["vehicles"], "problems": [p.message for p in run.problems] + lead_messages, "crashed": False})
     return results
+
+
+def _sync_leads(context: dg.OpExecutionContext, dealer_id: str, settings, paths, engine) -> list[str]:
+    """The nightly run picks up whatever leads are left for the dealer (the sensor's runs take them at once); logged as the
+    lead assets' materialisations on the dealer's partition. A crash is the dealer's problem, not the batch's."""
+    try:
+        leads = sync_leads(dealer_id, settings, paths, engine, context.run_id, context.log)
+    except Exception as error:
+        context.log.exception(f"{dealer_id}: lead sync failed: {type(error).__name__}: {error}")
+        return [f"lead sync failed: {type(error).__name__}: {error}"]
+    for asset, (metadata, check_results) in lead_events(leads).items():
+        context.log_event(dg.AssetMaterialization(asset_key=asset, partition=dealer_id, metadata=metadata))
+        for result in check_results:
+            context.log_event(outcomes.as_evaluation(result, asset, dealer_id))
+    return [p.message for p in leads.problems]
 
 
 @dg.op(out={})

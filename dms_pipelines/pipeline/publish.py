@@ -10,6 +10,7 @@ from dms_pipelines.config import Settings
 from dms_pipelines.delivery.drift import Drift
 from dms_pipelines.delivery.snapshot import ACCOUNT
 from dms_pipelines.marketplaces.base import MarketplaceSpec
+from dms_pipelines.operations.lead_store import LEAD_PROBLEM_PREFIX
 from dms_pipelines.operations.manifest import record_sync_run
 from dms_pipelines.operations.run_health import Problem, current_problems, open_incidents, report_incidents
 from dms_pipelines.paths import DataPaths
@@ -32,7 +33,7 @@ def account_wide(specs: list[MarketplaceSpec]) -> frozenset[str]:
 def dealer_run_covers(specs: list[MarketplaceSpec]) -> Callable[[str], bool]:
     """Which problem keys a dealer's run evaluates: everything but the account-wide files' (the account run evaluates those)."""
     accounts = account_wide(specs)
-    return lambda key: key.rpartition(":")[2] not in accounts
+    return lambda key: key.rpartition(":")[2] not in accounts and not key.startswith(LEAD_PROBLEM_PREFIX)
 
 
 def account_run_covers(specs: list[MarketplaceSpec]) -> Callable[[str], bool]:

@@ -1,4 +1,4 @@
-"""KPIs per dealer and marketplace from the warehouse (success rate, latency, completeness, call efficiency, open quarantine) and drift."""
+"""KPIs per dealer and marketplace from the warehouse (success rate, latency, completeness, call efficiency, open quarantine), drift, and leads per channel."""
 
 import json
 from pathlib import Path
@@ -80,6 +80,29 @@ def render_drift(rows: list[dict]) -> str:
     return "\n".join(lines) if lines else "no drift check recorded yet"
 
 
+LEAD_CHANNELS_SQL = "SELECT * FROM lead_channels ORDER BY dealer_id, channel"
+
+
+def lead_channels(warehouse_db: Path) -> list[dict]:
+    """Per dealer and lead channel: leads, those on a sold or reserved car, delivered to the CRM, dead-lettered, and the
+    quarantined records and issues (by the lead file's kind)."""
+    return _query(warehouse_db, LEAD_CHANNELS_SQL)
+
+
+def render_lead_channels(rows: list[dict]) -> str:
+    columns = [
+        ("dealer_id", "dealer"),
+        ("channel", "channel"),
+        ("leads", "leads"),
+        ("on_sold", "on sold"),
+        ("delivered", "delivered"),
+        ("dead_letter", "dead letter"),
+        ("quarantined", "quarantined"),
+        ("quarantine_issues", "q. issues"),
+    ]
+    return _render(rows, columns) if rows else "no leads recorded yet"
+
+
 def render_table(rows: list[dict]) -> str:
     columns = [
         ("dealer_id", "dealer"),
@@ -94,6 +117,11 @@ def render_table(rows: list[dict]) -> str:
         ("quarantined_vehicles", "quarantined"),
         ("quarantine_issues", "q. issues"),
     ]
+    return _render(rows, columns)
+
+
+def _render(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """The rows as aligned text columns (key, title), a header first; "-" for an empty value."""
 
     def cell(value):
         if value is None:
@@ -105,5 +133,5 @@ def render_table(rows: list[dict]) -> str:
     return "\n".join("  ".join(value.ljust(widths[i]) for i, value in enumerate(r)) for r in table)
 
 
-def render_json(rows: list[dict], drift_rows: list[dict] | None = None) -> str:
-    return json.dumps({"kpis": rows, "drift": drift_rows or []}, indent=2, default=str)
+def render_json(rows: list[dict], drift_rows: list[dict] | None = None, lead_channel_rows: list[dict] | None = None) -> str:
+    return json.dumps({"kpis": rows, "drift": drift_rows or [], "lead_channels": lead_channel_rows or []}, indent=2, default=str)

@@ -160,6 +160,103 @@ TABLE_SCHEMAS |= {
     ),
 }
 
+TABLE_SCHEMAS |= {
+    "leads": _typed(
+        {
+            "lead_id": "Int64",
+            "dealer_id": "string",
+            "source": "string",
+            "source_lead_id": "string",
+            "revision": "Int64",
+            "channel": "string",
+            "lead_status": "string",
+            "received_at": "datetime64[us, UTC]",
+            "last_received_at": "datetime64[us, UTC]",
+            "enquired_at": "datetime64[us, UTC]",
+            "repeats": "Int64",
+            "vehicle_ref": "string",
+            "linked_stock_id": "string",
+            "linked_by": "string",
+            "vehicle_status": "string",
+            "delivery_status": "string",
+            "delivered_revision": "Int64",
+            "part_exchange": "boolean",
+            "finance_interest": "boolean",
+            "consent_email": "boolean",
+            "consent_phone": "boolean",
+            "consent_sms": "boolean",
+            "consent_post": "boolean",
+            "email_masked": "string",
+            "phone_masked": "string",
+            "postcode_district": "string",
+            "has_message": "boolean",
+        }
+    ),  # contact details masked only: the real ones stay in the operational database's `leads` (warehouse/leads.py)
+    "lead_deliveries": _typed(
+        {
+            "id": "Int64",
+            "dealer_id": "string",
+            "lead_id": "Int64",
+            "source": "string",
+            "source_lead_id": "string",
+            "revision": "Int64",
+            "destination": "string",
+            "reference": "string",
+            "acknowledged": "string",
+            "outcome": "string",
+            "transient": "Int64",
+            "error": "string",
+            "vehicle_status": "string",
+            "run_id": "string",
+            "started_at": "datetime64[us, UTC]",
+            "finished_at": "datetime64[us, UTC]",
+        }
+    ),
+    "lead_quarantine": _typed(
+        {
+            "id": "Int64",
+            "dealer_id": "string",
+            "lead_file_id": "Int64",
+            "file_name": "string",
+            "record": "string",
+            "field": "string",
+            "rule": "string",
+            "severity": "string",
+            "message": "string",
+            "created_at": "datetime64[us, UTC]",
+        }
+    ),
+    "lead_files": _typed(
+        {
+            "id": "Int64",
+            "dealer_id": "string",
+            "file_name": "string",
+            "origin": "string",
+            "original_name": "string",
+            "source_key": "string",
+            "sha256": "string",
+            "size_bytes": "Int64",
+            "kind": "string",
+            "received_at": "datetime64[us, UTC]",
+            "status": "string",
+            "attempts": "Int64",
+            "next_attempt_at": "datetime64[us, UTC]",
+            "error": "string",
+            "leads_in": "Int64",
+            "leads_new": "Int64",
+            "leads_updated": "Int64",
+            "leads_repeated": "Int64",
+            "quarantined": "Int64",
+            "skipped": "Int64",
+            "parent_id": "Int64",
+            "run_id": "string",
+            "processed_at": "datetime64[us, UTC]",
+            "acknowledged_at": "datetime64[us, UTC]",
+            "acknowledged_by": "string",
+        }
+    ),
+}
+
 BASE_VIEWS = {
     "stock_current": "stock_current_base",
     "stock_history": "stock_history_base",
@@ -216,6 +313,66 @@ VIEWS: dict[str, str] = {
         SELECT dealer_id, marketplace, item_key AS stock_id, change_seen_at, finished_at,
                date_diff('millisecond', change_seen_at, finished_at) / 1000.0 AS latency_seconds
         FROM deliveries WHERE action IN ('sold', 'delete', 'file') AND outcome = 'ok' AND change_seen_at IS NOT NULL""",
+}
+
+LOCAL_ZONE = "Europe/London"  # a lead's day, and a vehicle's, is the dealers' calendar day
+LEAD_FILE_CHANNEL = """CASE WHEN f.kind = 'meta_csv' THEN 'meta' WHEN f.kind = 'adf' THEN 'email' WHEN f.kind LIKE 'autotrader%' THEN 'autotrader' ELSE f.kind END"""
+
+VIEWS |= {
+    "leads_per_channel_day": f"""
+        SELECT dealer_id, channel, CAST(timezone('{LOCAL_ZONE}', coalesce(enquired_at, received_at)) AS DATE) AS day, count(*) AS leads
+        FROM leads GROUP BY ALL""",
+    "leads_per_vehicle": f"""
+        WITH vehicle_leads AS (
+            SELECT dealer_id, linked_stock_id AS stock_id, count(*) AS leads, min(coalesce(enquired_at, received_at)) AS first_lead_at
+            FROM leads WHERE linked_stock_id IS NOT NULL GROUP BY ALL
+        ),
+        seen AS (
+            SELECT dealer_id, stock_id, min(valid_from) AS first_seen_at, arg_max(make, valid_from) AS make, arg_max(model, valid_from) AS model,
+                   arg_max(date_in_stock, valid_from) AS date_in_stock
+            FROM stock_history GROUP BY ALL
+        ),
+        vehicles AS (SELECT dealer_id, stock_id FROM stock_current UNION SELECT dealer_id, stock_id FROM vehicle_leads)
+        SELECT v.dealer_id, v.stock_id, coalesce(c.make, s.make) AS make, coalesce(c.model, s.model) AS model,
+               coalesce(l.leads, 0) AS leads, l.first_lead_at,
+               date_diff('day', coalesce(CAST(timezone('{LOCAL_ZONE}', s.first_seen_at) AS DATE), CAST(coalesce(c.date_in_stock, s.date_in_stock) AS DATE)),
+                         CAST(timezone('{LOCAL_ZONE}', l.first_lead_at) AS DATE)) AS days_to_first_lead
+        FROM vehicles v
+        LEFT JOIN stock_current c ON c.dealer_id = v.dealer_id AND c.stock_id = v.stock_id
+        LEFT JOIN seen s ON s.dealer_id = v.dealer_id AND s.stock_id = v.stock_id
+        LEFT JOIN vehicle_leads l ON l.dealer_id = v.dealer_id AND l.stock_id = v.stock_id""",
+    "leads_on_sold": """
+        SELECT dealer_id, channel, source, source_lead_id, linked_stock_id, vehicle_status, received_at
+        FROM leads WHERE vehicle_status IN ('sold', 'reserved')""",
+    "lead_to_sale": """
+        WITH sales AS (
+            SELECT dealer_id, stock_id, valid_from AS sold_at
+            FROM (SELECT dealer_id, stock_id, status, valid_from, lag(status) OVER (PARTITION BY dealer_id, stock_id ORDER BY valid_from) AS previous_status FROM stock_history)
+            WHERE status = 'sold' AND previous_status IS DISTINCT FROM 'sold'
+        ),
+        first_sale AS (
+            SELECT l.dealer_id, l.source, l.source_lead_id, l.channel, l.linked_stock_id, coalesce(l.enquired_at, l.received_at) AS lead_at,
+                   min(s.sold_at) AS sold_at
+            FROM leads l LEFT JOIN sales s ON s.dealer_id = l.dealer_id AND s.stock_id = l.linked_stock_id AND s.sold_at >= coalesce(l.enquired_at, l.received_at)
+            WHERE l.linked_stock_id IS NOT NULL
+            GROUP BY l.dealer_id, l.source, l.source_lead_id, l.channel, l.linked_stock_id, lead_at
+        )
+        SELECT *, coalesce(sold_at <= lead_at + INTERVAL 30 DAY, false) AS sold_within_30_days FROM first_sale""",
+    "lead_channels": f"""
+        WITH per_channel AS (
+            SELECT dealer_id, channel, count(*) AS leads, count(*) FILTER (WHERE vehicle_status IN ('sold', 'reserved')) AS on_sold,
+                   count(*) FILTER (WHERE delivery_status = 'delivered') AS delivered, count(*) FILTER (WHERE delivery_status = 'dead_letter') AS dead_letter
+            FROM leads GROUP BY ALL
+        ),
+        issues AS (
+            SELECT q.dealer_id, {LEAD_FILE_CHANNEL} AS channel, count(DISTINCT q.lead_file_id || '#' || q.record) AS quarantined, count(*) AS quarantine_issues
+            FROM lead_quarantine q LEFT JOIN lead_files f ON f.dealer_id = q.dealer_id AND f.id = q.lead_file_id
+            WHERE q.severity = 'error' GROUP BY ALL
+        )
+        SELECT coalesce(p.dealer_id, i.dealer_id) AS dealer_id, coalesce(p.channel, i.channel) AS channel, coalesce(p.leads, 0) AS leads,
+               coalesce(p.on_sold, 0) AS on_sold, coalesce(p.delivered, 0) AS delivered, coalesce(p.dead_letter, 0) AS dead_letter,
+               coalesce(i.quarantined, 0) AS quarantined, coalesce(i.quarantine_issues, 0) AS quarantine_issues
+        FROM per_channel p FULL JOIN issues i ON i.dealer_id = p.dealer_id AND i.channel IS NOT DISTINCT FROM p.channel""",
 }
 
 

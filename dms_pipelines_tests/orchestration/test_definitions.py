@@ -9,6 +9,7 @@ import dagster as dg
 
 from dms_pipelines.paths import PROJECT_ROOT
 
+LEAD_ASSETS = {"landed_leads", "validated_leads", "linked_leads", "delivered_leads", "lead_warehouse"}
 DEALER_ASSETS = {"landed_exports", "parsed_exports", "validated_exports", "dealer_stock", "google_listings", "website_feed", "meta_feed", "carsnip_feed", "autotrader_listings", "warehouse_tables"}
 
 
@@ -20,7 +21,7 @@ def test_module_definitions_load_and_resolve(monkeypatch):
 
     repository = defs.get_repository_def()
     keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
-    assert keys == DEALER_ASSETS | {"google_feed"}
+    assert keys == DEALER_ASSETS | LEAD_ASSETS | {"google_feed"}
     dealer_stock = repository.asset_graph.get(dg.AssetKey("dealer_stock"))
     assert dealer_stock.partitions_def.get_partition_keys() == ["leeds", "york", "sheffield"]
     assert {job.name for job in repository.get_all_jobs()} >= {"dealer_sync", "account_feeds", "group_sync"}

@@ -166,6 +166,10 @@ def test_the_group_run_logs_the_materialisations_and_checks_the_dealer_assets_lo
         run = defs.resolve_job_def("account_feeds").execute_in_process(instance=instance, tags={TRIGGER_TAG: "nightly"})
         assert run.success
         events += run.all_events
+        for dealer in settings.dealers:  # the nightly run picks up each dealer's leads as the lead assets would
+            run = defs.resolve_job_def("lead_sync").execute_in_process(instance=instance, partition_key=dealer.id, tags={TRIGGER_TAG: "nightly"})
+            assert run.success
+            events += run.all_events
     by_assets = _logged(events)
 
     assert grouped[0] == by_assets[0]

@@ -1,0 +1,80 @@
+"""The demo's enquiries: the webhook receiver on a free port, sample leads posted to it and dropped in the lead inboxes, an Auto Trader deal notified, then the lead run."""
+
+import json
+import os
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dms_pipelines.config import LocalDestination, Settings
+from dms_pipelines.paths import DataPaths
+
+DEMO_SECRETS = {"autotrader_secret_env": "demo-autotrader-secret", "google_key_env": "demo-google-key", "website_key_env": "demo-website-key"}
+
+
+@dataclass
+class LeadDemo:
+    posted: dict[str, int] = field(default_factory=dict)  # channel -> HTTP statuses 2xx
+    refused_forgery: bool = False
+    adf_files: list[Path] = field(default_factory=list)
+    outcomes: dict[str, bool] = field(default_factory=dict)
+
+
+def demo_secrets(settings: Settings) -> dict[str, str]:
+    """The receiver's secrets for the demo: the configured variables, set to demo values where the environment has none."""
+    receiver = settings.leads.receiver
+    secrets = {}
+    for key, value in DEMO_SECRETS.items():
+        variable = getattr(receiver, key)
+        if variable:
+            secrets[key] = os.environ.setdefault(variable, value)
+    return secrets
+
+
+def _post(url: str, payload: dict, headers: dict | None = None) -> int:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json", **(headers or {})}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def run_lead_demo(settings: Settings, paths: DataPaths, simulator, run_leads, sold_stock_id: str | None = None, echo=print) -> LeadDemo:
+    """Leads on every channel for each dealer with a CRM, through the real receiver and inboxes, then the lead run."""
+    from dms_pipelines.devtools.sample.leads import generate_leads
+    from dms_pipelines.leads.receiver import WEBSITE_KEY_HEADER, ReceiverServer
+    from dms_pipelines.stock.store import read_stock
+
+    secrets = demo_secrets(settings)
+    demo = LeadDemo()
+    dealers = [dealer for dealer in settings.dealers if dealer.crm is not None]
+    with ReceiverServer(settings, paths, port=0) as receiver:
+        echo(f"   webhook receiver of this demo on {receiver.url}")
+        for dealer in dealers:
+            sample = generate_leads(read_stock(paths.state, dealer.id), dealer.id, paths.lead_inbox / dealer.id, sold_stock_id=sold_stock_id)
+            for payload in sample.website:
+                status = _post(f"{receiver.url}/webhooks/website/{dealer.id}", payload, {WEBSITE_KEY_HEADER: secrets.get("website_key_env", "")})
+                demo.posted["website"] = demo.posted.get("website", 0) + (200 <= status < 300)
+            for payload in sample.google:
+                status = _post(f"{receiver.url}/webhooks/google/{dealer.id}", {**payload, "google_key": secrets.get("google_key_env", "")})
+                demo.posted["google"] = demo.posted.get("google", 0) + (200 <= status < 300)
+            account = dealer.marketplaces.get("autotrader")
+            if simulator is not None and account is not None and account.setting("advertiser_id"):
+                for deal in sample.deals:
+                    deal_id = simulator.add_deal(account.setting("advertiser_id"), deal["deal"], deal["components"])
+                    body = simulator.notification(deal_id, "DEAL_CREATED")
+                    status = simulator.notify(receiver.url, secrets.get("autotrader_secret_env", ""), deal_id, "DEAL_CREATED", body=body)
+                    demo.posted["autotrader"] = demo.posted.get("autotrader", 0) + (200 <= status < 300)
+                    simulator.notify(receiver.url, secrets.get("autotrader_secret_env", ""), deal_id, "DEAL_CREATED", body=body)  # Deal Sync resends: still one lead
+                    forged = simulator.notify(receiver.url, "not-the-secret", deal_id, "DEAL_UPDATED")
+                    demo.refused_forgery = forged == 403
+        echo(
+            f"   posted to the receiver: {', '.join(f'{channel} {count}' for channel, count in sorted(demo.posted.items()))}; a forged Auto Trader notification got {'403' if demo.refused_forgery else 'NOT 403'}"
+        )
+        echo("   lead inboxes: a Meta lead CSV export (a repeated lead, one without a usable contact) and an ADF e-mail sent twice")
+        demo.outcomes = run_leads([dealer.id for dealer in dealers], echo=echo)
+    for dealer in dealers:
+        if isinstance(dealer.crm.drop, LocalDestination):
+            demo.adf_files += sorted(paths.resolve(dealer.crm.drop.path).glob("*.xml"))
+    return demo
