@@ -62,7 +62,7 @@ dev: $(STAMP) | $(CONFIG)
 	  DMS_AUTOTRADER_TOKEN=$$TOKEN DMS_AUTOTRADER_BASE_URL=$$URL $(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)
-	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100 --sold-latency --hourly-job 1000000
+	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100 --sold-latency --hourly-job 1000000 --leads 10000 --leads 100000
 	$(BIN)/dms-pipelines bench --vehicles 100000 --dealers 200
 	@echo "the stateful test of exports, faults and runs, at length (make test runs 12 sequences):"
 	DMS_STATEFUL_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider -o addopts="" --timeout 3000 dms_pipelines_tests/pipeline/test_stateful.py

@@ -80,16 +80,18 @@ def cmd_profile_check(args) -> int:
 
 def cmd_report(args) -> int:
     """KPIs and drift; exits 1 when a marketplace does not show what the DMS says (so a script can tell)."""
-    from dms_pipelines.warehouse.report import drift, kpis, render_drift, render_json, render_table
+    from dms_pipelines.warehouse.report import drift, kpis, lead_channels, render_drift, render_json, render_lead_channels, render_table
 
     warehouse = DataPaths(data_root()).warehouse_db
-    rows, drift_rows = kpis(warehouse), drift(warehouse)
+    rows, drift_rows, channel_rows = kpis(warehouse), drift(warehouse), lead_channels(warehouse)
     if args.format == "json":
-        print(render_json(rows, drift_rows))
+        print(render_json(rows, drift_rows, channel_rows))
     else:
         print(render_table(rows))
         print("\ndrift (what each marketplace shows against what the DMS says, as last checked):")
         print(render_drift(drift_rows))
+        print("\nleads per channel (enquiries, on sold or reserved cars, delivered to the CRM, dead-lettered, quarantined):")
+        print(render_lead_channels(channel_rows))
     return 1 if any(r["missing"] or r["extra"] or r["stale"] or r["sold_live"] or r["error"] for r in drift_rows) else 0
 
 

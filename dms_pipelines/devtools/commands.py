@@ -173,6 +173,13 @@ def cmd_bench(args) -> int:
 
         with tempfile.TemporaryDirectory() as folder:
             document["sold_latency"] = bench_sold_latency(Path(folder), echo=(lambda line: None) if args.json else print)
+    if args.leads:
+        import tempfile
+
+        from dms_pipelines.devtools.lead_bench import bench_leads
+
+        with tempfile.TemporaryDirectory() as folder:
+            document["leads"] = [bench_leads(n, Path(folder), echo=echo) for n in args.leads]
     if args.json:
         print(json_module.dumps(document, indent=2))
     return 0
@@ -202,5 +209,6 @@ def register(commands) -> None:
     bench.add_argument("--sftp", type=int, default=0, metavar="MB", help="also time an SFTP download of this many MB against OpenSSH's sftp")
     bench.add_argument("--sold-latency", action="store_true", help="also time a sold car leaving every marketplace: the job alone, and through the sensor under a daemon")
     bench.add_argument("--hourly-job", type=int, default=0, metavar="VEHICLES", help="also time an hourly delta through the dealer_sync job against this many vehicles")
+    bench.add_argument("--leads", type=int, action="append", default=None, metavar="LEADS", help="also time this many leads from Meta CSV exports to ADF in the CRM drop and the warehouse (repeatable)")
     bench.add_argument("--json", action="store_true", help="print the results as JSON only")
     bench.set_defaults(func=cmd_bench)

@@ -74,3 +74,12 @@ def test_stopping_the_daemons_group_stops_the_processes_it_started_too(tmp_path)
     assert not _group_alive(leader.pid)
     assert leader.returncode is not None
     assert time.monotonic() - started < 10  # not the children's 60 s
+
+
+def test_the_lead_benchmark_takes_every_lead_to_the_crm_drop_and_the_warehouse(tmp_path):
+    from dms_pipelines.devtools.lead_bench import bench_leads
+
+    result = bench_leads(300, tmp_path)
+    assert (result["stored"], result["linked"], result["delivered"], result["warehouse_leads"], result["quarantined"]) == (300, 300, 300, 300, 0)
+    assert len(list((tmp_path / "leads-300" / "crm_drop" / "leeds").glob("*.xml"))) == 300
+    assert set(result["seconds"]) == {"land", "read_and_check", "link", "deliver_adf", "warehouse", "total"}

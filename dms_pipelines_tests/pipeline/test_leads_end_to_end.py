@@ -208,3 +208,22 @@ def test_a_dealer_without_a_crm_keeps_its_leads_and_says_so(lead_env):
     assert run.reading.new > 0 and run.delivery.delivered == 0
     assert [p.kind for p in run.problems] == ["lead_no_crm"]
     assert {row.delivery_status for row in rows(engine, leads)} == {"no_crm"}
+
+
+def test_the_sensor_starts_a_lead_run_when_a_payload_lands_and_the_report_shows_the_channel(lead_env, capsys):
+    settings, paths, engine = lead_env
+    defs = build_definitions(settings, paths, paths.root / "config" / "dms_pipelines.yaml")
+    sensor = defs.get_sensor_def("new_leads")
+    with dg.instance_for_test() as instance:
+        idle = sensor(dg.build_sensor_context(instance=instance, resources={"pipeline": defs.resources["pipeline"]}))
+        assert isinstance(idle, dg.SkipReason)
+        with ReceiverServer(settings, paths, environ=SECRETS) as receiver:
+            post_json(f"{receiver.url}/webhooks/website/york", website_lead("W-9", "Y001"), {WEBSITE_KEY_HEADER: SECRETS["DMS_WEBSITE_LEAD_KEY"]})
+        requests = sensor(dg.build_sensor_context(instance=instance, resources={"pipeline": defs.resources["pipeline"]}))
+    assert [(r.partition_key, r.tags["dms_pipelines/trigger"]) for r in requests] == [("york", "lead_sensor")]
+    assert run_lead_job(settings, paths, "york").success
+    from dms_pipelines.cli import main
+
+    assert main(["report", "--format", "json"]) == 0
+    channels = json.loads(capsys.readouterr().out)["lead_channels"]
+    assert [(row["dealer_id"], row["channel"], row["leads"], row["delivered"]) for row in channels] == [("york", "carsnip", 1, 1)]
