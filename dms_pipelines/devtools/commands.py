@@ -209,6 +209,8 @@ def register(commands) -> None:
     bench.add_argument("--sftp", type=int, default=0, metavar="MB", help="also time an SFTP download of this many MB against OpenSSH's sftp")
     bench.add_argument("--sold-latency", action="store_true", help="also time a sold car leaving every marketplace: the job alone, and through the sensor under a daemon")
     bench.add_argument("--hourly-job", type=int, default=0, metavar="VEHICLES", help="also time an hourly delta through the dealer_sync job against this many vehicles")
-    bench.add_argument("--leads", type=int, action="append", default=None, metavar="LEADS", help="also time this many leads from Meta CSV exports to ADF in the CRM drop and the warehouse (repeatable)")
+    bench.add_argument(
+        "--leads", type=int, action="append", default=None, metavar="LEADS", help="also time this many leads from Meta CSV exports to ADF in the CRM drop and the warehouse (repeatable)"
+    )
     bench.add_argument("--json", action="store_true", help="print the results as JSON only")
     bench.set_defaults(func=cmd_bench)
