@@ -227,3 +227,37 @@ def test_the_sensor_starts_a_lead_run_when_a_payload_lands_and_the_report_shows_
     assert main(["report", "--format", "json"]) == 0
     channels = json.loads(capsys.readouterr().out)["lead_channels"]
     assert [(row["dealer_id"], row["channel"], row["leads"], row["delivered"]) for row in channels] == [("york", "carsnip", 1, 1)]
+
+
+def test_a_crm_that_defers_then_accepts_gets_every_lead_once_and_one_that_refuses_dead_letters(lead_env):
+    from sqlalchemy import update
+
+    from dms_pipelines.config import Crm, CrmEmail
+    from dms_pipelines_tests.leads.smtp_server import ACCEPT, DEFER, REFUSE_RECIPIENTS, SmtpServer
+
+    settings, paths, engine = lead_env
+    generate_leads(stages.read_stock(paths.state, "leeds"), "leeds", paths.lead_inbox / "leeds")
+    with SmtpServer(mode=DEFER) as smtp:
+        crm = Crm(email=CrmEmail(smtp_host=smtp.host, smtp_port=smtp.port, email_from="leads@dms.example", email_to=["crm@dealer.example"]), max_attempts=3)
+        settings = settings.model_copy(update={"dealers": [d.model_copy(update={"crm": crm}) if d.id == "leeds" else d for d in settings.dealers]})
+        deferred = stages.sync_leads("leeds", settings, paths, engine, run_id="deferred")
+        assert deferred.delivery.delivered == 0 and deferred.delivery.retrying == deferred.reading.new  # one tried, the others wait
+        assert [p.kind for p in deferred.problems] == ["lead_retrying"]
+        smtp.set_mode(ACCEPT)
+        with engine.begin() as connection:  # the backoff has passed
+            connection.execute(update(leads).values(next_attempt_at=None))
+        healed = stages.sync_leads("leeds", settings, paths, engine, run_id="healed")
+        assert healed.delivery.delivered == deferred.reading.new and healed.problems == []
+        ids = [message.message()["Message-ID"] for message in smtp.received]
+        assert len(ids) == len(set(ids)) == deferred.reading.new  # every lead once, none twice
+        bodies = [message.message().get_content() for message in smtp.received]
+        assert all(validate_adf(body.encode()) == [] for body in bodies)
+        smtp.set_mode(REFUSE_RECIPIENTS)
+        website = paths.lead_landing / "leeds"
+        (website / "website-20261202T100000000000-aaaaaaaaaaaa.json").write_text(json.dumps(website_lead("W-77", "L001")))
+        refused = stages.sync_leads("leeds", settings, paths, engine, run_id="refused")
+        assert refused.delivery.dead_lettered == 1 and [p.kind for p in refused.problems] == ["lead_dead_letter"]
+        smtp.set_mode(ACCEPT)
+        assert stages.replay_dead_letters(engine, "leeds") == 1
+        replayed = stages.sync_leads("leeds", settings, paths, engine, run_id="replayed")
+        assert replayed.delivery.delivered == 1 and replayed.problems == []
