@@ -9,12 +9,13 @@ import pandas as pd
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from dms_pipelines.operations.db import lead_deliveries, lead_files, lead_quarantine, lead_versions, leads
+from dms_pipelines.operations.db import incidents, lead_deliveries, lead_files, lead_quarantine, lead_versions, leads
 from dms_pipelines.operations.manifest import utc_aware, utc_now
 from dms_pipelines.operations.run_health import Problem
 from dms_pipelines.operations.statuses import LeadDeliveryStatus, LeadFileStatus
 
 LEAD_PROBLEM_PREFIX = "lead_"  # the kinds of the lead runs' problems: only a lead run evaluates (and resolves) them
+INBOX_UNREACHABLE = "lead_inbox_unreachable"  # opened by the landing stage, open until the inbox is read again
 UNHASHED_FIELDS = ("received_at", "record")  # when and where a copy arrived is not part of what the lead says
 
 
@@ -369,7 +370,9 @@ def lead_counts(engine: Engine, dealer_id: str) -> dict[str, int]:
 def lead_problems(engine: Engine, dealer_id: str) -> list[Problem]:
     """What is wrong with the dealer's leads now: lead files that could not be read (until acknowledged), deals still
     waiting to be fetched, and leads not delivered (retrying, dead-lettered, or kept for want of a CRM)."""
-    problems = []
+    with engine.connect() as connection:
+        open_inbox = connection.execute(select(incidents.c.message).where(and_(incidents.c.dealer_id == dealer_id, incidents.c.kind == INBOX_UNREACHABLE, incidents.c.resolved_at.is_(None)))).first()
+    problems = [Problem(dealer_id, INBOX_UNREACHABLE, "", open_inbox.message)] if open_inbox else []
     for row in problem_files(engine, dealer_id):
         if row.status == LeadFileStatus.FAILED and row.acknowledged_at is None:
             problems.append(Problem(dealer_id, "lead_file_failed", row.file_name, f"lead file {row.file_name} was not read: {row.error}"))

@@ -34,6 +34,7 @@ from dms_pipelines.warehouse.tables import ensure_catalog
 
 log = logging.getLogger(__name__)
 DEAL_FETCH_ATTEMPTS = 5  # a notification whose deal cannot be fetched after this many runs is a failed file
+INBOX_UNREACHABLE = lead_store.INBOX_UNREACHABLE
 DELIVERY_BATCH = 200  # leads delivered between two writes of the ledger
 PROVIDER_NAMES = {"autotrader": "Auto Trader", "meta": "Meta lead ads", "google": "Google lead form", "website": "Dealer website", "adf": "ADF e-mail"}
 
@@ -113,6 +114,8 @@ def land_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Eng
     folder = lead_folder(paths, dealer.id)
     folder.mkdir(parents=True, exist_ok=True)
     _land_inbox(dealer, paths, engine, run_id, folder, report, logger)
+    unreachable = [Problem(dealer.id, INBOX_UNREACHABLE, "", f"the lead inbox could not be read: {message}") for message in report.failed if message.startswith("lead inbox:")]
+    report_incidents(settings, engine, dealer.id, unreachable[:1], lambda key: key.startswith(INBOX_UNREACHABLE), run_id, logger)  # opened, or resolved once it is read
     known = lead_store.registered_names(engine, dealer.id)
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.name in known or not path.is_file():

@@ -261,3 +261,25 @@ def test_a_crm_that_defers_then_accepts_gets_every_lead_once_and_one_that_refuse
         assert stages.replay_dead_letters(engine, "leeds") == 1
         replayed = stages.sync_leads("leeds", settings, paths, engine, run_id="replayed")
         assert replayed.delivery.delivered == 1 and replayed.problems == []
+
+
+def test_an_unreachable_lead_inbox_is_an_incident_until_it_is_read_again(lead_env, tmp_path):
+    import socket
+
+    from dms_pipelines.config import DealerLeads, SftpSource
+
+    settings, paths, engine = lead_env
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    (tmp_path / "known_hosts").write_text("")
+    down = SftpSource(kind="sftp", host="127.0.0.1", port=closed_port, username="dms", known_hosts=str(tmp_path / "known_hosts"), password_env="NO_SUCH_VARIABLE_FOR_TESTS", connect_timeout=2)
+    broken = settings.model_copy(update={"dealers": [d.model_copy(update={"leads": DealerLeads(source=down)}) if d.id == "leeds" else d for d in settings.dealers]})
+    first = stages.sync_leads("leeds", broken, paths, engine, run_id="down-1")
+    second = stages.sync_leads("leeds", broken, paths, engine, run_id="down-2")
+    assert [p.kind for p in first.problems] == [p.kind for p in second.problems] == ["lead_inbox_unreachable"]
+    opened = [row for row in rows(engine, incidents) if row.kind == "lead_inbox_unreachable"]
+    assert len(opened) == 1 and opened[0].resolved_at is None  # alerted once, not per run
+    healed = stages.sync_leads("leeds", settings, paths, engine, run_id="up")
+    assert healed.problems == []
+    assert all(row.resolved_at is not None for row in rows(engine, incidents) if row.kind == "lead_inbox_unreachable")
