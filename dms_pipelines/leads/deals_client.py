@@ -9,7 +9,7 @@ import urllib.parse
 import urllib.request
 
 from dms_pipelines.delivery.retry import RetryPolicy, call_with_retries, is_transient_status
-from dms_pipelines.delivery.stock_api import parse_retry_after
+from dms_pipelines.delivery.stock_api import ApiError, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -20,20 +20,11 @@ COMPONENT_PATHS = {"partExchange": "part-exchanges", "financeApplication": "fina
 _MESSAGE_LIMIT = 300
 
 
-class DealsApiError(Exception):
-    """A failed deals API call: `transient` says whether trying again may help; `status` is the HTTP status (None: no answer)."""
+class DealsApiError(ApiError):
+    """A failed deals API call, as the stock API's ApiError: `transient`, `status` (None: no answer), `retry_after`, `request`."""
 
     def __init__(self, message: str, *, transient: bool, status: int | None = None, retry_after: float | None = None, request: str | None = None):
-        self.message = message
-        self.transient = transient
-        self.status = status
-        self.retry_after = retry_after
-        self.request = request
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        text = f"HTTP {self.status}: {self.message}" if self.status is not None else self.message
-        return f"{self.request} -> {text}" if self.request else text
+        super().__init__(message, status=status, transient=transient, retry_after=retry_after, request=request)
 
     def __reduce__(self):
         return _rebuild, (self.message, self.transient, self.status, self.retry_after, self.request)
