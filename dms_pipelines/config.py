@@ -450,7 +450,7 @@ class Leads(Strict):
     """Group-wide lead settings: the receiver and how many similar available cars a lead on a sold one is offered."""
 
     receiver: Receiver = Receiver()
-    alternatives: int = Field(default=3, ge=0, le=10)
+    alternatives: int = Field(default=3, ge=0, le=3)  # the ADF carries at most three
 
 
 Dealer.model_rebuild()  # its crm and leads models are defined above, after it

@@ -6,7 +6,7 @@ import math
 from datetime import datetime, timedelta
 
 import pandas as pd
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from dms_pipelines.operations.db import incidents, lead_deliveries, lead_files, lead_quarantine, lead_versions, leads
@@ -351,14 +351,6 @@ def set_leads(engine: Engine, changes: list[dict]) -> None:
 
 def retry_at(attempts: int, base_seconds: float = 30.0, cap_seconds: float = 3600.0) -> datetime:
     return utc_now() + timedelta(seconds=min(cap_seconds, base_seconds * 2 ** max(0, attempts - 1)))
-
-
-def undelivered(engine: Engine, dealer_id: str, older_than: datetime | None = None) -> list:
-    """Leads not delivered: dead letters, and (when `older_than` is given) pending or retrying ones received before it."""
-    with engine.connect() as connection:
-        late = and_(leads.c.delivery_status.in_([LeadDeliveryStatus.PENDING, LeadDeliveryStatus.RETRY]), leads.c.last_received_at < older_than) if older_than else False
-        query = select(leads).where(and_(leads.c.dealer_id == dealer_id, or_(leads.c.delivery_status == LeadDeliveryStatus.DEAD_LETTER, late))).order_by(leads.c.id)
-        return connection.execute(query).all()
 
 
 def lead_counts(engine: Engine, dealer_id: str) -> dict[str, int]:

@@ -65,7 +65,8 @@ def sync_dealers(context: dg.OpExecutionContext, dealer_ids: list, pipeline: Pip
         except Exception as error:  # reported with the dealer's name; the run fails at the end
             context.log.exception(f"{dealer_id}: sync failed: {type(error).__name__}: {error}")
             problems = finish_dealer_run(settings, specs, engine, dealer_id, context.run_id, context.log, crashed=f"{type(error).__name__}: {error}")
-            results.append({"dealer_id": dealer_id, "vehicles": 0, "problems": [p.message for p in problems], "crashed": True})
+            lead_messages = _sync_leads(context, dealer_id, settings, paths, engine)  # its leads do not wait for its stock
+            results.append({"dealer_id": dealer_id, "vehicles": 0, "problems": [p.message for p in problems] + lead_messages, "crashed": True})
             continue
         for asset, (metadata, check_results) in outcomes.dealer_events(run, settings, specs, paths).items():
             context.log_event(dg.AssetMaterialization(asset_key=asset, partition=dealer_id, metadata=metadata))

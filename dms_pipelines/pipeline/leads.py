@@ -347,7 +347,7 @@ def deliver_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: 
     logger = logger or log
     result = LeadDelivery()
     if dealer.crm is None:
-        result.no_crm = sum(1 for row in lead_store.undelivered(engine, dealer.id) if row.delivery_status == LeadDeliveryStatus.NO_CRM)
+        result.no_crm = lead_store.lead_counts(engine, dealer.id).get(LeadDeliveryStatus.NO_CRM, 0)
         return result
     _queue_kept_leads(engine, dealer.id)
     group = group_stock(settings, paths) if group is None else group

@@ -205,7 +205,7 @@ def test_a_dealer_without_a_crm_keeps_its_leads_and_says_so(lead_env):
     generate_leads(stages.read_stock(paths.state, "york"), "york", paths.lead_inbox / "york")
     settings = settings.model_copy(update={"dealers": [d.model_copy(update={"crm": None}) if d.id == "york" else d for d in settings.dealers]})
     run = stages.sync_leads("york", settings, paths, engine, run_id="test")
-    assert run.reading.new > 0 and run.delivery.delivered == 0
+    assert run.reading.new > 0 and run.delivery.delivered == 0 and run.delivery.no_crm == run.reading.new
     assert [p.kind for p in run.problems] == ["lead_no_crm"]
     assert {row.delivery_status for row in rows(engine, leads)} == {"no_crm"}
 
