@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 
 import paramiko
 
@@ -151,7 +151,8 @@ def adf_message(settings: CrmEmail, name: str, document: bytes) -> EmailMessage:
     message["To"] = ", ".join(settings.email_to)
     message["Subject"] = f"ADF lead {name}"
     message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = make_msgid(domain=settings.email_from.rpartition("@")[2] or None)
+    # The same lead revision always gets the same Message-ID (from its file name): a resend after a crash is one a CRM can drop.
+    message["Message-ID"] = f"<{name.removesuffix('.xml')}@{settings.email_from.rpartition('@')[2] or 'dms-pipelines.invalid'}>"
     if settings.body == "text":
         text = document.decode("utf-8")
         # 8bit keeps the XML readable to CRMs that read the raw body; base64 only where a line is too long to travel 8bit.

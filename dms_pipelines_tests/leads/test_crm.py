@@ -255,3 +255,12 @@ def test_a_missing_password_variable_is_permanent_and_named_without_any_secret(s
     assert isinstance(failure, CrmDeliveryError) and not failure.transient
     assert "DMS_CRM_SMTP_PASSWORD" in str(failure) and "user-Secretish-4410" not in str(failure)
     assert not smtp.received
+
+
+def test_a_lead_revision_always_gets_the_same_message_id_and_another_revision_another():
+    from dms_pipelines.leads.crm import adf_message
+
+    settings = CrmEmail(smtp_host="127.0.0.1", smtp_port=25, email_from="leads@dms.example", email_to=["crm@dealer.example"])
+    first = adf_message(settings, "leeds-website-W-1-abc-r1.xml", b"<adf/>")["Message-ID"]
+    assert first == adf_message(settings, "leeds-website-W-1-abc-r1.xml", b"<adf/>")["Message-ID"] == "<leeds-website-W-1-abc-r1@dms.example>"
+    assert adf_message(settings, "leeds-website-W-1-abc-r2.xml", b"<adf/>")["Message-ID"] != first
