@@ -12,6 +12,7 @@ LAYERS = {  # bottom first
     "stock": 3,
     "formats": 3,
     "sources": 3,
+    "customers": 3,
     "marketplaces": 4,
     "delivery": 4,
     "warehouse": 4,

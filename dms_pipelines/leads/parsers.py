@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from dms_pipelines.leads.normalise import parse_flag
+from dms_pipelines.customers.normalise import parse_flag
 from dms_pipelines.leads.records import PAYLOAD_NAME, SOURCES, LeadFileError
 
 MAX_LEAD_FILE_BYTES = 20 * 1024 * 1024

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pandera.pandas as pa
 
-from dms_pipelines.leads import normalise
+from dms_pipelines.customers import normalise
 from dms_pipelines.leads.records import CHANNELS, FIELD_NAMES, FIELDS, SOURCES
 
 LEAD_STATUSES = ("new", "updated", "cancelled", "completed")

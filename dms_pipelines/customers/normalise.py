@@ -1,4 +1,4 @@
-"""Normalise one lead value at a time: e-mail, phone (E.164), UK postcode, names and free text, yes/no flags, timestamps (UTC)."""
+"""Normalise one contact value at a time, for leads and DMS customers: e-mail, phone (E.164), UK postcode, names and free text, yes/no flags, timestamps (UTC)."""
 
 import re
 from datetime import date, datetime, timezone

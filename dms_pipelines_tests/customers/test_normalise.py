@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dms_pipelines.leads import normalise
+from dms_pipelines.customers import normalise
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""DMS customer records: the canonical customer, its contact normalisation and its checks."""
