@@ -291,6 +291,7 @@ class Dealer(Strict):
     urls: VehicleUrls = VehicleUrls()
     crm: "Crm | None" = None  # where the dealer's leads go as ADF; none: leads are kept, not delivered (a check says so)
     leads: "DealerLeads" = Field(default_factory=lambda: DealerLeads())
+    customers: "DealerCustomers | None" = None  # the DMS customer export; none: leads are matched among themselves only
 
     @field_validator("id")
     @classmethod
@@ -433,6 +434,37 @@ class DealerLeads(Strict):
     source: SourceConfig | None = None  # default: a local inbox at lead_inbox/<dealer id>
 
 
+class DealerCustomers(Strict):
+    """A dealer's DMS customer export: where it is dropped and the mapping profile (record: customer) that reads it."""
+
+    profile: str
+    source: SourceConfig | None = None  # default: a local inbox at customer_inbox/<dealer id>
+
+
+class Identity(Strict):
+    """How leads are tied to one customer: the pinned match model and the two thresholds on its match probability."""
+
+    model: str = "customer_match_v1"  # a model file in the package's identity/models (or a path)
+    upper_threshold: float = Field(default=0.99, gt=0, lt=1)  # at or above: the lead joins the customer
+    lower_threshold: float = Field(default=0.5, gt=0, lt=1)  # below: a new prospect; between the two: the review queue
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.lower_threshold >= self.upper_threshold:
+            raise ValueError(f"lower_threshold ({self.lower_threshold}) must be below upper_threshold ({self.upper_threshold})")
+        return self
+
+
+class Retention(Strict):
+    """How long each kind of personal data is kept, in days (applied by the nightly run); none keeps it."""
+
+    leads_days: int | None = Field(default=1095, ge=1)  # leads, their versions, deliveries and raw payloads
+    prospects_days: int | None = Field(default=730, ge=1)  # identity records of people who never became DMS customers
+    review_days: int | None = Field(default=90, ge=1)  # decided review queue entries
+    crm_outbox_days: int | None = Field(default=30, ge=1)  # ADF files left in local CRM drops
+    customer_exports_days: int | None = Field(default=90, ge=1)  # raw DMS customer exports in customer_landing
+
+
 class Receiver(Strict):
     """The webhook receiver: which variables hold each sender's secret; a sender whose variable is unset is refused (403)."""
 
@@ -464,8 +496,12 @@ class Settings(Strict):
     alerts: Alerts = Alerts()
     operations_db_url_env: str | None = None  # env var holding a SQLAlchemy URL (e.g. PostgreSQL); default SQLite under state/
     leads: Leads = Leads()
+    identity: Identity = Identity()
+    retention: Retention = Retention()
+    erasure_salt_env: str = "DMS_ERASURE_SALT"  # the salt of the suppression list's hashes; unset: a salt kept in state/
 
     _check_db_env = field_validator("operations_db_url_env")(_env_name)
+    _check_salt_env = field_validator("erasure_salt_env")(_env_name)
     _rules: dict[str, Validation] = PrivateAttr(default_factory=dict)  # per dealer with overrides: the group's rules merged with them
 
     @model_validator(mode="after")

@@ -49,6 +49,15 @@ class DataPaths:
         return self.root / "lead_landing"
 
     @property
+    def customer_inbox(self) -> Path:
+        return self.root / "customer_inbox"
+
+    @property
+    def customer_landing(self) -> Path:
+        """customer_landing/<dealer>/: every DMS customer export as landed (rewritten only by an erasure)."""
+        return self.root / "customer_landing"
+
+    @property
     def outbox(self) -> Path:
         return self.root / "outbox"
 

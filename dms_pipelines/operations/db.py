@@ -338,6 +338,159 @@ lead_deliveries = Table(
 )
 
 
+# DMS customers and identity. Personal data again (names, contacts, addresses): kept here, in the CRM outbox and in the
+# raw customer exports only; the warehouse gets masked copies. An erasure removes a person from every one of them.
+customer_files = Table(
+    "customer_files",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("file_name", Text, nullable=False),  # the name in customer_landing/<dealer>/
+    Column("original_name", Text),
+    Column("source_key", Text, index=True),  # path, size and mtime in the source: a file already landed is not taken again
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("export_kind", String(8)),  # full | delta (the profile's file patterns)
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # landed | processed | failed | duplicate: operations.statuses.LeadFileStatus
+    Column("error", Text),
+    Column("records_in", Integer),
+    Column("accepted", Integer),
+    Column("quarantined", Integer),
+    Column("skipped", Integer),
+    Column("run_id", String(64)),
+    Column("processed_at", DateTime(timezone=True)),
+    Column("rewritten_at", DateTime(timezone=True)),  # an erasure rewrote the file without a person (sha256 is then the new file's)
+    UniqueConstraint("dealer_id", "file_name", name="uq_customer_file_name"),
+)
+
+dms_customers = Table(
+    "dms_customers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("customer_number", Text, nullable=False),  # the DMS's own customer number, an exact string
+    Column("record", Text, nullable=False),  # the canonical customer as JSON (customers.schema.CUSTOMER_COLUMNS)
+    Column("content_hash", String(64), nullable=False),
+    Column("customer_file_id", Integer),  # the file of the current content
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("present", Integer, nullable=False, default=1),  # 0: absent from the latest full export (kept for matching history)
+    Column("linked_hash", String(64)),  # the content_hash identity last linked: a customer whose hash differs is linked again
+    UniqueConstraint("dealer_id", "customer_number", name="uq_dms_customer"),
+)
+
+customer_quarantine = Table(
+    "customer_quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("customer_file_id", Integer, nullable=False),
+    Column("file_name", Text, nullable=False),
+    Column("source_row", Integer),
+    Column("customer_number", Text),
+    Column("field", Text, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),  # error (quarantined) | warning (the record went on)
+    Column("message", Text, nullable=False),  # never holds a personal value
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+identity_records = Table(
+    "identity_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("record_kind", String(16), nullable=False),  # customer | lead
+    Column("record_key", Text, nullable=False),  # the DMS customer number, or the lead's id in leads
+    Column("cluster_id", String(32), nullable=False, index=True),  # the customer's stable id (P-...), kept across runs
+    Column("tier", String(16), nullable=False),  # email | phone | model | review | seed | new (identity.TIERS)
+    Column("match_probability", Float),
+    Column("content_hash", String(64), nullable=False),  # of the fields matched on, when last linked
+    Column("model_version", String(64)),
+    Column("linked_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(64)),
+    UniqueConstraint("dealer_id", "record_kind", "record_key", name="uq_identity_record"),
+)
+
+match_decisions = Table(
+    "match_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("record_kind", String(16), nullable=False),
+    Column("record_key", Text, nullable=False),
+    Column("cluster_id", String(32), nullable=False),
+    Column("candidate_key", Text),  # the record it was matched with (customer number or lead id)
+    Column("tier", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),  # joined | new | review | accepted | rejected
+    Column("match_probability", Float),
+    Column("match_weight", Float),
+    Column("reason", Text, nullable=False),  # e.g. "email exact", "model 0.997: name, postcode sector, phone"; no personal value
+    Column("evidence", Text),  # JSON: each comparison's level and its contribution to the match weight (the waterfall)
+    Column("model_version", String(64)),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", String(64)),
+)
+
+review_queue = Table(
+    "review_queue",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("record_kind", String(16), nullable=False),
+    Column("record_key", Text, nullable=False),
+    Column("candidate_cluster_id", String(32), nullable=False),
+    Column("candidate_key", Text),
+    Column("match_probability", Float, nullable=False),
+    Column("match_weight", Float),
+    Column("evidence", Text, nullable=False),  # JSON, as match_decisions.evidence
+    Column("status", String(16), nullable=False),  # open | accepted | rejected
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by", Text),
+    Column("note", Text),
+    UniqueConstraint("dealer_id", "record_kind", "record_key", "candidate_cluster_id", name="uq_review_pair"),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dealer_id", String(64), nullable=False, index=True),
+    Column("record_kind", String(16), nullable=False),  # customer (a DMS export) | lead (what the buyer ticked)
+    Column("record_key", Text, nullable=False),
+    Column("channel", String(8), nullable=False),  # email | phone | sms | post
+    Column("granted", Integer, nullable=False),  # 1 given, 0 declined or withdrawn; a channel never asked has no row
+    Column("source", Text, nullable=False),  # the file it came from
+    Column("wording", Text),
+    Column("stated_at", DateTime(timezone=True), nullable=False),  # when the person gave it, as the source says
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("dealer_id", "record_kind", "record_key", "channel", "stated_at", "granted", name="uq_consent_event"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),  # email | phone
+    Column("value_hash", String(64), nullable=False, unique=True),  # HMAC-SHA256 of the normalised value with the salt
+    Column("erasure_id", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("requested_by", Text),
+    Column("criterion", String(16), nullable=False),  # email | phone | customer (never the value itself)
+    Column("counts", Text, nullable=False),  # JSON: rows and files removed or rewritten, per table and folder
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+
 WAL_SWITCH_SECONDS = 60
 
 
