@@ -3,6 +3,7 @@
 import hashlib
 import math
 import re
+from dataclasses import dataclass, field
 from importlib import resources
 
 import pandas as pd
@@ -29,6 +30,31 @@ LINK_COMMENTS = {
     "reserved": "RESERVED: this vehicle is reserved for another buyer",
 }
 ALTERNATIVE_COMMENT = "Alternative offered: similar available vehicle"
+
+MAX_EARLIER_ENQUIRIES = 10  # the newest ones, in the comments
+
+
+@dataclass(frozen=True)
+class EarlierEnquiry:
+    """One earlier enquiry of the same customer, as the salesperson reads it: when, where and about which car."""
+
+    enquired_at: object
+    channel: str | None
+    vehicle: str | None  # e.g. "Ford Fiesta (S1001)", or the reference the buyer gave
+
+
+@dataclass(frozen=True)
+class CustomerMatch:
+    """Who the lead is, as identity reconciliation found: the DMS customer (if any), the cluster and what is known of them."""
+
+    cluster_id: str
+    customer_number: str | None = None  # the dealer's DMS customer number, when the lead joined a DMS customer
+    customer_source: str = "DMS"  # the ADF customer/id source attribute for the customer number
+    returning: bool = False  # the customer is in the DMS or has enquired before
+    earlier_enquiries: tuple[EarlierEnquiry, ...] = field(default_factory=tuple)
+    owned_vehicles: tuple[str, ...] = field(default_factory=tuple)  # registrations or VINs the DMS records as theirs
+    under_review: bool = False  # a possible match waits for an operator: not stated as the customer yet
+
 
 _dtd: etree.DTD | None = None
 
@@ -184,8 +210,31 @@ def _consent_line(lead: dict) -> str:
     return f"Marketing consent: {channels}" + (f" ({record})" if record else "")
 
 
-def _customer_comments(lead: dict) -> str:
+def _match_lines(match: CustomerMatch | None) -> list[str]:
+    if match is None:
+        return []
     lines = []
+    if match.returning:
+        known = f"DMS customer {match.customer_number}" if match.customer_number else "enquired before"
+        lines.append(f"RETURNING CUSTOMER: {known}.")
+    elif match.under_review:
+        lines.append("Possible returning customer: a match is waiting for review.")
+    if match.owned_vehicles:
+        lines.append(f"Vehicles owned: {', '.join(match.owned_vehicles)}")
+    earlier = sorted(match.earlier_enquiries, key=lambda e: iso_timestamp(e.enquired_at) or "", reverse=True)
+    if earlier:
+        lines.append(f"Earlier enquiries ({len(earlier)}):")
+        for enquiry in earlier[:MAX_EARLIER_ENQUIRIES]:
+            when = (iso_timestamp(enquiry.enquired_at) or "date unknown")[:10]
+            parts = [when, f"via {clean_text(enquiry.channel)}" if clean_text(enquiry.channel) else None, clean_text(enquiry.vehicle)]
+            lines.append("- " + " ".join(part for part in parts if part))
+        if len(earlier) > MAX_EARLIER_ENQUIRIES:
+            lines.append(f"- and {len(earlier) - MAX_EARLIER_ENQUIRIES} older")
+    return lines
+
+
+def _customer_comments(lead: dict, match: CustomerMatch | None = None) -> str:
+    lines = _match_lines(match)
     update = DEAL_UPDATES.get(clean_text(lead.get("lead_status")) or "")
     if update:
         lines.append(update)
@@ -205,7 +254,7 @@ def _customer_comments(lead: dict) -> str:
     return "\n".join(lines)
 
 
-def _customer(prospect: etree._Element, lead: dict) -> None:
+def _customer(prospect: etree._Element, lead: dict, match: CustomerMatch | None = None) -> None:
     customer = _add(prospect, "customer")
     contact = _add(customer, "contact")
     first, last, full = (clean_text(lead.get(key)) for key in ("first_name", "last_name", "full_name"))
@@ -224,7 +273,11 @@ def _customer(prospect: etree._Element, lead: dict) -> None:
         address = _add(contact, "address")
         _add(address, "street")  # the DTD needs a street; leads carry a postcode only
         _add(address, "postalcode", postcode)
-    _add(customer, "comments", _customer_comments(lead))
+    if match is not None and match.customer_number and not match.under_review:
+        _add(customer, "id", match.customer_number, sequence="1", source=match.customer_source)
+    if match is not None:
+        _add(customer, "id", match.cluster_id, sequence="2" if match.customer_number and not match.under_review else "1", source=SERVICE)
+    _add(customer, "comments", _customer_comments(lead, match))
 
 
 def _vendor(prospect: etree._Element, dealer: Dealer) -> None:
@@ -241,12 +294,13 @@ def _vendor(prospect: etree._Element, dealer: Dealer) -> None:
     _add_if(address, "country", dealer.address.country)
 
 
-def render_adf(lead: dict, dealer: Dealer, vehicle: dict | None, link_status: str, alternatives: list[dict], provider_name: str) -> bytes:
+def render_adf(lead: dict, dealer: Dealer, vehicle: dict | None, link_status: str, alternatives: list[dict], provider_name: str, match: CustomerMatch | None = None) -> bytes:
     """One lead as an ADF 1.0 document (UTF-8 bytes) that validates against the DTD whatever the lead holds.
 
     `vehicle` is the stock row the lead was linked to (None when it could not be); `link_status` is available, reserved,
     sold or unlinked (any other stock status is written as available); `alternatives` (at most three are written) are
-    similar available cars, offered only when the linked car is sold or reserved."""
+    similar available cars, offered only when the linked car is sold or reserved; `match` is who the customer is (their
+    DMS customer number as customer/id, earlier enquiries and owned vehicles in the comments)."""
     if vehicle is None:
         link_status = "unlinked"
     elif link_status not in LINK_STATUSES or link_status == "unlinked":
@@ -266,7 +320,7 @@ def render_adf(lead: dict, dealer: Dealer, vehicle: dict | None, link_status: st
         _stock_vehicle(prospect, vehicle, dealer, notes)
     for alternative in offered:
         _stock_vehicle(prospect, alternative, dealer, [ALTERNATIVE_COMMENT])
-    _customer(prospect, lead)
+    _customer(prospect, lead, match)
     _vendor(prospect, dealer)
     provider = _add(prospect, "provider")
     _add(provider, "name", provider_name, part="full")

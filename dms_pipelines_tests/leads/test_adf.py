@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from dms_pipelines.config import Address, Market
-from dms_pipelines.leads.adf import adf_dtd, adf_file_name, clean_text, render_adf, validate_adf
+from dms_pipelines.leads.adf import MAX_EARLIER_ENQUIRIES, CustomerMatch, EarlierEnquiry, adf_dtd, adf_file_name, clean_text, render_adf, validate_adf
 from dms_pipelines.leads.records import FIELD_NAMES, FIELDS
 from dms_pipelines_tests.support import SECRET_FILE_MARKER, fixed_dealer
 
@@ -286,3 +286,51 @@ def test_file_names_are_safe_stable_and_unique():
     assert len(adf_file_name(full_lead(source_lead_id="x" * 500), 0)) < 160
     with pytest.raises(ValueError):
         adf_file_name(lead, -1)
+
+
+def test_a_returning_customer_carries_the_dms_customer_number_earlier_enquiries_and_owned_vehicles():
+    earlier = (
+        EarlierEnquiry(pd.Timestamp("2026-10-01T09:00:00Z"), "website", "Ford Focus (S0900)"),
+        EarlierEnquiry(pd.Timestamp("2026-10-20T09:00:00Z"), "autotrader", "Kia Ceed (S0950)"),
+    )
+    match = CustomerMatch("P-0123456789ab", customer_number="C-00042", customer_source="Aire Valley Motors DMS", returning=True, earlier_enquiries=earlier, owned_vehicles=("AB12CDE",))
+    document = render_adf(full_lead(), DEALER, STOCK, "available", [], "Auto Trader", match)
+    assert validate_adf(document) == []
+    ids = [(i.get("sequence"), i.get("source"), i.text) for i in parse(document).findall("prospect/customer/id")]
+    assert ids == [("1", "Aire Valley Motors DMS", "C-00042"), ("2", "dms-pipelines", "P-0123456789ab")]
+    comments = customer_comments(parse(document))
+    assert comments.startswith("RETURNING CUSTOMER: DMS customer C-00042.")
+    assert "Vehicles owned: AB12CDE" in comments
+    assert comments.index("2026-10-20 via autotrader Kia Ceed (S0950)") < comments.index("2026-10-01 via website Ford Focus (S0900)")  # newest first
+
+
+def test_a_match_under_review_is_not_stated_as_the_customer():
+    match = CustomerMatch("P-00000000000a", customer_number="C-1", returning=False, under_review=True)
+    root = parse(render_adf(full_lead(), DEALER, STOCK, "available", [], "x", match))
+    assert [(i.get("source"), i.text) for i in root.findall("prospect/customer/id")] == [("dms-pipelines", "P-00000000000a")]
+    assert "RETURNING" not in customer_comments(root)
+    assert "waiting for review" in customer_comments(root)
+
+
+def test_a_new_prospect_has_only_its_cluster_id_and_no_returning_mark():
+    root = parse(render_adf(full_lead(), DEALER, STOCK, "available", [], "x", CustomerMatch("P-00000000000b")))
+    assert [i.text for i in root.findall("prospect/customer/id")] == ["P-00000000000b"]
+    assert "RETURNING" not in customer_comments(root) and "Earlier enquiries" not in customer_comments(root)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lead=LEADS,
+    number=st.none() | HOSTILE_TEXT,
+    enquiries=st.lists(st.builds(EarlierEnquiry, MISSING | st.datetimes(timezones=st.just(timezone.utc)), st.none() | HOSTILE_TEXT, st.none() | HOSTILE_TEXT), max_size=14),
+    owned=st.lists(HOSTILE_TEXT, max_size=3),
+    returning=st.booleans(),
+)
+def test_any_customer_match_renders_valid_and_caps_the_enquiries(lead, number, enquiries, owned, returning):
+    match = CustomerMatch(
+        "P-1", customer_number=number if isinstance(number, str) else None, returning=returning, earlier_enquiries=tuple(enquiries), owned_vehicles=tuple(o for o in owned if isinstance(o, str))
+    )
+    document = render_adf(lead, DEALER, STOCK, "available", [], "x", match)
+    assert validate_adf(document) == []
+    listed = [line for line in (customer_comments(parse(document)) or "").split("\n") if line.startswith("- ") and not line.startswith("- and ")]
+    assert len(listed) <= MAX_EARLIER_ENQUIRIES
