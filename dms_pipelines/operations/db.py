@@ -255,6 +255,7 @@ lead_files = Table(
     Column("processed_at", DateTime(timezone=True)),
     Column("acknowledged_at", DateTime(timezone=True)),  # an operator has seen why a failed file was not read (dms-pipelines leads acknowledge)
     Column("acknowledged_by", Text),
+    Column("erased_at", DateTime(timezone=True)),  # an erasure removed the file (a payload of one person) or rewrote it without them
     UniqueConstraint("dealer_id", "file_name", name="uq_lead_file_name"),
 )
 
@@ -361,6 +362,7 @@ customer_files = Table(
     Column("run_id", String(64)),
     Column("processed_at", DateTime(timezone=True)),
     Column("rewritten_at", DateTime(timezone=True)),  # an erasure rewrote the file without a person (sha256 is then the new file's)
+    Column("removed_at", DateTime(timezone=True)),  # retention removed the file (customer_exports_days)
     UniqueConstraint("dealer_id", "file_name", name="uq_customer_file_name"),
 )
 
@@ -547,6 +549,7 @@ ADDED_COLUMNS = {
     "listing_ledger": {"change_seq": "INTEGER NOT NULL DEFAULT 0"},
     "sync_runs": {"problems": "INTEGER", "landed": "INTEGER", "failed": "INTEGER", "skipped": "INTEGER", "quarantine_issues": "INTEGER"},
     "ingested_files": {"landed_run_id": "VARCHAR(64)", "rows_skipped": "INTEGER", "reprocessed_at": "TIMESTAMP WITH TIME ZONE", "reprocessed_by": "TEXT"},
+    "lead_files": {"erased_at": "TIMESTAMP WITH TIME ZONE"},
 }  # columns newer than the table's first version
 
 
