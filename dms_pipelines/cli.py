@@ -1,6 +1,7 @@
 """The `dms-pipelines` command: run, report and the operator's tools; other packages add theirs through entry points."""
 
 import argparse
+import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -157,6 +158,86 @@ def cmd_leads_receive(args) -> int:
     return 0
 
 
+def _operations_engine():
+    from dms_pipelines.operations.db import engine_for
+
+    settings = load_settings()
+    paths = DataPaths(data_root())
+    return settings, paths, engine_for(operations_db_url(settings, paths))
+
+
+def cmd_review_list(args) -> int:
+    """The review queue: possible matches between the thresholds, with each comparison's part in the match weight."""
+    from dms_pipelines.pipeline.review import render_reviews, review_entries
+
+    settings, _, engine = _operations_engine()
+    entries = review_entries(engine, args.dealer, None if args.all else "open", unmask=args.unmask)
+    print(json.dumps(entries, indent=2, default=str) if args.format == "json" else render_reviews(entries))
+    return 0
+
+
+def _decide(args, accepted: bool) -> int:
+    import getpass
+
+    from dms_pipelines.operations.identity_store import ReviewError, decide_review
+
+    _, _, engine = _operations_engine()
+    try:
+        entry = decide_review(engine, args.id, accepted, decided_by=args.by or getpass.getuser(), note=args.note)
+    except ReviewError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    verb = "accepted: the record joins" if accepted else "rejected: the record is kept apart from"
+    print(f"review {entry.id} {verb} customer {entry.candidate_cluster_id}; applied from the dealer's next lead run (dms-pipelines leads run --dealer {entry.dealer_id})")
+    return 0
+
+
+def cmd_review_accept(args) -> int:
+    return _decide(args, True)
+
+
+def cmd_review_reject(args) -> int:
+    return _decide(args, False)
+
+
+def cmd_erase(args) -> int:
+    """Erase one person from every table and file under the data root; exits 1 when anything of them could not be removed."""
+    import getpass
+
+    from dms_pipelines.pipeline.erasure import ErasureError, erase
+
+    settings, paths, engine = _operations_engine()
+    if args.dealer:
+        settings.dealer(args.dealer)
+    try:
+        report = erase(settings, paths, engine, email=args.email, phone=args.phone, customer=args.customer, dealer_id=args.dealer, requested_by=args.by or getpass.getuser(), dry_run=args.dry_run)
+    except ErasureError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    found = report.counts
+    print(
+        f"{'would erase' if report.dry_run else 'erased'} ({report.criterion}): {found['leads_found']} lead(s), {found['customers_found']} DMS customer record(s), {found['clusters_found']} customer cluster(s)"
+    )
+    if report.dry_run:
+        print(f"files holding them: {len(report.files_rewritten)}")
+        for name in report.files_rewritten:
+            print(f"  {name}")
+        return 0
+    for key in sorted(found):
+        if key not in ("leads_found", "customers_found", "clusters_found"):
+            print(f"  {key}: {found[key]}")
+    for name in report.files_removed:
+        print(f"  removed {name}")
+    for name in report.files_rewritten:
+        print(f"  rewritten without them: {name}")
+    for problem in report.problems:
+        print(f"  NOT ERASED: {problem}", file=sys.stderr)
+    for name in report.residue:
+        print(f"  STILL HOLDS THEM: {name}", file=sys.stderr)
+    print(f"erasure {report.erasure_id} logged in the erasures table and state/erasure_log.jsonl; their contacts are on the suppression list (salted hashes)")
+    return 0 if report.ok else 1
+
+
 def cmd_schema_docs(args) -> int:
     from dms_pipelines.stock.schema_docs import canonical_vehicle_markdown
 
@@ -208,6 +289,31 @@ def build_parser() -> argparse.ArgumentParser:
     receive.add_argument("--host", default=None)
     receive.add_argument("--port", type=int, default=None)
     receive.set_defaults(func=cmd_leads_receive)
+
+    review = commands.add_parser("review", help="the identity review queue: possible matches of a lead to a customer, for an operator to decide")
+    review_commands = review.add_subparsers(dest="review_command", required=True)
+    review_list = review_commands.add_parser("list", help="open entries with their evidence (each comparison's part in the match weight)")
+    review_list.add_argument("--dealer", default=None)
+    review_list.add_argument("--all", action="store_true", help="decided entries too")
+    review_list.add_argument("--unmask", action="store_true", help="show the records' contact details in full (default: masked)")
+    review_list.add_argument("--format", choices=["text", "json"], default="text")
+    review_list.set_defaults(func=cmd_review_list)
+    for name, func, meaning in (("accept", cmd_review_accept, "the record is that customer"), ("reject", cmd_review_reject, "the record is not that customer")):
+        decide = review_commands.add_parser(name, help=f"{meaning}: kept, applied on every later run and used as a label to check the model")
+        decide.add_argument("id", type=int, help="the entry's id, from `review list`")
+        decide.add_argument("--note", default=None)
+        decide.add_argument("--by", default=None, help="who decided (default: the login name)")
+        decide.set_defaults(func=func)
+
+    erase = commands.add_parser("erase", help="erase one person from every table and file (UK GDPR erasure), keep a suppression entry, log the counts")
+    who = erase.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email")
+    who.add_argument("--phone")
+    who.add_argument("--customer", help="a DMS customer number, or a customer (cluster) id P-...")
+    erase.add_argument("--dealer", default=None, help="only this dealer's records (default: every dealer's)")
+    erase.add_argument("--dry-run", action="store_true", help="say what would be erased; change nothing")
+    erase.add_argument("--by", default=None, help="who asked for it, for the log (default: the login name)")
+    erase.set_defaults(func=cmd_erase)
 
     report = commands.add_parser("report", help="KPIs per dealer and marketplace from the warehouse")
     report.add_argument("--format", choices=["table", "json"], default="table")

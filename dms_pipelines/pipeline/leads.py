@@ -26,6 +26,8 @@ from dms_pipelines.operations.manifest import utc_aware, utc_now
 from dms_pipelines.operations.run_health import Problem, report_incidents
 from dms_pipelines.operations.statuses import LeadDeliveryStatus, LeadFileStatus
 from dms_pipelines.paths import DataPaths
+from dms_pipelines.pipeline import erasure
+from dms_pipelines.pipeline.customer_context import customer_matches
 from dms_pipelines.sources.base import RemoteFile, SourceError, shown
 from dms_pipelines.sources.landing import safe_local_name
 from dms_pipelines.stock.store import read_stock
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 DEAL_FETCH_ATTEMPTS = 5  # a notification whose deal cannot be fetched after this many runs is a failed file
 INBOX_UNREACHABLE = lead_store.INBOX_UNREACHABLE
 DELIVERY_BATCH = 200  # leads delivered between two writes of the ledger
+ERASED_BEFORE = "this person's data was erased on their request before; the new enquiry is kept (it is new processing): check its lawful basis before marketing to them"
 PROVIDER_NAMES = {"autotrader": "Auto Trader", "meta": "Meta lead ads", "google": "Google lead form", "website": "Dealer website", "adf": "ADF e-mail"}
 
 
@@ -240,6 +243,7 @@ def read_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Eng
     reading = LeadReading()
     folder = lead_folder(paths, dealer.id)
     delivery_status = LeadDeliveryStatus.PENDING if dealer.crm is not None else LeadDeliveryStatus.NO_CRM
+    salt = erasure.erasure_salt(settings, paths) if erasure.any_suppressions(engine) else None
     for row in lead_store.files_to_read(engine, dealer.id):
         if row.origin == "webhook" and row.file_name.startswith("autotrader-"):
             continue  # a notification: its deal is fetched (and read) as a file of its own
@@ -256,10 +260,16 @@ def read_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Eng
             continue
         checked = validate_leads(parsed.records, row.file_name, dealer.id, received, country=dealer.market.country)
         problems = [LeadIssue(row.file_name, p.record, p.field, p.rule, p.message, "error") for p in parsed.problems]
+        if salt is not None:
+            problems += [
+                LeadIssue(row.file_name, str(lead.get("record")), "email" if lead.get("email") else "phone", "erased_before", ERASED_BEFORE, "warning")
+                for lead in checked.leads.to_dict("records")
+                if erasure.suppressed(engine, salt, lead.get("email") or None, lead.get("phone") or None)
+            ]
         with engine.begin() as connection:
             counts = lead_store.store_leads(connection, dealer.id, checked.leads.to_dict("records"), row.id, received, delivery_status)
             lead_store.record_issues(connection, dealer.id, row.id, row.file_name, [*problems, *checked.issues])
-        quarantined = len(checked.quarantined) + len(problems)
+        quarantined = len(checked.quarantined) + sum(problem.severity == "error" for problem in problems)
         skipped = sum(parsed.skipped.values())
         lead_store.finish_file(
             engine,
@@ -358,6 +368,7 @@ def deliver_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: 
     acknowledged = lead_store.acknowledged_by_lead(engine, dealer.id)
     ledger, changes = [], []
     owed = lead_store.leads_to_deliver(engine, dealer.id)
+    matches = customer_matches(engine, dealer, [row.id for row in owed], by_id)
     for position, row in enumerate(owed):
         if len(changes) >= DELIVERY_BATCH:  # each file is durable before its ledger row; a crash in between resends at most a batch, under the same names
             lead_store.record_deliveries(engine, ledger, changes)
@@ -368,7 +379,7 @@ def deliver_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: 
         link_status = row.vehicle_status if row.vehicle_status in ("available", "reserved", "sold") else ("available" if vehicle is not None else "unlinked")
         name = adf.adf_file_name(lead, row.revision)
         started = utc_now()
-        document = adf.render_adf(lead, dealer, vehicle, link_status, offered, PROVIDER_NAMES.get(row.source, row.source))
+        document = adf.render_adf(lead, dealer, vehicle, link_status, offered, PROVIDER_NAMES.get(row.source, row.source), matches.get(row.id))
         errors = adf.validate_adf(document)
         if errors:  # never send what the CRM's parser may reject: a fault of ours, dead-lettered and alerted
             message = f"the ADF written for lead {row.source}:{row.source_lead_id} fails the ADF 1.0 DTD: {errors[0]}"

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from dms_pipelines.operations.db import lead_deliveries, lead_files, lead_quarantine, leads
+from dms_pipelines.operations.identity_store import lead_clusters
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.warehouse.tables import publish
 
@@ -71,7 +72,7 @@ def postcode_district(postcode: str | None) -> str | None:
     return outward if OUTWARD_CODE.match(outward) else None
 
 
-def masked_lead_row(row: dict, lead: dict) -> dict:
+def masked_lead_row(row: dict, lead: dict, customer_id: str | None = None) -> dict:
     """One warehouse row of `leads`: the operational row's columns, the lead's non-personal fields and the masked contact columns."""
     shown = {name: row[name] for name in LEAD_ROW_COLUMNS}
     shown["lead_id"] = shown.pop("id")
@@ -81,14 +82,16 @@ def masked_lead_row(row: dict, lead: dict) -> dict:
     shown["phone_masked"] = mask_phone(lead.get("phone"))
     shown["postcode_district"] = postcode_district(lead.get("postcode"))
     shown["has_message"] = bool((lead.get("message") or "").strip())
+    shown["customer_id"] = customer_id
     return shown
 
 
 def masked_leads(engine: Engine, dealer_id: str) -> pd.DataFrame:
     """The dealer's leads (current revision) as the warehouse shows them."""
+    clusters = lead_clusters(engine, dealer_id)
     with engine.connect() as connection:
         query = select(*(leads.c[name] for name in LEAD_ROW_COLUMNS), leads.c.lead).where(leads.c.dealer_id == dealer_id).order_by(leads.c.id)
-        rows = [masked_lead_row(row._mapping, json.loads(row.lead)) for row in connection.execute(query)]
+        rows = [masked_lead_row(row._mapping, json.loads(row.lead), clusters.get(row.id)) for row in connection.execute(query)]
     frame = pd.DataFrame(rows)
     if len(frame):
         # times from the lead JSON are ISO 8601 with any offset (and with or without fractions): read them as such

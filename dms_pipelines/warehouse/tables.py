@@ -190,6 +190,7 @@ TABLE_SCHEMAS |= {
             "phone_masked": "string",
             "postcode_district": "string",
             "has_message": "boolean",
+            "customer_id": "string",
         }
     ),  # contact details masked only: the real ones stay in the operational database's `leads` (warehouse/leads.py)
     "lead_deliveries": _typed(
@@ -315,6 +316,83 @@ VIEWS: dict[str, str] = {
         FROM deliveries WHERE action IN ('sold', 'delete', 'file') AND outcome = 'ok' AND change_seen_at IS NOT NULL""",
 }
 
+TABLE_SCHEMAS |= {  # identity (warehouse/identity.py): contacts masked, owned vehicles only as stock ids of the dealer's own stock
+    "customers": _typed(
+        {
+            "dealer_id": "string",
+            "customer_number": "string",
+            "customer_id": "string",
+            "email_masked": "string",
+            "phone_masked": "string",
+            "postcode_district": "string",
+            "owned_vehicles": "Int64",
+            "present": "boolean",
+            "first_seen_at": "datetime64[us, UTC]",
+            "updated_at": "datetime64[us, UTC]",
+        }
+    ),
+    "customer_clusters": _typed(
+        {
+            "dealer_id": "string",
+            "customer_id": "string",
+            "is_dms_customer": "boolean",
+            "dms_records": "Int64",
+            "leads": "Int64",
+            "first_enquiry_at": "datetime64[us, UTC]",
+            "last_enquiry_at": "datetime64[us, UTC]",
+        }
+    ),
+    "customer_records": _typed({"dealer_id": "string", "record_kind": "string", "record_key": "string", "customer_id": "string", "tier": "string", "match_probability": "float64"}),
+    "match_decisions": _typed(
+        {
+            "id": "Int64",
+            "dealer_id": "string",
+            "record_kind": "string",
+            "record_key": "string",
+            "customer_id": "string",
+            "candidate_key": "string",
+            "tier": "string",
+            "outcome": "string",
+            "match_probability": "float64",
+            "match_weight": "float64",
+            "reason": "string",
+            "evidence": "string",
+            "model_version": "string",
+            "decided_at": "datetime64[us, UTC]",
+            "run_id": "string",
+        }
+    ),
+    "review_queue": _typed(
+        {
+            "id": "Int64",
+            "dealer_id": "string",
+            "record_kind": "string",
+            "record_key": "string",
+            "candidate_customer_id": "string",
+            "match_probability": "float64",
+            "match_weight": "float64",
+            "evidence": "string",
+            "status": "string",
+            "created_at": "datetime64[us, UTC]",
+            "decided_at": "datetime64[us, UTC]",
+            "decided_by": "string",
+        }
+    ),
+    "consent": _typed(
+        {
+            "dealer_id": "string",
+            "customer_id": "string",
+            "channel": "string",
+            "granted": "boolean",
+            "source": "string",
+            "source_kind": "string",
+            "wording": "string",
+            "stated_at": "datetime64[us, UTC]",
+        }
+    ),  # each customer's consent per channel now: the newest statement wins; a channel never asked has no row
+    "customer_purchases": _typed({"dealer_id": "string", "customer_id": "string", "stock_id": "string"}),
+}
+
 LOCAL_ZONE = "Europe/London"  # a lead's day, and a vehicle's, is the dealers' calendar day
 LEAD_FILE_CHANNEL = """CASE WHEN f.kind = 'meta_csv' THEN 'meta' WHEN f.kind = 'adf' THEN 'email' WHEN f.kind LIKE 'autotrader%' THEN 'autotrader' ELSE f.kind END"""
 
@@ -358,6 +436,24 @@ VIEWS |= {
             GROUP BY l.dealer_id, l.source, l.source_lead_id, l.channel, l.linked_stock_id, lead_at
         )
         SELECT *, coalesce(sold_at <= lead_at + INTERVAL 30 DAY, false) AS sold_within_30_days FROM first_sale""",
+    "returning_customers": """
+        SELECT dealer_id, customer_id, is_dms_customer, leads, first_enquiry_at, last_enquiry_at
+        FROM customer_clusters WHERE leads > 0 AND (is_dms_customer OR leads > 1)""",
+    "enquiries_before_purchase": """
+        WITH sales AS (
+            SELECT dealer_id, stock_id, min(valid_from) AS sold_at FROM stock_history WHERE status = 'sold' GROUP BY ALL
+        ),
+        purchases AS (
+            SELECT p.dealer_id, p.customer_id, p.stock_id, s.sold_at FROM customer_purchases p JOIN sales s ON s.dealer_id = p.dealer_id AND s.stock_id = p.stock_id
+        )
+        SELECT p.dealer_id, p.customer_id, p.stock_id, p.sold_at, count(l.lead_id) AS enquiries,
+               count(l.lead_id) FILTER (WHERE l.linked_stock_id = p.stock_id) AS enquiries_on_the_car,
+               string_agg(l.channel, ' > ' ORDER BY coalesce(l.enquired_at, l.received_at)) AS channel_path
+        FROM purchases p LEFT JOIN leads l ON l.dealer_id = p.dealer_id AND l.customer_id = p.customer_id AND coalesce(l.enquired_at, l.received_at) <= p.sold_at
+        GROUP BY ALL""",
+    "channel_path_to_sale": """
+        SELECT dealer_id, coalesce(channel_path, '(no enquiry)') AS channel_path, count(*) AS sales, round(avg(enquiries), 2) AS mean_enquiries
+        FROM enquiries_before_purchase GROUP BY ALL""",
     "lead_channels": f"""
         WITH per_channel AS (
             SELECT dealer_id, channel, count(*) AS leads, count(*) FILTER (WHERE vehicle_status IN ('sold', 'reserved')) AS on_sold,
