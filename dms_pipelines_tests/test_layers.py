@@ -17,6 +17,8 @@ LAYERS = {  # bottom first
     "delivery": 4,
     "warehouse": 4,
     "leads": 4,
+    "identity": 4,
+    "identity": 4,
     "pipeline": 5,
     "orchestration": 6,
     "definitions": 6,

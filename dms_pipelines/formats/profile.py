@@ -12,9 +12,9 @@ import yaml
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from dms_pipelines.formats.records import RecordKind, record_kind
 from dms_pipelines.sources.base import matches_any
 from dms_pipelines.sources.compressed import inner_name
-from dms_pipelines.stock.schema import FIELD_BY_NAME
 
 KEYS_DOC = "docs/configuration.md#mapping-profiles"
 XPATH_DOC = "docs/onboarding.md"
@@ -106,6 +106,7 @@ class MappingProfile(Strict):
     name: str
     description: str = ""
     format: Literal["csv", "xml"]
+    record: Literal["vehicle", "customer"] = "vehicle"  # what one record is: a vehicle in stock, or a DMS customer
     encoding: str = "auto"
     csv: CsvDialect | None = None
     xml: XmlLayout | None = None
@@ -121,6 +122,11 @@ class MappingProfile(Strict):
         if problems:
             raise ProfileProblems(problems)
         return self
+
+    @property
+    def kind(self) -> RecordKind:
+        """The record kind's canonical fields, key and row shape."""
+        return record_kind(self.record)
 
     def export_kind(self, file_name: str) -> str | None:
         """'full', 'delta', or None when the name matches neither pattern list (a .gz or .zip suffix is looked through)."""
@@ -156,6 +162,7 @@ def suggestion(word: str, candidates) -> str:
 def _problems(profile: MappingProfile) -> list[str]:
     """Everything the YAML's shape cannot show, each naming its key, the expression and the fix."""
     problems = []
+    fields, doc = profile.kind.fields, profile.kind.doc
     if profile.format == "csv" and profile.csv is None:
         problems.append("csv: format csv needs a 'csv' section with the dialect (delimiter, quotechar); no sniffing")
     if profile.format == "xml" and profile.xml is None:
@@ -171,8 +178,8 @@ def _problems(profile: MappingProfile) -> list[str]:
         if name == "dealer_id":
             problems.append(f"{where}: the dealer comes from the configuration, not from the export; remove this field")
             continue
-        if name not in FIELD_BY_NAME:
-            problems.append(f"{where}: not a canonical field{suggestion(name, [n for n in FIELD_BY_NAME if n != 'dealer_id'])}; the fields are listed in docs/canonical-vehicle.md")
+        if name not in fields:
+            problems.append(f"{where}: not a canonical {profile.kind.field_noun}{suggestion(name, [n for n in fields if n != 'dealer_id'])}; the fields are listed in {doc}")
             continue
         sources = mapping.columns if profile.format == "csv" else mapping.xpaths
         if not sources:
@@ -184,10 +191,10 @@ def _problems(profile: MappingProfile) -> list[str]:
                 problems.append(f"{key}: empty; name the {'column' if source_key == 'column' else 'attribute (@Name) or element'} to read")
             elif profile.format == "xml":
                 problems += _xpath_problems(key, source, namespaces, listed=mapping.type == "list")
-        problems += _transform_problems(where, name, mapping)
+        problems += _transform_problems(where, name, mapping, fields)
     for name in profile.constants:
-        if name not in FIELD_BY_NAME:
-            problems.append(f"constants.{name}: not a canonical field{suggestion(name, list(FIELD_BY_NAME))}; the fields are listed in docs/canonical-vehicle.md")
+        if name not in fields:
+            problems.append(f"constants.{name}: not a canonical {profile.kind.field_noun}{suggestion(name, list(fields))}; the fields are listed in {doc}")
     for index, rule in enumerate(profile.skip):
         problems += _skip_problems(f"skip[{index}]", rule, profile.format, namespaces)
     if profile.format == "xml":
@@ -201,15 +208,18 @@ def _name_problems(raw: dict) -> list[str]:
     """The fields and constants of a raw profile that are not canonical: what _problems says of them, for a profile
     whose shape pydantic refused (so the model, and _problems, never ran)."""
     problems = []
-    for section, allowed in (("fields", [n for n in FIELD_BY_NAME if n != "dealer_id"]), ("constants", list(FIELD_BY_NAME))):
+    record = raw.get("record") if isinstance(raw.get("record"), str) else None
+    kind = record_kind(record)
+    fields = kind.fields
+    for section, allowed in (("fields", [n for n in fields if n != "dealer_id"]), ("constants", list(fields))):
         names = raw.get(section)
         for name in names if isinstance(names, dict) else []:
-            if str(name) not in FIELD_BY_NAME:
-                problems.append(f"{section}.{name}: not a canonical field{suggestion(str(name), allowed)}; the fields are listed in docs/canonical-vehicle.md")
+            if str(name) not in fields:
+                problems.append(f"{section}.{name}: not a canonical {kind.field_noun}{suggestion(str(name), allowed)}; the fields are listed in {kind.doc}")
     return problems
 
 
-def _transform_problems(where: str, name: str, mapping: FieldMapping) -> list[str]:
+def _transform_problems(where: str, name: str, mapping: FieldMapping, fields: dict) -> list[str]:
     problems = []
     if mapping.extract is not None:
         if mapping.type == "list":
@@ -222,7 +232,7 @@ def _transform_problems(where: str, name: str, mapping: FieldMapping) -> list[st
     if mapping.map_default is not None:
         if mapping.unmapped != "default":
             problems.append(f"{where}.map_default: only with unmapped: default (unmapped is {mapping.unmapped}); add unmapped: default or remove map_default")
-        allowed = FIELD_BY_NAME[name].allowed
+        allowed = fields[name].allowed
         if allowed and mapping.map_default not in allowed:
             problems.append(f"{where}.map_default: {mapping.map_default!r} is not a {name} value{suggestion(mapping.map_default, allowed)}; the values are {', '.join(allowed)}")
     if mapping.convert is not None and mapping.type not in NUMERIC_TYPES:

@@ -24,7 +24,6 @@ from dms_pipelines.formats.values import MappingError, ParseResult, map_to_canon
 from dms_pipelines.formats.xml_names import RecordNames, describe_elements
 from dms_pipelines.sources.base import shown
 from dms_pipelines.sources.compressed import CompressedFileError, decompress, is_compressed
-from dms_pipelines.stock.schema import FIELD_BY_NAME
 
 DEFAULT_MAX_UNCOMPRESSED = 2 << 30
 # Ends each scalar field in a record's joined text (XPath literals cannot hold control characters). Latin-1, so the
@@ -163,7 +162,8 @@ def _read_csv_source(source: pa.NativeFile, head: bytes, encoding: str, profile:
     del table, present  # map_to_canonical lets each raw column go once it is converted
     rows, issues, unmapped = map_to_canonical(raw, good_numbers, profile, dealer_id, file_name)
     if invalid:
-        stock_columns = [name for name in profile.fields["stock_id"].columns if name in header] if "stock_id" in profile.fields else []
+        kind = profile.kind
+        stock_columns = [name for name in profile.fields[kind.key].columns if name in header] if kind.key in profile.fields else []
         stock_column = header.index(stock_columns[0]) if stock_columns else None
         shifted = []
         for number, text, actual in invalid:
@@ -172,10 +172,10 @@ def _read_csv_source(source: pa.NativeFile, head: bytes, encoding: str, profile:
             shifted.append(
                 {
                     "source_row": number,
-                    "stock_id": stock_id,
+                    kind.issue_key: stock_id,
                     "field": None,
                     "rule": "field_count",
-                    "value": text[:200],
+                    "value": text[:200] if kind.shows_values else None,
                     "severity": "error",
                     "message": f"{file_name}: row {number}: {actual} fields where the header has {len(header)} (an unquoted delimiter?)",
                 }
@@ -273,6 +273,7 @@ def _unmatched_sources(profile: MappingProfile, columns: dict, sample: list, nam
     required field of a full export does (it has no default or constant to stand in): a misspelt name fails here, clearly,
     instead of quarantining every row. "Nothing" is no record with a value and none of the sampled records with the node at all."""
     namespaces = profile.xml.namespaces
+    fields = profile.kind.fields
 
     def matched(key: tuple, xpath: str) -> bool:
         if _has_text(columns[key]):
@@ -297,9 +298,9 @@ def _unmatched_sources(profile: MappingProfile, columns: dict, sample: list, nam
         if mapping.optional or any(matched((canonical, index), xpath) for index, xpath in enumerate(mapping.xpaths)):
             continue
         where = f"fields.{canonical}.xpath {shown(mapping.xpaths)}"
-        if FIELD_BY_NAME[canonical].required and mapping.default is None and canonical not in profile.constants and delta:
+        if fields[canonical].required and mapping.default is None and canonical not in profile.constants and delta:
             warnings.append(f"{file_name}: {where} of profile '{profile.name}' matches nothing in any of the {count} records of this delta ({canonical} is required){hint(mapping.xpaths)}")
-        elif FIELD_BY_NAME[canonical].required and mapping.default is None and canonical not in profile.constants:
+        elif fields[canonical].required and mapping.default is None and canonical not in profile.constants:
             failures.append(
                 f"{where} of profile '{profile.name}' matches nothing in any of the {count} records read ({canonical} is required, so no record could be used){hint(mapping.xpaths, listing=True)}"
             )

@@ -12,7 +12,7 @@ from dms_pipelines.formats.profile import FieldMapping, MappingProfile
 from dms_pipelines.formats.transforms import apply_case, convert_units, extract_first, value_counts
 from dms_pipelines.kernels.arrow_text import string_buffers
 from dms_pipelines.kernels.parallel import ordered_map, threads_for
-from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR, coerce_to_schema, empty_issues
+from dms_pipelines.stock.schema import FIELD_BY_NAME, LIST_SEPARATOR
 
 TRUE_WORDS = {"1", "y", "yes", "true", "t"}
 FALSE_WORDS = {"0", "n", "no", "false", "f"}
@@ -269,17 +269,18 @@ class Converted:
     unmapped: dict[str, int] = field(default_factory=dict)
 
 
-def convert_column(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str) -> tuple[pd.Series, np.ndarray, str]:
+def convert_column(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str, fields: dict = FIELD_BY_NAME) -> tuple[pd.Series, np.ndarray, str]:
     """The converted series, a mask of values that failed, and the rule name for failures (the first stage's that failed)."""
-    converted = convert_field(values, mapping, canonical)
+    converted = convert_field(values, mapping, canonical, fields)
     failed = np.zeros(len(values), dtype=bool)
     for rows, _ in converted.failures:
         failed |= rows
     return converted.values, failed, converted.failures[0][1] if converted.failures else converted.rule
 
 
-def convert_field(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str) -> Converted:
-    """source text -> extract -> case -> map -> type -> convert; a stage's failures become blanks for the stages after it."""
+def convert_field(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str, fields: dict = FIELD_BY_NAME) -> Converted:
+    """source text -> extract -> case -> map -> type -> convert; a stage's failures become blanks for the stages after it.
+    `fields` are the record kind's canonical fields (the vehicle's unless given)."""
     text = _trim_chunks(values, pc.utf8_trim_whitespace, PRINTABLE_ASCII)
     blank = pc.is_null(text).to_numpy(zero_copy_only=False) | pc.fill_null(pc.equal(text, ""), False).to_numpy()
     if mapping.default is not None:
@@ -312,19 +313,19 @@ def convert_field(values: pa.ChunkedArray, mapping: FieldMapping, canonical: str
             return Converted(_strings(mapped), failures, "unknown_value", unmapped)
         text = mapped if isinstance(mapped, pa.ChunkedArray) else pa.chunked_array([mapped])
         blank = pc.is_null(text).to_numpy(zero_copy_only=False) | pc.fill_null(pc.equal(text, ""), False).to_numpy()
-    converted, failed, rule = _typed(text, blank, mapping, canonical)
+    converted, failed, rule = _typed(text, blank, mapping, canonical, fields)
     if failed.any():
         failures.append((failed, rule))
     return Converted(converted, failures, rule, unmapped)
 
 
-def _typed(text: pa.ChunkedArray, blank: np.ndarray, mapping: FieldMapping, canonical: str) -> tuple[pd.Series, np.ndarray, str]:
+def _typed(text: pa.ChunkedArray, blank: np.ndarray, mapping: FieldMapping, canonical: str, fields: dict) -> tuple[pd.Series, np.ndarray, str]:
     """The values read as the field's type (and converted to its unit), the non-blank ones that could not be, and the rule."""
     no_failures = np.zeros(len(blank), dtype=bool)
     kind = mapping.type
     if kind in ("integer", "decimal", "money"):
         numbers = _numbers(text, blank, kind)
-        whole = kind == "integer" or FIELD_BY_NAME[canonical].dtype == "Int64"
+        whole = kind == "integer" or fields[canonical].dtype == "Int64"
         if mapping.convert is not None:
             # the source may be in other units with decimals (2.0 litres for 2000 cc): converted, then rounded
             numbers = numbers.mask(numbers.notna() & ~(numbers.abs() <= np.finfo(np.float64).max))
@@ -336,7 +337,7 @@ def _typed(text: pa.ChunkedArray, blank: np.ndarray, mapping: FieldMapping, cano
             non_integral = numbers.notna() & (numbers != np.floor(numbers.fillna(0)))
             numbers = numbers.mask(non_integral)
         failed = ~blank & numbers.isna().to_numpy()
-        dtype = "Int64" if FIELD_BY_NAME[canonical].dtype == "Int64" else "Float64"
+        dtype = "Int64" if fields[canonical].dtype == "Int64" else "Float64"
         return numbers.astype(dtype), failed, "not_a_number"
     if kind == "date":
         result = _dates(text, blank, mapping.formats or ["%Y-%m-%d"])
@@ -376,18 +377,19 @@ def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, pr
     (when the caller holds no other reference). Every column comes out as one contiguous array.
     """
     count = len(source_rows)
+    kind = profile.kind
     for name, values in list(raw.items()):
         if not isinstance(values, pa.ChunkedArray):
             raw[name] = pa.chunked_array([values])
     index = pd.RangeIndex(count)
-    stock_ids = _strings(_trim_chunks(raw["stock_id"], pc.utf8_trim_whitespace, PRINTABLE_ASCII)) if "stock_id" in raw else pd.Series(pd.NA, index=index, dtype="string")
+    stock_ids = _strings(_trim_chunks(raw[kind.key], pc.utf8_trim_whitespace, PRINTABLE_ASCII)) if kind.key in raw else pd.Series(pd.NA, index=index, dtype="string")
     columns: dict[str, pd.Series] = {}
     problems = []
     unmapped: dict[str, dict[str, int]] = {}
     fields = [(canonical, mapping) for canonical, mapping in profile.fields.items() if canonical in raw]
 
     def convert(field: tuple[str, FieldMapping]) -> Converted:
-        converted = convert_field(raw[field[0]], field[1], field[0])
+        converted = convert_field(raw[field[0]], field[1], field[0], kind.fields)
         converted.values = contiguous(converted.values)
         return converted
 
@@ -396,20 +398,23 @@ def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, pr
         if converted.unmapped:
             unmapped[canonical] = converted.unmapped
         for failed, rule in converted.failures:
-            field_spec = FIELD_BY_NAME[canonical]
-            severity = "error" if field_spec.required or rule != "unknown_value" else "warning"
+            severity = kind.severity(canonical, rule)
             rows = np.flatnonzero(failed)
-            bad = pd.Series(_strings(raw[canonical].take(pa.array(rows))).array, index=rows)
+            if kind.shows_values:
+                bad = pd.Series(_strings(raw[canonical].take(pa.array(rows))).array, index=rows)
+                values, messages = bad.str.slice(0, 200), [_failure_message(canonical, mapping, rule, value) for value in bad.str.slice(0, 60)]
+            else:  # personal data: the issue names the field and the rule, never the value
+                values, messages = pd.Series(pd.NA, index=rows, dtype="string"), _unquoted_failure_message(canonical, mapping, rule)
             problems.append(
                 pd.DataFrame(
                     {
                         "source_row": source_rows.iloc[rows].astype("Int64"),
-                        "stock_id": stock_ids.iloc[rows],
+                        kind.issue_key: stock_ids.iloc[rows],
                         "field": canonical,
                         "rule": rule,
-                        "value": bad.str.slice(0, 200),
+                        "value": values,
                         "severity": severity,
-                        "message": [_failure_message(canonical, mapping, rule, value) for value in bad.str.slice(0, 60)],
+                        "message": messages,
                     }
                 )
             )
@@ -420,11 +425,17 @@ def map_to_canonical(raw: dict[str, pa.ChunkedArray], source_rows: pd.Series, pr
     frame["dealer_id"] = dealer_id
     frame["source_file"] = file_name
     frame["source_row"] = source_rows.astype("Int64").values
-    issues = pd.concat(problems, ignore_index=True) if problems else empty_issues()
-    return coerce_to_schema(frame).reset_index(drop=True), issues.astype({"source_row": "Int64"}), unmapped
+    issues = pd.concat(problems, ignore_index=True) if problems else kind.empty_issues()
+    return kind.coerce(frame).reset_index(drop=True), issues.astype({"source_row": "Int64"}), unmapped
 
 
 def _failure_message(canonical: str, mapping: FieldMapping, rule: str, value: str) -> str:
     if rule == "no_match":
         return f"{canonical}: {value!r} does not match the extract pattern {mapping.extract!r}"
     return f"{canonical}: cannot read {value!r} as {mapping.type if rule != 'unknown_value' else 'a known value'}"
+
+
+def _unquoted_failure_message(canonical: str, mapping: FieldMapping, rule: str) -> str:
+    if rule == "no_match":
+        return f"{canonical}: the value does not match the extract pattern {mapping.extract!r}"
+    return f"{canonical}: the value cannot be read as {mapping.type if rule != 'unknown_value' else 'a value its map covers'}"
