@@ -532,8 +532,10 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
-def _create_tables(engine: Engine, attempts: int = 5) -> None:
-    """Create missing tables and bring old ones up to date; processes starting at once may race, and the loser checks again."""
+def _create_tables(engine: Engine, attempts: int | None = None) -> None:
+    """Create missing tables and bring old ones up to date; processes starting at once may race, and the loser checks again.
+    Each lost race means another process created a table, so there are as many attempts as tables (and a few more)."""
+    attempts = attempts or len(metadata.tables) + 5
     for attempt in range(1, attempts + 1):
         try:
             metadata.create_all(engine)
@@ -543,6 +545,7 @@ def _create_tables(engine: Engine, attempts: int = 5) -> None:
         except (OperationalError, ProgrammingError) as error:
             if attempt == attempts or not any(race in str(error) for race in ("already exists", "duplicate column", "no such table", "does not exist")):
                 raise
+            time.sleep(random.uniform(0, 0.02))
 
 
 ADDED_COLUMNS = {
