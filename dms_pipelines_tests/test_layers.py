@@ -18,7 +18,6 @@ LAYERS = {  # bottom first
     "warehouse": 4,
     "leads": 4,
     "identity": 4,
-    "identity": 4,
     "pipeline": 5,
     "orchestration": 6,
     "definitions": 6,

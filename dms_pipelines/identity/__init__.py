@@ -1,0 +1,1 @@
+"""Identity resolution: one customer across the DMS, the CRM and the web, as clusters of records (exact tier, then a pinned Splink model)."""
