@@ -155,6 +155,12 @@ def decisions_for_matching(engine: Engine, dealer_id: str) -> pd.DataFrame:
     return pd.DataFrame([(kind, key, cluster, status == REVIEW_ACCEPTED) for kind, key, cluster, status in rows], columns=["record_kind", "record_key", "cluster_id", "accepted"])
 
 
+def _comparisons(evidence: str | None) -> list[dict]:
+    """The per-comparison entries of a waterfall: the JSON is {prior_log2, comparisons, match_weight} (or the list alone)."""
+    parsed = json.loads(evidence or "[]")
+    return parsed.get("comparisons", []) if isinstance(parsed, dict) else parsed
+
+
 def _review(row) -> Review:
     return Review(
         id=row.id,
@@ -165,7 +171,7 @@ def _review(row) -> Review:
         candidate_key=row.candidate_key,
         match_probability=row.match_probability,
         match_weight=row.match_weight,
-        evidence=json.loads(row.evidence or "[]"),
+        evidence=_comparisons(row.evidence),
         status=row.status,
         created_at=utc_aware(row.created_at),
         decided_at=utc_aware(row.decided_at) if row.decided_at else None,

@@ -157,8 +157,8 @@ def run_group_sync(echo=print) -> dict[str, bool]:
 def run_leads(dealer_ids: list[str] | None = None, echo=print, trigger: str = "manual") -> dict[str, bool]:
     """Run the lead_sync job for each dealer through Dagster on the persistent instance. A dealer is ok only when its run
     succeeded and none of its leads is left undelivered or unread (each problem printed)."""
-    from dms_pipelines.operations.lead_store import lead_problems
     from dms_pipelines.orchestration.lead_assets import LEAD_JOB
+    from dms_pipelines.pipeline.leads import lead_run_problems as lead_problems
 
     paths = DataPaths(data_root())
     settings = load_settings()
@@ -183,7 +183,7 @@ def lead_figures_line(engine, run_id: str, dealer_id: str) -> str:
     """A lead run's counts as the operator reads them: files, leads new/updated/repeated, quarantined, delivered."""
     from sqlalchemy import and_, func, select
 
-    from dms_pipelines.operations.db import lead_deliveries, lead_files
+    from dms_pipelines.operations.db import customer_files, lead_deliveries, lead_files, match_decisions
 
     with engine.connect() as connection:
         files = connection.execute(
@@ -197,4 +197,19 @@ def lead_figures_line(engine, run_id: str, dealer_id: str) -> str:
             ).where(and_(lead_files.c.dealer_id == dealer_id, lead_files.c.run_id == run_id))
         ).one()
         delivered = connection.execute(select(func.count()).where(and_(lead_deliveries.c.run_id == run_id, lead_deliveries.c.dealer_id == dealer_id, lead_deliveries.c.outcome == "ok"))).scalar()
-    return f"lead files {files[0]} (unreadable {files[5]}); leads new {files[1]}, updated {files[2]}, repeated {files[3]}, quarantined {files[4]}; CRM deliveries acknowledged {delivered}"
+        matched = dict(
+            connection.execute(
+                select(match_decisions.c.outcome, func.count()).where(and_(match_decisions.c.run_id == run_id, match_decisions.c.dealer_id == dealer_id)).group_by(match_decisions.c.outcome)
+            ).all()
+        )
+        customers = connection.execute(
+            select(func.count(), func.coalesce(func.sum(customer_files.c.accepted), 0), func.coalesce(func.sum(customer_files.c.quarantined), 0)).where(
+                and_(customer_files.c.dealer_id == dealer_id, customer_files.c.run_id == run_id)
+            )
+        ).one()
+    line = f"lead files {files[0]} (unreadable {files[5]}); leads new {files[1]}, updated {files[2]}, repeated {files[3]}, quarantined {files[4]}; CRM deliveries acknowledged {delivered}"
+    if customers[0]:
+        line += f"\n      DMS customer exports {customers[0]}: customers accepted {customers[1]}, quarantined {customers[2]}"
+    if matched:
+        line += "\n      identity: " + ", ".join(f"{outcome} {count}" for outcome, count in sorted(matched.items()))
+    return line

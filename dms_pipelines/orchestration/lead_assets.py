@@ -1,4 +1,4 @@
-"""Dagster lead assets, one dealer per partition (landed, validated, linked, delivered, warehouse), their checks, the lead job and the sensor that starts it."""
+"""Dagster lead assets, one dealer per partition (customers, landed, validated, linked, identified, delivered, warehouse), their checks, the lead job and the sensor that starts it."""
 
 import hashlib
 import warnings
@@ -7,6 +7,8 @@ import dagster as dg
 
 from dms_pipelines.orchestration.assets import TRIGGER_TAG
 from dms_pipelines.orchestration.resources import PipelineResource
+from dms_pipelines.pipeline import customers as customer_stages
+from dms_pipelines.pipeline import identity as identity_stages
 from dms_pipelines.pipeline import leads as stages
 
 GROUP = "leads"
@@ -34,6 +36,19 @@ def files_read_check(reading) -> dg.AssetCheckResult:
     )
 
 
+def customer_files_check(sync) -> dg.AssetCheckResult:
+    failed = sync.reading.failed + sync.landing.failed if sync is not None else []
+    return dg.AssetCheckResult(
+        check_name="customer_files_read", passed=not failed, severity=dg.AssetCheckSeverity.ERROR, metadata={"unreadable": len(failed), "files": dg.MetadataValue.json(failed[:20])}
+    )
+
+
+def customer_counts(sync) -> dict:
+    if sync is None:
+        return {"configured": False}
+    return {f"landing_{k}": v for k, v in lead_counts(sync.landing).items()} | lead_counts(sync.reading)
+
+
 def delivered_check(owed: list[str]) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(check_name="every_lead_delivered_or_quarantined", passed=not owed, severity=dg.AssetCheckSeverity.ERROR, metadata={"undelivered": dg.MetadataValue.json(owed)})
 
@@ -51,9 +66,11 @@ def lead_events(run) -> dict[str, tuple[dict, list]]:
     """A whole lead run (pipeline.leads.sync_leads) as the lead assets log it: per asset, its metadata and check results,
     for the group's nightly run to log on the dealer's partition."""
     return {
+        "dms_customer_records": (customer_counts(run.customers), [customer_files_check(run.customers)]),
         "landed_leads": (lead_counts(run.landing), []),
         "validated_leads": (lead_counts(run.reading), [files_read_check(run.reading)]),
         "linked_leads": (lead_counts(run.linking), []),
+        "identified_leads": (lead_counts(run.identity), []),
         "delivered_leads": (lead_counts(run.delivery), [delivered_check(owed_leads(run.problems))]),
         "lead_warehouse": (warehouse_metadata(run.warehouse_rows, run.problems), [leaks_check(run.leaks)]),
     }
@@ -77,6 +94,20 @@ def _check(name: str, asset: str, description: str, partitions: dg.PartitionsDef
 
 def lead_assets(partitions: dg.PartitionsDefinition) -> list:
     """The per-dealer lead assets, in the order the stages run (pipeline.leads.sync_leads runs the same stages at once)."""
+
+    @dg.asset(
+        partitions_def=partitions,
+        group_name=GROUP,
+        kinds={"pandera"},
+        check_specs=[_check("customer_files_read", "dms_customer_records", "Every DMS customer export landed was read (none unreadable).", partitions)],
+    )
+    def dms_customer_records(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+        """The dealer's DMS customer exports landed in customer_landing/<dealer>/ and read through its customer mapping
+        profile: each customer checked (Pandera) and kept by customer number, bad rows quarantined with reasons."""
+        settings = pipeline.settings()
+        dealer = settings.dealer(context.partition_key)
+        sync = customer_stages.sync_customers(dealer.id, settings, pipeline.paths(), pipeline.engine(), context.run_id, context.log) if dealer.customers is not None else None
+        return dg.MaterializeResult(metadata=customer_counts(sync), check_results=[customer_files_check(sync)])
 
     @dg.asset(partitions_def=partitions, group_name=GROUP, kinds={"file"})
     def landed_leads(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
@@ -115,11 +146,19 @@ def lead_assets(partitions: dg.PartitionsDefinition) -> list:
         linked = stages.link_leads(settings.dealer(context.partition_key), settings, pipeline.paths(), pipeline.engine())
         return dg.MaterializeResult(metadata=lead_counts(linked))
 
+    @dg.asset(partitions_def=partitions, group_name=GROUP, kinds={"duckdb"}, deps=[linked_leads, dms_customer_records])
+    def identified_leads(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+        """Each new or changed lead and DMS customer tied to one customer: e-mail or phone exact, then the pinned Splink
+        model; between the thresholds, the review queue; the operator's decisions applied; consent statements kept."""
+        settings = pipeline.settings()
+        run = identity_stages.identify(settings.dealer(context.partition_key), settings, pipeline.paths(), pipeline.engine(), context.run_id, context.log)
+        return dg.MaterializeResult(metadata=lead_counts(run))
+
     @dg.asset(
         partitions_def=partitions,
         group_name=GROUP,
         kinds={"xml"},
-        deps=[linked_leads],
+        deps=[identified_leads],
         check_specs=[_check("every_lead_delivered_or_quarantined", "delivered_leads", "No lead is left undelivered (retrying, dead-lettered, or without a CRM).", partitions)],
     )
     def delivered_leads(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
@@ -146,7 +185,7 @@ def lead_assets(partitions: dg.PartitionsDefinition) -> list:
         problems = stages.finish_lead_run(settings, engine, context.partition_key, context.run_id, context.log, found)
         return dg.MaterializeResult(metadata=warehouse_metadata(rows, problems), check_results=[leaks_check(found)])
 
-    return [landed_leads, validated_leads, linked_leads, delivered_leads, lead_warehouse]
+    return [dms_customer_records, landed_leads, validated_leads, linked_leads, identified_leads, delivered_leads, lead_warehouse]
 
 
 def lead_job(partitions: dg.PartitionsDefinition):

@@ -19,7 +19,7 @@ from dms_pipelines.leads.deals_client import DealsApiError, fetch_deal
 from dms_pipelines.leads.parsers import parse_lead_file
 from dms_pipelines.leads.records import LeadFileError, land_payload
 from dms_pipelines.leads.validate import LeadIssue, validate_leads
-from dms_pipelines.operations import lead_store
+from dms_pipelines.operations import customer_store, lead_store
 from dms_pipelines.operations.db import leads as leads_table
 from dms_pipelines.operations.db import listing_ledger
 from dms_pipelines.operations.manifest import utc_aware, utc_now
@@ -28,9 +28,13 @@ from dms_pipelines.operations.statuses import LeadDeliveryStatus, LeadFileStatus
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.pipeline import erasure
 from dms_pipelines.pipeline.customer_context import customer_matches
+from dms_pipelines.pipeline.customers import CustomerSync, sync_customers
+from dms_pipelines.pipeline.identity import IdentityRun, identify
+from dms_pipelines.pipeline.retention import RetentionReport, apply_retention
 from dms_pipelines.sources.base import RemoteFile, SourceError, shown
 from dms_pipelines.sources.landing import safe_local_name
 from dms_pipelines.stock.store import read_stock
+from dms_pipelines.warehouse.identity import publish_identity
 from dms_pipelines.warehouse.leads import publish_leads
 from dms_pipelines.warehouse.tables import ensure_catalog
 
@@ -452,6 +456,9 @@ class LeadRun:
     warehouse_rows: dict[str, int]
     problems: list[Problem]
     leaks: list[str]
+    customers: "CustomerSync | None" = None  # None: the dealer has no DMS customer export configured
+    identity: "IdentityRun | None" = None
+    retention: "RetentionReport | None" = None
 
 
 def crm_folders(settings: Settings, paths: DataPaths) -> list[Path]:
@@ -475,9 +482,22 @@ def personal_data_leaks(settings: Settings, paths: DataPaths, engine: Engine, de
     return privacy.leaks([paths.outbox, paths.warehouse_tables], emails, phones, crm_folders(settings, paths), region=region)
 
 
+def customer_file_problems(engine: Engine, dealer_id: str) -> list[Problem]:
+    """DMS customer exports that failed and that no full export processed since has superseded."""
+    rows = customer_store.file_rows(engine, dealer_id)
+    last_full = max((row.id for row in rows if row.export_kind == "full" and row.status == LeadFileStatus.PROCESSED), default=0)
+    failed = [row for row in rows if row.status == LeadFileStatus.FAILED and row.id > last_full]
+    return [Problem(dealer_id, "lead_customer_file_failed", row.file_name, f"DMS customer export {row.file_name} was not read: {row.error}") for row in failed]
+
+
+def lead_run_problems(engine: Engine, dealer_id: str) -> list[Problem]:
+    """Everything wrong with the dealer's leads and DMS customer exports now."""
+    return lead_store.lead_problems(engine, dealer_id) + customer_file_problems(engine, dealer_id)
+
+
 def finish_lead_run(settings: Settings, engine: Engine, dealer_id: str, run_id: str | None, logger=None, leaks: list[str] | None = None) -> list[Problem]:
-    """The dealer's lead problems now, each an incident alerted once (and resolved, said so, once gone)."""
-    problems = lead_store.lead_problems(engine, dealer_id)
+    """The dealer's lead problems now (customer exports not read included), each an incident alerted once (and resolved, said so, once gone)."""
+    problems = lead_run_problems(engine, dealer_id)
     if leaks:
         problems.append(Problem(dealer_id, "lead_personal_data_leak", "", f"personal data of leads found outside the CRM destinations: {'; '.join(leaks[:5])}"))
     report_incidents(settings, engine, dealer_id, problems, lambda key: key.startswith(lead_store.LEAD_PROBLEM_PREFIX), run_id, logger)
@@ -485,23 +505,29 @@ def finish_lead_run(settings: Settings, engine: Engine, dealer_id: str, run_id: 
 
 
 def publish_lead_warehouse(paths: DataPaths, engine: Engine, dealer_id: str) -> dict[str, int]:
-    rows = publish_leads(paths, engine, dealer_id)
+    rows = publish_leads(paths, engine, dealer_id) | publish_identity(paths, engine, dealer_id)
     ensure_catalog(paths)
     return rows
 
 
-def sync_leads(dealer_id: str, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, logger=None, environ=None, group: pd.DataFrame | None = None) -> LeadRun:
-    """Every lead stage for one dealer, in order (what the lead assets run one by one, and the group's nightly run per dealer)."""
+def sync_leads(
+    dealer_id: str, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, logger=None, environ=None, group: pd.DataFrame | None = None, apply_retention_now: bool = True
+) -> LeadRun:
+    """Every lead stage for one dealer, in order (what the lead assets run one by one, and the group's nightly run per
+    dealer, which also applies the retention periods)."""
     dealer = settings.dealer(dealer_id)
+    customers = sync_customers(dealer_id, settings, paths, engine, run_id, logger) if dealer.customers is not None else None
     landing = land_leads(dealer, settings, paths, engine, run_id, logger, environ)
     reading = read_leads(dealer, settings, paths, engine, run_id, logger)
     group = group_stock(settings, paths) if group is None else group
     linked = link_leads(dealer, settings, paths, engine, group)
+    identity = identify(dealer, settings, paths, engine, run_id, logger)
     delivery = deliver_leads(dealer, settings, paths, engine, run_id, logger, environ, group)
+    retention = apply_retention(settings, paths, engine, dealer_id) if apply_retention_now else None
     rows = publish_lead_warehouse(paths, engine, dealer_id)
     found = personal_data_leaks(settings, paths, engine, dealer_id)
     problems = finish_lead_run(settings, engine, dealer_id, run_id, logger, found)
-    return LeadRun(dealer_id, landing, reading, linked, delivery, rows, problems, found)
+    return LeadRun(dealer_id, landing, reading, linked, delivery, rows, problems, found, customers, identity, retention)
 
 
 def leads_waiting(dealer: Dealer, paths: DataPaths, engine: Engine) -> list[str]:

@@ -73,7 +73,7 @@ def review_entries(engine: Engine, dealer_id: str | None = None, status: str | N
 def _evidence_line(item: dict) -> str:
     name = item.get("comparison") or item.get("column_name") or item.get("name") or "?"
     level = item.get("level") or item.get("label_for_charts") or item.get("label") or ""
-    weight = item.get("weight", item.get("log2_bayes_factor"))
+    weight = item.get("contribution_log2", item.get("weight", item.get("log2_bayes_factor")))
     return f"{name}: {level}" + (f" ({float(weight):+.2f})" if isinstance(weight, (int, float)) else "")
 
 

@@ -119,7 +119,7 @@ def test_every_channel_reaches_the_crm_drop_as_valid_adf_once(lead_env, stock_ap
     result = run_lead_job(settings, paths)
 
     assert result.success
-    assert checks_of(result) == {"lead_files_read": True, "every_lead_delivered_or_quarantined": True, "no_personal_data_outside_crm": True}
+    assert checks_of(result) == {"customer_files_read": True, "lead_files_read": True, "every_lead_delivered_or_quarantined": True, "no_personal_data_outside_crm": True}
     stored = {(row.source, row.source_lead_id): row for row in rows(engine, leads)}
     assert ("website", "W-1") in stored and ("google", "G-1") in stored and ("autotrader", deal_id) in stored
     assert stored[("autotrader", deal_id)].repeats == 1  # the replayed notification is the same lead
