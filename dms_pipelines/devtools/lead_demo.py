@@ -40,6 +40,41 @@ def _post(url: str, payload: dict, headers: dict | None = None) -> int:
         return error.code
 
 
+def write_demo_customers(dealer, paths: DataPaths, sample) -> int:
+    """A DMS customer export for the dealer: generated customers, and the people of its first two website enquiries (one
+    under the same e-mail, one under an older e-mail but the same phone), so that the demo shows returning customers."""
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    from dms_pipelines.customers.schema import CUSTOMER_COLUMNS
+    from dms_pipelines.devtools.sample.customer_files import LAYOUTS, customer_export_name, render_customer_export
+    from dms_pipelines.devtools.sample.people import generate_people
+
+    layout = dealer.customers.profile if dealer.customers.profile in LAYOUTS else "navigator_customers_csv"
+    frame = generate_people(dealer.id, customers=300, leads=0, seed=7).customers
+    known = []
+    for number, payload in enumerate(sample.website[:2]):
+        row = dict.fromkeys(CUSTOMER_COLUMNS)
+        email = payload.get("email") if number == 0 else f"old.{payload.get('email')}"
+        row.update(
+            dealer_id=dealer.id,
+            customer_number=f"DEMO{number + 1:04d}",
+            first_name=payload.get("first_name"),
+            last_name=payload.get("last_name"),
+            email=email,
+            phone_mobile=payload.get("phone"),
+            postcode=payload.get("postcode"),
+            updated_at=datetime(2026, 1, 5, tzinfo=timezone.utc),
+        )
+        known.append(row)
+    frame = pd.concat([frame[[c for c in CUSTOMER_COLUMNS if c in frame]], pd.DataFrame(known)], ignore_index=True)
+    folder = paths.customer_inbox / dealer.id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / customer_export_name(layout, "full", datetime.now(timezone.utc))).write_bytes(render_customer_export(frame, layout))
+    return len(frame)
+
+
 def run_lead_demo(settings: Settings, paths: DataPaths, simulator, run_leads, sold_stock_id: str | None = None, echo=print) -> LeadDemo:
     """Leads on every channel for each dealer with a CRM, through the real receiver and inboxes, then the lead run."""
     from dms_pipelines.devtools.sample.leads import generate_leads
@@ -53,6 +88,9 @@ def run_lead_demo(settings: Settings, paths: DataPaths, simulator, run_leads, so
         echo(f"   webhook receiver of this demo on {receiver.url}")
         for dealer in dealers:
             sample = generate_leads(read_stock(paths.state, dealer.id), dealer.id, paths.lead_inbox / dealer.id, sold_stock_id=sold_stock_id)
+            if dealer.customers is not None:
+                count = write_demo_customers(dealer, paths, sample)
+                echo(f"   {dealer.id}: a DMS customer export of {count} customers, two of them enquiring on the website today")
             for payload in sample.website:
                 status = _post(f"{receiver.url}/webhooks/website/{dealer.id}", payload, {WEBSITE_KEY_HEADER: secrets.get("website_key_env", "")})
                 demo.posted["website"] = demo.posted.get("website", 0) + (200 <= status < 300)

@@ -1,6 +1,8 @@
 """Erase one person everywhere they are kept: operational tables, raw lead and customer files, the CRM outbox, the warehouse; then a suppression entry and a log."""
 
 import csv
+import email
+import email.policy
 import gzip
 import hashlib
 import hmac
@@ -64,6 +66,7 @@ class Person:
     emails: set[str] = field(default_factory=set)
     phones: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)  # "first last" and full names as given, for the residue check
+    lead_files: set[tuple[str, str]] = field(default_factory=set)  # (dealer_id, name) of files that held their leads: landed and inbox names
 
     @property
     def found(self) -> bool:
@@ -263,8 +266,22 @@ def _xml_without(data: bytes, person: Person, regions: list[str], record_tag: st
     return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"), dropped
 
 
-def _rewrite(path: Path, person: Person, regions: list[str], record_tag=None, namespaces=None, numbers=frozenset(), single_record_files=True) -> tuple[str, int]:
-    """'removed', 'rewritten' or 'kept', and the records dropped, for one raw file (plain or .gz)."""
+def readable_text(name: str, data: bytes) -> str:
+    """A file's text as a reader would see it: an e-mail's parts decoded (quoted-printable and base64 hide an address)."""
+    text_form = data.decode("utf-8", "replace")
+    if not name.lower().endswith(".eml"):
+        return text_form
+    try:
+        message = email.message_from_bytes(data, policy=email.policy.default)
+        parts = [part.get_payload(decode=True) or b"" for part in message.walk() if not part.is_multipart()]
+    except Exception:  # a malformed e-mail is still searched as bytes
+        return text_form
+    return "\n".join([text_form, *(part.decode("utf-8", "replace") for part in parts)])
+
+
+def _rewrite(path: Path, person: Person, regions: list[str], record_tag=None, namespaces=None, numbers=frozenset(), linked: bool = False) -> tuple[str, int]:
+    """'removed', 'rewritten' or 'kept', and the records dropped, for one raw file (plain or .gz). A payload of one lead
+    that was one of the person's (`linked`) goes whatever it holds."""
     raw = path.read_bytes()
     compressed = path.suffix == ".gz"
     data = gzip.decompress(raw) if compressed else raw
@@ -276,14 +293,12 @@ def _rewrite(path: Path, person: Person, regions: list[str], record_tag=None, na
         elif suffix == ".xml" and record_tag:
             new, dropped = _xml_without(data, person, regions, record_tag, namespaces or {}, set(numbers))
         else:  # a payload of one lead (JSON, ADF, e-mail): theirs as a whole or not at all
-            text_form = data.decode("utf-8", "replace")
-            if not _holds(text_form, person, regions):
+            if not linked and not _holds(readable_text(inner, data), person, regions):
                 return "kept", 0
             path.unlink()
             return "removed", 1
     except (DecodingError, etree.XMLSyntaxError, UnicodeError) as error:
-        text_form = data.decode("utf-8", "replace")
-        if not _holds(text_form, person, regions):
+        if not _holds(readable_text(inner, data), person, regions):
             return "kept", 0
         raise ErasureError(f"{path.name}: holds the person but cannot be rewritten ({error}); remove their records by hand") from error
     if new is None:
@@ -293,6 +308,23 @@ def _rewrite(path: Path, person: Person, regions: list[str], record_tag=None, na
 
 
 # ------------------------------------------------------------------------------------------------- erasing
+
+
+def _files_of_leads(engine: Engine, lead_ids: set[int]) -> set[tuple[str, str]]:
+    """The landed and inbox names of every file that held one of these leads (any revision)."""
+    if not lead_ids:
+        return set()
+    with engine.connect() as connection:
+        keys = connection.execute(select(leads.c.dealer_id, leads.c.source, leads.c.source_lead_id, leads.c.lead_file_id).where(leads.c.id.in_(sorted(lead_ids)))).all()
+        file_ids = {row.lead_file_id for row in keys if row.lead_file_id is not None}
+        for dealer, source, source_lead_id, _ in keys:
+            file_ids |= set(
+                connection.execute(
+                    select(lead_versions.c.lead_file_id).where(and_(lead_versions.c.dealer_id == dealer, lead_versions.c.source == source, lead_versions.c.source_lead_id == source_lead_id))
+                ).scalars()
+            )
+        rows = connection.execute(select(lead_files.c.dealer_id, lead_files.c.file_name, lead_files.c.original_name).where(lead_files.c.id.in_(sorted(i for i in file_ids if i is not None)))).all()
+    return {(dealer, name) for dealer, landed, original in rows for name in (landed, Path(original).name if original else None) if name}
 
 
 def _delete_rows(engine: Engine, person: Person) -> dict[str, int]:
@@ -373,13 +405,14 @@ def _erase_files(settings: Settings, paths: DataPaths, engine: Engine, person: P
             if not folder.exists():
                 continue
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                linked = kind == "lead" and (dealer.id, path.name) in person.lead_files
                 if dry_run:
                     data = path.read_bytes()
-                    if _holds((gzip.decompress(data) if path.suffix == ".gz" else data).decode("utf-8", "replace"), person, regions):
+                    if linked or _holds(readable_text(path.name, gzip.decompress(data) if path.suffix == ".gz" else data), person, regions):
                         report.files_rewritten.append(_relative(paths, path))
                     continue
                 try:
-                    outcome, dropped = _rewrite(path, person, regions, record_tag if kind == "customer" else None, namespaces, numbers if kind == "customer" else frozenset())
+                    outcome, dropped = _rewrite(path, person, regions, record_tag if kind == "customer" else None, namespaces, numbers if kind == "customer" else frozenset(), linked)
                 except ErasureError as error:
                     report.problems.append(str(error))
                     continue
@@ -419,7 +452,7 @@ def residue(paths: DataPaths, person: Person, regions: list[str]) -> list[str]:
                 data = gzip.decompress(data)
             except (OSError, EOFError):
                 pass
-        content = data.decode("utf-8", "replace")
+        content = readable_text(path.name, data)
         if _holds(content, person, regions) or any(email in content.casefold() for email in person.emails):
             found.append(_relative(paths, path))
     return found
@@ -451,6 +484,7 @@ def erase(
     if phone is not None and not phones:
         raise ErasureError("the --phone given is not a valid phone number")
     person = find_person(engine, wanted_email, phones, customer, dealer_id)
+    person.lead_files = _files_of_leads(engine, person.lead_ids)
     report = ErasureReport(None, criterion, dry_run)
     report.counts = {"leads_found": len(person.lead_ids), "customers_found": len(person.customers), "clusters_found": len(person.clusters)}
     if dry_run:

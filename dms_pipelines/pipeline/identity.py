@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -182,9 +183,9 @@ def identify(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engin
         return (kind, key) in known and known[(kind, key)][1] == hashes[(kind, key)] and known[(kind, key)][2] != "review"
 
     keys = list(zip(records["record_kind"], records["record_key"]))
-    unchanged = [settled(kind, key) for kind, key in keys]
-    existing = records[unchanged].assign(cluster_id=[known[key][0] for key, same in zip(keys, unchanged) if same])
-    fresh = records[[not same for same in unchanged]]
+    unchanged = np.array([settled(kind, key) for kind, key in keys], dtype=bool)
+    existing = records.loc[unchanged].assign(cluster_id=[known[key][0] for key, same in zip(keys, unchanged) if same])
+    fresh = records.loc[~unchanged]
     assignments = []
     decisions = _decisions(engine, dealer.id)
     for kind, lower in (("customer", settings.identity.upper_threshold), ("lead", settings.identity.lower_threshold)):

@@ -71,10 +71,16 @@ def kept(settings, paths):
     )
     (landing / "inbox-meta.csv").write_text(meta, newline="")
     (paths.lead_inbox / "leeds" / "meta.csv").write_text(meta, newline="")  # the inbox's own copy
+    # an ADF e-mail in quoted-printable: its soft line breaks split the address, so only the lead it gave ties it to her
+    adf_mail = "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n<email>philippa.quen=\nnell@example.com</email>\n"
+    (landing / "inbox-adf.eml").write_text(adf_mail)
+    (paths.lead_inbox / "leeds" / "adf.eml").write_text(adf_mail)
     w1, w2, m = (register(engine, lead_files, name, origin="webhook") for name in ("website-1.json", "website-2.json", "inbox-meta.csv"))
+    eml = register(engine, lead_files, "inbox-adf.eml", origin="inbox", original_name="adf.eml")
     add_lead(engine, 1, lead(TARGET, "W1"), w1)
     add_lead(engine, 2, lead(TARGET, "l:1", "meta"), m)
     add_lead(engine, 3, lead(OTHER, "W2"), w2)
+    add_lead(engine, 4, lead(TARGET, "ADF-1", "adf"), eml)
     export = "CustomerNo,Forename,Surname,Email,MobileTel\nC-77,Philippa,Quennell,p.quennell@work-example.co.uk,07700 900321\nC-78,Bartholomew,Oakes,bart.oakes@example.com,07700900654\n"
     (customers / "customers_full_1.csv").write_text(export)
     register(engine, customer_files, "customers_full_1.csv", export_kind="full")
@@ -152,7 +158,8 @@ def test_nothing_of_the_person_is_left_anywhere_and_everyone_else_is(kept):
     assert all(sign in before for sign in ["philippa.quennell@example.com", WORK_EMAIL, "Quennell"])  # the haystack does see them
     report = erase(settings, paths, engine, email="Philippa.Quennell@EXAMPLE.com", requested_by="dpo@example.com")
     assert report.ok, (report.problems, report.residue)
-    assert report.counts["leads"] == 2 and report.counts["dms_customers"] == 1 and report.counts["review_queue"] == 1
+    assert not (paths.lead_landing / "leeds" / "inbox-adf.eml").exists() and not (paths.lead_inbox / "leeds" / "adf.eml").exists()
+    assert report.counts["leads"] == 3 and report.counts["dms_customers"] == 1 and report.counts["review_queue"] == 1
     after = everything_under(paths.root)
     assert [sign for sign in SIGNS if sign.casefold() in after.casefold()] == []
     assert all(sign in after for sign in [OTHER["email"], "Oakes", "C-78"])
@@ -161,9 +168,9 @@ def test_nothing_of_the_person_is_left_anywhere_and_everyone_else_is(kept):
     assert "C-78" in (paths.customer_landing / "leeds" / "customers_full_1.csv").read_text()
     with engine.connect() as connection:
         assert [row.id for row in connection.execute(select(leads))] == [3]
-        assert {row.file_name for row in connection.execute(select(lead_files)) if row.erased_at is not None} == {"website-1.json", "inbox-meta.csv"}
+        assert {row.file_name for row in connection.execute(select(lead_files)) if row.erased_at is not None} == {"website-1.json", "inbox-meta.csv", "inbox-adf.eml"}
         assert [row.rewritten_at is not None for row in connection.execute(select(customer_files))] == [True]
-        assert connection.execute(select(suppressions)).all() and json.loads(connection.execute(select(erasures.c.counts)).scalar())["leads"] == 2
+        assert connection.execute(select(suppressions)).all() and json.loads(connection.execute(select(erasures.c.counts)).scalar())["leads"] == 3
     assert json.loads((paths.state / "erasure_log.jsonl").read_text().splitlines()[-1])["criterion"] == "email"
 
 
@@ -187,7 +194,7 @@ def test_a_dry_run_changes_nothing_and_a_bad_criterion_is_refused(kept):
     settings, paths, engine = kept
     before = everything_under(paths.root)
     report = erase(settings, paths, engine, customer="C-77", dry_run=True)
-    assert report.counts["leads_found"] == 2 and report.counts["customers_found"] == 1 and report.files_rewritten
+    assert report.counts["leads_found"] == 3 and report.counts["customers_found"] == 1 and report.files_rewritten
     assert everything_under(paths.root) == before
     with pytest.raises(ErasureError, match="not a valid e-mail"):
         erase(settings, paths, engine, email="not-an-address")

@@ -147,3 +147,9 @@ def test_a_customer_export_that_cannot_be_read_is_a_problem_and_bad_rows_are_qua
         rules = {(row.source_row, row.field, row.rule) for row in connection.execute(select(customer_quarantine)) if row.severity == "error"}
     assert any(field == "customer_number" for _, field, _ in rules)
     assert ("customer", "C-9") in set(zip(*identity_store.linked_records(engine, "leeds")[["record_kind", "record_key"]].T.values))
+
+
+def test_a_dealer_with_no_customers_and_no_leads_yet_is_identified_without_error(settings, paths):
+    engine = engine_for(operations_db_url(settings, paths))
+    run = identify(settings.dealer("york"), settings, paths, engine, None)  # crashed with KeyError: 'record_kind' before
+    assert (run.customers_linked, run.leads_linked, run.open_reviews) == (0, 0, 0)
