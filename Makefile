@@ -64,6 +64,8 @@ dev: $(STAMP) | $(CONFIG)
 bench: $(STAMP)
 	$(BIN)/dms-pipelines bench --vehicles 10000 --vehicles 100000 --vehicles 1000000 --sftp 100 --sold-latency --hourly-job 1000000 --leads 10000 --leads 100000
 	$(BIN)/dms-pipelines bench --vehicles 100000 --dealers 200
+	@echo "identity: 200,000 DMS customers and 20,000 leads with planted truth, then 500 more (precision, recall, review share, times):"
+	$(BIN)/python -m dms_pipelines.devtools.identity_bench bench
 	@echo "the stateful test of exports, faults and runs, at length (make test runs 12 sequences):"
 	DMS_STATEFUL_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider -o addopts="" --timeout 3000 dms_pipelines_tests/pipeline/test_stateful.py
 
