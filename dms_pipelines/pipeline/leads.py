@@ -32,7 +32,7 @@ from dms_pipelines.pipeline.customers import CustomerSync, sync_customers
 from dms_pipelines.pipeline.identity import IdentityRun, identify
 from dms_pipelines.pipeline.retention import RetentionReport, apply_retention
 from dms_pipelines.sources.base import RemoteFile, SourceError, shown
-from dms_pipelines.sources.landing import safe_local_name
+from dms_pipelines.sources.landing import safe_local_name, sha256_of
 from dms_pipelines.stock.store import read_stock
 from dms_pipelines.warehouse.identity import publish_identity
 from dms_pipelines.warehouse.leads import publish_leads
@@ -105,14 +105,6 @@ def lead_inbox(dealer: Dealer, paths: DataPaths):
     return SftpSource(SftpSettings.from_config(source, resolve=paths.resolve))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def land_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, logger=None, environ=None) -> LeadLanding:
     """Take the dealer's new lead files into lead_landing/<dealer>/ with a checksum and a manifest row each: inbox files
     (once per content), webhook payloads the receiver wrote there, and the deal behind each Auto Trader notification."""
@@ -128,7 +120,7 @@ def land_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Eng
         if path.name.startswith(".") or path.name in known or not path.is_file():
             continue
         received = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-        lead_store.register_file(engine, dealer.id, path.name, "webhook", _sha256(path), path.stat().st_size, received, run_id)
+        lead_store.register_file(engine, dealer.id, path.name, "webhook", sha256_of(path), path.stat().st_size, received, run_id)
         report.landed.append(path.name)
     _fetch_deals(dealer, settings, paths, engine, run_id, folder, report, logger, environ)
     return report
@@ -178,7 +170,7 @@ def _land_one(source, remote: RemoteFile, key: str, dealer_id: str, engine: Engi
     temporary = temporary_sibling(target)
     try:
         source.fetch(remote, temporary)
-        digest = _sha256(temporary)
+        digest = sha256_of(temporary)
         if digest in hashes:
             temporary.unlink(missing_ok=True)
             lead_store.register_file(engine, dealer_id, name, "inbox", digest, remote.size, received, run_id, original_name=remote.name, source_key=key, status=LeadFileStatus.DUPLICATE)
