@@ -6,7 +6,7 @@ import math
 from datetime import datetime, timedelta
 
 import pandas as pd
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from dms_pipelines.operations.db import incidents, lead_deliveries, lead_files, lead_quarantine, lead_versions, leads
@@ -215,6 +215,16 @@ def store_leads(connection: Connection, dealer_id: str, batch: list[dict], file_
         )
         counts["new"] += len(fresh)
     return counts
+
+
+def delete_leads(connection: Connection, lead_ids: list[int]) -> dict[str, int]:
+    """Delete leads with every revision and delivery row of theirs (erasure, retention); rows deleted per table."""
+    if not lead_ids:
+        return {"lead_versions": 0, "lead_deliveries": 0, "leads": 0}
+    keys = connection.execute(select(leads.c.dealer_id, leads.c.source, leads.c.source_lead_id).where(leads.c.id.in_(lead_ids))).all()
+    versions = sum(connection.execute(delete(lead_versions).where(and_(lead_versions.c.dealer_id == d, lead_versions.c.source == s, lead_versions.c.source_lead_id == i))).rowcount for d, s, i in keys)
+    deliveries = connection.execute(delete(lead_deliveries).where(lead_deliveries.c.lead_id.in_(lead_ids))).rowcount
+    return {"lead_versions": versions, "lead_deliveries": deliveries, "leads": connection.execute(delete(leads).where(leads.c.id.in_(lead_ids))).rowcount}
 
 
 def acknowledged_by_lead(engine: Engine, dealer_id: str) -> dict[tuple[int, int], set[str]]:

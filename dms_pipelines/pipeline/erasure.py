@@ -22,6 +22,7 @@ from dms_pipelines.config import LocalDestination, Settings
 from dms_pipelines.customers.normalise import normalise_email, normalise_phone
 from dms_pipelines.formats.decoding import DecodingError, decode
 from dms_pipelines.kernels.atomic import write_bytes_atomically
+from dms_pipelines.operations import lead_store
 from dms_pipelines.operations.db import (
     consents,
     customer_files,
@@ -29,7 +30,6 @@ from dms_pipelines.operations.db import (
     dms_customers,
     erasures,
     identity_records,
-    lead_deliveries,
     lead_files,
     lead_versions,
     leads,
@@ -332,12 +332,7 @@ def _delete_rows(engine: Engine, person: Person) -> dict[str, int]:
     lead_ids = sorted(person.lead_ids)
     lead_keys = [str(i) for i in lead_ids]
     with engine.begin() as connection:
-        lead_rows = connection.execute(select(leads.c.dealer_id, leads.c.source, leads.c.source_lead_id).where(leads.c.id.in_(lead_ids))).all() if lead_ids else []
-        counts["lead_versions"] = sum(
-            connection.execute(delete(lead_versions).where(and_(lead_versions.c.dealer_id == d, lead_versions.c.source == s, lead_versions.c.source_lead_id == i))).rowcount for d, s, i in lead_rows
-        )
-        counts["lead_deliveries"] = connection.execute(delete(lead_deliveries).where(lead_deliveries.c.lead_id.in_(lead_ids))).rowcount if lead_ids else 0
-        counts["leads"] = connection.execute(delete(leads).where(leads.c.id.in_(lead_ids))).rowcount if lead_ids else 0
+        counts |= lead_store.delete_leads(connection, lead_ids)
         counts["dms_customers"] = counts["customer_quarantine"] = 0
         for dealer, number in sorted(person.customers):
             counts["dms_customers"] += connection.execute(delete(dms_customers).where(and_(dms_customers.c.dealer_id == dealer, dms_customers.c.customer_number == number))).rowcount

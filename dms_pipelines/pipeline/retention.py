@@ -7,7 +7,8 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.engine import Engine
 
 from dms_pipelines.config import LocalDestination, Settings
-from dms_pipelines.operations.db import consents, customer_files, identity_records, lead_deliveries, lead_files, lead_versions, leads, match_decisions, review_queue
+from dms_pipelines.operations import lead_store
+from dms_pipelines.operations.db import consents, customer_files, identity_records, lead_files, leads, match_decisions, review_queue
 from dms_pipelines.operations.manifest import utc_aware, utc_now
 from dms_pipelines.paths import DataPaths
 
@@ -31,16 +32,8 @@ def _remove_leads(engine: Engine, dealer_id: str, lead_ids: list[int], report: R
         return
     keys = [str(i) for i in lead_ids]
     with engine.begin() as connection:
-        rows = connection.execute(select(leads.c.source, leads.c.source_lead_id).where(leads.c.id.in_(lead_ids))).all()
-        for source, source_lead_id in rows:
-            report.add(
-                "lead_versions",
-                connection.execute(
-                    delete(lead_versions).where(and_(lead_versions.c.dealer_id == dealer_id, lead_versions.c.source == source, lead_versions.c.source_lead_id == source_lead_id))
-                ).rowcount,
-            )
-        report.add("lead_deliveries", connection.execute(delete(lead_deliveries).where(lead_deliveries.c.lead_id.in_(lead_ids))).rowcount)
-        report.add("leads", connection.execute(delete(leads).where(leads.c.id.in_(lead_ids))).rowcount)
+        for name, count in lead_store.delete_leads(connection, lead_ids).items():
+            report.add(name, count)
         for name, table in (("identity_records", identity_records), ("match_decisions", match_decisions), ("consents", consents)):
             report.add(name, connection.execute(delete(table).where(and_(table.c.dealer_id == dealer_id, table.c.record_kind == "lead", table.c.record_key.in_(keys)))).rowcount)
         report.add(
