@@ -339,18 +339,23 @@ def _delete_rows(engine: Engine, person: Person) -> dict[str, int]:
             counts["customer_quarantine"] += connection.execute(
                 delete(customer_quarantine).where(and_(customer_quarantine.c.dealer_id == dealer, customer_quarantine.c.customer_number == number))
             ).rowcount
-        records = [("lead", key) for key in lead_keys] + [("customer", number) for _, number in person.customers]
+        # a lead's key is its database id, unique across dealers; a customer number is one rooftop's own
+        records = [(None, "lead", key) for key in lead_keys] + [(dealer, "customer", number) for dealer, number in sorted(person.customers)]
         clusters = sorted({cluster for _, cluster in person.clusters})
-        for name, table, key_column in (("identity_records", identity_records, "record_key"), ("match_decisions", match_decisions, "record_key"), ("consents", consents, "record_key")):
-            total = 0
-            for kind, key in records:
-                total += connection.execute(delete(table).where(and_(table.c.record_kind == kind, table.c[key_column] == key))).rowcount
+
+        def of(table, dealer, kind, key):
+            condition = and_(table.c.record_kind == kind, table.c.record_key == key)
+            return condition if dealer is None else and_(condition, table.c.dealer_id == dealer)
+
+        for name, table in (("identity_records", identity_records), ("match_decisions", match_decisions), ("consents", consents)):
+            total = sum(connection.execute(delete(table).where(of(table, dealer, kind, key))).rowcount for dealer, kind, key in records)
             if name != "consents" and clusters:
                 total += connection.execute(delete(table).where(table.c.cluster_id.in_(clusters))).rowcount
             counts[name] = total
         review = 0
-        for kind, key in records:
-            review += connection.execute(delete(review_queue).where(or_(and_(review_queue.c.record_kind == kind, review_queue.c.record_key == key), review_queue.c.candidate_key == key))).rowcount
+        for dealer, kind, key in records:
+            candidate = review_queue.c.candidate_key == key if dealer is None else and_(review_queue.c.candidate_key == key, review_queue.c.dealer_id == dealer)
+            review += connection.execute(delete(review_queue).where(or_(of(review_queue, dealer, kind, key), candidate))).rowcount
         if clusters:
             review += connection.execute(delete(review_queue).where(review_queue.c.candidate_cluster_id.in_(clusters))).rowcount
         counts["review_queue"] = review

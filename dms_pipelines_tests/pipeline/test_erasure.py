@@ -200,3 +200,29 @@ def test_a_dry_run_changes_nothing_and_a_bad_criterion_is_refused(kept):
         erase(settings, paths, engine, email="not-an-address")
     with pytest.raises(ErasureError, match="exactly one"):
         erase(settings, paths, engine)
+
+
+def test_another_dealers_customer_under_the_same_number_is_not_touched(kept):
+    settings, paths, engine = kept
+    york = pd.DataFrame(
+        [
+            {
+                "record_kind": "customer",
+                "record_key": "C-77",
+                "cluster_id": "P-york",
+                "tier": "new",
+                "outcome": "new",
+                "match_probability": None,
+                "match_weight": None,
+                "candidate_key": None,
+                "candidate_cluster_id": None,
+                "reason": "new",
+                "evidence": "{}",
+            }
+        ]
+    )
+    identity_store.save_assignments(engine, "york", york, {}, None, "v1")  # customer numbers are a rooftop's own: york's C-77 is someone else
+    identity_store.record_consents(engine, "york", [{"record_kind": "customer", "record_key": "C-77", "channel": "post", "granted": True, "source": "york.csv", "wording": None, "stated_at": AT}])
+    assert erase(settings, paths, engine, email=TARGET["email"]).ok
+    assert identity_store.linked_records(engine, "york")["cluster_id"].tolist() == ["P-york"]
+    assert identity_store.current_consent(engine, "york")["channel"].tolist() == ["post"]
