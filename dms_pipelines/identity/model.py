@@ -218,10 +218,11 @@ def evidence_json(row: dict, levels: list[ComparisonLevels], prior_log2: float) 
 
 
 class Scorer:
-    """The pinned model on one DuckDB database in memory holding every record of a reconcile (existing and new): term
-    frequencies from all of them; new records scored against existing ones and among themselves."""
+    """The pinned model on one DuckDB database in memory holding the records of a reconcile (the existing ones it may
+    pair, and the new): term frequencies from `population` (default: those records); new records scored against the
+    existing ones and among themselves."""
 
-    def __init__(self, model: dict, existing: pd.DataFrame, new: pd.DataFrame, shared_phones: set[str], threads: int | None = None):
+    def __init__(self, model: dict, existing: pd.DataFrame, new: pd.DataFrame, shared_phones: set[str], threads: int | None = None, population: pd.DataFrame | None = None):
         from splink import DuckDBAPI, Linker
 
         self.model = model
@@ -242,12 +243,28 @@ class Scorer:
         self.existing = self.db_api.register("identity_existing", table_name="identity_existing_records")
         self.new = self.db_api.register("identity_new", table_name="identity_new_records")
         self.linker = Linker(self.all, model, log_level=None)
-        for column in TERM_FREQUENCY_COLUMNS:
-            self.linker.table_management.compute_tf_table(column)
+        if population is None:
+            for column in TERM_FREQUENCY_COLUMNS:
+                self.linker.table_management.compute_tf_table(column)
+        else:
+            self._register_term_frequencies(population)
         self.levels = comparison_levels(model)
         probability = model["probability_two_random_records_match"]
         self.prior_log2 = math.log2(probability / (1 - probability))
         self.has_existing = len(existing) > 0
+
+    def _register_term_frequencies(self, population: pd.DataFrame) -> None:
+        """Term frequency tables counted over `population` (every record, when only some are scored), in Splink's own
+        formula: a value's rows over the column's non-null rows."""
+        self.connection.register("term_frequency_population", population)
+        for column in TERM_FREQUENCY_COLUMNS:
+            table = f"identity_tf_{column}"
+            self.connection.execute(
+                f"CREATE TABLE {table} AS SELECT {column}, cast(count(*) AS float8) / (SELECT count({column}) FROM term_frequency_population) AS tf_{column}"
+                f" FROM term_frequency_population WHERE {column} IS NOT NULL GROUP BY {column}"
+            )
+            self.linker.table_management.register_term_frequency_lookup(self.db_api.register(table, table_name=f"{table}_lookup"), column)
+        self.connection.unregister("term_frequency_population")
 
     def _pairs(self, predictions, lower: float) -> pd.DataFrame:
         available = set(self.connection.execute(f"SELECT * FROM {predictions.physical_name} LIMIT 0").df().columns)

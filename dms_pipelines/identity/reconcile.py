@@ -4,10 +4,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from dms_pipelines.identity.exact import find_exact_matches
-from dms_pipelines.identity.model import Scorer, unique_id
+from dms_pipelines.identity.exact import find_exact_matches, shared_phones_of
+from dms_pipelines.identity.model import TERM_FREQUENCY_COLUMNS, UNIQUE_ID_SEPARATOR, Scorer, unique_id
 from dms_pipelines.identity.records import RECORD_COLUMNS
 
 DEFAULT_UPPER = 0.99
@@ -67,6 +68,39 @@ def _prepare(frame: pd.DataFrame, with_cluster: bool) -> pd.DataFrame:
     if prepared["unique_id"].duplicated().any():
         raise ValueError("an identity record appears twice (record_kind and record_key repeat)")
     return prepared.sort_values("unique_id", kind="stable").reset_index(drop=True)
+
+
+def _kept_existing(existing: pd.DataFrame, new_ids: set[str]) -> pd.DataFrame:
+    """The existing records less those the new frame holds again (changed), with a unique_id, checked for repeats; built
+    with whole-column operations, since this frame is every record of the dealer."""
+    columns = RECORD_COLUMNS + ["cluster_id"]
+    missing = [column for column in columns if column not in existing.columns]
+    if missing:
+        raise ValueError(f"identity records lack columns {missing}")
+    kept = existing[columns].reset_index(drop=True)
+    ids = kept["record_kind"].astype(str) + UNIQUE_ID_SEPARATOR + kept["record_key"].astype(str)
+    if ids.duplicated().any():
+        raise ValueError("an identity record appears twice (record_kind and record_key repeat)")
+    return kept.assign(unique_id=ids.to_numpy())[~ids.isin(new_ids).to_numpy()].reset_index(drop=True)
+
+
+def _name_block(records: pd.DataFrame) -> pd.Series:
+    """The last name and first initial, as the model's name blocking rule compares them."""
+    return records["last_name"].astype("object") + "\x1f" + records["first_name"].astype("object").str[:1]
+
+
+def _sharing_a_blocking_key(existing: pd.DataFrame, new: pd.DataFrame) -> np.ndarray:
+    """Which existing records share a value of a blocking rule (e-mail, a phone, postcode, last name with first initial)
+    with a new record: the only ones the model can pair with a new record, and the only holders of a new record's e-mail
+    or phone the exact tier looks at."""
+    shared = np.zeros(len(existing), dtype=bool)
+    for column in ("email", "postcode"):
+        shared |= existing[column].isin(set(new[column].dropna())).to_numpy()
+    shared |= _name_block(existing).isin(set(_name_block(new).dropna())).to_numpy()
+    phones = existing["phones"].explode()
+    new_phones = set(new["phones"].explode().dropna())
+    shared[np.unique(phones.index[phones.isin(new_phones).to_numpy()])] = True
+    return shared
 
 
 def _decisions(decisions: pd.DataFrame | None) -> tuple[dict[str, str], set[tuple[str, str]]]:
@@ -138,6 +172,7 @@ def reconcile(
     lower: float = DEFAULT_LOWER,
     decisions: pd.DataFrame | None = None,
     threads: int | None = None,
+    narrow_candidates: bool = True,
 ) -> Reconciliation:
     """Tie each `new` identity record (RECORD_COLUMNS) to an `existing` cluster (RECORD_COLUMNS + cluster_id) or to a new
     one; all records are one dealer's.
@@ -148,12 +183,19 @@ def reconcile(
     highest probability's cluster when several are strong: existing clusters are never merged); new records tied to
     each other the same way (strongest first). Left alone, a record with a candidate in [lower, upper) goes to review
     with a provisional cluster of its own; one without is a new cluster. A rejected (record, cluster) pair never joins
-    and never comes back to review. The result depends only on the inputs, not on their order."""
+    and never comes back to review. The result depends only on the inputs, not on their order.
+
+    Only existing records sharing a blocking key with a new record are prepared and scored (term frequencies and
+    shared phones still count every record); `narrow_candidates=False` scores against all of them, which must give the
+    same result (the tests hold the narrowed run to it)."""
     if not 0 <= lower <= upper <= 1:
         raise ValueError("thresholds must satisfy 0 <= lower <= upper <= 1")
     new_records = _prepare(new, with_cluster=False)
-    existing_records = _prepare(existing, with_cluster=True)
-    existing_records = existing_records[~existing_records["unique_id"].isin(set(new_records["unique_id"]))].reset_index(drop=True)
+    kept = _kept_existing(existing, set(new_records["unique_id"]))
+    population = pd.concat([kept[RECORD_COLUMNS], new_records[RECORD_COLUMNS]], ignore_index=True)
+    shared_phones = shared_phones_of(population)
+    candidates = kept[_sharing_a_blocking_key(kept, new_records)] if narrow_candidates else kept
+    existing_records = _prepare(candidates, with_cluster=True)
     accepted, rejected_pairs = _decisions(decisions)
     rejected_by_record: dict[str, set[str]] = {}
     for record, cluster in rejected_pairs:
@@ -170,7 +212,7 @@ def reconcile(
     between = within = pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability", "match_weight"])
     scorer = None
     if ids:
-        scorer = Scorer(model, existing_records, new_records, exact.shared_phones, threads=threads)
+        scorer = Scorer(model, existing_records, new_records, shared_phones, threads=threads, population=population[list(TERM_FREQUENCY_COLUMNS)])
         between = scorer.between(lower)
         within = scorer.within(lower)
 
@@ -224,7 +266,7 @@ def reconcile(
     members: dict[str, list[str]] = {}
     for record in ids:
         members.setdefault(components.find(record), []).append(record)
-    taken = set(existing_records["cluster_id"])
+    taken = set(kept["cluster_id"])
     cluster_by_root: dict[str, str] = {}
     for root in sorted(members):
         if components.anchor[root] is not None:
@@ -301,7 +343,7 @@ def reconcile(
     if scorer is not None:
         scorer.close()
     assignment_frame = pd.DataFrame(assignments, columns=ASSIGNMENT_COLUMNS).sort_values(["record_kind", "record_key"], kind="stable").reset_index(drop=True)
-    clusters = pd.concat([existing_records[["record_kind", "record_key", "cluster_id"]], assignment_frame[["record_kind", "record_key", "cluster_id"]]], ignore_index=True).sort_values(
+    clusters = pd.concat([kept[["record_kind", "record_key", "cluster_id"]], assignment_frame[["record_kind", "record_key", "cluster_id"]]], ignore_index=True).sort_values(
         ["record_kind", "record_key"], kind="stable"
     )
     return Reconciliation(assignment_frame, clusters.reset_index(drop=True))

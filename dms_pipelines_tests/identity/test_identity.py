@@ -195,3 +195,14 @@ def test_builders_read_canonical_customers_and_leads():
     )
     lead = records_from_leads([{"dealer_id": DEALER, "full_name": "Jo Bloggs", "email": None, "phone": "+447400999888", "postcode": None}], ["42"]).iloc[0]
     assert (lead["record_kind"], lead["record_key"], lead["first_name"], lead["last_name"], lead["phones"]) == ("lead", "42", "jo", "bloggs", ["+447400999888"])
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(min_value=1, max_value=400), st.randoms(use_true_random=False))
+def test_scoring_only_the_candidates_gives_what_scoring_every_existing_record_gives(planted, model, size, rng):
+    existing, leads, _ = planted
+    batch = leads.sample(n=size, random_state=rng.randint(0, 2**31))
+    narrowed = reconcile(existing, batch, model)
+    everyone = reconcile(existing, batch, model, narrow_candidates=False)
+    assert narrowed.assignments.equals(everyone.assignments)
+    assert narrowed.clusters.equals(everyone.clusters)
