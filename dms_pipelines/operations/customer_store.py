@@ -183,15 +183,27 @@ def quarantine_rows(engine: Engine, dealer_id: str) -> list:
         return connection.execute(select(customer_quarantine).where(customer_quarantine.c.dealer_id == dealer_id).order_by(customer_quarantine.c.id)).all()
 
 
-def customers_of(engine: Engine, dealer_id: str, changed_only: bool = False) -> pd.DataFrame:
+def customer_hashes(engine: Engine, dealer_id: str) -> dict[str, str]:
+    """Each stored customer's number and content_hash (what identity compares with the hash it last linked)."""
+    with engine.connect() as connection:
+        return dict(connection.execute(select(dms_customers.c.customer_number, dms_customers.c.content_hash).where(dms_customers.c.dealer_id == dealer_id)).all())
+
+
+def customers_of(engine: Engine, dealer_id: str, changed_only: bool = False, numbers: set[str] | None = None) -> pd.DataFrame:
     """The dealer's stored customers: the canonical record's columns (times as UTC datetimes, consents as nullable
     booleans), then content_hash and present (0: absent from the latest full export). changed_only: those not linked
-    since their content last changed (content_hash differs from linked_hash, or never linked)."""
+    since their content last changed (content_hash differs from linked_hash, or never linked); numbers: only these."""
     query = select(dms_customers.c.record, dms_customers.c.content_hash, dms_customers.c.present).where(dms_customers.c.dealer_id == dealer_id)
     if changed_only:
         query = query.where(or_(dms_customers.c.linked_hash.is_(None), dms_customers.c.linked_hash != dms_customers.c.content_hash))
     with engine.connect() as connection:
-        rows = connection.execute(query.order_by(dms_customers.c.customer_number)).all()
+        if numbers is None:
+            rows = connection.execute(query.order_by(dms_customers.c.customer_number)).all()
+        else:
+            wanted = sorted(numbers)
+            rows = []
+            for start in range(0, len(wanted), BATCH):
+                rows += connection.execute(query.where(dms_customers.c.customer_number.in_(wanted[start : start + BATCH])).order_by(dms_customers.c.customer_number)).all()
     records = [json.loads(row.record) for row in rows]
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     for name in frame.columns:

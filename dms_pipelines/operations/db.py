@@ -409,6 +409,14 @@ identity_records = Table(
     Column("tier", String(16), nullable=False),  # email | phone | model | review | seed | new (identity.TIERS)
     Column("match_probability", Float),
     Column("content_hash", String(64), nullable=False),  # of the fields matched on, when last linked
+    Column("source_hash", String(64)),  # the customer's or lead's own content_hash when last linked: a differing one is read again
+    # the values matched on, when last linked (a run reads these instead of rebuilding every record from its source)
+    Column("first_name", Text),
+    Column("last_name", Text),
+    Column("email", Text),
+    Column("phones", Text),  # E.164 numbers, space-separated
+    Column("postcode", Text),
+    Column("town", Text),
     Column("model_version", String(64)),
     Column("linked_at", DateTime(timezone=True), nullable=False),
     Column("run_id", String(64)),
@@ -553,6 +561,7 @@ ADDED_COLUMNS = {
     "sync_runs": {"problems": "INTEGER", "landed": "INTEGER", "failed": "INTEGER", "skipped": "INTEGER", "quarantine_issues": "INTEGER"},
     "ingested_files": {"landed_run_id": "VARCHAR(64)", "rows_skipped": "INTEGER", "reprocessed_at": "TIMESTAMP WITH TIME ZONE", "reprocessed_by": "TEXT"},
     "lead_files": {"erased_at": "TIMESTAMP WITH TIME ZONE"},
+    "identity_records": {"source_hash": "VARCHAR(64)", "first_name": "TEXT", "last_name": "TEXT", "email": "TEXT", "phones": "TEXT", "postcode": "TEXT", "town": "TEXT"},
 }  # columns newer than the table's first version
 
 

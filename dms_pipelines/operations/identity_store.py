@@ -16,6 +16,7 @@ REVIEW_OPEN, REVIEW_ACCEPTED, REVIEW_REJECTED = "open", "accepted", "rejected"
 REVIEW_STATUSES = (REVIEW_OPEN, REVIEW_ACCEPTED, REVIEW_REJECTED)
 CONSENT_CHANNELS = ("email", "phone", "sms", "post")
 RECORD_COLUMNS = ["record_kind", "record_key", "cluster_id", "tier", "match_probability", "content_hash"]
+MATCHED_VALUES = ["first_name", "last_name", "email", "phones", "postcode", "town"]  # identity.records.RECORD_COLUMNS' values
 CHUNK = 5_000  # rows per executemany: large enough to be fast, small enough for SQLite's and PostgreSQL's limits
 
 
@@ -66,10 +67,55 @@ def linked_records(engine: Engine, dealer_id: str) -> pd.DataFrame:
     return pd.DataFrame([tuple(row) for row in rows], columns=RECORD_COLUMNS).astype({"record_kind": "string", "record_key": "string", "cluster_id": "string", "tier": "string"})
 
 
-def save_assignments(engine: Engine, dealer_id: str, assignments: pd.DataFrame, hashes: dict[tuple[str, str], str], run_id: str | None, model_version: str | None) -> dict[str, int]:
-    """Keep one run's reconciliation: each record's cluster (replacing what it had), a match decision per record, and an
-    open review entry for each record between the thresholds (a pair already in the queue is not queued again)."""
+def stored_records(engine: Engine, dealer_id: str) -> pd.DataFrame:
+    """Every linked record of the dealer with what it was linked on: RECORD_COLUMNS, source_hash and the matched values
+    (phones as a list; a row written before the values were kept has source_hash None)."""
+    names = [*RECORD_COLUMNS, "source_hash", *MATCHED_VALUES]
+    with engine.connect() as connection:
+        rows = connection.execute(select(*(identity_records.c[name] for name in names)).where(identity_records.c.dealer_id == dealer_id)).all()
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=names)
+    frame["phones"] = [phones.split() if isinstance(phones, str) else [] for phones in frame["phones"]]
+    return frame
+
+
+def matched_values(record: dict, source_hash: str | None) -> dict:
+    """The identity_records columns that keep what a record was linked on."""
+    values = {name: _text(record.get(name)) for name in MATCHED_VALUES if name != "phones"}
+    return {**values, "phones": " ".join(record.get("phones") or ()) or None, "source_hash": source_hash}
+
+
+def refresh_linked_values(engine: Engine, dealer_id: str, values: dict[tuple[str, str], dict]) -> int:
+    """Records not matched again (their matched values are the same) take their source's new hash and values."""
+    if not values:
+        return 0
+    rows = [{"kind": kind, "key": key, **fields} for (kind, key), fields in values.items()]
+    statement = (
+        update(identity_records)
+        .where(and_(identity_records.c.dealer_id == dealer_id, identity_records.c.record_kind == bindparam("kind"), identity_records.c.record_key == bindparam("key")))
+        .values({name: bindparam(name) for name in ["source_hash", *MATCHED_VALUES]})
+    )
+    updated = 0
+    with engine.begin() as connection:
+        for chunk in _chunks(rows):
+            updated += connection.execute(statement, chunk).rowcount
+    return updated
+
+
+def save_assignments(
+    engine: Engine,
+    dealer_id: str,
+    assignments: pd.DataFrame,
+    hashes: dict[tuple[str, str], str],
+    run_id: str | None,
+    model_version: str | None,
+    values: dict[tuple[str, str], dict] | None = None,
+) -> dict[str, int]:
+    """Keep one run's reconciliation: each record's cluster (replacing what it had) with what it was linked on (`values`:
+    matched_values per record), a match decision per record, and an open review entry for each record between the
+    thresholds (a pair already in the queue is not queued again)."""
     now = utc_now()
+    values = values or {}
+    unknown = {name: None for name in ["source_hash", *MATCHED_VALUES]}
     keys = [(str(row.record_kind), str(row.record_key)) for row in assignments.itertuples()]
     records, decisions, reviews = [], [], []
     for row in assignments.itertuples():
@@ -84,6 +130,7 @@ def save_assignments(engine: Engine, dealer_id: str, assignments: pd.DataFrame, 
                 "tier": str(row.tier),
                 "match_probability": probability,
                 "content_hash": hashes.get(key, ""),
+                **values.get(key, unknown),
                 "model_version": model_version,
                 "linked_at": now,
                 "run_id": run_id,

@@ -68,14 +68,32 @@ def _record_hash(row: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()
 
 
-def _dealer_leads(engine: Engine, dealer_id: str) -> list:
+def _lead_hashes(engine: Engine, dealer_id: str) -> list:
     with engine.connect() as connection:
-        return connection.execute(
-            select(leads.c.id, leads.c.lead, leads.c.source, leads.c.source_lead_id, leads.c.first_received_at, lead_files.c.file_name)
-            .select_from(leads.outerjoin(lead_files, lead_files.c.id == leads.c.lead_file_id))
-            .where(leads.c.dealer_id == dealer_id)
-            .order_by(leads.c.id)
-        ).all()
+        return connection.execute(select(leads.c.id, leads.c.content_hash).where(leads.c.dealer_id == dealer_id)).all()
+
+
+LEAD_BATCH = 5_000
+
+
+def _dealer_leads(engine: Engine, dealer_id: str, ids: set[int]) -> list:
+    """The leads of `ids`, with their file's name, in id order."""
+    wanted, rows = sorted(ids), []
+    query = (
+        select(leads.c.id, leads.c.lead, leads.c.source, leads.c.source_lead_id, leads.c.first_received_at, lead_files.c.file_name)
+        .select_from(leads.outerjoin(lead_files, lead_files.c.id == leads.c.lead_file_id))
+        .where(leads.c.dealer_id == dealer_id)
+    )
+    with engine.connect() as connection:
+        for start in range(0, len(wanted), LEAD_BATCH):
+            rows += connection.execute(query.where(leads.c.id.in_(wanted[start : start + LEAD_BATCH])).order_by(leads.c.id)).all()
+    return rows
+
+
+def _lead_records(dealer_id: str, rows: list) -> pd.DataFrame | None:
+    if not rows:
+        return None
+    return records_from_leads([{**json.loads(row.lead), "dealer_id": dealer_id} for row in rows], [str(row.id) for row in rows])
 
 
 def _flag(value) -> bool | None:
@@ -163,29 +181,40 @@ def _label_agreement(engine: Engine, dealer_id: str, upper: float) -> dict[str, 
 
 def identify(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, logger=None) -> IdentityRun:
     """Tie the dealer's DMS customers and leads not yet linked (or changed since) to customers; existing customers keep
-    their ids. Decisions from the review queue are applied; consent statements of what was linked are kept."""
+    their ids. Decisions from the review queue are applied; consent statements of what was read again are kept.
+
+    Only the customers and leads whose own content_hash moved since they were linked are read; the rest come from what
+    identity_records kept of them, so a run's cost follows what changed, not the dealer's size."""
     logger = logger or log
     model, version = load_pinned_model(settings)
     run = IdentityRun(model_version=version)
-    customers = customer_store.customers_of(engine, dealer.id)
-    lead_rows = _dealer_leads(engine, dealer.id)
-    records = pd.concat(
-        [records_from_customers(customers), records_from_leads([{**json.loads(row.lead), "dealer_id": dealer.id} for row in lead_rows], [str(row.id) for row in lead_rows])],
-        ignore_index=True,
+    stored = identity_store.stored_records(engine, dealer.id)
+    sources = pd.DataFrame(
+        [("customer", number, digest) for number, digest in customer_store.customer_hashes(engine, dealer.id).items()]
+        + [("lead", str(lead_id), digest) for lead_id, digest in _lead_hashes(engine, dealer.id)],
+        columns=["record_kind", "record_key", "source_now"],
     )
-    hashes = {(row["record_kind"], row["record_key"]): _record_hash(row) for row in records.to_dict("records")}
-    linked = identity_store.linked_records(engine, dealer.id)
-    known = {(kind, key): (cluster, digest, tier) for kind, key, cluster, digest, tier in linked[["record_kind", "record_key", "cluster_id", "content_hash", "tier"]].itertuples(index=False)}
-
-    def settled(kind: str, key: str) -> bool:
-        """Linked on the same values and not in review: not scored again. A record in review is resubmitted every run, so
-        that the operator's decision, once taken, is applied (an open entry is not queued twice)."""
-        return (kind, key) in known and known[(kind, key)][1] == hashes[(kind, key)] and known[(kind, key)][2] != "review"
-
+    # a record whose source still holds what it was linked on is not read again; one in review is, every run, so that
+    # the operator's decision, once taken, is applied (an open entry is not queued twice)
+    linked = sources.merge(stored, on=["record_kind", "record_key"], how="left")
+    unread = (linked["source_hash"].notna() & (linked["source_hash"] == linked["source_now"]) & (linked["tier"] != "review")).to_numpy()
+    existing = linked.loc[unread].assign(dealer_id=dealer.id)[[*RECORD_COLUMNS, "cluster_id"]]
+    to_read = linked.loc[~unread]
+    customer_numbers = set(to_read.loc[to_read["record_kind"] == "customer", "record_key"])
+    customers = customer_store.customers_of(engine, dealer.id, numbers=customer_numbers) if customer_numbers else pd.DataFrame()
+    lead_rows = _dealer_leads(engine, dealer.id, {int(key) for key in to_read.loc[to_read["record_kind"] == "lead", "record_key"]})
+    read = [frame for frame in (records_from_customers(customers) if len(customers) else None, _lead_records(dealer.id, lead_rows)) if frame is not None and len(frame)]
+    records = pd.concat(read, ignore_index=True) if read else pd.DataFrame(columns=RECORD_COLUMNS)
+    prior = records[["record_kind", "record_key"]].merge(to_read, on=["record_kind", "record_key"], how="left")
     keys = list(zip(records["record_kind"], records["record_key"]))
-    unchanged = np.array([settled(kind, key) for kind, key in keys], dtype=bool)
-    existing = records.loc[unchanged].assign(cluster_id=[known[key][0] for key, same in zip(keys, unchanged) if same])
-    fresh = records.loc[~unchanged]
+    rows = records.to_dict("records")
+    hashes = {key: _record_hash(row) for key, row in zip(keys, rows)}
+    values = {key: identity_store.matched_values(row, source) for key, row, source in zip(keys, rows, prior["source_now"])}
+    # read again but matched on the same values (a consent or an address line changed): not matched again
+    same = ((prior["content_hash"].to_numpy() == np.array([hashes[key] for key in keys], dtype=object)) & (prior["tier"] != "review").to_numpy()).astype(bool)
+    identity_store.refresh_linked_values(engine, dealer.id, {key: values[key] for key, unchanged in zip(keys, same) if unchanged})
+    existing = pd.concat([existing, records.loc[same].assign(cluster_id=prior.loc[same, "cluster_id"].to_numpy())], ignore_index=True)
+    fresh = records.loc[~same]
     assignments = []
     decisions = _decisions(engine, dealer.id)
     for kind, lower in (("customer", settings.identity.upper_threshold), ("lead", settings.identity.lower_threshold)):
@@ -195,7 +224,7 @@ def identify(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engin
         if batch.empty:
             continue
         result = reconcile(existing, batch, model, settings.identity.upper_threshold, lower, decisions)
-        saved = identity_store.save_assignments(engine, dealer.id, result.assignments, hashes, run_id, version)
+        saved = identity_store.save_assignments(engine, dealer.id, result.assignments, hashes, run_id, version, values)
         run.queued += saved["queued"]
         assignments.append(result.assignments)
         linked_now = batch.merge(result.assignments[["record_kind", "record_key", "cluster_id"]], on=["record_kind", "record_key"], how="left")
@@ -206,15 +235,13 @@ def identify(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engin
         run.leads_linked = int((done["record_kind"] == "lead").sum())
         run.by_tier = {str(k): int(v) for k, v in done["tier"].value_counts().sort_index().items()}
         run.by_outcome = {str(k): int(v) for k, v in done["outcome"].value_counts().sort_index().items()}
-        fresh_keys = set(zip(fresh["record_kind"], fresh["record_key"]))
-        events = []
-        if len(customers):
-            changed_customers = customers[[("customer", str(number)) in fresh_keys for number in customers["customer_number"]]]
-            customer_store.mark_linked(engine, dealer.id, dict(zip(changed_customers["customer_number"].astype(str), changed_customers["content_hash"])))
-            events = _customer_consents(changed_customers)
-        events += _lead_consents([row for row in lead_rows if ("lead", str(row.id)) in fresh_keys])
-        run.consents = identity_store.record_consents(engine, dealer.id, events)
         logger.info(f"{dealer.id}: identity linked {run.customers_linked} customer record(s) and {run.leads_linked} lead(s): {run.by_outcome}")
+    if len(records):
+        # every customer and lead read again states its consent again (a newer statement wins; a repeated one is not kept twice)
+        events = _customer_consents(customers) if len(customers) else []
+        if len(customers):
+            customer_store.mark_linked(engine, dealer.id, dict(zip(customers["customer_number"].astype(str), customers["content_hash"])))
+        run.consents = identity_store.record_consents(engine, dealer.id, events + _lead_consents(lead_rows))
     run.open_reviews = len(identity_store.reviews(engine, dealer.id))
     run.labels = _label_agreement(engine, dealer.id, settings.identity.upper_threshold)
     return run

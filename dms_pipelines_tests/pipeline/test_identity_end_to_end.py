@@ -153,3 +153,33 @@ def test_a_dealer_with_no_customers_and_no_leads_yet_is_identified_without_error
     engine = engine_for(operations_db_url(settings, paths))
     run = identify(settings.dealer("york"), settings, paths, engine, None)  # crashed with KeyError: 'record_kind' before
     assert (run.customers_linked, run.leads_linked, run.open_reviews) == (0, 0, 0)
+
+
+def test_a_customer_whose_consent_alone_changed_has_the_new_statement_kept_without_being_matched_again(dealer_with_customers):
+    settings, paths, engine = dealer_with_customers
+    sync_leads("leeds", settings, paths, engine, "run-1")
+    cluster = identity_store.linked_records(engine, "leeds").set_index(["record_kind", "record_key"])["cluster_id"][("customer", "C-1")]
+    later = AT.replace(day=25)
+    row = customer("C-1", "Annabel", "Threlkeld", "annabel.threlkeld@example.com", "07700 900111", "LS1 4AP", owned="CD21EFG", consent_email=False)
+    row.update(consent_updated_at=later, updated_at=later)
+    (paths.customer_inbox / "leeds" / customer_export_name("navigator_customers_csv", "delta", later)).write_bytes(render_customer_export(pd.DataFrame([row]), "navigator_customers_csv"))
+    run = sync_leads("leeds", settings, paths, engine, "run-2")
+    assert run.customers.reading.accepted == 1
+    assert run.identity.customers_linked == 0  # matched on the same values as before: not scored again
+    now = identity_store.current_consent(engine, "leeds").set_index(["cluster_id", "channel"])
+    assert now.loc[(cluster, "email"), "granted"] == 0  # the DMS's newer refusal (was kept only when a matched field changed)
+    assert identity_store.linked_records(engine, "leeds").set_index(["record_kind", "record_key"])["cluster_id"][("customer", "C-1")] == cluster
+
+
+def test_a_deleted_lead_is_no_longer_matched_against(dealer_with_customers):
+    from dms_pipelines.operations.lead_store import delete_leads
+
+    settings, paths, engine = dealer_with_customers
+    sync_leads("leeds", settings, paths, engine, "run-1")
+    zebedee = cluster_of(engine, "W2")[0]
+    with engine.begin() as connection:
+        delete_leads(connection, [int(cluster_key(engine, "W2")), int(cluster_key(engine, "W3"))])
+    land_payload(paths.lead_landing / "leeds", "website", website("W5", "Zebedee", "Quarrington", "zeb.q@example.com", "07700 900999", "LS2 7EE", 21))
+    sync_leads("leeds", settings, paths, engine, "run-2")
+    assert cluster_of(engine, "W5")[1] == "new"  # the e-mail exact match was with the deleted leads
+    assert cluster_of(engine, "W5")[0] != zebedee
