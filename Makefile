@@ -66,6 +66,8 @@ bench: $(STAMP)
 	$(BIN)/dms-pipelines bench --vehicles 100000 --dealers 200
 	@echo "identity: 200,000 DMS customers and 20,000 leads with planted truth, then 500 more (precision, recall, review share, times):"
 	$(BIN)/python -m dms_pipelines.devtools.identity_bench bench
+	@echo "the identity stage on a real SQLite file: the same people stored, identified (seeding), then 500 more leads:"
+	$(BIN)/python -m dms_pipelines.devtools.identity_bench stage
 	@echo "the stateful test of exports, faults and runs, at length (make test runs 12 sequences):"
 	DMS_STATEFUL_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider -o addopts="" --timeout 3000 dms_pipelines_tests/pipeline/test_stateful.py
 

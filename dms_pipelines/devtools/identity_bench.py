@@ -93,6 +93,74 @@ def run_identity_bench(customers: int = 200_000, leads: int = 20_000, incrementa
     return figures
 
 
+def run_stage_bench(customers: int = 200_000, leads: int = 20_000, incremental: int = 500, seed: int = 7) -> dict:
+    """The identity stage as a dealer's lead run calls it (`pipeline.identity.identify`), on a real SQLite file in a
+    temporary folder: `customers` DMS customers and `leads` leads stored, identified once (seeding), then `incremental`
+    more leads stored and identified again; print and return the figures."""
+    import tempfile
+    from datetime import datetime, timezone
+
+    from dms_pipelines.config import Settings
+    from dms_pipelines.operations import customer_store, lead_store
+    from dms_pipelines.operations.db import engine_for
+    from dms_pipelines.paths import DataPaths
+    from dms_pipelines.pipeline.identity import identify
+
+    dealer_id = "bench"
+    people = generate_people(dealer_id, customers, leads + incremental, seed)
+    settings = Settings.model_validate(
+        {
+            "group_name": "bench",
+            "marketplaces": {},
+            "dealers": [
+                {
+                    "id": dealer_id,
+                    "name": "Bench Motors",
+                    "address": {"street": "1 Road", "city": "Leeds", "postcode": "LS1 1AA"},
+                    "phone": "0113 496 0000",
+                    "website": "https://bench.example",
+                    "source": {"kind": "local_inbox"},
+                    "profile": "navigator_csv",
+                    "customers": {"profile": "navigator_customers_csv"},
+                }
+            ],
+        }
+    )
+    at = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    lead_rows = [{name: value for name, value in lead.items() if name != "lead_key"} for lead in people.leads]
+    with tempfile.TemporaryDirectory(prefix="identity-stage-") as folder:
+        paths, engine = DataPaths(Path(folder)), engine_for(f"sqlite:///{folder}/operations.sqlite")
+
+        def store_leads(batch: list[dict], name: str) -> None:
+            file_id = lead_store.register_file(engine, dealer_id, name, "bench", name, 0, at, None)
+            with engine.begin() as connection:
+                lead_store.store_leads(connection, dealer_id, batch, file_id, at, "pending")
+
+        file_id = customer_store.register_file(engine, dealer_id, "customers.csv", "0" * 64, 0, at, None)
+        with engine.begin() as connection:
+            customer_store.store_customers(connection, dealer_id, people.customers, file_id, full=True)
+        store_leads(lead_rows[:leads], "leads-1")
+        started = time.monotonic()
+        first = identify(settings.dealer(dealer_id), settings, paths, engine, "bench-1")
+        first_seconds = time.monotonic() - started
+        store_leads(lead_rows[leads:], "leads-2")
+        started = time.monotonic()
+        later = identify(settings.dealer(dealer_id), settings, paths, engine, "bench-2")
+        incremental_seconds = time.monotonic() - started
+        engine.dispose()
+    figures = {
+        "stage_customers": customers,
+        "stage_leads": leads,
+        "stage_first_seconds": round(first_seconds, 2),
+        "stage_first_linked": first.customers_linked + first.leads_linked,
+        "stage_incremental_leads": later.leads_linked,
+        "stage_incremental_seconds": round(incremental_seconds, 2),
+    }
+    for name, value in figures.items():
+        print(f"{name}: {value}")
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -103,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--leads", type=int, default=20_000)
     bench.add_argument("--incremental", type=int, default=500)
     bench.add_argument("--seed", type=int, default=7)
+    stage = commands.add_parser("stage", help="time the identity stage on a real SQLite file: seeding, then an incremental run")
+    stage.add_argument("--customers", type=int, default=200_000)
+    stage.add_argument("--leads", type=int, default=20_000)
+    stage.add_argument("--incremental", type=int, default=500)
+    stage.add_argument("--seed", type=int, default=7)
     retrain = commands.add_parser("train", help="retrain the pinned model and write its JSON")
     retrain.add_argument("--customers", type=int, default=200_000)
     retrain.add_argument("--leads", type=int, default=20_000)
@@ -111,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train":
         train(args.customers, args.leads, args.seed, args.out)
+    elif args.command == "stage":
+        run_stage_bench(args.customers, args.leads, args.incremental, args.seed)
     else:
         run_identity_bench(args.customers, args.leads, args.incremental, args.seed)
     return 0

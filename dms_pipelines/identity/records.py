@@ -68,7 +68,8 @@ def records_from_customers(customers: pd.DataFrame) -> pd.DataFrame:
     customer number; phones: mobile, home and work)."""
     if customers.empty:
         return empty_records()
-    rows = customers.to_dict("records")
+    used = ["customer_number", "dealer_id", "first_name", "last_name", "email", *CUSTOMER_PHONE_COLUMNS, "postcode", "town"]
+    rows = customers[[column for column in used if column in customers.columns]].to_dict("records")  # only these: a row dict per customer is costly
     frame = pd.DataFrame(
         {
             "record_kind": "customer",

@@ -113,7 +113,8 @@ def _stamp(*values):
 
 def _customer_consents(customers: pd.DataFrame) -> list[dict]:
     events = []
-    for row in customers.to_dict("records"):
+    used = ["customer_number", *(f"consent_{channel}" for channel in CONSENT_CHANNELS), "source_file", "consent_wording", "consent_updated_at", "updated_at"]
+    for row in customers[[column for column in used if column in customers.columns]].to_dict("records"):
         for channel in CONSENT_CHANNELS:
             granted = _flag(row.get(f"consent_{channel}"))
             if granted is None:
