@@ -317,11 +317,34 @@ def group_stock(settings: Settings, paths: DataPaths) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else read_stock(paths.state, settings.dealers[0].id)
 
 
-def link_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, group: pd.DataFrame | None = None) -> LeadLinking:
+class GroupStock:
+    """Every dealer's current stock, read when first asked for: only a lead on a sold or reserved car needs it (for the
+    alternatives it offers), and reading it for every dealer's run made a group's night grow with the square of its dealers."""
+
+    def __init__(self, settings: Settings, paths: DataPaths, frame: pd.DataFrame | None = None):
+        self.settings, self.paths, self._frame, self._keyed = settings, paths, frame, None
+
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = group_stock(self.settings, self.paths)
+        return self._frame
+
+    def keyed(self) -> dict[tuple[str, str], dict]:
+        """Each vehicle by (dealer, stock id)."""
+        if self._keyed is None:
+            self._keyed = {(str(row["dealer_id"]), str(row["stock_id"])): row for row in self.frame().to_dict("records")}
+        return self._keyed
+
+
+def _group(settings: Settings, paths: DataPaths, group: pd.DataFrame | GroupStock | None) -> GroupStock:
+    return group if isinstance(group, GroupStock) else GroupStock(settings, paths, group)
+
+
+def link_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, group: pd.DataFrame | GroupStock | None = None) -> LeadLinking:
     """Tie each lead still to deliver to the dealer's car (by advert id, stock id, VIN or registration); a lead on a sold or
     reserved car gets up to `leads.alternatives` similar available cars of the group."""
     index = linking.StockIndex(read_stock(paths.state, dealer.id), _advert_ids(engine, dealer.id))
-    group = group_stock(settings, paths) if group is None else group
+    group = _group(settings, paths, group)
     result = LeadLinking()
     links, finder = [], None
     for row in lead_store.leads_to_deliver(engine, dealer.id):
@@ -330,7 +353,7 @@ def link_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Eng
         offered = []
         if link.vehicle_status in linking.UNAVAILABLE:
             vehicle = index.vehicle(link.stock_id) or {}
-            finder = finder or linking.Alternatives(group)
+            finder = finder or linking.Alternatives(group.frame())
             offered = [{"dealer_id": str(car["dealer_id"]), "stock_id": str(car["stock_id"])} for car in finder.like(vehicle, settings.leads.alternatives)]
             result.on_unavailable += 1
         if link.stock_id is None:
@@ -347,7 +370,9 @@ def _vehicles(keyed: dict[tuple[str, str], dict], wanted: list[dict]) -> list[di
     return [keyed[key] for key in ((item["dealer_id"], item["stock_id"]) for item in wanted) if key in keyed]
 
 
-def deliver_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, logger=None, environ=None, group: pd.DataFrame | None = None) -> LeadDelivery:
+def deliver_leads(
+    dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, logger=None, environ=None, group: pd.DataFrame | GroupStock | None = None
+) -> LeadDelivery:
     """Send each lead's current revision to the dealer's CRM as ADF 1.0 (checked against the DTD first) to every
     destination that has not acknowledged it; transient failures are retried on later runs, the rest dead-lettered."""
     logger = logger or log
@@ -356,10 +381,9 @@ def deliver_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: 
         result.no_crm = lead_store.lead_counts(engine, dealer.id).get(LeadDeliveryStatus.NO_CRM, 0)
         return result
     _queue_kept_leads(engine, dealer.id)
-    group = group_stock(settings, paths) if group is None else group
+    group = _group(settings, paths, group)
     stock = read_stock(paths.state, dealer.id)
     by_id = {str(row["stock_id"]): row for row in stock.to_dict("records")}
-    keyed = {(str(row["dealer_id"]), str(row["stock_id"])): row for row in group.to_dict("records")}
     configured = {name for name, target in (("drop", dealer.crm.drop), ("email", dealer.crm.email)) if target is not None}
     acknowledged = lead_store.acknowledged_by_lead(engine, dealer.id)
     ledger, changes = [], []
@@ -371,7 +395,8 @@ def deliver_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: 
             ledger, changes = [], []
         lead = json.loads(row.lead)
         vehicle = by_id.get(row.linked_stock_id) if row.linked_stock_id else None
-        offered = _vehicles(keyed, json.loads(row.alternatives or "[]"))
+        wanted = json.loads(row.alternatives or "[]")
+        offered = _vehicles(group.keyed(), wanted) if wanted else []
         link_status = row.vehicle_status if row.vehicle_status in ("available", "reserved", "sold") else ("available" if vehicle is not None else "unlinked")
         name = adf.adf_file_name(lead, row.revision)
         started = utc_now()
@@ -503,7 +528,15 @@ def publish_lead_warehouse(paths: DataPaths, engine: Engine, dealer_id: str) -> 
 
 
 def sync_leads(
-    dealer_id: str, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, logger=None, environ=None, group: pd.DataFrame | None = None, apply_retention_now: bool = True
+    dealer_id: str,
+    settings: Settings,
+    paths: DataPaths,
+    engine: Engine,
+    run_id: str | None,
+    logger=None,
+    environ=None,
+    group: pd.DataFrame | GroupStock | None = None,
+    apply_retention_now: bool = True,
 ) -> LeadRun:
     """Every lead stage for one dealer, in order (what the lead assets run one by one, and the group's nightly run per
     dealer, which also applies the retention periods)."""
@@ -511,7 +544,7 @@ def sync_leads(
     customers = sync_customers(dealer_id, settings, paths, engine, run_id, logger) if dealer.customers is not None else None
     landing = land_leads(dealer, settings, paths, engine, run_id, logger, environ)
     reading = read_leads(dealer, settings, paths, engine, run_id, logger)
-    group = group_stock(settings, paths) if group is None else group
+    group = _group(settings, paths, group)
     linked = link_leads(dealer, settings, paths, engine, group)
     identity = identify(dealer, settings, paths, engine, run_id, logger)
     delivery = deliver_leads(dealer, settings, paths, engine, run_id, logger, environ, group)

@@ -283,3 +283,27 @@ def test_an_unreachable_lead_inbox_is_an_incident_until_it_is_read_again(lead_en
     healed = stages.sync_leads("leeds", settings, paths, engine, run_id="up")
     assert healed.problems == []
     assert all(row.resolved_at is not None for row in rows(engine, incidents) if row.kind == "lead_inbox_unreachable")
+
+
+def test_a_lead_run_with_no_lead_on_a_sold_car_never_reads_the_other_dealers_stock(lead_env, monkeypatch):
+    """The group's stock serves only the alternatives offered on a sold or reserved car; reading it for every dealer's
+    lead run made a group's night grow with the square of its dealers."""
+    import dms_pipelines.pipeline.leads as lead_stages
+
+    settings, paths, engine = lead_env
+    (paths.lead_landing / "leeds").mkdir(parents=True, exist_ok=True)
+    from dms_pipelines.leads.records import land_payload
+
+    land_payload(paths.lead_landing / "leeds", "website", json.dumps(website_lead("W-1", "L001")).encode())
+    read = []
+    real = lead_stages.read_stock
+    monkeypatch.setattr(lead_stages, "read_stock", lambda state, dealer_id: read.append(dealer_id) or real(state, dealer_id))
+    run = stages.sync_leads("leeds", settings, paths, engine, "run-1")
+    assert run.delivery.delivered == 1
+    assert set(read) == {"leeds"}  # york's stock was read too before
+    read.clear()
+    land_payload(paths.lead_landing / "leeds", "website", json.dumps(website_lead("W-2", "L002")).encode())  # L002 is sold
+    run = stages.sync_leads("leeds", settings, paths, engine, "run-2")
+    assert "york" in read  # now the alternatives need the group: Y001 is a Fiesta like L002
+    document = etree.fromstring(adf_files(paths)[-1].read_bytes())
+    assert "Y001" in etree.tostring(document).decode()
