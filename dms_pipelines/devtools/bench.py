@@ -405,7 +405,9 @@ def _group_config(sample_dealers) -> dict:
     }
 
 
-def _group_child(dealers: int, vehicles: int, work: str, queue, max_concurrent: int) -> None:
+def _group_data(dealers: int, vehicles: int, work: str):
+    """A data root and a Dagster home under `work` with `vehicles` spread over `dealers` generated dealers; the environment
+    points at them. Returns (data root, sample dealers, seconds generating)."""
     import os
 
     import yaml
@@ -424,7 +426,93 @@ def _group_child(dealers: int, vehicles: int, work: str, queue, max_concurrent: 
     shutil.copy(DAGSTER_TEMPLATE, home / "dagster.yaml")
     os.environ.update({"DMS_PIPELINES_DATA": str(root), "DAGSTER_HOME": str(home)})
     os.environ.pop("DMS_PIPELINES_CONFIG", None)
+    return root, sample_dealers, generate_seconds
 
+
+# The parts of a dealer's fixed cost the profile names: (part, a file the function is in, its name). The stages first,
+# then what cuts across them (their time is inside the stages' too).
+FIXED_COST_STAGES = [
+    ("land", "pipeline/dealer.py", "land_stage"),
+    ("parse", "pipeline/dealer.py", "parse_stage"),
+    ("validate", "pipeline/dealer.py", "validate_stage"),
+    ("stock", "pipeline/dealer.py", "stock_stage"),
+    ("images", "pipeline/images.py", "image_stage"),
+    ("feeds", "pipeline/feeds.py", "publish_feed"),
+    ("warehouse", "pipeline/publish.py", "publish_stage"),
+    ("leads", "pipeline/leads.py", "sync_leads"),
+    ("Dagster event writes", "op_execution_context.py", "log_event"),
+]
+FIXED_COST_ACROSS = [
+    ("configuration and profiles loaded", "dms_pipelines/config.py", "load_settings"),
+    ("mapping profiles loaded", "formats/profile.py", "load_profile"),
+    ("Pandera validation", "pandera/api/pandas/container.py", "validate"),
+    ("SQLite statements", "~", "<method 'execute' of 'sqlite3.Cursor' objects>"),
+    ("SQLite batches", "~", "<method 'executemany' of 'sqlite3.Cursor' objects>"),
+    ("SQLite commits", "~", "<method 'commit' of 'sqlite3.Connection' objects>"),
+    ("fsyncs", "~", "<built-in method posix.fsync>"),
+    ("Parquet writes", "kernels/frame_files.py", "write_parquet_atomically"),
+    ("warehouse catalog", "warehouse/tables.py", "ensure_catalog"),
+]
+
+
+def _profile_parts(profile, dealers: int) -> dict:
+    """Per dealer, the seconds of each named part in a cProfile of a run of `dealers` dealers (cumulative, each function
+    once: a recursive call is not counted twice)."""
+    import pstats
+
+    stats = pstats.Stats(profile).stats
+
+    def seconds(where: str, name: str) -> tuple[float, int]:
+        total, calls = 0.0, 0
+        for (filename, _, function), (_, primitive_calls, _, cumulative, _) in stats.items():
+            if function == name and (where == "~" and filename == "~" or where != "~" and filename.endswith(where)):
+                total, calls = total + cumulative, calls + primitive_calls
+        return total, calls
+
+    def part(entries) -> list[dict]:
+        rows = []
+        for label, where, name in entries:
+            total, calls = seconds(where, name)
+            rows.append({"part": label, "ms_per_dealer": round(1000 * total / dealers, 1), "calls_per_dealer": round(calls / dealers, 1)})
+        return rows
+
+    return {"stages": part(FIXED_COST_STAGES), "across_stages": part(FIXED_COST_ACROSS)}
+
+
+def _fixed_cost_child(dealers: int, vehicles: int, work: str, queue) -> None:
+    """In a fresh process: the group_sync job in this one process (Dagster's in-process executor) under cProfile, for the
+    parts of a dealer's fixed cost (the profiler slows Python code, so the parts are for comparing with each other)."""
+    import cProfile
+
+    _group_data(dealers, vehicles, work)
+    import dagster as dg
+
+    from dms_pipelines.definitions import group_sync_job
+
+    with dg.DagsterInstance.get() as instance:
+        job = group_sync_job()
+        profile = cProfile.Profile()
+        started = time.perf_counter()
+        profile.enable()
+        result = job.execute_in_process(instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        profile.disable()
+        seconds = time.perf_counter() - started
+    queue.put({"dealers": dealers, "vehicles": vehicles, "profiled_seconds": round(seconds, 2), "success": result.success, **_profile_parts(profile, dealers)})
+
+
+def bench_fixed_cost(dealers: int, vehicles: int, out_dir: Path, echo=print) -> dict:
+    """The parts of a dealer's fixed cost, from a profile of `dealers` dealers of `vehicles // dealers` vehicles each."""
+    result = _in_fresh_process(_fixed_cost_child, out_dir / f"fixed-cost-{dealers}x{vehicles}", "the fixed-cost profile", dealers, vehicles)
+    echo(f"\nwhere a dealer's time goes: {dealers} dealers of {vehicles // dealers} vehicles, group_sync in one process under cProfile ({result['profiled_seconds']} s in all):")
+    for section in ("stages", "across_stages"):
+        echo("  " + ("per stage" if section == "stages" else "of which, across the stages"))
+        for row in result[section]:
+            echo(f"    {row['part']:<36} {row['ms_per_dealer']:>8.1f} ms per dealer  ({row['calls_per_dealer']:g} calls)")
+    return result
+
+
+def _group_child(dealers: int, vehicles: int, work: str, queue, max_concurrent: int) -> None:
+    root, sample_dealers, generate_seconds = _group_data(dealers, vehicles, work)
     import dagster as dg
 
     from dms_pipelines.definitions import group_sync_job
@@ -439,6 +527,10 @@ def _group_child(dealers: int, vehicles: int, work: str, queue, max_concurrent: 
         result = dg.execute_job(dg.reconstructable(group_sync_job), instance=instance, run_config=run_config)
         seconds = time.perf_counter() - started
         steps = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS" and e.step_key.startswith("sync_dealers[")]
+        entries = [entry for entry in instance.all_logs(result.run_id) if entry.dagster_event is not None]
+        worker_started = {e.step_key: e.timestamp for e in entries if e.dagster_event.event_type_value == "STEP_WORKER_STARTING"}
+        step_started = {e.step_key: e.timestamp for e in entries if e.dagster_event.event_type_value == "STEP_START"}
+        step_start_seconds = [step_started[key] - worker_started[key] for key in step_started if key in worker_started]
         processes = {e.pid for e in result.all_events if e.step_key and e.step_key.startswith("sync_dealers[")}
         synced = {e.partition for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.to_user_string() == "dealer_stock"}
         success = result.success
@@ -454,21 +546,34 @@ def _group_child(dealers: int, vehicles: int, work: str, queue, max_concurrent: 
             "dealers_synced": len(synced),
             "steps": len(steps),
             "step_processes": len(processes),
+            "mean_step_process_start_seconds": round(sum(step_start_seconds) / len(step_start_seconds), 2) if step_start_seconds else None,
             "vehicles_in_stock": vehicles_in_stock,
             "peak_mb_run_process": round(_peak_mb()),
         }
     )
 
 
-def bench_group(dealers: int, vehicles: int, out_dir: Path, max_concurrent: int | None = None, echo=print) -> dict:
-    """`vehicles` spread over `dealers` dealers, through Dagster's group_sync job on the multiprocess executor, in a fresh process."""
+def bench_group(dealers: int, vehicles: int, out_dir: Path, max_concurrent: int | None = None, echo=print, profile_dealers: int = 20) -> dict:
+    """`vehicles` spread over `dealers` dealers, through Dagster's group_sync job on the multiprocess executor, in a fresh
+    process; beside it the same vehicles as one dealer's export through the same job, the fixed cost per dealer that the
+    difference gives, and a profile of `profile_dealers` dealers of the same size naming where that cost goes."""
     max_concurrent = max_concurrent or multiprocessing.cpu_count()
     result = _in_fresh_process(_group_child, out_dir / f"group-{dealers}x{vehicles}", f"the {dealers}-dealer benchmark", dealers, vehicles, max_concurrent=max_concurrent)
+    single = _in_fresh_process(_group_child, out_dir / f"group-1x{vehicles}", "the one-dealer benchmark", 1, vehicles, max_concurrent=max_concurrent)
+    result["single_export_seconds"] = single["seconds"]
+    result["ratio_to_single_export"] = round(result["seconds"] / single["seconds"], 2) if single["seconds"] else None
+    result["fixed_cost_seconds_per_dealer"] = round(max(0.0, result["seconds"] - single["seconds"]) * max_concurrent / dealers, 3)
     echo(
         f"\n{dealers} dealers, {vehicles:,} vehicles through Dagster (group_sync, multiprocess executor, max_concurrent {max_concurrent}): "
         f"{result['seconds']:.1f} s, {result['dealers_synced']} dealers synced in {result['steps']} steps ({result['step_processes']} processes), "
         f"{result['vehicles_in_stock']:,} vehicles in stock, run {'succeeded' if result['success'] else 'FAILED'}"
     )
+    echo(
+        f"the same {vehicles:,} vehicles as one dealer's export through the same job: {single['seconds']:.1f} s; the group takes {result['ratio_to_single_export']}x as long: "
+        f"{result['fixed_cost_seconds_per_dealer']} s of process time per dealer beyond its vehicles' work; a step process starts in {result['mean_step_process_start_seconds']} s"
+    )
+    if profile_dealers:
+        result["fixed_cost_parts"] = bench_fixed_cost(min(profile_dealers, dealers), max(1, vehicles // dealers) * min(profile_dealers, dealers), out_dir, echo=echo)
     return result
 
 
