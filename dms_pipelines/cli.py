@@ -51,6 +51,8 @@ def cmd_reprocess(args) -> int:
 
 def cmd_profile_check(args) -> int:
     """Dry-run a mapping profile on a sample export; exits 1 on a profile error, 2 when the command cannot run."""
+    if _is_images_profile(args.profile):
+        return _check_imaging_feed(args)
     from dms_pipelines.marketplaces.registry import FEED_PROFILES, known_specs, specs_for
     from dms_pipelines.pipeline.profile_check import check_profile, dealer_for_check, render_text, resolve_profile
 
@@ -79,20 +81,52 @@ def cmd_profile_check(args) -> int:
     return 0 if report.ok else 1
 
 
+def _is_images_profile(name: str) -> bool:
+    from dms_pipelines.formats.profile import find_profile, load_profile
+
+    try:
+        profile = load_profile(Path(name)) if name.endswith((".yaml", ".yml")) else find_profile(name, DataPaths(data_root()).profile_dirs())
+    except (ProfileError, OSError):
+        return False  # the vehicle check says what is wrong with it
+    return profile.record == "images"
+
+
+def _check_imaging_feed(args) -> int:
+    """An imaging feed read through its profile (record: images), touching no state: what was read, what was left out and why."""
+    from dms_pipelines.formats.values import MappingError
+    from dms_pipelines.images.sources import read_imaging_feed
+
+    try:
+        feed = read_imaging_feed(Path(args.export), args.profile, args.dealer or "check", DataPaths(data_root()).profile_dirs())
+    except (ProfileError, MappingError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    vehicles = feed.frame[["stock_id", "vin", "registration"]].astype("string").fillna("").agg("|".join, axis=1).nunique() if len(feed.frame) else 0
+    print(
+        f"{feed.file_name} through {feed.profile_name}: {feed.records_total} records, {feed.images_read} images read: {len(feed.frame)} accepted for {vehicles} vehicles, "
+        f"{len(feed.quarantined)} left out, {feed.duplicates} repeated; skipped by the profile: {feed.skipped or 'none'}"
+    )
+    for message in feed.issues["message"].head(50):
+        print(f"  {message}")
+    return 0 if feed.quarantined.empty else 1
+
+
 def cmd_report(args) -> int:
     """KPIs and drift; exits 1 when a marketplace does not show what the DMS says (so a script can tell)."""
-    from dms_pipelines.warehouse.report import drift, kpis, lead_channels, render_drift, render_json, render_lead_channels, render_table
+    from dms_pipelines.warehouse.report import drift, image_completeness, kpis, lead_channels, render_drift, render_image_completeness, render_json, render_lead_channels, render_table
 
     warehouse = DataPaths(data_root()).warehouse_db
-    rows, drift_rows, channel_rows = kpis(warehouse), drift(warehouse), lead_channels(warehouse)
+    rows, drift_rows, channel_rows, image_rows = kpis(warehouse), drift(warehouse), lead_channels(warehouse), image_completeness(warehouse)
     if args.format == "json":
-        print(render_json(rows, drift_rows, channel_rows))
+        print(render_json(rows, drift_rows, channel_rows, image_rows))
     else:
         print(render_table(rows))
         print("\ndrift (what each marketplace shows against what the DMS says, as last checked):")
         print(render_drift(drift_rows))
         print("\nleads per channel (enquiries, on sold or reserved cars, delivered to the CRM, dead-lettered, quarantined):")
         print(render_lead_channels(channel_rows))
+        print("\nimage completeness (vehicles held back for their images, good images per listing, images left out):")
+        print(render_image_completeness(image_rows))
     return 1 if any(r["missing"] or r["extra"] or r["stale"] or r["sold_live"] or r["error"] for r in drift_rows) else 0
 
 
@@ -263,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile = commands.add_parser("profile", help="mapping profiles: check one on a sample export before onboarding a dealer")
     profile_commands = profile.add_subparsers(dest="profile_command", required=True)
     check = profile_commands.add_parser("check", help="dry-run a profile on a sample export (touches no state): fill rates, drift, quarantine, skipped, held back")
-    check.add_argument("profile", help="a profile name (searched in <data root>/profiles, then the shipped ones) or a path to a .yaml file")
+    check.add_argument("profile", help="a profile name (searched in <data root>/profiles, then the shipped ones) or a path to a .yaml file; an imaging feed's profile (record: images) checks the feed")
     check.add_argument("export", help="a sample export file (.csv, .xml, .gz or .zip)")
     check.add_argument("--dealer", default=None, help="check as this configured dealer (its market, rules and marketplaces); default: a dealer on this profile, else a GB placeholder")
     check.add_argument("--format", choices=["text", "json"], default="text")

@@ -292,6 +292,7 @@ class Dealer(Strict):
     crm: "Crm | None" = None  # where the dealer's leads go as ADF; none: leads are kept, not delivered (a check says so)
     leads: "DealerLeads" = Field(default_factory=lambda: DealerLeads())
     customers: "DealerCustomers | None" = None  # the DMS customer export; none: leads are matched among themselves only
+    images: "DealerImages | None" = None  # the imaging service's feed and which source wins; none: the DMS's images, not looked at
 
     @field_validator("id")
     @classmethod
@@ -441,6 +442,31 @@ class DealerCustomers(Strict):
     source: SourceConfig | None = None  # default: a local inbox at customer_inbox/<dealer id>
 
 
+class DealerImages(Strict):
+    """A dealer's photographs: the imaging service's feed (CitNOW, AutosOnShow and the like), read through a mapping
+    profile (record: images), and which source wins per vehicle; the other is the fallback."""
+
+    profile: str | None = None  # the imaging feed's mapping profile; none: the DMS export's images alone (still checked)
+    source: "SourceConfig | None" = None  # default: a local inbox at image_inbox/<dealer id>
+    prefer: Literal["imaging", "dms"] = "imaging"  # the industry's advice: the imaging service's set, the DMS's as fallback
+    check: bool = True  # look at every image (reachable, format, size); false: count the URLs only, as before
+
+
+class ImageSettings(Strict):
+    """How images are looked at: the group's standard, and the limits of the probing (per run, for every dealer)."""
+
+    min_good_images: int = Field(default=6, ge=0)  # the group's own standard: fewer good images hold a vehicle back everywhere
+    concurrency: int = Field(default=32, ge=1)  # requests in flight at once
+    per_host_concurrency: int = Field(default=16, ge=1)
+    timeout_seconds: float = Field(default=5.0, gt=0)  # per request
+    attempts: int = Field(default=3, ge=1)  # per image, on a connection error, a timeout, 429 or 5xx
+    header_bytes: int = Field(default=65_536, ge=1024)  # the range asked for: enough for any header the formats put first
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)  # a larger image is refused (too_large)
+    max_redirects: int = Field(default=3, ge=0)
+    allowed_private_hosts: list[str] = Field(default_factory=list)  # hosts a URL or a redirect may name though private (the demo's own server)
+    revalidate_after_hours: float = Field(default=0.0, ge=0)  # a check younger than this is trusted without a request; 0: always a conditional request
+
+
 class Identity(Strict):
     """How leads are tied to one customer: the pinned match model and the two thresholds on its match probability."""
 
@@ -497,6 +523,7 @@ class Settings(Strict):
     operations_db_url_env: str | None = None  # env var holding a SQLAlchemy URL (e.g. PostgreSQL); default SQLite under state/
     leads: Leads = Leads()
     identity: Identity = Identity()
+    images: ImageSettings = ImageSettings()
     retention: Retention = Retention()
     erasure_salt_env: str = "DMS_ERASURE_SALT"  # the salt of the suppression list's hashes; unset: a salt kept in state/
 

@@ -58,6 +58,11 @@ class DataPaths:
         return self.root / "customer_landing"
 
     @property
+    def image_inbox(self) -> Path:
+        """image_inbox/<dealer>/: the imaging service's feed files (CSV or JSON) as dropped."""
+        return self.root / "image_inbox"
+
+    @property
     def outbox(self) -> Path:
         return self.root / "outbox"
 

@@ -11,7 +11,7 @@ from dms_pipelines.devtools.demo import ensure_sample_config
 from dms_pipelines.devtools.simulator import StockApiSimulator
 from dms_pipelines.devtools.sshd_harness import SshServer, find_sshd
 from dms_pipelines.paths import PROJECT_ROOT, DataPaths
-from dms_pipelines_tests.support import COMMITTED_CONFIG, STATS, TEST_TOKEN
+from dms_pipelines_tests.support import STATS, TEST_TOKEN, config_without_images
 
 
 def pytest_sessionstart(session):
@@ -51,7 +51,7 @@ def data_root(tmp_path: Path, monkeypatch, stock_api) -> Path:
     """A data root in a temporary folder holding the sample configuration (API pointed at the simulator), as DMS_PIPELINES_DATA."""
     root = tmp_path / "data"
     (root / "config").mkdir(parents=True)
-    raw = yaml.safe_load(COMMITTED_CONFIG.read_text())
+    raw = config_without_images()
     raw["marketplaces"]["autotrader"]["destination"]["base_url"] = stock_api.base_url
     raw["marketplaces"]["autotrader"]["destination"]["max_retry_delay_seconds"] = 0.2
     (root / "config" / "dms_pipelines.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from dms_pipelines.config import Address, Dealer, DealerMarketplace, LocalInboxSource
 from dms_pipelines.devtools.demo import SAMPLE_CONFIG
@@ -26,6 +27,16 @@ from dms_pipelines.stock.schema import coerce_to_schema
 
 COMMITTED_CONFIG = SAMPLE_CONFIG  # the packaged sample configuration (the one copy; `make demo` writes it into data/config)
 TEST_TOKEN = "test-token-not-a-secret"
+
+
+def config_without_images() -> dict:
+    """The sample configuration as most tests run it: without the dealers' images sections, since the image URLs of the
+    tests' stock name hosts outside the machine (the image stage's own tests serve their images on loopback)."""
+    raw = yaml.safe_load(COMMITTED_CONFIG.read_text())
+    for dealer in raw["dealers"]:
+        dealer.pop("images", None)
+    return raw
+
 
 # --- counters the hostile-input and fault tests add to; conftest.py prints them at the end of the test run ----------------
 

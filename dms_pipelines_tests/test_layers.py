@@ -13,6 +13,7 @@ LAYERS = {  # bottom first
     "formats": 3,
     "sources": 3,
     "customers": 3,
+    "images": 3,
     "marketplaces": 4,
     "delivery": 4,
     "warehouse": 4,

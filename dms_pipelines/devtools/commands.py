@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from dms_pipelines.config import ConfigError, load_settings
+from dms_pipelines.devtools.image_demo import report_images, start_image_demo, write_imaging_feeds
 from dms_pipelines.orchestration.drivers import run_group_sync, run_sync
 from dms_pipelines.paths import DataPaths, data_root
 
@@ -34,14 +35,22 @@ def cmd_demo(args) -> int:
     dealers = [SampleDealer(d.id, d.name, d.profile) for d in settings.dealers if d.profile in SAMPLE_LAYOUTS]
     print(f"dms-pipelines demo: {settings.group_name}, {len(settings.dealers)} dealers, data root {paths.root}")
     simulator = start_demo_simulator(settings)
+    image_demo = start_image_demo(settings)
     try:
-        report = generate_group(paths.inbox, dealers, args.vehicles, args.seed, deltas=args.deltas)
+        extra = {"image_base": image_demo.dms_image_base} if image_demo is not None else {}
+        report = generate_group(paths.inbox, dealers, args.vehicles, args.seed, deltas=args.deltas, **extra)
         print(f"1. sample DMS exports: {len(report.files)} files ({sum(report.vehicles.values())} vehicles, 1 full + {args.deltas} hourly deltas per dealer) in {paths.inbox}")
+        if image_demo is not None:
+            feeds = write_imaging_feeds(image_demo, settings, paths, report.fleets)
+            print(f"   imaging-service feeds: {len(feeds)} file(s) in {paths.image_inbox} (some photo sets planted on the wrong car, one URL on two cars)")
         print("2. nightly sync through Dagster (the group_sync job the nightly schedule runs):")
         outcomes = run_group_sync(echo=print)
         print("3. summary")
         from dms_pipelines.warehouse.summary import print_summary
 
+        if image_demo is not None:
+            print("   images (the vehicle_images asset; the warehouse's vehicle_images and vehicles_held_for_images):")
+            outcomes["images"] = report_images(image_demo, paths)
         print_summary(settings, paths)
         sellable = [d for d in settings.dealers if d.profile in SAMPLE_LAYOUTS]
         if sellable and all(outcomes.values()):
@@ -55,6 +64,8 @@ def cmd_demo(args) -> int:
     finally:
         if simulator is not None:
             simulator.stop()
+        if image_demo is not None:
+            image_demo.stop()
     return 0 if all(outcomes.values()) else 1
 
 

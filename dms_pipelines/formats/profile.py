@@ -106,7 +106,7 @@ class MappingProfile(Strict):
     name: str
     description: str = ""
     format: Literal["csv", "xml"]
-    record: Literal["vehicle", "customer"] = "vehicle"  # what one record is: a vehicle in stock, or a DMS customer
+    record: Literal["vehicle", "customer", "images"] = "vehicle"  # what one record is: a vehicle in stock, a DMS customer, or an imaging feed's image
     encoding: str = "auto"
     csv: CsvDialect | None = None
     xml: XmlLayout | None = None

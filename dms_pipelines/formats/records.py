@@ -1,4 +1,4 @@
-"""The record kinds a mapping profile reads (`record: vehicle | customer`): each kind's canonical fields, key field and row shape."""
+"""The record kinds a mapping profile reads (`record: vehicle | customer | images`): each kind's canonical fields, key field and row shape."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dms_pipelines.customers import schema as customer_schema
+from dms_pipelines.images import schema as image_schema
 from dms_pipelines.stock import schema as stock_schema
 
 
@@ -47,7 +48,18 @@ CUSTOMER = RecordKind(
     shows_values=False,
     lenient=True,
 )
-RECORD_KINDS = {kind.name: kind for kind in (VEHICLE, CUSTOMER)}
+IMAGES = RecordKind(
+    "images",
+    image_schema.FIELD_BY_NAME,
+    "stock_id",
+    "stock_id",
+    "docs/canonical-images.md",
+    image_schema.coerce_to_schema,
+    image_schema.empty_issues,
+    shows_values=True,
+    lenient=True,
+)
+RECORD_KINDS = {kind.name: kind for kind in (VEHICLE, CUSTOMER, IMAGES)}
 
 
 def record_kind(name: str | None) -> RecordKind:

@@ -6,6 +6,7 @@ import time
 from functools import lru_cache
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Float,
@@ -498,6 +499,26 @@ erasures = Table(
     Column("criterion", String(16), nullable=False),  # email | phone | customer (never the value itself)
     Column("counts", Text, nullable=False),  # JSON: rows and files removed or rewritten, per table and folder
     Column("finished_at", DateTime(timezone=True)),
+)
+
+
+# Images: the last look at each photograph's URL (images.probe), so a nightly re-check only asks "changed?".
+image_checks = Table(
+    "image_checks",
+    metadata,
+    Column("url_hash", String(64), primary_key=True),  # sha256 of the URL: URLs can be longer than an index allows
+    Column("url", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # ok | unreachable | http_error | not_an_image | broken | too_large | blocked
+    Column("http_status", Integer),
+    Column("content_type", Text),
+    Column("format", String(16)),  # Pillow's format name: JPEG, PNG, WEBP, GIF
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("byte_size", BigInteger),  # a refused (too_large) image may declare more than 2 GiB
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("reason", Text),
+    Column("checked_at", DateTime(timezone=True), nullable=False),
 )
 
 

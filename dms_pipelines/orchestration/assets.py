@@ -12,6 +12,7 @@ from dms_pipelines.pipeline import dealer as stages
 from dms_pipelines.pipeline.account import account_file
 from dms_pipelines.pipeline.dealer import ParseSummary
 from dms_pipelines.pipeline.feeds import publish_feed
+from dms_pipelines.pipeline.images import image_stage
 from dms_pipelines.pipeline.publish import finish_account_run
 from dms_pipelines.stock.store import StockView
 
@@ -75,7 +76,14 @@ def dealer_assets(partitions: dg.PartitionsDefinition, specs: list[MarketplaceSp
         update = stages.stock_stage(settings.dealer(context.partition_key), validated_exports, settings, pipeline.paths(), pipeline.engine(), context.run_id, context.log)
         return dg.MaterializeResult(metadata=outcomes.stock_metadata(update), check_results=outcomes.stock_checks(update))
 
-    feeds = [feed_asset(spec, partitions, dealer_stock, check_specs.get(spec.dealer_asset, [])) for spec in specs]
+    @dg.asset(partitions_def=partitions, group_name="stock", kinds={"python", "http"}, deps=[dealer_stock], check_specs=check_specs["vehicle_images"])
+    def vehicle_images(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+        """Each listed vehicle's photographs (the imaging service's set or the DMS's), every image looked at (only new or changed ones fetched), judged per marketplace."""
+        settings, paths = pipeline.settings(), pipeline.paths()
+        run = image_stage(settings.dealer(context.partition_key), settings, paths, pipeline.engine(), StockView(paths.state, context.partition_key), context.run_id, context.log)
+        return dg.MaterializeResult(metadata=outcomes.image_metadata(run), check_results=outcomes.image_checks(run, settings.images.min_good_images))
+
+    feeds = [feed_asset(spec, partitions, vehicle_images, check_specs.get(spec.dealer_asset, [])) for spec in specs]
 
     @dg.asset(partitions_def=partitions, group_name="warehouse", kinds={"duckdb", "parquet"}, deps=[dealer_stock, *feeds])
     def warehouse_tables(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
@@ -84,10 +92,10 @@ def dealer_assets(partitions: dg.PartitionsDefinition, specs: list[MarketplaceSp
         published = stages.publish_stage(pipeline.settings(), pipeline.specs(), paths, pipeline.engine(), context.partition_key, context.run_id, trigger_of(context), context.log)
         return dg.MaterializeResult(metadata=outcomes.warehouse_metadata(published, paths))
 
-    return [landed_exports, parsed_exports, validated_exports, dealer_stock, *feeds, warehouse_tables]
+    return [landed_exports, parsed_exports, validated_exports, dealer_stock, vehicle_images, *feeds, warehouse_tables]
 
 
-def feed_asset(spec: MarketplaceSpec, partitions: dg.PartitionsDefinition, dealer_stock, check_specs: list):
+def feed_asset(spec: MarketplaceSpec, partitions: dg.PartitionsDefinition, upstream, check_specs: list):
     """The dealer's feed for one marketplace, as its spec delivers it: its own files (sent only when their bytes changed),
     its rows of an account-wide file, or only the changed vehicles through the API (the nightly run reconciles first)."""
     kinds = {"api"} if spec.mode == "api" else {spec.formats[0]}
@@ -101,7 +109,7 @@ def feed_asset(spec: MarketplaceSpec, partitions: dg.PartitionsDefinition, deale
         outcome = publish_feed(spec, dealer, StockView(paths.state, dealer.id), settings, paths, engine, context.run_id, trigger_of(context), seen, context.log, reconcile)
         return dg.MaterializeResult(metadata=outcomes.feed_metadata(spec, outcome), check_results=outcomes.feed_checks(spec, outcome))
 
-    asset = dg.asset(name=spec.dealer_asset, partitions_def=partitions, group_name="feeds", kinds=kinds, deps=[dealer_stock], check_specs=check_specs, description=description)
+    asset = dg.asset(name=spec.dealer_asset, partitions_def=partitions, group_name="feeds", kinds=kinds, deps=[upstream], check_specs=check_specs, description=description)
     if spec.mode == "api":
 
         @asset

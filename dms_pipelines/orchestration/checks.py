@@ -26,6 +26,11 @@ STAGE_CHECKS = {
         "stock_present": "The dealer has vehicles after the run (an empty dealer is worth a look).",
         "no_held_exports": "No full export was held by the delisting or distribution guards.",
     },
+    "vehicle_images": {
+        "images_judged": "The image stage ran to the end (when it fails, the feeds go out on the last verdict and this check fails).",
+        "image_hosts_reachable": "Every image host answered (one that did not is named once; its images are judged as last seen).",
+        "image_standard": "Every listed vehicle has at least images.min_good_images good images (warns: the others are held back with the reason).",
+    },
 }
 FEED_CHECKS = {
     "delivered": "Every file or change was delivered and acknowledged: nothing failed, nothing refused (dead-lettered).",

@@ -10,6 +10,7 @@ from dms_pipelines.orchestration.metadata import preview
 from dms_pipelines.pipeline.account import AccountFile
 from dms_pipelines.pipeline.dealer import DealerRun, Landed, ParseSummary, rows_conserved
 from dms_pipelines.pipeline.feeds import FeedOutcome
+from dms_pipelines.pipeline.images import ImageRun
 from dms_pipelines.pipeline.ingest import StockUpdate, ValidationSummary
 from dms_pipelines.pipeline.publish import Published
 from dms_pipelines.stock.schema import PRIVATE_COLUMNS
@@ -125,6 +126,49 @@ def stock_checks(update: StockUpdate) -> list[dg.AssetCheckResult]:
         dg.AssetCheckResult(check_name="stock_present", passed=vehicles > 0, severity=dg.AssetCheckSeverity.WARN, metadata={"vehicles": vehicles}),
         dg.AssetCheckResult(check_name="no_held_exports", passed=not update.held, metadata={"held_exports": len(update.held), "held": dg.MetadataValue.json(update.held)}),
     ]
+
+
+def image_metadata(run: ImageRun) -> dict:
+    if run.error is not None:
+        return {"vehicles": 0, "error": run.error, "note": "the image stage failed; the feeds went out on the last verdict"}
+    if not run.checked:
+        return {"vehicles": 0, "note": "the dealer's images are not judged (no images: section in its configuration): the DMS's lists go out as they are"}
+    return {
+        "vehicles": run.vehicles,
+        "images": run.images,
+        "meeting_group_standard": run.meeting_standard,
+        "requests": run.requested,
+        "unchanged_since_last_check": run.not_modified,
+        "seconds": round(run.seconds, 2),
+        "imaging_feed": run.feed_file or "(none)",
+        "by_source": dg.MetadataValue.json(run.by_source),
+        "by_status": dg.MetadataValue.json(run.by_status),
+        "flags": dg.MetadataValue.json(run.flags),
+        "held_back_per_marketplace": dg.MetadataValue.json(run.held),
+        "left_out_per_marketplace": dg.MetadataValue.json(run.left_out),
+        "unreachable_hosts": dg.MetadataValue.json(run.failed_hosts),
+        "imaging_feed_problems": dg.MetadataValue.json(run.feed_problems[:50]),
+    }
+
+
+def image_checks(run: ImageRun, min_good: int) -> list[dg.AssetCheckResult]:
+    """Both warn, never fail the run: an image host down or a dealer's poor photographs are for the operator to see, and
+    the vehicles they concern are already held back with the reason."""
+    hosts = dg.AssetCheckResult(
+        check_name="image_hosts_reachable",
+        passed=not run.failed_hosts,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"unreachable_hosts": dg.MetadataValue.json(run.failed_hosts), "imaging_feed_problems": len(run.feed_problems)},
+    )
+    share = run.meeting_standard / run.vehicles if run.vehicles else 1.0
+    standard = dg.AssetCheckResult(
+        check_name="image_standard",
+        passed=not run.checked or share == 1.0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"vehicles": run.vehicles, "meeting_standard": run.meeting_standard, "share": round(share, 4), "min_good_images": min_good, "flags": dg.MetadataValue.json(run.flags)},
+    )
+    judged = dg.AssetCheckResult(check_name="images_judged", passed=run.error is None, metadata={"error": run.error or ""})
+    return [judged, hosts, standard]
 
 
 def feed_metadata(spec: MarketplaceSpec, outcome: FeedOutcome) -> dict:
@@ -251,6 +295,7 @@ def dealer_events(run: DealerRun, settings, specs: list[MarketplaceSpec], paths)
         "parsed_exports": (parse_metadata(run.parsed), parse_checks(run.parsed)),
         "validated_exports": (validation_metadata(run.validated), validation_checks(run.validated, settings.rules_for(run.dealer_id))),
         "dealer_stock": (stock_metadata(run.stock), stock_checks(run.stock)),
+        "vehicle_images": (image_metadata(run.images), image_checks(run.images, settings.images.min_good_images)),
     }
     for spec in specs:
         outcome = run.feeds[spec.name]

@@ -9,8 +9,10 @@ from sqlalchemy.engine import Engine
 from dms_pipelines.config import Dealer, Settings
 from dms_pipelines.marketplaces.base import MarketplaceSpec
 from dms_pipelines.operations.manifest import change_seen_at, hours_since_last_export, release_held_files
+from dms_pipelines.operations.run_health import Problem
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.pipeline.feeds import FeedOutcome, publish_feed
+from dms_pipelines.pipeline.images import ImageRun, image_stage
 from dms_pipelines.pipeline.ingest import ParsedExport, StockUpdate, ValidatedExport, ValidationSummary, land, parse_pending, update_stock, validate_parsed
 from dms_pipelines.pipeline.publish import Published, publish_stage
 from dms_pipelines.sources.landing import LandingReport
@@ -106,6 +108,7 @@ class DealerRun:
     stock: StockUpdate
     feeds: dict[str, FeedOutcome]  # by marketplace
     published: Published
+    images: ImageRun | None = None
 
     @property
     def problems(self) -> list:
@@ -141,7 +144,10 @@ def sync_dealer(
     update = stock_stage(dealer, validated, settings, paths, engine, run_id, logger)
     del validated
     stock = StockView(paths.state, dealer.id, update.whole)  # after deltas alone the whole stock is read only if a feed needs it
+    images = image_stage(dealer, settings, paths, engine, stock, run_id, logger)
     seen = change_seen_at(engine, run_id)  # when the run's change was received: every feed's latency is timed from it
     feeds = {spec.name: publish_feed(spec, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger) for spec in specs}
     published = publish_stage(settings, specs, paths, engine, dealer.id, run_id, trigger, logger)
-    return DealerRun(dealer.id, landed, parse_summary, summaries, update, feeds, published)
+    if images.error is not None:  # alerted by the stage; a problem of this run, so that it does not end ok
+        published.problems.append(Problem(dealer.id, "images_failed", "", f"the image stage failed: {images.error}"))
+    return DealerRun(dealer.id, landed, parse_summary, summaries, update, feeds, published, images)

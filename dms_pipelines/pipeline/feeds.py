@@ -21,6 +21,7 @@ from dms_pipelines.marketplaces.base import FeedFile, MarketplaceSpec, Rendered,
 from dms_pipelines.marketplaces.row_files import Built, spliced, whole
 from dms_pipelines.operations.drift_state import record_drift
 from dms_pipelines.paths import DataPaths
+from dms_pipelines.pipeline.images import judged
 from dms_pipelines.stock.store import StockView
 from dms_pipelines.warehouse.listings import ListingCounts, patch_listings, save_listings
 
@@ -77,6 +78,19 @@ class FeedOutcome:
             mean_completeness=float(scores.mean()) if len(scores) else 0.0,
             preview=rendered.items.head(PREVIEW_ROWS).copy(),
         )
+
+
+HELD_NAMED = 5  # vehicles held back named in the log, per reason; the rest counted (all are in the warehouse's marketplace_listings)
+
+
+def log_held(spec: MarketplaceSpec, rendered: Rendered, logger) -> None:
+    """One warning per reason a vehicle is held back, naming a few of them and counting the rest."""
+    if rendered.held.empty:
+        return
+    for reasons, ids in rendered.held.groupby("reasons", sort=True)["stock_id"]:
+        named = ", ".join(map(str, ids.iloc[:HELD_NAMED]))
+        more = f" and {len(ids) - HELD_NAMED} more" if len(ids) > HELD_NAMED else ""
+        logger.warning(f"{spec.name}: {len(ids)} vehicle(s) held back ({named}{more}): {reasons}")
 
 
 def render_dealer(spec: MarketplaceSpec, dealer: Dealer, stock: pd.DataFrame) -> Rendered:
@@ -210,7 +224,9 @@ def publish_feed(
 ) -> FeedOutcome:
     """The dealer's feed for one marketplace, as its spec says it is delivered: its own files, its part of an account-wide
     file (delivered by the account's run), or API calls. `reconcile_first` (API): compare with the marketplace's own listing
-    before delivering (default: on the nightly run)."""
+    before delivering (default: on the nightly run). A dealer whose images are judged has each vehicle show only its good
+    images, and a vehicle with too few held back (pipeline/images.py)."""
+    spec = judged(spec, dealer, paths.state)
     if spec.mode == "api":
         reconcile_first = trigger == "nightly" if reconcile_first is None else reconcile_first
         return api_feed(spec, dealer, stock, settings, paths, engine, run_id, trigger, reconcile_first, change_seen_at, logger)
@@ -231,8 +247,7 @@ def account_part(spec: MarketplaceSpec, dealer: Dealer, stock: StockView | pd.Da
         if not isinstance(pieces, feed_cache.CachedFile):  # the kept rows are already these rows
             staged = stage(paths.state / "staging" / spec.name, name, pieces)
             feed_cache.keep(paths.state, spec.name, dealer.id, name, staged, pieces.index, view.generation, file_fingerprint(spec, name, dealer, settings))
-    for row in rendered.held.itertuples(index=False):
-        logger.warning(f"{spec.name}: {row.stock_id} held back: {row.reasons}")
+    log_held(spec, rendered, logger)
     return outcome
 
 
@@ -302,8 +317,7 @@ def snapshot_feed(
         logger.error(error)
     if not outcome.drift.clean:
         logger.error(f"drift after delivery: {outcome.drift.describe()}")
-    for row in rendered.held.itertuples(index=False):
-        logger.warning(f"{spec.name}: {row.stock_id} held back: {row.reasons}")
+    log_held(spec, rendered, logger)
     return outcome
 
 

@@ -370,9 +370,7 @@ def _vehicles(keyed: dict[tuple[str, str], dict], wanted: list[dict]) -> list[di
     return [keyed[key] for key in ((item["dealer_id"], item["stock_id"]) for item in wanted) if key in keyed]
 
 
-def deliver_leads(
-    dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, logger=None, environ=None, group: pd.DataFrame | GroupStock | None = None
-) -> LeadDelivery:
+def deliver_leads(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, run_id: str | None, logger=None, environ=None, group: pd.DataFrame | GroupStock | None = None) -> LeadDelivery:
     """Send each lead's current revision to the dealer's CRM as ADF 1.0 (checked against the DTD first) to every
     destination that has not acknowledged it; transient failures are retried on later runs, the rest dead-lettered."""
     logger = logger or log

@@ -103,6 +103,27 @@ def render_lead_channels(rows: list[dict]) -> str:
     return _render(rows, columns) if rows else "no leads recorded yet"
 
 
+IMAGE_COMPLETENESS_SQL = "SELECT * FROM image_completeness ORDER BY dealer_id, marketplace"
+
+
+def image_completeness(warehouse_db: Path) -> list[dict]:
+    """Per dealer and marketplace whose images are judged: vehicles, those held back for their images, the mean number of
+    good images a listing shows, and the images left out."""
+    return _query(warehouse_db, IMAGE_COMPLETENESS_SQL)
+
+
+def render_image_completeness(rows: list[dict]) -> str:
+    columns = [
+        ("dealer_id", "dealer"),
+        ("marketplace", "marketplace"),
+        ("vehicles", "vehicles"),
+        ("held_for_images", "held"),
+        ("mean_good_images", "good/vehicle"),
+        ("images_left_out", "left out"),
+    ]
+    return _render(rows, columns) if rows else "no dealer's images are judged (no images: section in the configuration)"
+
+
 def render_table(rows: list[dict]) -> str:
     columns = [
         ("dealer_id", "dealer"),
@@ -133,5 +154,5 @@ def _render(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return "\n".join("  ".join(value.ljust(widths[i]) for i, value in enumerate(r)) for r in table)
 
 
-def render_json(rows: list[dict], drift_rows: list[dict] | None = None, lead_channel_rows: list[dict] | None = None) -> str:
-    return json.dumps({"kpis": rows, "drift": drift_rows or [], "lead_channels": lead_channel_rows or []}, indent=2, default=str)
+def render_json(rows: list[dict], drift_rows: list[dict] | None = None, lead_channel_rows: list[dict] | None = None, image_rows: list[dict] | None = None) -> str:
+    return json.dumps({"kpis": rows, "drift": drift_rows or [], "lead_channels": lead_channel_rows or [], "images": image_rows or []}, indent=2, default=str)

@@ -257,6 +257,37 @@ TABLE_SCHEMAS |= {
         }
     ),
 }
+TABLE_SCHEMAS |= {  # the image stage's (pipeline/images.py): what each vehicle's photographs are and what each marketplace may show
+    "vehicle_images": _typed(
+        {
+            "dealer_id": "string",
+            "stock_id": "string",
+            "position": "Int64",
+            "url": "string",
+            "source": "string",
+            "status": "string",
+            "format": "string",
+            "width": "Int64",
+            "height": "Int64",
+            "byte_size": "Int64",
+            "reason": "string",
+        }
+    ),
+    "vehicle_image_sources": _typed({"dealer_id": "string", "stock_id": "string", "source": "string", "image_count": "Int64", "flags": "string"}),
+    "image_flags": _typed({"dealer_id": "string", "stock_id": "string", "flag": "string", "reason": "string", "other_stock_id": "string", "url": "string"}),
+    "marketplace_images": _typed(
+        {
+            "dealer_id": "string",
+            "marketplace": "string",
+            "stock_id": "string",
+            "good_images": "Int64",
+            "left_out": "Int64",
+            "left_out_reasons": "string",
+            "held": "boolean",
+            "held_reason": "string",
+        }
+    ),
+}
 
 BASE_VIEWS = {
     "stock_current": "stock_current_base",
@@ -291,6 +322,19 @@ VIEWS: dict[str, str] = {
         FROM drift_items d
         WHERE d.kind IN ('extra', 'sold_live')
           AND NOT EXISTS (SELECT 1 FROM kept k WHERE k.dealer_id = d.dealer_id AND k.marketplace = d.marketplace AND k.stock_id = d.stock_id)""",
+    # the vehicles a marketplace would list but for their images: those it does not take (a status it does not list) are not counted
+    "vehicles_held_for_images": """
+        SELECT m.dealer_id, m.marketplace, m.stock_id, s.source AS image_source, m.good_images, m.held_reason, m.left_out_reasons
+        FROM marketplace_images m
+        JOIN marketplace_listings l ON l.dealer_id = m.dealer_id AND l.marketplace = m.marketplace AND l.stock_id = m.stock_id
+        LEFT JOIN vehicle_image_sources s ON s.dealer_id = m.dealer_id AND s.stock_id = m.stock_id
+        WHERE m.held""",
+    "image_completeness": """
+        SELECT m.dealer_id, m.marketplace, count(*) AS vehicles, count(*) FILTER (WHERE m.held) AS held_for_images,
+               round(avg(m.good_images), 2) AS mean_good_images, sum(m.left_out) AS images_left_out
+        FROM marketplace_images m
+        JOIN marketplace_listings l ON l.dealer_id = m.dealer_id AND l.marketplace = m.marketplace AND l.stock_id = m.stock_id
+        GROUP BY ALL""",
     "marketplace_drift_current": """
         SELECT * FROM marketplace_drift QUALIFY row_number() OVER (PARTITION BY dealer_id, marketplace ORDER BY id DESC) = 1""",
     "price_changes": """

@@ -161,7 +161,7 @@ def test_a_vehicle_field_in_a_customer_profile_is_refused_and_a_customer_field_i
 def test_an_unknown_record_kind_is_named(tmp_path):
     path = tmp_path / "kind.yaml"
     path.write_text(ODD_LAYOUT.replace("record: customer", "record: customers"), encoding="utf-8")
-    with pytest.raises(ProfileError, match=r"record: 'customers' is not one of vehicle, customer \(did you mean customer\?\)"):
+    with pytest.raises(ProfileError, match=r"record: 'customers' is not one of vehicle, customer, images \(did you mean customer\?\)"):
         load_profile(path)
 
 

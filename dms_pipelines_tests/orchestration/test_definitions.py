@@ -10,7 +10,19 @@ import dagster as dg
 from dms_pipelines.paths import PROJECT_ROOT
 
 LEAD_ASSETS = {"dms_customer_records", "landed_leads", "validated_leads", "linked_leads", "identified_leads", "delivered_leads", "lead_warehouse"}
-DEALER_ASSETS = {"landed_exports", "parsed_exports", "validated_exports", "dealer_stock", "google_listings", "website_feed", "meta_feed", "carsnip_feed", "autotrader_listings", "warehouse_tables"}
+DEALER_ASSETS = {
+    "landed_exports",
+    "parsed_exports",
+    "validated_exports",
+    "dealer_stock",
+    "vehicle_images",
+    "google_listings",
+    "website_feed",
+    "meta_feed",
+    "carsnip_feed",
+    "autotrader_listings",
+    "warehouse_tables",
+}
 
 
 def test_module_definitions_load_and_resolve(monkeypatch):

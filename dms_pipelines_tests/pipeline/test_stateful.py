@@ -31,7 +31,7 @@ from dms_pipelines.operations.db import engine_for, ingested_files, listing_ledg
 from dms_pipelines.paths import DataPaths
 from dms_pipelines.pipeline.account import account_file
 from dms_pipelines.pipeline.dealer import DealerRun, sync_dealer
-from dms_pipelines_tests.support import COMMITTED_CONFIG, STATS, TEST_TOKEN
+from dms_pipelines_tests.support import STATS, TEST_TOKEN, config_without_images
 
 EXAMPLES = int(os.environ.get("DMS_STATEFUL_EXAMPLES", "12"))
 ADVERTISER = "10001"
@@ -49,7 +49,7 @@ class DmsAndMarketplaces(RuleBasedStateMachine):
         self.simulator = StockApiSimulator(token=TEST_TOKEN).start()
         root = self.folder / "data"
         (root / "config").mkdir(parents=True)
-        raw = yaml.safe_load(COMMITTED_CONFIG.read_text())
+        raw = config_without_images()
         raw["dealers"] = [d for d in raw["dealers"] if d["id"] == "leeds"]
         raw["marketplaces"]["autotrader"]["destination"].update(base_url=self.simulator.base_url, max_retry_delay_seconds=0.05, timeout_seconds=2)
         raw["marketplaces"]["autotrader"]["destination"].pop("base_url_env", None)

@@ -57,6 +57,7 @@ class GenerationReport:
     files: list[Path] = field(default_factory=list)
     vehicles: dict[str, int] = field(default_factory=dict)
     planted: int = 0
+    fleets: dict[str, pd.DataFrame] = field(default_factory=dict)  # per dealer, the vehicles as the last file leaves them (defects aside)
 
 
 def default_dealers(count: int) -> list[SampleDealer]:
@@ -74,7 +75,10 @@ def _pick(rng: np.random.Generator, options, n: int, p=None) -> np.ndarray:
     return np.asarray(options, dtype=object)[rng.choice(len(options), size=n, p=p)]
 
 
-def sample_vehicles(n: int, prefix: str, first_number: int, rng: np.random.Generator, as_of: datetime, dealer_id: str, region: str) -> pd.DataFrame:
+IMAGE_BASE = "https://images.airevalley.example"  # the DMS's own image host; the demo points it at its local image server
+
+
+def sample_vehicles(n: int, prefix: str, first_number: int, rng: np.random.Generator, as_of: datetime, dealer_id: str, region: str, image_base: str = IMAGE_BASE) -> pd.DataFrame:
     """n believable vehicles as canonical-style columns (plus private fields), vectorised."""
     if n == 0:
         return pd.DataFrame()
@@ -110,7 +114,7 @@ def sample_vehicles(n: int, prefix: str, first_number: int, rng: np.random.Gener
     features = ["|".join(FEATURES[j] for j in row[:k]) for row, k in zip(order, feature_count)]
     image_count = np.where(rng.random(n) < 0.05, rng.integers(2, 6, n), rng.integers(6, 21, n))
     templates = {k: "|".join(f"\x01{i:02d}.jpg" for i in range(1, k + 1)) for k in range(1, 21)}
-    bases = (f"https://images.airevalley.example/{dealer_id}/" + stock_id + "/").tolist()
+    bases = (f"{image_base}/{dealer_id}/" + stock_id + "/").tolist()
     images = [templates[k].replace("\x01", base) for k, base in zip(image_count, bases)]
     selling = _pick(rng, SELLING_POINTS, n)
     selling2 = _pick(rng, SELLING_POINTS, n)
@@ -416,7 +420,9 @@ def arrivals_per_hour(fleet_size: int) -> int:
     return max(1, fleet_size // 200)
 
 
-def _delta(fleet: pd.DataFrame, rng: np.random.Generator, prefix: str, next_number: int, as_of: datetime, dealer_id: str, region: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _delta(
+    fleet: pd.DataFrame, rng: np.random.Generator, prefix: str, next_number: int, as_of: datetime, dealer_id: str, region: str, image_base: str = IMAGE_BASE
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One hour of changes: price drops, reservations, sales and new arrivals; returns (changed rows, the fleet after)."""
     n = len(fleet)
     available = np.flatnonzero((fleet["status"] == "available").to_numpy())
@@ -428,7 +434,7 @@ def _delta(fleet: pd.DataFrame, rng: np.random.Generator, prefix: str, next_numb
     fleet.loc[fleet.index[drops], "price"] = fleet.loc[fleet.index[drops], "price"] - rng.choice([250, 500, 750], len(drops))
     fleet.loc[fleet.index[sales], "status"] = "sold"
     fleet.loc[fleet.index[reservations], "status"] = "reserved"
-    arrivals = sample_vehicles(arrivals_per_hour(n), prefix, next_number, rng, as_of, dealer_id, region).assign(status="available")
+    arrivals = sample_vehicles(arrivals_per_hour(n), prefix, next_number, rng, as_of, dealer_id, region, image_base).assign(status="available")
     changed = pd.concat([fleet.iloc[np.concatenate([drops, sales, reservations])], arrivals], ignore_index=True)
     return changed, pd.concat([fleet, arrivals], ignore_index=True)
 
@@ -441,8 +447,10 @@ def generate_group(
     deltas: int = 0,
     defect_rate: float = 0.03,
     as_of: datetime = datetime(2026, 11, 21, 2, 0),
+    image_base: str = IMAGE_BASE,
 ) -> GenerationReport:
-    """Write every dealer's full export (and `deltas` hourly deltas) under out_dir/<dealer>/, plus planted_defects.csv."""
+    """Write every dealer's full export (and `deltas` hourly deltas) under out_dir/<dealer>/, plus planted_defects.csv;
+    the report keeps each dealer's fleet as the last file leaves it (`fleets`). Image URLs are under `image_base`."""
     out_dir = Path(out_dir)
     report = GenerationReport()
     shares = np.full(len(dealers), vehicles // max(1, len(dealers)))
@@ -452,7 +460,7 @@ def generate_group(
         rng = np.random.default_rng([seed, index])
         prefix = "" if dealer.layout == "pipe_cp1252_csv" else dealer.dealer_id[:3].upper()  # that DMS numbers stock 000001
         region = "YABCDEFGHJKLMNPRSTUVWX"[index % 22]
-        fleet = sample_vehicles(int(n), prefix, 1, rng, as_of, dealer.dealer_id, region)
+        fleet = sample_vehicles(int(n), prefix, 1, rng, as_of, dealer.dealer_id, region, image_base)
         dirty, planted = _plant_defects(fleet, dealer.layout, rng, defect_rate)
         name = export_name(dealer.layout, "full", as_of)
         path = out_dir / dealer.dealer_id / name
@@ -467,11 +475,12 @@ def generate_group(
         for hour in range(1, deltas + 1):
             at = as_of + timedelta(hours=hour)
             arriving = arrivals_per_hour(len(clean))
-            changed, clean = _delta(clean, rng, prefix, next_number, at, dealer.dealer_id, region)
+            changed, clean = _delta(clean, rng, prefix, next_number, at, dealer.dealer_id, region, image_base)
             next_number += arriving
             delta_path = out_dir / dealer.dealer_id / export_name(dealer.layout, "delta", at)
             _write_atomically(delta_path, render_export(changed, dealer.layout), at.timestamp())
             report.files.append(delta_path)
+        report.fleets[dealer.dealer_id] = clean
     manifest = out_dir / "planted_defects.csv"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     with manifest.open("w", encoding="utf-8", newline="") as handle:

@@ -1,0 +1,1 @@
+"""Vehicle photographs: the imaging services' feeds, which source wins per vehicle, and each marketplace's image rules."""
