@@ -12,7 +12,7 @@ from pathlib import Path
 from dms_pipelines.config import ImageSettings
 from dms_pipelines.devtools.image_server import ImageServer
 from dms_pipelines.devtools.sample.images import SampleImages
-from dms_pipelines.images.probe import ImageCheck, probe_images
+from dms_pipelines.images.probe import ImageCheck, changed_checks, probe_images
 from dms_pipelines.operations.db import engine_for
 from dms_pipelines.operations.image_store import cached_checks, save_checks
 
@@ -94,8 +94,8 @@ def _phase(name: str, urls: list[str], settings: ImageSettings, engine) -> dict:
     run = probe_images(urls, settings, cached=cached, progress=sample)
     probed = time.perf_counter()
     cached_count = len(cached)
+    checks = changed_checks(cached, run.checks)  # as the image stage does: a 304 is not written back
     del cached
-    checks = list(run.checks.values())
     saved = sum(save_checks(engine, [check.as_row() for check in checks[start : start + STORE_CHUNK]]) for start in range(0, len(checks), STORE_CHUNK))
     finished = time.perf_counter()
     seconds = finished - started

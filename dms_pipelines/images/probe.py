@@ -511,6 +511,12 @@ async def _probe(urls: list[str], settings: ImageSettings, cached: dict[str, Ima
     return ProbeRun(checks, prober.requested, prober.not_modified, prober.trusted, prober.failed_hosts, time.perf_counter() - started)
 
 
+def changed_checks(cached: dict[str, ImageCheck], checks: dict[str, ImageCheck]) -> list[ImageCheck]:
+    """The checks that found something other than the cached one did (when each was made aside): the only ones worth
+    writing back, so that a night of 304s writes nothing (and a check's checked_at is when its image was last fetched)."""
+    return [check for url, check in checks.items() if (before := cached.get(url)) is None or before.seen_again(check.checked_at) != check]
+
+
 def probe_images(
     urls: Iterable[str],
     settings: ImageSettings,

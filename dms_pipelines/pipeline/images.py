@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from dms_pipelines.config import Dealer, LocalInboxSource, Settings
 from dms_pipelines.formats.reader import MappingError
 from dms_pipelines.images.matching import choose_images
-from dms_pipelines.images.probe import ImageCheck, probe_images
+from dms_pipelines.images.probe import ImageCheck, changed_checks, probe_images
 from dms_pipelines.images.rules import DEFAULT_FORMATS, DEFAULT_MAX_BYTES, MARKETPLACE_IMAGE_REQUIREMENTS, ImageRequirements, judge_images
 from dms_pipelines.images.sources import latest_imaging_feed, read_imaging_feed
 from dms_pipelines.kernels.frame_files import write_parquet_atomically
@@ -84,11 +84,6 @@ def _checks_frame(checks: dict[str, ImageCheck]) -> pd.DataFrame:
     return frame.set_index("url")
 
 
-def _same_as(before: ImageCheck | None, now: ImageCheck) -> bool:
-    """Whether a check found what the cached one had (when it was made aside)."""
-    return before is not None and dataclasses.replace(before, checked_at=now.checked_at) == now
-
-
 def _host_key(url: str) -> str:
     """How the prober names a URL's host in failed_hosts: the host, with the port when it is not the scheme's own."""
     parts = urlsplit(url)
@@ -150,7 +145,7 @@ def judge_dealer_images(dealer: Dealer, settings: Settings, paths: DataPaths, en
         failed = set(run.failed_hosts)
         fresh = {url: check for url, check in probed.checks.items() if _host_key(url) not in failed}
         # a check the server confirmed unchanged (304) is not written again: an unchanged night writes nothing
-        image_store.save_checks(engine, [check.as_row() for url, check in fresh.items() if not _same_as(cached.get(url), check)])
+        image_store.save_checks(engine, [check.as_row() for check in changed_checks(cached, fresh)])
         checks = {url: check for url, check in checks.items() if url in set(urls)} | fresh  # a failed host's images: as last seen
         for host, reason in sorted(run.failed_hosts.items()):
             logger.warning(f"{dealer.id}: image host {host} could not be reached ({reason}); its images are judged as last seen")

@@ -15,7 +15,7 @@ from PIL import Image
 from dms_pipelines.config import ImageSettings
 from dms_pipelines.devtools.image_server import ImageServer, Served
 from dms_pipelines.devtools.sample.images import templates
-from dms_pipelines.images.probe import CHECK_STATUSES, ImageCheck, examine, is_refused_address, probe_images, webp_size
+from dms_pipelines.images.probe import CHECK_STATUSES, ImageCheck, changed_checks, examine, is_refused_address, probe_images, webp_size
 from dms_pipelines.operations.db import engine_for
 from dms_pipelines.operations.image_store import cached_checks, save_checks
 
@@ -260,15 +260,17 @@ def test_a_second_probe_with_the_cache_asks_only_whether_each_changed(server):
         assert after.pop("checked_at") == LATER
         before.pop("checked_at")
         assert before == after
+    assert changed_checks(first.checks, second.checks) == []  # nothing to write back after a night of 304s
 
 
 def test_a_changed_image_is_read_again(server, paths):
-    url = server.url("/front.jpg")
-    first = probe_images([url], LOCAL, now=NOW)
+    url, other = server.url("/front.jpg"), server.url("/dash.png")
+    first = probe_images([url, other], LOCAL, now=NOW)
     paths["/front.jpg"] = _served("side_1280x960.jpg")
-    second = probe_images([url], LOCAL, cached=first.checks, now=LATER)
-    assert second.not_modified == 0
+    second = probe_images([url, other, server.url("/rear.jpg")], LOCAL, cached=first.checks, now=LATER)
+    assert second.not_modified == 1
     assert (second.checks[url].width, second.checks[url].etag) == (1280, paths["/front.jpg"].etag)
+    assert [check.url for check in changed_checks(first.checks, second.checks)] == [url, server.url("/rear.jpg")]  # the changed one and the new one
 
 
 def test_last_modified_alone_revalidates_too(server, paths):

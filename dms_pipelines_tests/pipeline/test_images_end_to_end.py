@@ -174,3 +174,17 @@ def test_profile_check_reads_an_imaging_feed_and_names_each_bad_row(imaged, caps
     assert main(["profile", "check", "citnow_images_csv", str(broken)]) == 1
     out = capsys.readouterr().out
     assert "1 left out" in out and "citnow_leeds_broken.csv: row 1" in out and "image_url" in out
+
+
+def test_the_report_shows_image_completeness_per_dealer_and_marketplace(imaged, capsys):
+    from dms_pipelines.cli import main
+
+    settings, paths, _, _, _ = imaged
+    assert run_dealer(settings, paths).success
+    capsys.readouterr()
+    main(["report", "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)["images"]
+    expected = warehouse(paths, "SELECT marketplace, count(*) FILTER (WHERE held) FROM marketplace_images m JOIN marketplace_listings l USING (dealer_id, marketplace, stock_id) GROUP BY ALL")
+    assert {(row["marketplace"], row["held_for_images"]) for row in rows if row["dealer_id"] == "leeds"} == set(expected)
+    main(["report"])
+    assert "image completeness" in capsys.readouterr().out
