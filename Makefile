@@ -68,6 +68,8 @@ bench: $(STAMP)
 	$(BIN)/python -m dms_pipelines.devtools.identity_bench bench
 	@echo "the identity stage on a real SQLite file: the same people stored, identified (seeding), then 500 more leads:"
 	$(BIN)/python -m dms_pipelines.devtools.identity_bench stage
+	@echo "images: 100,000 image URLs against the local image server, checked the first time, then again (all unchanged):"
+	$(BIN)/python -m dms_pipelines.devtools.image_bench --images 100000
 	@echo "the stateful test of exports, faults and runs, at length (make test runs 12 sequences):"
 	DMS_STATEFUL_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider -o addopts="" --timeout 3000 dms_pipelines_tests/pipeline/test_stateful.py
 
