@@ -31,6 +31,9 @@ test: $(STAMP) | $(CONFIG)
 	@command -v /usr/sbin/sshd >/dev/null 2>&1 || { \
 	  echo "openssh-server is missing; installing it for the SFTP tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; }
+	@{ command -v redis-server >/dev/null 2>&1 && { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; } || { \
+	  echo "redis-server or the PostgreSQL server is missing; installing them for the production-parts tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql >/dev/null; }
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -7,6 +7,7 @@ import dagster as dg
 from dms_pipelines.config import Settings
 from dms_pipelines.marketplaces.registry import specs_for
 from dms_pipelines.orchestration.assets import account_asset, dealer_assets
+from dms_pipelines.orchestration.celery import group_sync_celery
 from dms_pipelines.orchestration.checks import account_checks
 from dms_pipelines.orchestration.group import group_sync
 from dms_pipelines.orchestration.io_manager import FrameFilesystemIOManager
@@ -31,7 +32,7 @@ def build_definitions(settings: Settings, paths: DataPaths, config_file: Path | 
     return dg.Definitions(
         assets=[*dealer_assets(partitions, specs), *[account_asset(spec) for spec in accounts], *lead_assets(partitions)],
         asset_checks=[check for spec in accounts for check in account_checks(spec, partitions)],
-        jobs=[dealer_sync, account_feeds, group_sync, lead_sync],
+        jobs=[dealer_sync, account_feeds, group_sync, group_sync_celery, lead_sync],
         schedules=build_schedules(dealer_sync, account_feeds, group_sync, dealer_ids),
         sensors=[*build_sensors(dealer_sync, account_feeds), lead_sensor(lead_sync)],
         resources={
