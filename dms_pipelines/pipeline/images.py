@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 VERDICT_COLUMNS = ["marketplace", "stock_id", "image_urls", "held_reason"]
 CHECK_COLUMNS = ["status", "format", "width", "height", "byte_size", "reason"]
 IMAGE_TABLES = ("vehicle_images", "vehicle_image_sources", "image_flags", "marketplace_images")
+FEED_PROBLEMS_LOGGED = 20  # an imaging feed's problems logged one by one; the rest counted
 NOT_LISTED = ("sold",)  # vehicles in these states are not looked at: no marketplace shows them
 # The group's own standard counts every image that is there and is an image, whatever a marketplace's own limits.
 GROUP_STANDARD = ImageRequirements("the group", 1, 1, ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"), 0, None, None, documented=False)
@@ -131,12 +132,15 @@ def judge_dealer_images(dealer: Dealer, settings: Settings, paths: DataPaths, en
             else:
                 feed, run.feed_file = read.frame, newest.name
                 run.feed_problems = [str(message) for message in read.issues["message"]]
-            for problem in run.feed_problems:
+            for problem in run.feed_problems[:FEED_PROBLEMS_LOGGED]:
                 logger.warning(f"{dealer.id}: imaging feed {problem}")
+            if len(run.feed_problems) > FEED_PROBLEMS_LOGGED:
+                logger.warning(f"{dealer.id}: imaging feed: {len(run.feed_problems) - FEED_PROBLEMS_LOGGED} more problem(s) (the first 50 are in the vehicle_images materialisation)")
         else:
             logger.warning(f"{dealer.id}: no imaging feed in {_feed_folder(dealer, paths)}; the DMS's images are used")
     choice = choose_images(cars, feed, dealer.images.prefer)
     urls = list(dict.fromkeys(choice.images["url"].astype(str)))
+    wanted = set(urls)
     cached = {url: ImageCheck.from_row(row) for url, row in image_store.cached_checks(engine, urls).items()}
     checks = dict(cached)
     if dealer.images.check and urls:
@@ -146,10 +150,10 @@ def judge_dealer_images(dealer: Dealer, settings: Settings, paths: DataPaths, en
         fresh = {url: check for url, check in probed.checks.items() if _host_key(url) not in failed}
         # a check the server confirmed unchanged (304) is not written again: an unchanged night writes nothing
         image_store.save_checks(engine, [check.as_row() for check in changed_checks(cached, fresh)])
-        checks = {url: check for url, check in checks.items() if url in set(urls)} | fresh  # a failed host's images: as last seen
+        checks = checks | fresh  # a failed host's images: as last seen
         for host, reason in sorted(run.failed_hosts.items()):
             logger.warning(f"{dealer.id}: image host {host} could not be reached ({reason}); its images are judged as last seen")
-    checks_frame = _checks_frame({url: check for url, check in checks.items() if url in set(urls)})
+    checks_frame = _checks_frame({url: check for url, check in checks.items() if url in wanted})
     run.vehicles, run.images = len(cars), len(choice.images)
     run.by_source = {str(k): int(v) for k, v in choice.per_vehicle["source"].value_counts().sort_index().items()}
     statuses = choice.images[["url"]].merge(checks_frame[["status"]], left_on="url", right_index=True, how="left")["status"].fillna("not_checked")
