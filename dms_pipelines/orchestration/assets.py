@@ -80,7 +80,8 @@ def dealer_assets(partitions: dg.PartitionsDefinition, specs: list[MarketplaceSp
     def vehicle_images(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
         """Each listed vehicle's photographs (the imaging service's set or the DMS's), every image looked at (only new or changed ones fetched), judged per marketplace."""
         settings, paths = pipeline.settings(), pipeline.paths()
-        run = image_stage(settings.dealer(context.partition_key), settings, paths, pipeline.engine(), StockView(paths.state, context.partition_key), context.run_id, context.log)
+        dealer, stock = settings.dealer(context.partition_key), StockView(paths.state, context.partition_key)
+        run = image_stage(dealer, settings, paths, pipeline.engine(), stock, context.run_id, context.log, trigger_of(context))
         return dg.MaterializeResult(metadata=outcomes.image_metadata(run), check_results=outcomes.image_checks(run, settings.images.min_good_images))
 
     feeds = [feed_asset(spec, partitions, vehicle_images, check_specs.get(spec.dealer_asset, [])) for spec in specs]

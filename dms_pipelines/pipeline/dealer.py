@@ -144,7 +144,7 @@ def sync_dealer(
     update = stock_stage(dealer, validated, settings, paths, engine, run_id, logger)
     del validated
     stock = StockView(paths.state, dealer.id, update.whole)  # after deltas alone the whole stock is read only if a feed needs it
-    images = image_stage(dealer, settings, paths, engine, stock, run_id, logger)
+    images = image_stage(dealer, settings, paths, engine, stock, run_id, logger, trigger)
     seen = change_seen_at(engine, run_id)  # when the run's change was received: every feed's latency is timed from it
     feeds = {spec.name: publish_feed(spec, dealer, stock, settings, paths, engine, run_id, trigger, seen, logger) for spec in specs}
     published = publish_stage(settings, specs, paths, engine, dealer.id, run_id, trigger, logger)

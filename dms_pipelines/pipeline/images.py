@@ -32,6 +32,10 @@ VERDICT_COLUMNS = ["marketplace", "stock_id", "image_urls", "held_reason"]
 CHECK_COLUMNS = ["status", "format", "width", "height", "byte_size", "reason"]
 IMAGE_TABLES = ("vehicle_images", "vehicle_image_sources", "image_flags", "marketplace_images")
 FEED_PROBLEMS_LOGGED = 20  # an imaging feed's problems logged one by one; the rest counted
+# Runs that must be quick (a sale, a delta) trust what was last seen of an image and fetch only images never seen; the
+# nightly run (and one started by hand) asks every image's server whether it changed.
+TRUST_HOURS = 24 * 366.0  # "trusted": any check the store keeps
+TRUSTING_TRIGGERS = ("delta_sensor", "file_sensor", "sold_fast_path", "hourly")
 NOT_LISTED = ("sold",)  # vehicles in these states are not looked at: no marketplace shows them
 # The group's own standard counts every image that is there and is an image, whatever a marketplace's own limits.
 GROUP_STANDARD = ImageRequirements("the group", 1, 1, ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"), 0, None, None, documented=False)
@@ -93,12 +97,12 @@ def _host_key(url: str) -> str:
     return host if parts.port is None or parts.port == default else f"{host}:{parts.port}"
 
 
-def image_stage(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, stock: StockView, run_id: str | None, logger=log) -> ImageRun:
+def image_stage(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, stock: StockView, run_id: str | None, logger=log, trigger: str = "manual") -> ImageRun:
     """The image stage (judge_dealer_images), never in the feeds' way: when it fails, the error is logged and alerted
     once, the run says so (ImageRun.error: a failing check, a problem of the dealer's run), and the feeds go out on the
     last verdict, so that a sold car still leaves every marketplace."""
     try:
-        return judge_dealer_images(dealer, settings, paths, engine, stock, run_id, logger)
+        return judge_dealer_images(dealer, settings, paths, engine, stock, run_id, logger, trusting=trigger in TRUSTING_TRIGGERS)
     except Exception as error:  # reported, not raised: see above
         message = f"{dealer.id}: the image stage failed, the feeds use the last verdict: {type(error).__name__}: {error}"
         logger.exception(message)
@@ -106,11 +110,12 @@ def image_stage(dealer: Dealer, settings: Settings, paths: DataPaths, engine: En
         return ImageRun(dealer.id, checked=dealer.images is not None, error=f"{type(error).__name__}: {error}")
 
 
-def judge_dealer_images(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, stock: StockView, run_id: str | None, logger=log) -> ImageRun:
+def judge_dealer_images(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, stock: StockView, run_id: str | None, logger=log, trusting: bool = False) -> ImageRun:
     """Choose each listed vehicle's images (the imaging service's set or the DMS's, as configured), look at every image
     (only new or changed ones are fetched again), judge them against each marketplace's requirements and the group's
     standard, keep the verdict for the feeds and publish the warehouse rows. A host that cannot be reached is reported once
-    and judged on what was last seen of its images (nothing seen: shown unjudged), so an outage never delists a dealer."""
+    and judged on what was last seen of its images (nothing seen: shown unjudged), so an outage never delists a dealer.
+    `trusting` (a quick run: a sale, a delta): what was last seen of an image is trusted and only images never seen are fetched."""
     started = time.monotonic()
     target = verdict_path(paths.state, dealer.id)
     if dealer.images is None:
@@ -144,7 +149,8 @@ def judge_dealer_images(dealer: Dealer, settings: Settings, paths: DataPaths, en
     cached = {url: ImageCheck.from_row(row) for url, row in image_store.cached_checks(engine, urls).items()}
     checks = dict(cached)
     if dealer.images.check and urls:
-        probed = probe_images(urls, settings.images, cached)
+        limits = settings.images.model_copy(update={"revalidate_after_hours": TRUST_HOURS}) if trusting else settings.images
+        probed = probe_images(urls, limits, cached)
         run.requested, run.not_modified, run.trusted, run.failed_hosts = probed.requested, probed.not_modified, probed.trusted, dict(probed.failed_hosts)
         failed = set(run.failed_hosts)
         fresh = {url: check for url, check in probed.checks.items() if _host_key(url) not in failed}

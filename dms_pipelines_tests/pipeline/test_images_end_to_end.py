@@ -38,10 +38,11 @@ def imaged(data_root):
     server.stop()
 
 
-def run_dealer(settings, paths):
+def run_dealer(settings, paths, trigger: str | None = None):
     """leeds's dealer_sync run, then the account-wide files (Google's among them); the dealer's run's result."""
     defs = build_definitions(settings, paths)
-    result = defs.resolve_job_def("dealer_sync").execute_in_process(instance=dg.DagsterInstance.get(), partition_key="leeds", raise_on_error=False)
+    tags = {"dms_pipelines/trigger": trigger} if trigger else None
+    result = defs.resolve_job_def("dealer_sync").execute_in_process(instance=dg.DagsterInstance.get(), partition_key="leeds", raise_on_error=False, tags=tags)
     assert defs.resolve_job_def("account_feeds").execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False).success
     return result
 
@@ -188,3 +189,14 @@ def test_the_report_shows_image_completeness_per_dealer_and_marketplace(imaged, 
     assert {(row["marketplace"], row["held_for_images"]) for row in rows if row["dealer_id"] == "leeds"} == set(expected)
     main(["report"])
     assert "image completeness" in capsys.readouterr().out
+
+
+def test_a_quick_run_trusts_what_was_seen_and_fetches_only_new_images(imaged):
+    settings, paths, server, _, _ = imaged
+    assert run_dealer(settings, paths).success
+    requests = server.requests
+    quick = run_dealer(settings, paths, trigger="delta_sensor")  # a sale or a delta must not wait for every image
+    assert quick.success
+    assert server.requests == requests and image_metadata(quick)["requests"] == 0
+    nightly = run_dealer(settings, paths, trigger="nightly")
+    assert image_metadata(nightly)["unchanged_since_last_check"] > 0 and server.requests > requests
