@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dms_pipelines.customers import schema as customer_schema
-from dms_pipelines.images import schema as image_schema
+from dms_pipelines.stock import imaging_schema as image_schema
 from dms_pipelines.stock import schema as stock_schema
 
 

@@ -95,7 +95,7 @@ def _lookup(values: pa.Array, keys: pa.Array, owner: np.ndarray) -> np.ndarray:
 
 def choose_images(stock: pd.DataFrame, feed: pd.DataFrame | None, prefer: str = "imaging") -> ImageChoice:
     """The images each vehicle of `stock` (stock_id, vin, registration, image_urls '|'-joined) gets, from the imaging feed
-    (canonical image rows, images.schema) or the DMS's list, as `prefer` says: "imaging" takes the vehicle's imaging set
+    (canonical image rows, stock.imaging_schema) or the DMS's list, as `prefer` says: "imaging" takes the vehicle's imaging set
     when it has one, else the DMS list; "dms" takes the DMS list when it is not empty, else the imaging set.
 
     A feed row belongs to the stock record its stock number names, else the one its VIN names, else its registration's

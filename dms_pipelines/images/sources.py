@@ -12,9 +12,9 @@ import pyarrow.compute as pc
 from dms_pipelines.formats.profile import MappingProfile, ProfileError, find_profile, load_profile
 from dms_pipelines.formats.reader import read_export
 from dms_pipelines.images.matching import list_items
-from dms_pipelines.images.schema import IDENTIFIER_COLUMNS, IMAGE_COLUMNS, ISSUE_COLUMNS, URL_PATTERN, coerce_to_schema, empty_issues
 from dms_pipelines.kernels.arrow_text import arrow_strings
 from dms_pipelines.paths import BUILTIN_PROFILES
+from dms_pipelines.stock.imaging_schema import IDENTIFIER_COLUMNS, IMAGE_COLUMNS, ISSUE_COLUMNS, URL_PATTERN, coerce_to_schema, empty_issues
 
 VIN_PATTERN = r"^[A-HJ-NPR-Z0-9]{17}$"
 IN_PROGRESS_PATTERNS = (".*", "*.tmp", "*.part", "*.filepart")  # names a transfer gives a file it is still writing

@@ -15,9 +15,9 @@ from dms_pipelines.devtools.sample.generator import sample_vehicles
 from dms_pipelines.devtools.sample.imaging_feed import write_imaging_feed
 from dms_pipelines.formats.profile import ProfileError, load_profile
 from dms_pipelines.formats.values import MappingError
-from dms_pipelines.images.schema import FIELDS, IMAGE_COLUMNS, IMAGE_SCHEMA
 from dms_pipelines.images.sources import imaging_profile, latest_imaging_feed, read_imaging_feed
 from dms_pipelines.paths import BUILTIN_PROFILES
+from dms_pipelines.stock.imaging_schema import FIELDS, IMAGE_COLUMNS, IMAGE_SCHEMA
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "canonical-images.md"
 CITNOW_HEADER = "Registration,VIN,StockNo,ImageURL,Sequence,MediaType,ImageTag,CapturedDate,Branch\n"
