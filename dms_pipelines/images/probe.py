@@ -132,8 +132,9 @@ def is_refused_address(address: str) -> bool:
     return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified or not ip.is_global
 
 
-def host_key(url: URL) -> str:
+def host_key(url: URL | str) -> str:
     """How a host is named in failed_hosts (and limited, and given up on): its name, with the port when not the scheme's own."""
+    url = URL(url) if isinstance(url, str) else url
     return url.host if url.is_default_port() else f"{url.host}:{url.port}"
 
 

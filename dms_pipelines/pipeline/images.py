@@ -6,7 +6,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -14,7 +13,7 @@ from sqlalchemy.engine import Engine
 from dms_pipelines.config import Dealer, LocalInboxSource, Settings
 from dms_pipelines.formats.reader import MappingError
 from dms_pipelines.images.matching import choose_images
-from dms_pipelines.images.probe import ImageCheck, changed_checks, probe_images
+from dms_pipelines.images.probe import ImageCheck, changed_checks, host_key, probe_images
 from dms_pipelines.images.rules import DEFAULT_FORMATS, DEFAULT_MAX_BYTES, MARKETPLACE_IMAGE_REQUIREMENTS, ImageRequirements, judge_images
 from dms_pipelines.images.sources import latest_imaging_feed, read_imaging_feed
 from dms_pipelines.kernels.frame_files import write_parquet_atomically
@@ -89,14 +88,6 @@ def _checks_frame(checks: dict[str, ImageCheck]) -> pd.DataFrame:
     return frame.set_index("url")
 
 
-def _host_key(url: str) -> str:
-    """How the prober names a URL's host in failed_hosts: the host, with the port when it is not the scheme's own."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return host if parts.port is None or parts.port == default else f"{host}:{parts.port}"
-
-
 def image_stage(dealer: Dealer, settings: Settings, paths: DataPaths, engine: Engine, stock: StockView, run_id: str | None, logger=log, trigger: str = "manual") -> ImageRun:
     """The image stage (judge_dealer_images), never in the feeds' way: when it fails, the error is logged and alerted
     once, the run says so (ImageRun.error: a failing check, a problem of the dealer's run), and the feeds go out on the
@@ -145,7 +136,6 @@ def judge_dealer_images(dealer: Dealer, settings: Settings, paths: DataPaths, en
             logger.warning(f"{dealer.id}: no imaging feed in {_feed_folder(dealer, paths)}; the DMS's images are used")
     choice = choose_images(cars, feed, dealer.images.prefer)
     urls = list(dict.fromkeys(choice.images["url"].astype(str)))
-    wanted = set(urls)
     cached = {url: ImageCheck.from_row(row) for url, row in image_store.cached_checks(engine, urls).items()}
     checks = dict(cached)
     if dealer.images.check and urls:
@@ -153,13 +143,13 @@ def judge_dealer_images(dealer: Dealer, settings: Settings, paths: DataPaths, en
         probed = probe_images(urls, limits, cached)
         run.requested, run.not_modified, run.trusted, run.failed_hosts = probed.requested, probed.not_modified, probed.trusted, dict(probed.failed_hosts)
         failed = set(run.failed_hosts)
-        fresh = {url: check for url, check in probed.checks.items() if _host_key(url) not in failed}
+        fresh = {url: check for url, check in probed.checks.items() if host_key(url) not in failed}
         # a check the server confirmed unchanged (304) is not written again: an unchanged night writes nothing
         image_store.save_checks(engine, [check.as_row() for check in changed_checks(cached, fresh)])
         checks = checks | fresh  # a failed host's images: as last seen
         for host, reason in sorted(run.failed_hosts.items()):
             logger.warning(f"{dealer.id}: image host {host} could not be reached ({reason}); its images are judged as last seen")
-    checks_frame = _checks_frame({url: check for url, check in checks.items() if url in wanted})
+    checks_frame = _checks_frame(checks)  # the cache and the probe were asked for these URLs alone
     run.vehicles, run.images = len(cars), len(choice.images)
     run.by_source = {str(k): int(v) for k, v in choice.per_vehicle["source"].value_counts().sort_index().items()}
     statuses = choice.images[["url"]].merge(checks_frame[["status"]], left_on="url", right_index=True, how="left")["status"].fillna("not_checked")
